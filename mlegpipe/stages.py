@@ -1,0 +1,264 @@
+"""Stage contracts: what each kind of pipeline stage consumes and produces.
+
+A pipeline chains stages declared in TOML: truth source → generator →
+detector → discriminator → unfolding → report. Each kind has a base class
+here; plugins subclass it, declare their parameters as a dataclass ``Params``
+and register the class through the ``mlegpipe_register_stages`` hook.
+
+Trainable stages (generators, learned detectors, unfolding) save and load
+their state as a flat ``dict`` of tensors, NumPy arrays and JSON-able values
+(see :mod:`mlegpipe.checkpoint`), so checkpoints load with
+``torch.load(weights_only=True)``.
+
+Example:
+    >>> from dataclasses import dataclass
+    >>> import numpy as np
+    >>> from mlegpipe.events import EventBatch
+    >>> class Constant(TruthSource):
+    ...     '''Every event at x = 0.5.'''
+    ...     @dataclass
+    ...     class Params:
+    ...         events: int = 3
+    ...     def iter_batches(self):
+    ...         yield EventBatch.from_columns({"x": np.full(self.params.events, 0.5)})
+    >>> src = Constant(Constant.Params(), StageContext("truth"))
+    >>> len(src.read())
+    3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from mlegpipe.beams import Beams
+from mlegpipe.context import StageContext
+from mlegpipe.events import EventBatch
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "STAGE_KINDS",
+    "Detector",
+    "Discriminator",
+    "Generator",
+    "Report",
+    "RunRecord",
+    "Stage",
+    "StageContext",
+    "TruthSource",
+    "Unfolding",
+]
+
+
+@dataclass
+class _NoParams:
+    """A stage without parameters."""
+
+
+class Stage:
+    """Base of every stage.
+
+    Class attributes:
+        kind: the stage kind (one of :data:`STAGE_KINDS`).
+        plugin_name: the name users write in TOML (``plugin = "dis"``); set by
+            the registry when the plugin registers the class.
+        Params: a dataclass of the stage's parameters (see :mod:`mlegpipe.schema`).
+
+    Arguments:
+        params: a validated ``Params`` instance.
+        ctx: the stage's run-time context (seeds, run folder, log).
+    """
+
+    kind: ClassVar[str] = ""
+    plugin_name: ClassVar[str] = ""
+    Params: ClassVar[type] = _NoParams
+
+    def __init__(self, params: Any, ctx: StageContext) -> None:
+        self.params = params
+        self.ctx = ctx
+
+    def info(self) -> dict[str, Any]:
+        """Figures worth reporting (cross sections, efficiencies, timings); JSON-able."""
+        return {}
+
+
+class TruthSource(Stage):
+    """Produces truth events: MC samples, a built-in sampler, a toy density.
+
+    Subclasses implement :meth:`iter_batches`; the pipeline reads the whole
+    configured sample with :meth:`read` and splits it into train, validation
+    and test sets.
+    """
+
+    kind: ClassVar[str] = "truth"
+
+    @property
+    def beams(self) -> Beams | None:
+        """The beam set-up of the events (None for toy densities)."""
+        return None
+
+    def iter_batches(self) -> Iterator[EventBatch]:
+        """Yield the events in chunks of bounded size, reproducibly from ``ctx``."""
+        raise NotImplementedError
+
+    def read(self) -> EventBatch:
+        """All configured events as one batch."""
+        return EventBatch.concat(self.iter_batches())
+
+    def exact_density(self) -> Any:
+        """For toy densities: an object with exact ``pdf`` and quantile boundaries (else None)."""
+        return None
+
+
+class Generator(Stage):
+    """Learns an event generator from truth events and samples new ones.
+
+    Attributes:
+        features: names of the event fields the model learns and produces.
+        conditions: names of conditioning fields (``beam_energy``), possibly empty.
+    """
+
+    kind: ClassVar[str] = "generator"
+    features: list[str]
+    conditions: list[str]
+
+    def fit(
+        self,
+        train: EventBatch,
+        valid: EventBatch,
+        discriminator: Discriminator | None = None,
+    ) -> dict[str, Any]:
+        """Train on ``train``, track a metric on ``valid``; return the training history."""
+        raise NotImplementedError
+
+    def sample(
+        self,
+        n: int,
+        seed: np.random.SeedSequence,
+        conditions: Mapping[str, np.ndarray | float] | None = None,
+    ) -> EventBatch:
+        """Generate ``n`` events, reproducibly from ``seed``.
+
+        ``conditions`` gives a value (or one value per event) for each
+        conditioning field, e.g. ``{"beam_energy": 60.0}``.
+        """
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to sample again: weights, scalers, feature maps."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+        raise NotImplementedError
+
+
+class Detector(Stage):
+    """Folds vertex-level events into detector-level events.
+
+    Parametric detectors only implement :meth:`fold`; learned surrogates set
+    ``trainable = True`` and implement :meth:`fit` on (vertex, detector) pairs
+    and the state methods. Differentiable surrogates also implement
+    :meth:`fold_tensor`, used to train generators through a frozen surrogate.
+    """
+
+    kind: ClassVar[str] = "detector"
+    trainable: ClassVar[bool] = False
+
+    def fold(self, events: EventBatch, seed: np.random.SeedSequence) -> EventBatch:
+        """Return the detector-level version of ``events`` (index-aligned)."""
+        raise NotImplementedError
+
+    def fit(self, vertex: EventBatch, detector: EventBatch) -> dict[str, Any]:
+        """Learn the folding from index-aligned (vertex, detector) pairs."""
+        raise NotImplementedError(f"detector {self.plugin_name!r} is not trainable")
+
+    def fold_tensor(self, vertex: torch.Tensor, noise_generator: torch.Generator | None = None) -> torch.Tensor:
+        """Differentiable folding of standardized vertex features (learned surrogates)."""
+        raise NotImplementedError(f"detector {self.plugin_name!r} is not differentiable")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Learned state (trainable detectors)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict`."""
+
+
+class Discriminator(Stage):
+    """An adversary: builds the network and defines the adversarial losses."""
+
+    kind: ClassVar[str] = "discriminator"
+
+    def build(self, n_features: int, n_conditions: int = 0) -> torch.nn.Module:
+        """A network mapping ``(batch, n_features + n_conditions)`` to scores ``(batch, 1)``."""
+        raise NotImplementedError
+
+    def discriminator_loss(
+        self, net: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Loss minimized by the discriminator (including any gradient penalty)."""
+        raise NotImplementedError
+
+    def generator_loss(self, net: torch.nn.Module, fake: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Loss minimized by the generator."""
+        raise NotImplementedError
+
+
+class Unfolding(Stage):
+    """Unfolds detector-level data to the vertex level."""
+
+    kind: ClassVar[str] = "unfolding"
+
+    def unfold(self, data: EventBatch, surrogate: Detector, record: RunRecord) -> dict[str, EventBatch]:
+        """Return named samples: at least ``unfolded`` (vertex level) and ``refolded``."""
+        raise NotImplementedError
+
+
+@dataclass
+class RunRecord:
+    """Everything a finished (or running) pipeline produced, handed to reports.
+
+    Attributes:
+        config: the resolved pipeline configuration.
+        samples: named event batches (``truth_train``, ``truth_test``, ``generated``, ...).
+        stages: the stage instances by section name.
+        metrics: named figures (JSON-able), filled by stages and reports.
+        histories: training histories by section name.
+        timings: seconds spent per section.
+        run_dir: the run folder.
+    """
+
+    config: dict[str, Any]
+    samples: dict[str, EventBatch]
+    stages: dict[str, Stage]
+    metrics: dict[str, Any]
+    histories: dict[str, Any]
+    timings: dict[str, float]
+    run_dir: Any = None
+    seed: int = 0
+
+
+class Report(Stage):
+    """Turns a run's samples and metrics into figures, tables and a page."""
+
+    kind: ClassVar[str] = "report"
+
+    def write(self, record: RunRecord) -> list[str]:
+        """Write the report into ``record.run_dir``; return the files written."""
+        raise NotImplementedError
+
+
+STAGE_KINDS: dict[str, type[Stage]] = {
+    "truth": TruthSource,
+    "generator": Generator,
+    "detector": Detector,
+    "discriminator": Discriminator,
+    "unfolding": Unfolding,
+    "report": Report,
+}
