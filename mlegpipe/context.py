@@ -40,6 +40,7 @@ class StageContext:
         run_dir: the run folder being written (None outside a run).
         progress: show progress bars on long work.
         threads: CPU threads torch may use (None: leave torch's default).
+        resume: continue from checkpoints found in ``run_dir`` (``mlegpipe run --resume``).
     """
 
     name: str
@@ -47,6 +48,7 @@ class StageContext:
     run_dir: Path | None = None
     progress: bool = False
     threads: int | None = None
+    resume: bool = False
     log: logging.Logger = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -81,4 +83,4 @@ class StageContext:
     def child(self, name: str) -> StageContext:
         """A context for a sub-component (a replica, an internal model)."""
         return StageContext(f"{self.name}/{name}", self.seed, self.run_dir, self.progress, self.threads,
-                            logging.getLogger(f"mlegpipe.{self.name}.{name}"))
+                            self.resume, logging.getLogger(f"mlegpipe.{self.name}.{name}"))

@@ -1,0 +1,265 @@
+"""Run a validated pipeline: stages in file order, writing a complete run folder.
+
+The run is written into a hidden ``.NAME.partial`` folder beside the requested
+one and renamed when everything is complete, so a run killed half-way never
+leaves a folder that looks finished, and ``--force`` replaces an old run only
+once the new one is complete. ``--resume`` continues a partial run from its
+checkpoints.
+
+Run folder: ``config.toml`` (resolved), ``run.log``, ``metrics.json``,
+``<sample>.root`` for every sample, ``checkpoints/<section>.pt`` for trained
+stages, and whatever the report stages write (``report.html``, ``plots/``).
+
+Example:
+    >>> from mlegpipe.config import load_config  # doctest: +SKIP
+    >>> run_dir = run_pipeline(load_config("pipelines/quickstart.toml"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlegpipe import __version__
+from mlegpipe.config import PipelineConfig
+from mlegpipe.context import StageContext
+from mlegpipe.events import EventBatch
+from mlegpipe.exceptions import DataError, OutputError
+from mlegpipe.plan import Step, plan_pipeline
+from mlegpipe.stages import Detector, Generator, Report, RunRecord, Stage, TruthSource, Unfolding
+
+__all__ = ["build_stages", "run_pipeline", "run_folder"]
+
+log = logging.getLogger("mlegpipe")
+
+
+def run_folder(config: PipelineConfig, output: str | None = None) -> Path:
+    """The run folder a pipeline writes to (``pipeline.output`` with ``{name}`` filled in)."""
+    template = output or config.settings.output
+    return Path(template.replace("{name}", config.settings.name))
+
+
+def build_stages(config: PipelineConfig, run_dir: Path | None = None, progress: bool = False,
+                 resume: bool = False) -> dict[str, Stage]:
+    """Instantiate every stage (cheap: stages do their work later)."""
+    stages: dict[str, Stage] = {}
+    for spec in config.stages:
+        ctx = StageContext(spec.section, config.settings.seed, run_dir, progress, config.settings.threads, resume)
+        stages[spec.section] = spec.plugin.cls(spec.params, ctx)
+    return stages
+
+
+def _split(batch: EventBatch, fractions: list[float], rng: np.random.Generator) -> list[EventBatch]:
+    n = len(batch)
+    order = rng.permutation(n)
+    n_train = int(round(fractions[0] * n))
+    n_valid = int(round(fractions[1] * n))
+    cuts = [0, n_train, n_train + n_valid, n]
+    return [batch.take(np.sort(order[a:b])) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+class _Runner:
+    """Executes the planned steps, keeping the samples and the record."""
+
+    def __init__(self, config: PipelineConfig, work_dir: Path, progress: bool, resume: bool) -> None:
+        self.config = config
+        self.work_dir = work_dir
+        self.steps = plan_pipeline(config)
+        self.stages = build_stages(config, work_dir, progress, resume)
+        self.record = RunRecord(config=config.resolved(), samples={}, stages=self.stages, metrics={},
+                                histories={}, timings={}, run_dir=work_dir, seed=config.settings.seed)
+
+    # -- per kind ---------------------------------------------------------------
+    def truth(self, step: Step, stage: TruthSource) -> None:
+        batch = stage.read()
+        if len(batch) == 0:
+            raise DataError("the truth source produced no events (all cut away?)", path=step.section)
+        needed = 3 if all(f > 0 for f in self.config.settings.split) else 1
+        if len(batch) < needed * 2:
+            raise DataError(f"only {len(batch)} events: too few to split into train/valid/test",
+                            path=step.section)
+        rng = stage.ctx.rng("split")
+        for name, part in zip(step.outputs, _split(batch, self.config.settings.split, rng), strict=True):
+            self.record.samples[name] = part
+        self.record.metrics[step.section] = {"events": len(batch), **stage.info()}
+
+    def generator(self, step: Step, stage: Generator) -> None:
+        train, valid = (self.record.samples[n] for n in step.train_on)
+        discriminator = next((s for s in self.stages.values() if s.kind == "discriminator"), None)
+        history = stage.fit(train, valid, discriminator)
+        self.record.histories[step.section] = history
+        self._save_checkpoint(step.section, stage)
+        reference = self.record.samples[step.train_on[0].rsplit("_", 1)[0] + "_test"]
+        n = self.config.settings.generate or len(reference)
+        conditions: dict[str, Any] = {}
+        for name in getattr(stage, "conditions", []) or []:
+            values = reference.column(name)
+            if n != len(values):
+                values = stage.ctx.rng("conditions").choice(values, size=n)
+            conditions[name] = values
+        generated = stage.sample(n, stage.ctx.seed_sequence("generate"), conditions or None)
+        self.record.samples[step.outputs[0]] = generated
+        self.record.metrics[step.section] = stage.info()
+
+    def detector(self, step: Step, stage: Detector) -> None:
+        if stage.trainable:
+            vertex, detector = (self.record.samples[n] for n in step.train_on)
+            self.record.histories[step.section] = stage.fit(vertex, detector)
+            self._save_checkpoint(step.section, stage)
+        for name, out in zip(step.inputs, step.outputs, strict=True):
+            self.record.samples[out] = stage.fold(self.record.samples[name], stage.ctx.seed_sequence("fold", name))
+        self.record.metrics[step.section] = stage.info()
+
+    def unfolding(self, step: Step, stage: Unfolding) -> None:
+        data = self.record.samples[step.inputs[0]]
+        surrogate = self.stages[step.surrogate]  # type: ignore[index]
+        results = stage.unfold(data, surrogate, self.record)  # type: ignore[arg-type]
+        prefix = "" if step.section == "unfolding" else f"{step.section}_"
+        for key, batch in results.items():
+            self.record.samples[f"{prefix}{key}"] = batch
+        self.record.metrics[step.section] = stage.info()
+
+    def report(self, step: Step, stage: Report) -> None:
+        self._write_samples()
+        files = stage.write(self.record)
+        self.record.metrics.setdefault(step.section, {})["files"] = [str(f) for f in files]
+
+    # -- helpers ----------------------------------------------------------------------
+    def _save_checkpoint(self, section: str, stage: Stage) -> None:
+        from mlegpipe.checkpoint import save_stage
+
+        path = self.work_dir / "checkpoints" / f"{section}.pt"
+        save_stage(path, stage, seed=self.config.settings.seed)
+
+    def _write_samples(self) -> None:
+        from mlegpipe.rootio import write_events
+
+        for name, batch in self.record.samples.items():
+            path = self.work_dir / f"{name}.root"
+            if path.exists():
+                continue
+            meta = {**batch.meta, "sample": name, "pipeline": self.config.settings.name,
+                    "seed": self.config.settings.seed, "mlegpipe_version": __version__}
+            if batch.beams is not None:
+                meta["beams"] = batch.beams.to_dict()
+            write_events(path, batch, meta=meta)
+
+    def _write_metrics(self) -> None:
+        out = {"pipeline": self.config.settings.name, "seed": self.config.settings.seed,
+               "version": __version__, "timings_s": self.record.timings, "stages": self.record.metrics}
+        tmp = self.work_dir / "metrics.json.tmp"
+        tmp.write_text(json.dumps(out, indent=2, default=_jsonable), encoding="utf-8")
+        os.replace(tmp, self.work_dir / "metrics.json")
+
+    def run(self) -> None:
+        handlers = {"truth": self.truth, "generator": self.generator, "detector": self.detector,
+                    "unfolding": self.unfolding, "report": self.report}
+        for step in self.steps:
+            stage = self.stages[step.section]
+            handler = handlers.get(step.spec.kind)
+            if handler is None:  # discriminators are used by the stages that train against them
+                continue
+            log.info("[%s] %s: %s", step.section, step.spec.plugin.name, step.spec.plugin.summary)
+            start = time.perf_counter()
+            handler(step, stage)  # type: ignore[arg-type]
+            self.record.timings[step.section] = round(time.perf_counter() - start, 3)
+            log.info("[%s] done in %.1f s", step.section, self.record.timings[step.section])
+            self._write_metrics()
+        self._write_samples()
+        self._write_metrics()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return repr(obj)
+
+
+def _attach_log(work_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(work_dir / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("mlegpipe").addHandler(handler)
+    return handler
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create the output folder: {err.strerror}", path=str(folder)) from None
+    if not os.access(folder, os.W_OK):
+        raise OutputError("the output folder is not writable", path=str(folder))
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    *,
+    output: str | None = None,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> Path:
+    """Run ``config`` and return the completed run folder.
+
+    Arguments:
+        config: a validated pipeline.
+        output: run folder (default ``pipeline.output``).
+        force: replace an existing run folder (only once the new run is complete).
+        resume: continue the partial run left by an interrupted ``run``.
+        progress: show progress bars (default: when stderr is a terminal).
+
+    Raises:
+        OutputError: the run folder exists (without ``force``) or cannot be written.
+    """
+    run_dir = run_folder(config, output)
+    if run_dir.exists() and not force:
+        raise OutputError("the run folder exists already; use --force to replace it (the old run is kept "
+                          "until the new one is complete) or choose another --output", path=str(run_dir))
+    _check_writable(run_dir.parent)
+    work_dir = run_dir.parent / f".{run_dir.name}.partial"
+    if resume:
+        if not work_dir.is_dir():
+            raise OutputError("nothing to resume: no partial run found", path=str(work_dir))
+        for stale in work_dir.glob("*.root"):
+            stale.unlink()
+    else:
+        if work_dir.exists():
+            shutil.rmtree(work_dir)
+        work_dir.mkdir(parents=True)
+    (work_dir / "config.toml").write_text(config.resolved_toml(), encoding="utf-8")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    handler = _attach_log(work_dir)
+    try:
+        if config.settings.threads:
+            import torch
+
+            torch.set_num_threads(config.settings.threads)
+        log.info("mlegpipe %s: pipeline %r from %s, seed %d", __version__, config.settings.name, config.source,
+                 config.settings.seed)
+        _Runner(config, work_dir, progress, resume).run()
+    finally:
+        logging.getLogger("mlegpipe").removeHandler(handler)
+        handler.close()
+    if run_dir.exists():
+        trash = run_dir.parent / f".{run_dir.name}.old"
+        if trash.exists():
+            shutil.rmtree(trash)
+        os.replace(run_dir, trash)
+        os.replace(work_dir, run_dir)
+        shutil.rmtree(trash)
+    else:
+        os.replace(work_dir, run_dir)
+    return run_dir
