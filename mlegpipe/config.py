@@ -84,6 +84,7 @@ class PipelineConfig:
     stages: list[StageSpec]
     registry: StageRegistry
     raw: dict[str, Any] = field(default_factory=dict)
+    steps: list[Any] = field(default_factory=list)
 
     def resolved(self) -> dict[str, Any]:
         """The configuration with every default filled in (TOML-able: no None)."""
@@ -168,8 +169,12 @@ def parse_config(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"TOML syntax error: {err}", path=source) from None
+    from mlegpipe.plan import plan_pipeline
+
     try:
-        return _validate(raw, source, overrides or [], registry)
+        config = _validate(raw, source, overrides or [], registry)
+        config.steps = plan_pipeline(config)
+        return config
     except MlegpipeError as err:
         err.path = f"{source}: {err.path}" if err.path else source
         err.args = (str(err),)
@@ -221,11 +226,16 @@ def _validate(
                               + ", ".join(STAGE_KINDS), path=section, value=table,
                               hint=suggest(section, list(STAGE_KINDS) + ["pipeline"]))
         kind = table.get("kind", section)
+        if not isinstance(kind, str):
+            raise ConfigError("expected a stage kind (string): " + ", ".join(STAGE_KINDS), path=f"{section}.kind",
+                              value=kind)
         if kind not in STAGE_KINDS:
-            where = f"{section}.kind" if "kind" in table else section
-            raise ConfigError("unknown stage kind; name the section after a kind or add kind = \"...\"; "
-                              "kinds: " + ", ".join(STAGE_KINDS), path=where, value=kind,
-                              hint=suggest(kind, list(STAGE_KINDS) + ["pipeline"]))
+            hint = suggest(kind, list(STAGE_KINDS) + ["pipeline"])
+            message = ("unknown stage kind; name the section after a kind or add kind = \"...\"; kinds: "
+                       + ", ".join(STAGE_KINDS))
+            if "kind" in table:
+                raise ConfigError(message, path=f"{section}.kind", value=kind, hint=hint)
+            raise ConfigError(message, path=section, hint=hint)
         if "plugin" not in table:
             installed = ", ".join(registry.names(kind)) or "none"
             raise ConfigError(f"missing plugin = \"...\"; installed {kind} plugins: {installed}",

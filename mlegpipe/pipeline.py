@@ -72,7 +72,7 @@ class _Runner:
     def __init__(self, config: PipelineConfig, work_dir: Path, progress: bool, resume: bool) -> None:
         self.config = config
         self.work_dir = work_dir
-        self.steps = plan_pipeline(config)
+        self.steps = config.steps or plan_pipeline(config)
         self.stages = build_stages(config, work_dir, progress, resume)
         self.record = RunRecord(config=config.resolved(), samples={}, stages=self.stages, metrics={},
                                 histories={}, timings={}, run_dir=work_dir, seed=config.settings.seed)

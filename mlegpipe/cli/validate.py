@@ -23,10 +23,8 @@ def run(args: argparse.Namespace) -> int:
     """Validate and print the plan."""
     from mlegpipe.config import load_config
     from mlegpipe.pipeline import build_stages
-    from mlegpipe.plan import plan_pipeline
-
     config = load_config(args.pipeline, args.overrides)
-    steps = plan_pipeline(config)
+    steps = config.steps
     build_stages(config)
     print(f"{config.source}: valid pipeline {config.settings.name!r}, seed {config.settings.seed}")
     for step in steps:

@@ -1,0 +1,5 @@
+"""``python -m mlegpipe``: the command line."""
+
+from mlegpipe.cli import entry
+
+entry()
