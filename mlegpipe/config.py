@@ -19,8 +19,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,8 @@ from mlegpipe.registry import PluginInfo, StageRegistry, load_plugins
 from mlegpipe.schema import build_params, param, suggest
 from mlegpipe.stages import STAGE_KINDS
 
-__all__ = ["PipelineConfig", "PipelineSettings", "StageSpec", "apply_override", "load_config", "parse_config"]
+__all__ = ["PipelineConfig", "PipelineSettings", "StageSpec", "apply_override", "in_file", "load_config",
+           "parse_config"]
 
 #: Keys of a stage section that are read by the pipeline runner, not by the plugin.
 #: ``inputs``: the samples a stage consumes (detector: samples to fold; unfolding: the data).
@@ -171,13 +174,21 @@ def parse_config(
         raise ConfigError(f"TOML syntax error: {err}", path=source) from None
     from mlegpipe.plan import plan_pipeline
 
-    try:
+    with in_file(source):
         config = _validate(raw, source, overrides or [], registry)
         config.steps = plan_pipeline(config)
         return config
+
+
+@contextlib.contextmanager
+def in_file(source: str) -> Iterator[None]:
+    """Prefix the path of any MlegpipeError raised inside with the pipeline file name."""
+    try:
+        yield
     except MlegpipeError as err:
-        err.path = f"{source}: {err.path}" if err.path else source
-        err.args = (str(err),)
+        if not (err.path or "").startswith(source):
+            err.path = f"{source}: {err.path}" if err.path else source
+            err.args = (str(err),)
         raise
 
 

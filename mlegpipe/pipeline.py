@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mlegpipe import __version__
-from mlegpipe.config import PipelineConfig
+from mlegpipe.config import PipelineConfig, in_file
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError, OutputError
@@ -51,9 +51,10 @@ def build_stages(config: PipelineConfig, run_dir: Path | None = None, progress: 
                  resume: bool = False) -> dict[str, Stage]:
     """Instantiate every stage (cheap: stages do their work later)."""
     stages: dict[str, Stage] = {}
-    for spec in config.stages:
-        ctx = StageContext(spec.section, config.settings.seed, run_dir, progress, config.settings.threads, resume)
-        stages[spec.section] = spec.plugin.cls(spec.params, ctx)
+    with in_file(config.source):
+        for spec in config.stages:
+            ctx = StageContext(spec.section, config.settings.seed, run_dir, progress, config.settings.threads, resume)
+            stages[spec.section] = spec.plugin.cls(spec.params, ctx)
     return stages
 
 

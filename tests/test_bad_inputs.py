@@ -96,15 +96,18 @@ def test_pipeline_corpus(case: Path, broken_data: Path, tmp_path: Path, capsys: 
     for assignment in headers.get("set", []):
         args += ["--set", assignment.replace("{tmp}", str(tmp_path))]
     if command == "run":
-        args += ["--no-progress", "-o", str(existing if "existing" in headers else tmp_path / "run")]
+        output = headers.get("output", [str(existing if "existing" in headers else tmp_path / "run")])[0]
+        args += ["--no-progress", "-o", output.replace("{tmp}", str(tmp_path))]
     code, out = _run_cli(args, capsys)
     assert code == 2, out
     for fragment in headers["expect"]:
         assert fragment.replace("{data}", str(broken_data)) in out, out
     assert "Traceback" not in out
-    assert str(path) in out or case.name in out, "the message must name the pipeline file"
+    assert str(path) in out or str(broken_data) in out or str(tmp_path) in out, \
+        "the message must name the pipeline file or the input/output file at fault"
     after = {k: v for k, v in _snapshot(tmp_path).items() if k in before}
     assert after == before, "an existing file was modified"
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists(), "a formula executed code"
 
 
 def test_corpus_is_large_enough() -> None:
