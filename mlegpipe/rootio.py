@@ -1,0 +1,633 @@
+"""ROOT file input and output for event batches: TTrees written in chunks, read with bounded memory.
+
+Events are stored as one TTree (``events`` by default): flat numeric branches
+for event-level fields and, for every jagged particle collection ``name``, a
+counter branch ``nname`` plus branches ``name_px``, ``name_py``, ... (uproot's
+convention). Provenance (generator, version, seed, beams, cross section) is a
+JSON string stored beside the tree as a ``TObjString`` named ``mlegpipe_meta``.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> from mlegpipe.events import BEAM_ENERGY, WEIGHT, EventBatch
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "ev.root"
+    >>> _ = write_events(path, EventBatch.from_columns({"x": np.array([0.1, 0.2])}), meta={"seed": 1})
+    >>> [len(b) for b in read_events(path)], read_meta(path)["seed"]
+    ([2], 1)
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from mlegpipe.beams import Beams
+from mlegpipe.events import BEAM_ENERGY, WEIGHT, EventBatch
+from mlegpipe.exceptions import DataError, OutputError
+
+__all__ = [
+    "META_KEY",
+    "RootWriter",
+    "beams_from_meta",
+    "describe_tree",
+    "expand_paths",
+    "format_inspection",
+    "inspect_file",
+    "read_events",
+    "read_meta",
+    "write_events",
+]
+
+#: Name of the TObjString holding the JSON provenance of a file.
+META_KEY = "mlegpipe_meta"
+
+PathLike = str | os.PathLike[str]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Beams):
+        return value.to_dict()
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def _is_jagged(array: ak.Array) -> bool:
+    return isinstance(ak.type(array).content, ak.types.ListType | ak.types.RegularType)
+
+
+class RootWriter:
+    """Write event batches into one TTree, atomically.
+
+    Batches are buffered and written with ``tree.extend`` in chunks of
+    ``chunk_events`` events, one basket per branch each (branch types come from
+    the first chunk); readers then need only one chunk in memory at a time. The file is
+    written under a temporary name in the destination folder and renamed on a
+    successful close; if the ``with`` block raises, the temporary file is
+    removed and an existing output is never touched.
+
+    Arguments:
+        path: the output ``.root`` file.
+        tree: TTree name.
+        meta: provenance stored as JSON in the ``mlegpipe_meta`` TObjString
+            (merged over the ``meta`` of the first batch; beams are added).
+        chunk_events: events per ``extend`` call and basket (keep ≥ ~100 kB per branch).
+        overwrite: replace an existing file (else :class:`OutputError`).
+        float32: store floating-point branches as float32 (half the size),
+            except the fields in ``keep_float64``.
+        keep_float64: fields kept in double precision when ``float32`` is set
+            (default: ``beam_energy`` and ``weight``, so 27.6 stays 27.6).
+
+    Example:
+        >>> import numpy as np, tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "w.root"
+        >>> with RootWriter(p, meta={"generator": "test"}) as w:
+        ...     w.write(EventBatch.from_columns({"Q2": np.array([2.0, 3.0])}))
+        >>> p.exists()
+        True
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        tree: str = "events",
+        meta: Mapping[str, Any] | None = None,
+        chunk_events: int = 100_000,
+        overwrite: bool = False,
+        float32: bool = False,
+        keep_float64: Sequence[str] = (BEAM_ENERGY, WEIGHT),
+    ) -> None:
+        self.path = Path(path)
+        self.tree_name = tree
+        self.meta = dict(meta or {})
+        self.chunk_events = max(int(chunk_events), 1)
+        self.overwrite = overwrite
+        self.float32 = float32
+        self.keep_float64 = frozenset(keep_float64)
+        self.entries = 0
+        self._buffer: list[ak.Array] = []
+        self._buffered = 0
+        self._fields: list[str] | None = None
+        self._file: Any = None
+        self._tree: Any = None
+        self._tmp: Path | None = None
+        self._beams: Beams | None = None
+        self._batch_meta: dict[str, Any] = {}
+        self._template: ak.Array | None = None
+
+    # -- context management -------------------------------------------------
+    def __enter__(self) -> RootWriter:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        """Create the temporary output file (called by ``with``)."""
+        if self.path.exists() and not self.overwrite:
+            raise OutputError("the output file exists already; pass overwrite=True (or --overwrite) to replace it",
+                              path=str(self.path))
+        if self.path.is_dir():
+            raise OutputError("the output path is a folder, expected a .root file name", path=str(self.path))
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"cannot create the output folder: {err.strerror}", path=str(folder)) from None
+        self._tmp = folder / f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            self._file = uproot.recreate(self._tmp)
+        except OSError as err:
+            self._tmp = None
+            raise OutputError(f"cannot write here: {err.strerror or err}", path=str(self.path)) from None
+
+    # -- writing ----------------------------------------------------------------
+    def write(self, batch: EventBatch) -> None:
+        """Buffer one batch; write a chunk when enough events are waiting."""
+        if self._file is None:
+            raise OutputError("the writer is not open (use it in a with block)", path=str(self.path))
+        arrays = batch.arrays
+        if len(batch) == 0:
+            if self._template is None:  # an empty first batch still defines the branches
+                self._template, self._beams, self._batch_meta = arrays, batch.beams, dict(batch.meta)
+            return
+        if self._fields is None:
+            self._fields = list(arrays.fields)
+            self._beams = batch.beams
+            self._batch_meta = dict(batch.meta)
+        elif list(arrays.fields) != self._fields:
+            raise DataError(f"batch fields {list(arrays.fields)} differ from the first batch's {self._fields}",
+                            path=str(self.path))
+        self._buffer.append(arrays)
+        self._buffered += len(arrays)
+        if self._buffered >= self.chunk_events:
+            self._flush()
+
+    def _convert(self, name: str, array: ak.Array) -> ak.Array:
+        return _to_float32(array) if self.float32 and name not in self.keep_float64 else array
+
+    def _flush(self, final: bool = False) -> None:
+        """Write whole chunks of ``chunk_events`` (and, when ``final``, the remainder)."""
+        if not self._buffer:
+            return
+        pending = self._buffer[0] if len(self._buffer) == 1 else ak.concatenate(self._buffer)
+        start = 0
+        while len(pending) - start >= self.chunk_events or (final and start < len(pending)):
+            self._extend(pending[start:start + self.chunk_events])
+            start += self.chunk_events
+        rest = ak.to_packed(pending[start:])  # a copy, so the written part can be freed
+        self._buffer, self._buffered = ([rest] if len(rest) else []), len(rest)
+
+    def _extend(self, chunk: ak.Array) -> None:
+        columns = {name: self._convert(name, chunk[name]) for name in chunk.fields}
+        if self._tree is None:
+            types = {name: _branch_type(name, col, str(self.path)) for name, col in columns.items()}
+            self._tree = self._file.mktree(self.tree_name, types)
+        self._tree.extend(columns)
+        self.entries += len(chunk)
+
+    def close(self) -> Path:
+        """Flush, store the metadata and move the file into place; return its path."""
+        if self._file is None:
+            return self.path
+        try:
+            self._flush(final=True)
+            if self._tree is None and self._template is not None:
+                self._extend(self._template)  # an empty tree with the right branches
+            if self._tree is None:
+                raise DataError("no events were written", path=str(self.path))
+            meta = {**self._batch_meta, **self.meta}
+            if self._beams is not None and "beams" not in meta:
+                meta["beams"] = self._beams.to_dict()
+            meta.setdefault("entries", self.entries)
+            self._file[META_KEY] = json.dumps(meta, default=_json_default, sort_keys=True)
+            self._file.close()
+            self._file = None
+            if self.path.exists() and not self.overwrite:
+                raise OutputError("the output file appeared while writing; not replacing it", path=str(self.path))
+            assert self._tmp is not None
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Discard everything written so far (called by ``with`` on an exception)."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception:  # noqa: BLE001 - the file is being thrown away
+                pass
+            self._file = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+        self._buffer, self._buffered = [], 0
+
+
+def _to_float32(array: ak.Array) -> ak.Array:
+    """Cast float64 leaves to float32, field by field (integer fields such as pid are kept)."""
+    if array.fields:
+        return ak.zip({f: _to_float32(array[f]) for f in array.fields})
+    form = array.layout.form
+    while hasattr(form, "content"):
+        form = form.content
+    return ak.values_astype(array, np.float32) if getattr(form, "primitive", "") == "float64" else array
+
+
+def _branch_type(name: str, column: ak.Array, where: str) -> Any:
+    """The ``mktree`` type of one column: a NumPy dtype or an awkward list type."""
+    content = ak.type(column).content
+    if isinstance(content, ak.types.NumpyType):
+        return np.dtype(content.primitive)
+    if isinstance(content, ak.types.ListType | ak.types.RegularType):
+        return content
+    raise DataError(f"cannot write a field of type {content} to a TTree", path=f"{where}: {name}")
+
+
+def write_events(
+    path: PathLike,
+    batches: EventBatch | Iterable[EventBatch],
+    tree: str = "events",
+    meta: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    chunk_events: int = 100_000,
+    float32: bool = False,
+) -> Path:
+    """Write one batch or an iterable of batches to ``path``; return the path.
+
+    Example:
+        >>> import numpy as np, tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "e.root"
+        >>> write_events(p, EventBatch.from_columns({"x": np.ones(3)})).name
+        'e.root'
+    """
+    with RootWriter(path, tree, meta, chunk_events, overwrite, float32) as writer:
+        for batch in [batches] if isinstance(batches, EventBatch) else batches:
+            writer.write(batch)
+    return writer.path
+
+
+# -- reading ----------------------------------------------------------------------
+
+
+def expand_paths(paths: PathLike | Sequence[PathLike], where: str = "files") -> list[Path]:
+    """Expand file names and glob patterns (sorted); every entry must match something.
+
+    Example:
+        >>> expand_paths([])
+        Traceback (most recent call last):
+        ...
+        mlegpipe.exceptions.DataError: files: no input files given
+    """
+    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    if not items:
+        raise DataError("no input files given", path=where)
+    out: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        if glob.has_magic(text):
+            found = sorted(glob.glob(os.path.expanduser(text), recursive=True))
+            if not found:
+                raise DataError("no file matches this pattern", path=where, value=text)
+            out.extend(Path(f) for f in found)
+        else:
+            path = Path(text).expanduser()
+            if not path.is_file():
+                raise DataError("no such file" if not path.exists() else "not a file", path=str(path))
+            out.append(path)
+    return out
+
+
+def _open(path: Path) -> Any:
+    if not path.is_file():
+        raise DataError("no such file", path=str(path))
+    try:
+        # memory-mapped: pages are read on demand, never the whole file (fsspec's default buffers more)
+        return uproot.open(path, handler=uproot.source.file.MemmapSource)
+    except Exception as err:  # noqa: BLE001 - uproot raises many kinds for a non-ROOT file
+        raise DataError(f"not a readable ROOT file ({type(err).__name__}: {err})", path=str(path)) from None
+
+
+def _trees(file: Any) -> list[str]:
+    return sorted({k.split(";")[0] for k, c in file.classnames().items() if c in ("TTree", "TNtuple")})
+
+
+def _get_tree(file: Any, path: Path, tree: str) -> Any:
+    trees = _trees(file)
+    if tree not in trees:
+        hint = difflib.get_close_matches(tree, trees, n=1)
+        raise DataError("no such TTree in the file; trees: " + (", ".join(trees) or "none"),
+                        path=f"{path}: {tree}", hint=f"did you mean {hint[0]!r}?" if hint else None)
+    return file[tree]
+
+
+def _meta_from_file(file: Any) -> dict[str, Any]:
+    if META_KEY not in {k.split(";")[0] for k in file.keys()}:
+        return {}
+    try:
+        meta = json.loads(str(file[META_KEY]))
+    except (ValueError, TypeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def read_meta(path: PathLike) -> dict[str, Any]:
+    """The JSON provenance stored in a file (empty if it has none).
+
+    Example:
+        >>> read_meta("/no/such.root")
+        Traceback (most recent call last):
+        ...
+        mlegpipe.exceptions.DataError: /no/such.root: no such file
+    """
+    path = Path(path)
+    with _open(path) as file:
+        return _meta_from_file(file)
+
+
+def beams_from_meta(meta: Mapping[str, Any]) -> Beams | None:
+    """The :class:`Beams` recorded in file metadata, or None."""
+    data = meta.get("beams")
+    if not isinstance(data, dict):
+        return None
+    try:
+        return Beams.from_dict(data)
+    except (TypeError, ValueError):
+        return None
+
+
+def describe_tree(path: PathLike, tree: str = "events") -> dict[str, Any]:
+    """Branch layout of one TTree: all branches, the flat ones, counters, collections found, file metadata.
+
+    Example:
+        >>> import numpy as np, tempfile, pathlib
+        >>> p = write_events(pathlib.Path(tempfile.mkdtemp()) / "d.root", EventBatch.from_columns({"x": np.ones(2)}))
+        >>> describe_tree(p)["flat"]
+        ['x']
+    """
+    path = Path(path)
+    with _open(path) as file:
+        ttree = _get_tree(file, path, tree)
+        names = list(ttree.keys())
+        return {"branches": names, "flat": [b for b in names if not _branch_is_jagged(ttree[b])],
+                "counters": sorted(_counters(ttree)), "collections": _auto_collections(names),
+                "meta": _meta_from_file(file)}
+
+
+def _auto_collections(branch_names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Collections written by :class:`RootWriter`: counter ``nNAME`` plus ``NAME_field`` branches."""
+    found: dict[str, dict[str, str]] = {}
+    names = set(branch_names)
+    for counter in branch_names:
+        if not counter.startswith("n") or len(counter) < 2:
+            continue
+        coll = counter[1:]
+        fields = {b[len(coll) + 1:]: b for b in branch_names if b.startswith(coll + "_")}
+        if fields and counter in names:
+            found[coll] = fields
+    return found
+
+
+def _close_branch(name: str, available: Sequence[str]) -> str | None:
+    close = difflib.get_close_matches(name, list(available), n=3, cutoff=0.5)
+    return "close matches: " + ", ".join(close) if close else None
+
+
+def _counters(tree: Any) -> set[str]:
+    """Names of the branches that count the entries of jagged branches."""
+    out = set()
+    for name in tree.keys():
+        counter = tree[name].count_branch
+        if counter is not None:
+            out.add(counter.name)
+    return out
+
+
+def _resolve_columns(
+    tree: Any,
+    path: Path,
+    branches: Mapping[str, str] | None,
+    collections: Mapping[str, Mapping[str, str]] | None,
+) -> tuple[dict[str, str], dict[str, dict[str, str]], dict[str, str]]:
+    """Check the requested branches exist with the right shape; return (flat, collections, plain lists).
+
+    With neither ``branches`` nor ``collections`` given, every branch is read:
+    flat ones as flat fields, ``nNAME`` + ``NAME_*`` groups as collections, any
+    other jagged branch as a jagged field of numbers (counters are dropped).
+    """
+    available = list(tree.keys())
+    lists: dict[str, str] = {}
+    if branches is None and collections is None:
+        auto = _auto_collections(available)
+        used = {b for fields in auto.values() for b in fields.values()} | _counters(tree)
+        rest = [b for b in available if b not in used]
+        flat = {b: b for b in rest if not _branch_is_jagged(tree[b])}
+        lists = {b: b for b in rest if b not in flat}
+        colls: dict[str, dict[str, str]] = {k: dict(v) for k, v in auto.items()}
+    else:
+        flat = dict(branches or {})
+        colls = {k: dict(v) for k, v in (collections or {}).items()}
+    for feature, branch in flat.items():
+        if branch not in available:
+            raise DataError(f"no such branch in tree {tree.name!r} (needed for {feature!r})",
+                            path=f"{path}: {branch}", hint=_close_branch(branch, available))
+        if _branch_is_jagged(tree[branch]):
+            raise DataError(f"branch is jagged ({tree[branch].typename}) but {feature!r} needs one number per "
+                            "event; declare it under collections", path=f"{path}: {branch}")
+    for coll, fields in colls.items():
+        for field, branch in fields.items():
+            if branch not in available:
+                raise DataError(f"no such branch in tree {tree.name!r} (needed for {coll}.{field})",
+                                path=f"{path}: {branch}", hint=_close_branch(branch, available))
+            if not _branch_is_jagged(tree[branch]):
+                raise DataError(f"branch holds one number per event but {coll}.{field} needs a list per event",
+                                path=f"{path}: {branch}")
+    return flat, colls, lists
+
+
+def _branch_is_jagged(branch: Any) -> bool:
+    interp = branch.interpretation
+    if isinstance(interp, uproot.interpretation.jagged.AsJagged | uproot.interpretation.objects.AsObjects):
+        return True
+    return branch.count_branch is not None
+
+
+def _check_finite(array: ak.Array, path: Path, branch: str, start: int) -> None:
+    flat = ak.to_numpy(ak.flatten(array, axis=None))
+    if flat.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(flat)
+    if bad.any():
+        raise DataError(f"{int(bad.sum())} non-finite values (NaN or inf) in the chunk starting at entry {start}",
+                        path=f"{path}: {branch}")
+
+
+def read_events(
+    paths: PathLike | Sequence[PathLike],
+    tree: str = "events",
+    branches: Mapping[str, str] | None = None,
+    collections: Mapping[str, Mapping[str, str]] | None = None,
+    step_size: int | str = "50 MB",
+    cut: str | None = None,
+    max_events: int | None = None,
+    cut_where: str = "cut",
+) -> Iterator[EventBatch]:
+    """Iterate over the events of one or more files in chunks of bounded size.
+
+    Arguments:
+        paths: file names or glob patterns.
+        tree: TTree name.
+        branches: feature name → branch name for flat fields (default: every
+            flat branch under its own name).
+        collections: jagged collections, name → {field → branch}, e.g.
+            ``{"particles": {"px": "part_px", ...}}`` (default: collections
+            written by :class:`RootWriter`, found from their counters).
+        step_size: events per chunk (int) or memory per chunk ("50 MB").
+        cut: a selection on the features (and any other flat branch of the
+            tree), parsed safely by :func:`mlegpipe.formula.compile_formula`
+            (e.g. ``"Q2 > 1 and y < 0.95"``); never evaluated as Python.
+        max_events: stop after this many (selected) events.
+        cut_where: where the cut came from (a TOML path), for error messages.
+
+    Yields:
+        :class:`EventBatch` chunks, with ``meta`` and ``beams`` from the file metadata.
+
+    Raises:
+        DataError: missing or non-ROOT file, missing tree or branch, a jagged
+            branch where a flat one is needed, NaN or inf values.
+
+    Example:
+        >>> sum(len(b) for b in read_events([]))
+        Traceback (most recent call last):
+        ...
+        mlegpipe.exceptions.DataError: files: no input files given
+    """
+    files = expand_paths(paths)
+    remaining = max_events
+    for path in files:
+        with _open(path) as file:
+            ttree = _get_tree(file, path, tree)
+            meta = _meta_from_file(file)
+            meta.setdefault("source_file", str(path))
+            beams = beams_from_meta(meta)
+            flat, colls, lists = _resolve_columns(ttree, path, branches, collections)
+            selection, cut_branches = _compile_cut(cut, cut_where, ttree, path, flat) if cut else (None, {})
+            needed = sorted(set(flat.values()) | set(cut_branches.values()) | set(lists.values())
+                            | {b for f in colls.values() for b in f.values()})
+            start = 0
+            for chunk in ttree.iterate(needed, step_size=step_size, library="ak"):
+                for branch in needed:
+                    _check_finite(chunk[branch], path, branch, start)
+                columns: dict[str, Any] = {feature: chunk[branch] for feature, branch in {**flat, **lists}.items()}
+                for coll, fields in colls.items():
+                    columns[coll] = ak.zip({f: chunk[b] for f, b in fields.items()})
+                start += len(chunk)
+                batch = EventBatch.from_columns(columns, beams, meta)
+                if selection is not None:
+                    env = {name: _as_numpy(chunk[branch]) for name, branch in cut_branches.items()}
+                    mask = np.broadcast_to(np.asarray(selection(env), dtype=bool), (len(chunk),))
+                    batch = batch.take(mask)
+                if remaining is not None:
+                    batch = batch.take(slice(0, remaining))
+                    remaining -= len(batch)
+                if len(batch):
+                    yield batch
+                if remaining is not None and remaining <= 0:
+                    return
+
+
+def _compile_cut(cut: str, where: str, tree: Any, path: Path, flat: Mapping[str, str]) -> tuple[Any, dict[str, str]]:
+    """Compile a selection over the features and the file's other flat branches; return it and name → branch."""
+    from mlegpipe.formula import compile_formula
+
+    names = dict(flat)
+    for branch in tree.keys():
+        if branch not in names and not _branch_is_jagged(tree[branch]):
+            names[branch] = branch
+    formula = compile_formula(cut, sorted(names), where=where)
+    return formula, {name: names[name] for name in formula.variables}
+
+
+def _as_numpy(array: ak.Array) -> np.ndarray:
+    return np.asarray(ak.to_numpy(array), dtype=np.float64)
+
+
+# -- inspection ----------------------------------------------------------------------
+
+
+def inspect_file(path: PathLike) -> dict[str, Any]:
+    """Summarize a ROOT file: its TTrees (entries, branches with types) and metadata.
+
+    Example:
+        >>> import numpy as np, tempfile, pathlib
+        >>> p = write_events(pathlib.Path(tempfile.mkdtemp()) / "i.root", EventBatch.from_columns({"x": np.ones(4)}))
+        >>> inspect_file(p)["trees"]["events"]["entries"]
+        4
+    """
+    path = Path(path)
+    with _open(path) as file:
+        trees = {}
+        for name in _trees(file):
+            t = file[name]
+            trees[name] = {
+                "entries": int(t.num_entries),
+                "branches": {b: t[b].typename for b in t.keys()},
+                "collections": sorted(_auto_collections(list(t.keys()))),
+            }
+        others = {k.split(";")[0]: c for k, c in file.classnames().items()
+                  if c not in ("TTree", "TNtuple") and k.split(";")[0] != META_KEY}
+        return {"file": str(path), "size_bytes": path.stat().st_size, "trees": trees, "objects": others,
+                "meta": _meta_from_file(file)}
+
+
+def format_inspection(summary: Mapping[str, Any]) -> str:
+    """Human-readable text of :func:`inspect_file` for ``mlegpipe inspect``.
+
+    Example:
+        >>> print(format_inspection({"file": "a.root", "size_bytes": 10, "trees": {}, "objects": {}, "meta": {}}))
+        a.root (10 bytes)
+          no TTrees
+    """
+    lines = [f"{summary['file']} ({summary['size_bytes']} bytes)"]
+    trees = summary.get("trees", {})
+    if not trees:
+        lines.append("  no TTrees")
+    for name, tree in trees.items():
+        lines.append(f"  TTree {name!r}: {tree['entries']} entries, {len(tree['branches'])} branches")
+        width = max((len(b) for b in tree["branches"]), default=0)
+        for branch, typename in tree["branches"].items():
+            lines.append(f"    {branch:<{width}}  {typename}")
+        if tree.get("collections"):
+            lines.append("    collections: " + ", ".join(tree["collections"]))
+    for name, cls in summary.get("objects", {}).items():
+        lines.append(f"  {cls} {name!r}")
+    meta = summary.get("meta") or {}
+    if meta:
+        lines.append("  metadata (mlegpipe_meta):")
+        for key in sorted(meta):
+            lines.append(f"    {key}: {json.dumps(meta[key], default=str)}")
+    return "\n".join(lines)
+

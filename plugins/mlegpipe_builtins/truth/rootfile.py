@@ -1,0 +1,141 @@
+"""The ``root`` truth source: events from ROOT TTrees, read chunk by chunk with bounded memory.
+
+Features are mapped from branches (``features = {Q2 = "Q2_true", ...}``),
+jagged particle lists from groups of branches (``collections``), and a safe
+selection string (``cut = "Q2 > 1 and y < 0.95"``) is applied while reading.
+Beams come from the ``beams`` parameter or from the file's ``mlegpipe_meta``.
+
+Example (TOML):
+    [truth]
+    plugin = "root"
+    files = ["sample_data/hera_pythia_lepton.root"]
+    cut = "Q2 > 5"
+    events = 50000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm import tqdm
+
+from mlegpipe import hookimpl
+from mlegpipe.beams import Beams
+from mlegpipe.events import BEAM_ENERGY, DIS_LABELS, LEPTON_FIELDS, WEIGHT, EventBatch
+from mlegpipe.exceptions import ConfigError, MlegpipeError
+from mlegpipe.rootio import beams_from_meta, describe_tree, expand_paths, read_events
+from mlegpipe.schema import param
+from mlegpipe.stages import StageContext, TruthSource
+
+__all__ = ["CANONICAL_FIELDS", "RootSource", "beams_from_param"]
+
+#: Branch names picked up by default when ``features`` is not given.
+CANONICAL_FIELDS: tuple[str, ...] = (*LEPTON_FIELDS, *DIS_LABELS, BEAM_ENERGY, WEIGHT)
+
+
+def beams_from_param(value: str | dict[str, Any], path: str) -> Beams:
+    """A :class:`Beams` from a preset name or a table (``{preset = "hera", lepton_energy = 30}`` or energies).
+
+    Example:
+        >>> beams_from_param({"lepton_energy": 10.0, "hadron_energy": 100.0}, "truth.beams").sqrt_s > 60
+        True
+    """
+    try:
+        if isinstance(value, str):
+            return Beams.preset(value)
+        table = dict(value)
+        preset = table.pop("preset", None)
+        return Beams.preset(preset, **table) if preset else Beams(**table)
+    except MlegpipeError as err:
+        raise ConfigError(err.message, path=path, value=value, hint=err.hint) from None
+    except TypeError as err:
+        raise ConfigError(f"not a beam set-up ({err}); give a preset name or lepton_energy, hadron_energy, "
+                          "lepton_pdg, lepton_direction", path=path, value=value) from None
+
+
+class RootSource(TruthSource):
+    """Events from ROOT files (TTrees), with feature mapping, particle collections and a safe cut."""
+
+    @dataclass
+    class Params:
+        files: list[str] = param([], doc="ROOT files or glob patterns, read in sorted order")
+        tree: str = param("events", doc="TTree name")
+        features: dict[str, str] = param({}, doc="feature name -> branch; default: branches named like the "
+                                                 "canonical fields (lepton_E ..., x, Q2, y, W2, nu, beam_energy)")
+        collections: dict[str, dict[str, str]] | None = param(
+            None, doc="jagged collections: name -> {px=..., py=..., pz=..., E=..., pid=..., charge=...}; "
+                      "default: the collections written by mlegpipe")
+        cut: str = param("", doc="selection, e.g. 'Q2 > 1 and y < 0.95' (safe formula, no Python eval)")
+        weight: str = param("", doc="branch holding per-event weights (becomes the 'weight' field)")
+        events: int = param(0, min=0, doc="read at most this many events (0: all)")
+        step_size: int | str = param("50 MB", doc="chunk size: events (int) or memory ('50 MB')")
+        beams: str | dict[str, Any] | None = param(None, doc="beam preset or table; default: from file metadata")
+
+    def __init__(self, params: Params, ctx: StageContext) -> None:
+        super().__init__(params, ctx)
+        where = ctx.name
+        if not params.files:
+            raise ConfigError("no input files; give a list of ROOT files or glob patterns", path=f"{where}.files")
+        self.paths = expand_paths(params.files, where=f"{where}.files")
+        self._beams = beams_from_param(params.beams, f"{where}.beams") if params.beams is not None else None
+        self._file_meta: dict[str, Any] | None = None
+        self._selected = 0
+        self.branches, self.collections = self._resolve_columns()
+
+    def _resolve_columns(self) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """Feature → branch and collection maps; defaults come from the first file's layout."""
+        layout = describe_tree(self.paths[0], self.params.tree)
+        self._file_meta, flat = layout["meta"], layout["flat"]
+        if self.params.features:
+            branches = dict(self.params.features)
+        else:
+            branches = {f: f for f in CANONICAL_FIELDS if f in flat and f != WEIGHT}
+            if not branches:  # not an event file of mlegpipe's conventions: take every flat branch
+                counters = set(layout["counters"])
+                branches = {b: b for b in flat if b not in counters and b != self.params.weight}
+        if self.params.weight:
+            branches[WEIGHT] = self.params.weight
+        elif not self.params.features and WEIGHT in flat:
+            branches[WEIGHT] = WEIGHT
+        collections = self.params.collections
+        if collections is None:
+            collections = layout["collections"]
+        return branches, collections
+
+    @property
+    def beams(self) -> Beams | None:
+        if self._beams is not None:
+            return self._beams
+        return beams_from_meta(self._file_meta or {})
+
+    def iter_batches(self) -> Iterator[EventBatch]:
+        beams = self.beams
+        self._selected = 0
+        bar = tqdm(total=self.params.events or None, desc=f"{self.ctx.name}: root", unit="ev",
+                   disable=not self.ctx.progress)
+        try:
+            for batch in read_events(self.paths, self.params.tree, self.branches, self.collections,
+                                     step_size=self.params.step_size, cut=self.params.cut or None,
+                                     max_events=self.params.events or None, cut_where=f"{self.ctx.name}.cut"):
+                self._selected += len(batch)
+                bar.update(len(batch))
+                yield EventBatch(batch.arrays, beams or batch.beams, batch.meta)
+        finally:
+            bar.close()
+
+    def info(self) -> dict[str, Any]:
+        meta = self._file_meta or {}
+        out: dict[str, Any] = {"files": [str(p) for p in self.paths], "events_read": self._selected,
+                               "features": self.branches}
+        for key in ("generator", "cross_section_pb", "cross_section_error_pb"):
+            if key in meta:
+                out[key] = meta[key]
+        return out
+
+
+@hookimpl
+def mlegpipe_register_stages(registry: Any) -> None:
+    """Register the ``root`` truth source."""
+    registry.add(RootSource, "root")
