@@ -326,9 +326,15 @@ def _open(path: Path) -> Any:
         raise DataError("no such file", path=str(path))
     try:
         # memory-mapped: pages are read on demand, never the whole file (fsspec's default buffers more)
-        return uproot.open(path, handler=uproot.source.file.MemmapSource)
+        file = uproot.open(path, handler=uproot.source.file.MemmapSource)
     except Exception as err:  # noqa: BLE001 - uproot raises many kinds for a non-ROOT file
         raise DataError(f"not a readable ROOT file ({type(err).__name__}: {err})", path=str(path)) from None
+    size, end = path.stat().st_size, int(getattr(file.file, "fEND", 0) or 0)
+    if end > size:
+        file.close()
+        raise DataError(f"truncated ROOT file: its header says {end} bytes, the file has {size} "
+                        "(an interrupted copy or write?)", path=str(path))
+    return file
 
 
 def _trees(file: Any) -> list[str]:

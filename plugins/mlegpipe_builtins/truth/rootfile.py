@@ -15,6 +15,7 @@ Example (TOML):
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,8 @@ from tqdm import tqdm
 from mlegpipe import hookimpl
 from mlegpipe.beams import Beams
 from mlegpipe.events import BEAM_ENERGY, DIS_LABELS, LEPTON_FIELDS, WEIGHT, EventBatch
-from mlegpipe.exceptions import ConfigError, MlegpipeError
+from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError
+from mlegpipe.formula import compile_formula
 from mlegpipe.rootio import beams_from_meta, describe_tree, expand_paths, read_events
 from mlegpipe.schema import param
 from mlegpipe.stages import StageContext, TruthSource
@@ -102,7 +104,25 @@ class RootSource(TruthSource):
         collections = self.params.collections
         if collections is None:
             collections = layout["collections"]
+        self._check_layout(layout, branches, collections)
         return branches, collections
+
+    def _check_layout(self, layout: dict[str, Any], branches: dict[str, str],
+                      collections: dict[str, dict[str, str]]) -> None:
+        """Fail at validation time, naming the file and branch, rather than half-way through a run."""
+        first = self.paths[0]
+        available = layout["branches"]
+        wanted = [(f"{self.ctx.name}.features.{f}", b) for f, b in branches.items()]
+        wanted += [(f"{self.ctx.name}.collections.{c}.{f}", b) for c, fields in collections.items()
+                   for f, b in fields.items()]
+        for where, branch in wanted:
+            if branch not in available:
+                close = difflib.get_close_matches(branch, available, n=3, cutoff=0.5)
+                raise DataError(f"no branch {branch!r} in tree {self.params.tree!r} of {first} (from {where})",
+                                path=f"{first}: {branch}",
+                                hint="close matches: " + ", ".join(close) if close else None)
+        if self.params.cut:
+            compile_formula(self.params.cut, layout["flat"], f"{self.ctx.name}.cut")
 
     @property
     def beams(self) -> Beams | None:
