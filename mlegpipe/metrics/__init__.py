@@ -1,0 +1,90 @@
+"""Metrics comparing generated, folded or unfolded events with truth: distances, tests, targets.
+
+Example:
+    >>> import numpy as np
+    >>> from mlegpipe.metrics import triangular_discriminator
+    >>> triangular_discriminator(np.array([1.0, 1.0]), np.array([1.0, 1.0]))
+    0.0
+"""
+
+from mlegpipe.metrics.amplification import (
+    amplification,
+    amplification_factor,
+    amplification_from_cells,
+    asymptotic_mse,
+    equivalent_events,
+    expected_sample_mse,
+    mse_curve,
+    quantile_cells,
+    quantile_edges,
+    quantile_mse,
+)
+from mlegpipe.metrics.classifier import classifier_auc
+from mlegpipe.metrics.distances import (
+    chi2_ndf,
+    kl_divergence,
+    mmd2,
+    sorted_cdf,
+    thesis_chi2,
+    triangular_discriminator,
+    wasserstein1,
+)
+from mlegpipe.metrics.evaluate import (
+    LEPTON_OBSERVABLES,
+    THESIS_Q2X_BINS,
+    add_lepton_observables,
+    compare_feature,
+    compare_joint_q2x,
+    compare_samples,
+    default_features,
+)
+from mlegpipe.metrics.histograms import LOG_FEATURES, edges_for, histogram, histogram2d, log_edges
+from mlegpipe.metrics.memorization import memorization_ratio, nearest_distances
+from mlegpipe.metrics.physicality import dis_variables, energy_limit_applies, physicality
+from mlegpipe.metrics.pulls import bootstrap_densities, pulls, replica_densities, replica_stats
+from mlegpipe.metrics.targets import TARGETS, evaluate_targets, summarize_targets
+
+__all__ = [
+    "LEPTON_OBSERVABLES",
+    "LOG_FEATURES",
+    "TARGETS",
+    "THESIS_Q2X_BINS",
+    "add_lepton_observables",
+    "amplification",
+    "amplification_factor",
+    "amplification_from_cells",
+    "asymptotic_mse",
+    "bootstrap_densities",
+    "chi2_ndf",
+    "classifier_auc",
+    "compare_feature",
+    "compare_joint_q2x",
+    "compare_samples",
+    "default_features",
+    "dis_variables",
+    "edges_for",
+    "energy_limit_applies",
+    "equivalent_events",
+    "evaluate_targets",
+    "expected_sample_mse",
+    "histogram",
+    "histogram2d",
+    "kl_divergence",
+    "log_edges",
+    "memorization_ratio",
+    "mmd2",
+    "mse_curve",
+    "nearest_distances",
+    "physicality",
+    "pulls",
+    "quantile_cells",
+    "quantile_edges",
+    "quantile_mse",
+    "replica_densities",
+    "replica_stats",
+    "sorted_cdf",
+    "summarize_targets",
+    "thesis_chi2",
+    "triangular_discriminator",
+    "wasserstein1",
+]

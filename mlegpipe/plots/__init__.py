@@ -1,0 +1,41 @@
+"""Physics plots of a run (mplhep style, Agg canvases): distributions, Q²–x maps, detector, unfolding, training.
+
+Example:
+    >>> import numpy as np
+    >>> from mlegpipe.plots import plot_distribution, png_bytes
+    >>> rng = np.random.default_rng(0)
+    >>> png_bytes(plot_distribution("a", rng.normal(size=500), rng.normal(size=500)))[:4] == b"\\x89PNG"
+    True
+"""
+
+from mlegpipe.plots._style import STYLE, new_figure, png_bytes, save_png, styled
+from mlegpipe.plots.amplification import plot_amplification
+from mlegpipe.plots.conditional import conditional_kl, energy_regime, plot_conditional
+from mlegpipe.plots.detector import plot_resolution, resolution_profile
+from mlegpipe.plots.dis2d import plot_q2x
+from mlegpipe.plots.distributions import AXIS_LABELS, normalized, plot_distribution
+from mlegpipe.plots.training import history_columns, plot_history
+from mlegpipe.plots.unfolding import plot_unfolding, plot_unfolding_bands, plot_unfolding_info
+
+__all__ = [
+    "AXIS_LABELS",
+    "STYLE",
+    "conditional_kl",
+    "energy_regime",
+    "history_columns",
+    "new_figure",
+    "normalized",
+    "plot_amplification",
+    "plot_conditional",
+    "plot_distribution",
+    "plot_history",
+    "plot_q2x",
+    "plot_resolution",
+    "plot_unfolding",
+    "plot_unfolding_bands",
+    "plot_unfolding_info",
+    "png_bytes",
+    "resolution_profile",
+    "save_png",
+    "styled",
+]

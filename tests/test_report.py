@@ -1,0 +1,212 @@
+"""Run reports: what is compared, the HTML page, the html stage in a pipeline, `report` and `compare` commands."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlegpipe.cli import main
+from mlegpipe.events import EventBatch
+from mlegpipe.exceptions import DataError
+from mlegpipe.report import analyse_run, build_report, compare_runs, comparison_plan, render_report
+from mlegpipe.toys import CamelBack
+
+
+def test_comparison_plan_from_sample_names() -> None:
+    names = ["truth_train", "truth_valid", "truth_test", "generated", "truth_test_detector",
+             "generated_detector", "unfolded", "refolded"]
+    plan = {p["label"]: p for p in comparison_plan(names)}
+    assert plan["generated"] == {"label": "generated", "model": "generated", "reference": "truth_test",
+                                 "reference2": "truth_valid", "training": "truth_train"}
+    assert plan["generated_detector"]["reference"] == "truth_test_detector"
+    assert plan["unfolded"]["reference"] == "truth_test"
+    assert plan["refolded"]["reference"] == "truth_test_detector"
+    assert comparison_plan(["generated"]) == []
+
+
+def _camel_samples(generated: np.ndarray, train: np.ndarray, rng: np.random.Generator) -> dict[str, EventBatch]:
+    toy = CamelBack()
+    batch = lambda a: EventBatch.from_columns({"x": np.asarray(a).ravel()})  # noqa: E731
+    return {"truth_train": batch(train), "truth_valid": batch(toy.sample(5000, rng)),
+            "truth_test": batch(toy.sample(5000, rng)), "generated": batch(generated)}
+
+
+def test_amplification_in_the_report_of_a_toy() -> None:
+    rng = np.random.default_rng(0)
+    toy = CamelBack()
+    train = toy.sample(100, rng)
+    perfect = analyse_run(_camel_samples(toy.sample(20_000, rng), train, rng), exact_density=toy,
+                          classifier=False, plots=False)
+    copier = analyse_run(_camel_samples(train[rng.integers(0, 100, 20_000)], train, rng), exact_density=toy,
+                         classifier=False, plots=False)
+    amp_perfect, amp_copier = perfect.metrics["amplification"], copier.metrics["amplification"]
+    assert amp_perfect["n_quantiles"] == 50 and amp_perfect["n_train"] == 100
+    assert amp_perfect["amplification"] > 20  # a perfect generator: limited only by the generated statistics
+    # resampling the training set is worth the training set: its asymptote is the training sample's own MSE
+    assert amp_copier["asymptotic_mse"] == pytest.approx(amp_copier["train_mse"], rel=0.3)
+    assert copier.metrics["comparisons"]["generated"]["memorization"]["ratio"] < 0.1
+
+
+def _conditional_samples(rng: np.random.Generator, shift_at_60: float) -> dict[str, EventBatch]:
+    def batch(energies: list[float], n: int, shift: float = 0.0) -> EventBatch:
+        e = np.repeat(energies, n)
+        return EventBatch.from_columns({"lepton_E": rng.normal(0.8 * e + (shift * (e == 60.0)), 1.0),
+                                        "beam_energy": e})
+    return {"truth_train": batch([10.0, 20.0, 30.0], 2000), "truth_valid": batch([10.0, 15.0, 20.0, 60.0], 1000),
+            "truth_test": batch([10.0, 15.0, 20.0, 60.0], 1000),
+            "generated": batch([10.0, 15.0, 20.0, 60.0], 1000, shift_at_60)}
+
+
+def test_conditional_kl_per_energy_with_regimes() -> None:
+    rng = np.random.default_rng(1)
+    out = analyse_run(_conditional_samples(rng, 2.0), classifier=False, plots=True, dpi=40)
+    kl = out.metrics["conditional_kl"]["lepton_E"]
+    assert kl["10"]["regime"] == "trained" and kl["15"]["regime"] == "interpolated"
+    assert kl["60"]["regime"] == "extrapolated"
+    assert kl["60"]["kl"] > 10 * kl["10"]["kl"]
+    assert "conditional__lepton_E" in out.figures
+
+
+def test_unfolding_and_refolding_comparisons() -> None:
+    rng = np.random.default_rng(2)
+    b = lambda a: EventBatch.from_columns({"v": a})  # noqa: E731
+    truth = rng.normal(size=4000)
+    data = truth + rng.normal(0, 0.5, 4000)
+    replicas = np.concatenate([rng.normal(size=4000) for _ in range(4)])
+    unfolded = EventBatch.from_columns({"v": replicas, "replica": np.repeat(np.arange(4.0), 4000)})
+    sim = rng.normal(0.3, 1, 4000)
+    omnifold = EventBatch.from_columns({"v": sim, "weight": np.exp(-0.3 * sim + 0.045)})  # reweighted to N(0, 1)
+    samples = {"truth_test": b(truth), "truth_test_detector": b(data), "unfolded": unfolded,
+               "refolded": b(rng.normal(size=4000) + rng.normal(0, 0.5, 4000)), "omnifold": omnifold}
+    out = analyse_run(samples, classifier=False, dpi=40)
+    assert set(out.metrics["comparisons"]) == {"unfolded", "refolded", "omnifold"}
+    assert out.metrics["comparisons"]["omnifold"]["features"]["v"]["w1"] < 0.06  # weights honoured
+    assert out.metrics["comparisons"]["refolded"]["features"]["v"]["chi2_ndf"] < 2.0
+    assert "unfolded__v" in out.figures and "detector__v" in out.figures
+
+
+def test_render_report_colours_targets() -> None:
+    metrics = {"comparisons": {}, "summary": {"passed": 1, "failed": 1, "undefined": 0},
+               "targets": {"generated": [
+                   {"metric": "classifier AUC", "value": 0.51, "target": "≤ 0.55", "passed": True},
+                   {"metric": "unphysical fraction", "value": 0.02, "target": "≤ 0", "passed": False}]}}
+    page = render_report(metrics, {"p": b"\x89PNGfake"}, [("Plots", ["p"])], title="t <1>",
+                         config_text="[pipeline]\nname = 'x'", seed=7)
+    assert '<td class="pass">PASS</td>' in page and '<td class="fail">FAIL</td>' in page
+    assert "t &lt;1&gt;" in page and "data:image/png;base64," in page and "name = &#x27;x&#x27;" in page
+    assert "torch" in page and "numpy" in page
+
+
+PIPELINE = """
+[pipeline]
+name = "{name}"
+seed = {seed}
+split = [0.5, 0.25, 0.25]
+
+[truth]
+plugin = "test-gauss"
+events = 4000
+
+[generator]
+plugin = "test-gauss-fit"
+
+[detector]
+plugin = "test-noise"
+width = 0.5
+
+[report]
+plugin = "html"
+dpi = 40
+plots = {plots}
+"""
+
+
+@pytest.fixture(scope="module")
+def two_runs(toy_registry, tmp_path_factory) -> tuple[Path, Path]:
+    from mlegpipe.config import parse_config
+    from mlegpipe.pipeline import run_pipeline
+
+    base = tmp_path_factory.mktemp("runs")
+    runs = []
+    for name, seed, plots in (("a", 1, "true"), ("b", 2, "false")):  # one run without plots: faster
+        cfg = parse_config(PIPELINE.format(name=name, seed=seed, plots=plots), f"{name}.toml", registry=toy_registry)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs.append(run_pipeline(cfg, output=str(base / name), progress=False))
+    return runs[0], runs[1]
+
+
+def test_html_stage_writes_report_metrics_and_plots(two_runs) -> None:
+    run, _ = two_runs
+    metrics = json.loads((run / "metrics.json").read_text())
+    report = metrics["stages"]["report"]
+    assert set(report["comparisons"]) == {"generated", "generated_detector"}
+    gen = report["comparisons"]["generated"]
+    assert gen["n_model"] == 1000 and gen["n_reference2"] == 1000
+    assert gen["classifier"]["auc"] == pytest.approx(0.5, abs=0.08)  # the toy generator fits the truth
+    assert report["summary"]["passed"] > 0
+    assert any(f.endswith("report.html") for f in report["files"])
+    page = (run / "report.html").read_text()
+    assert "Summary against targets" in page and "Resolved configuration" in page and 'plugin = &quot;html&quot;' in page
+    assert page.count("data:image/png;base64,") == len(list((run / "plots").glob("*.png")))
+    assert (run / "plots" / "generated__a.png").is_file() and (run / "plots" / "detector__a.png").is_file()
+
+
+def test_report_command_rebuilds_the_page(two_runs, capsys) -> None:
+    run, _ = two_runs
+    out = run.parent / "rebuilt.html"
+    assert main(["report", str(run), "-o", str(out), "--no-classifier"]) == 0
+    page = out.read_text()
+    assert "generated vs truth" in page and "Summary against targets" in page
+    assert main(["report", str(run), "--no-recompute", "-o", str(run.parent / "stored.html")]) == 0
+    assert "data:image/png;base64," in (run.parent / "stored.html").read_text()
+
+
+def test_report_errors_name_the_folder(tmp_path: Path, capsys) -> None:
+    with pytest.raises(DataError, match="no such run folder"):
+        build_report(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="metrics.json is missing"):
+        build_report(tmp_path / "empty")
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "metrics.json is missing" in capsys.readouterr().err
+
+
+def test_compare_command_puts_runs_side_by_side(two_runs, tmp_path: Path) -> None:
+    a, b = two_runs
+    out = tmp_path / "cmp.html"
+    assert main(["compare", str(a), str(b), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "report.comparisons.generated.classifier.auc" in page
+    n_plots = len(list((a / "plots").glob("*.png")))
+    assert n_plots > 0 and page.count("<img") == n_plots and page.count("(absent)") == n_plots
+    with pytest.raises(DataError):
+        compare_runs(a, tmp_path / "nope", tmp_path / "x.html")
+
+
+def test_html_stage_needs_a_run_folder() -> None:
+    from mlegpipe.context import StageContext
+    from mlegpipe.exceptions import OutputError
+    from mlegpipe.stages import RunRecord
+    from mlegpipe_builtins.reports.html import HtmlReport
+
+    stage = HtmlReport(HtmlReport.Params(), StageContext("report"))
+    record = RunRecord(config={}, samples={}, stages={}, metrics={}, histories={}, timings={})
+    with pytest.raises(OutputError, match="no run folder"):
+        stage.write(record)
+
+
+def test_metrics_recomputed_from_the_run_folder_equal_the_stage_ones(two_runs) -> None:
+    from mlegpipe.rootio import read_events
+
+    run, _ = two_runs
+    stored = json.loads((run / "metrics.json").read_text())
+    samples = {p.stem: EventBatch.concat(read_events(p)) for p in run.glob("*.root")}
+    again = analyse_run(samples, plots=False, seed=stored["seed"]).metrics["comparisons"]["generated"]
+    first = stored["stages"]["report"]["comparisons"]["generated"]
+    assert again["classifier"]["auc"] == first["classifier"]["auc"]
+    assert again["features"]["a"]["chi2_ndf"] == pytest.approx(first["features"]["a"]["chi2_ndf"], rel=1e-12)
