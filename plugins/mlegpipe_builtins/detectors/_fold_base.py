@@ -1,0 +1,374 @@
+"""Shared machinery of the learned detector surrogates: data, acceptance, fold, state.
+
+:class:`LearnedFolding` implements everything a learned surrogate does except
+the model itself: it extracts and standardizes the (vertex, detector) feature
+pairs, learns the acceptance p(pass | vertex) when the detector sample carries
+a pass flag, folds events reproducibly in fixed blocks, exposes the
+differentiable :meth:`~LearnedFolding.fold_tensor`, and saves its state as
+tensors and JSON-able values. Subclasses provide ``_build``, ``_train`` and
+``_sample``.
+
+Units: networks work in standardized units. ``vertex_scaler`` maps the
+physical vertex features (``vertex_features``) to standardized ones,
+``detector_scaler`` the detector features (``detector_features``). With
+``residual = true`` a detector feature that is also a vertex feature is
+learned as a shift from its vertex value and shares the vertex scaling; when
+the two lists share no names but have equal length (paired truth/reco
+branches of one ROOT file, e.g. ``["nu1_true"] → ["nu1_reco"]``: pass the same
+batch as vertex and detector sample) they are paired by position.
+
+Example:
+    >>> FoldingParams().acceptance
+    'flag'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlegpipe.events import DIS_LABELS, LEPTON_FIELDS, EventBatch
+from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
+from mlegpipe.nets import mlp
+from mlegpipe.schema import param
+from mlegpipe.stages import Detector
+from mlegpipe.training import MinibatchSampler, TrainLoop
+from mlegpipe_builtins.detectors._fold_features import FeatureScaler, feature_matrix
+
+__all__ = ["ACCEPTANCE_FIELDS", "BLOCK_EVENTS", "FoldingParams", "LearnedFolding"]
+
+#: Events folded per random block: the noise of block k comes from spawn key (k,) of the fold seed,
+#: so the folded events do not depend on how the caller chunks its work beyond these blocks.
+BLOCK_EVENTS = 65536
+#: Pass flags looked for in detector samples when ``acceptance_field = "auto"`` (first found wins).
+ACCEPTANCE_FIELDS: tuple[str, ...] = ("measured", "measured_electron", "lepton_measured", "accepted", "pass")
+#: Spherical lepton quantities a surrogate may fold; the Cartesian lepton is rebuilt from them.
+_SPHERICAL = ("lepton_P", "lepton_theta", "lepton_phi")
+#: Quantities a detector cannot measure negative: folded values below 0 are set to 0 (as eic-smear does).
+_NONNEGATIVE = frozenset({"lepton_E", "lepton_P", "lepton_pt"})
+
+
+@dataclass
+class FoldingParams:
+    """Parameters shared by every learned surrogate."""
+
+    vertex_features: list[str] = param(list(LEPTON_FIELDS), doc="vertex-level input features (fields or "
+                                       "nu1, nu2, lepton_P, lepton_pt, lepton_theta, lepton_phi)")
+    detector_features: list[str] = param([], doc="detector-level output features (empty: same as vertex_features)")
+    residual: bool = param(True, doc="learn detector features that are also vertex features (or paired by "
+                           "position) as shifts detector - vertex; extrapolates to vertex samples unlike the training one")
+    steps: int = param(2000, min=1, doc="optimizer steps")
+    batch_size: int = param(512, min=2, doc="events per step")
+    lr: float = param(1e-3, min=0.0, exclusive_min=True, doc="Adam learning rate")
+    hidden: int = param(64, min=1, doc="hidden units per layer")
+    layers: int = param(3, min=1, doc="hidden layers")
+    validate_every: int = param(200, min=1, doc="steps between validation (best checkpoint kept)")
+    valid_fraction: float = param(0.1, min=0.01, max=0.5, doc="fraction of pairs held out for validation")
+    acceptance: str = param("flag", choices=("flag", "drop", "off"),
+                            doc="fold(): add a sampled 'measured' flag, drop unmeasured events, or ignore acceptance")
+    acceptance_field: str = param("auto", doc="pass flag of the detector sample ('auto': "
+                                  + ", ".join(ACCEPTANCE_FIELDS) + ")")
+    acceptance_steps: int = param(3000, min=1, doc="optimizer steps of the acceptance classifier (sharp "
+                                  "acceptance edges need many: 600 steps left the HERA log Q² χ² at 2.3 × floor)")
+
+
+class LearnedFolding(Detector):
+    """Base of the learned surrogates (see the module docstring for units and state)."""
+
+    trainable = True
+
+    def __init__(self, params: Any, ctx: Any) -> None:
+        super().__init__(params, ctx)
+        self.model: nn.Module | None = None
+        self.acceptance_net: nn.Module | None = None
+        self.vertex_scaler: FeatureScaler | None = None
+        self.detector_scaler: FeatureScaler | None = None
+        self.history: dict[str, Any] = {}
+        self.flag_name = "measured"
+        self._figures: dict[str, Any] = {}
+        v, d = self.vertex_features, self.detector_features
+        if params.residual and not set(v) & set(d) and len(v) != len(d):
+            raise ConfigError("residual = true needs detector features that are also vertex features, or "
+                              f"paired lists of equal length (have {v} and {d})",
+                              path=f"{ctx.name}.residual", value=True, hint="set residual = false")
+
+    # -- feature bookkeeping -------------------------------------------------
+    @property
+    def vertex_features(self) -> list[str]:
+        """Names of the vertex-level input features."""
+        return list(self.params.vertex_features)
+
+    @property
+    def detector_features(self) -> list[str]:
+        """Names of the detector-level output features."""
+        return list(self.params.detector_features) or list(self.params.vertex_features)
+
+    @property
+    def residual_index(self) -> list[int]:
+        """For each detector feature, the index of the vertex feature it is a shift of (-1: none)."""
+        v, d = self.vertex_features, self.detector_features
+        if not self.params.residual:
+            return [-1] * len(d)
+        if not set(v) & set(d):  # paired branches such as nu1_true → nu1_reco: by position
+            return list(range(len(d)))
+        return [v.index(n) if n in v else -1 for n in d]
+
+    @property
+    def fitted(self) -> bool:
+        """True once trained or loaded."""
+        return self.model is not None
+
+    def _require_fitted(self, what: str) -> None:
+        if not self.fitted:
+            raise DataError(f"the {self.plugin_name or type(self).__name__} surrogate must be trained "
+                            f"(fit) or loaded before {what}", path=self.ctx.name)
+
+    def _pass_mask(self, detector: EventBatch) -> np.ndarray | None:
+        """The per-event pass flag of the detector sample, or None when there is none."""
+        name = self.params.acceptance_field
+        if name == "auto":
+            name = next((f for f in ACCEPTANCE_FIELDS if detector.has(f)), "")
+            if not name:
+                return None
+        elif not detector.has(name):
+            raise DataError("the detector sample has no such pass flag; have: " + ", ".join(detector.fields),
+                            path=f"{self.ctx.name}.acceptance_field", value=name)
+        self.flag_name = name
+        return detector.column(name) > 0.5
+
+    # -- training --------------------------------------------------------------
+    def fit(self, vertex: EventBatch, detector: EventBatch) -> dict[str, Any]:
+        """Learn the folding from index-aligned (vertex, detector) pairs.
+
+        Events whose pass flag is false train only the acceptance classifier.
+
+        Example:
+            >>> # see tests/test_folding.py: surrogate.fit(vertex_events, smeared_events)
+        """
+        start = time.process_time()
+        if len(vertex) != len(detector):
+            raise DataError(f"vertex and detector samples must be index-aligned pairs, got {len(vertex)} "
+                            f"and {len(detector)} events", path=self.ctx.name)
+        passed = self._pass_mask(detector)
+        v_all = feature_matrix(vertex, self.vertex_features, f"{self.ctx.name}: vertex sample")
+        keep = np.ones(len(vertex), bool) if passed is None else passed
+        if keep.sum() < 10:
+            raise DataError(f"only {int(keep.sum())} measured events to learn the folding from", path=self.ctx.name)
+        d = feature_matrix(detector.take(keep), self.detector_features, f"{self.ctx.name}: detector sample")
+        v = v_all[keep]
+        self.vertex_scaler = FeatureScaler.fit_named(self.vertex_features, v)
+        self.detector_scaler = FeatureScaler.fit_named(self.detector_features, d)
+        for j, i in enumerate(self.residual_index):  # shifted features share the vertex units
+            if i >= 0:
+                self.detector_scaler.mean[j] = self.vertex_scaler.mean[i]
+                self.detector_scaler.std[j] = self.vertex_scaler.std[i]
+        vs = torch.as_tensor(self.vertex_scaler.transform_numpy(v), dtype=torch.float32)
+        ds = torch.as_tensor(self.detector_scaler.transform_numpy(d), dtype=torch.float32)
+        order = torch.as_tensor(self.ctx.rng("split").permutation(len(vs)))
+        n_valid = max(1, int(round(self.params.valid_fraction * len(vs))))
+        valid, train = order[:n_valid], order[n_valid:]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.ctx.torch_seed("init"))
+            self.model = self._build(vs.shape[1], ds.shape[1])
+        self.model.set_target_scale(vs[train], ds[train])
+        # the global torch stream (dropout) is seeded from ctx too, and left as it was afterwards
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.ctx.torch_seed("global"))
+            self.history = {"model": self._train(vs[train], ds[train], vs[valid], ds[valid])}
+            if passed is not None and not passed.all():
+                self.history["acceptance"] = self._fit_acceptance(v_all, passed)
+        self._figures = {"train_pairs": int(len(train)), "valid_pairs": int(len(valid)),
+                         "measured_fraction": float(keep.mean()),
+                         "train_cpu_s": time.process_time() - start}
+        self._freeze()
+        return self.history
+
+    def _freeze(self) -> None:
+        """Evaluation mode, weights frozen: gradients still flow to the inputs of :meth:`fold_tensor`."""
+        for net in (self.model, self.acceptance_net):
+            if net is not None:
+                net.eval()
+                net.requires_grad_(False)
+
+    def info(self) -> dict[str, Any]:
+        """Features, training figures (best validation metric and step, CPU time, measured fraction)."""
+        out: dict[str, Any] = {"vertex_features": self.vertex_features, "detector_features": self.detector_features,
+                               "acceptance_learned": self.acceptance_net is not None, **self._figures}
+        validated = [h for h in self.history.get("model", []) if "metric" in h]
+        if validated:
+            best = min(validated, key=lambda h: h["metric"])
+            out.update(best_step=int(best["step"]), best_metric=float(best["metric"]))
+        return out
+
+    def _fit_acceptance(self, vertex: np.ndarray, passed: np.ndarray) -> list[dict[str, float]]:
+        """Train the classifier p(pass | vertex) by binary cross entropy."""
+        x = torch.as_tensor(self.vertex_scaler.transform_numpy(vertex), dtype=torch.float32)
+        y = torch.as_tensor(passed, dtype=torch.float32)[:, None]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.ctx.torch_seed("acceptance-init"))
+            net = mlp(x.shape[1], 1, [self.params.hidden] * 2)
+        opt = torch.optim.Adam(net.parameters(), lr=self.params.lr)
+        gen = self.ctx.torch_generator("acceptance")
+        batches = MinibatchSampler(x, y, batch_size=2 * self.params.batch_size, generator=gen)
+        lossf = nn.BCEWithLogitsLoss()
+
+        def step(_: int) -> dict[str, float]:
+            xb, yb = batches()
+            loss = lossf(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return {"bce": loss.item()}
+
+        history = self.loop("acceptance", step, self.params.acceptance_steps, {"acceptance": net}, {"adam": opt},
+                            {"batches": gen}).run(resume=self.ctx.resume or None)
+        self.acceptance_net = net.eval()
+        return history
+
+    def loop(self, part: str, step_fn: Any, steps: int, modules: Mapping[str, nn.Module],
+             optimizers: Mapping[str, torch.optim.Optimizer], generators: Mapping[str, torch.Generator],
+             validate_fn: Any = None) -> TrainLoop:
+        """The shared :class:`~mlegpipe.training.TrainLoop` for one part (``model``, ``acceptance``) of the surrogate."""
+        checkpoint = self.params.validate_every if self.ctx.run_dir is not None else 0
+        return TrainLoop(self.ctx, step_fn, steps, modules=modules, optimizers=optimizers,
+                         validate_fn=validate_fn, validate_every=self.params.validate_every if validate_fn else 0,
+                         checkpoint_every=checkpoint, generators=generators,
+                         checkpoint_name=f"{self.ctx.name}-{part}", desc=f"{self.ctx.name} {part}")
+
+    # -- subclass hooks --------------------------------------------------------------
+    def _build(self, n_vertex: int, n_detector: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _train(self, v_train: torch.Tensor, d_train: torch.Tensor, v_valid: torch.Tensor,
+               d_valid: torch.Tensor) -> list[dict[str, float]]:
+        raise NotImplementedError
+
+    def _sample(self, vertex_std: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Standardized detector features for standardized vertex features (differentiable)."""
+        raise NotImplementedError
+
+    # -- folding -------------------------------------------------------------------------
+    def fold_tensor(self, vertex: torch.Tensor, noise_generator: torch.Generator | None = None) -> torch.Tensor:
+        """Differentiable folding in standardized units (gradients flow to ``vertex``).
+
+        Arguments:
+            vertex: ``(n, len(vertex_features))`` vertex features standardized with
+                ``self.vertex_scaler.transform``.
+            noise_generator: torch generator for the detector noise (None: torch's global one).
+
+        Returns:
+            ``(n, len(detector_features))`` detector features in the units of
+            ``self.detector_scaler`` (``self.detector_scaler.inverse`` gives physical values).
+            The acceptance is not applied; :meth:`acceptance_tensor` gives p(pass).
+        """
+        self._require_fitted("fold_tensor")
+        return self._sample(vertex, noise_generator)
+
+    def acceptance_tensor(self, vertex: torch.Tensor) -> torch.Tensor:
+        """p(pass | vertex) for standardized vertex features, shape ``(n,)`` (ones without acceptance)."""
+        if self.acceptance_net is None:
+            return torch.ones(len(vertex), dtype=vertex.dtype)
+        return torch.sigmoid(self.acceptance_net(vertex))[:, 0]
+
+    def fold(self, events: EventBatch, seed: np.random.SeedSequence) -> EventBatch:
+        """Detector-level events: the detector features replaced by folded values.
+
+        The noise of block k (of :data:`BLOCK_EVENTS` events) comes from the
+        spawn key ``(k, 0)`` of ``seed``, the acceptance draw from ``(k, 1)``.
+        With a learned acceptance a boolean ``measured`` field is added
+        (``acceptance = "flag"``) or unmeasured events are dropped (``"drop"``).
+        When the detector features are the lepton fields and the events carry
+        DIS labels and beams, the labels are recomputed from the folded lepton.
+        """
+        self._require_fitted("fold")
+        v = self.vertex_scaler.transform_numpy(feature_matrix(events, self.vertex_features, f"{self.ctx.name}: fold"))
+        out = np.empty((len(v), len(self.detector_features)))
+        measured = np.ones(len(v), bool)
+        use_acceptance = self.acceptance_net is not None and self.params.acceptance != "off"
+        with torch.inference_mode():
+            for k, start in enumerate(range(0, len(v), BLOCK_EVENTS)):
+                block = torch.as_tensor(v[start:start + BLOCK_EVENTS], dtype=torch.float32)
+                noise_seed = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, k, 0))
+                gen = torch.Generator().manual_seed(int(noise_seed.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+                out[start:start + len(block)] = self._sample(block, gen).double().numpy()
+                if use_acceptance:
+                    rng = np.random.default_rng(np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, k, 1)))
+                    prob = self.acceptance_tensor(block).double().numpy()
+                    measured[start:start + len(block)] = rng.random(len(block)) < prob
+        physical = self.detector_scaler.inverse_numpy(out)
+        for j, name in enumerate(self.detector_features):
+            if name in _NONNEGATIVE:
+                physical[:, j] = np.maximum(physical[:, j], 0.0)
+        folded = events.with_columns(**{name: physical[:, j] for j, name in enumerate(self.detector_features)})
+        folded = self._relabel(self._rebuild_lepton(folded))
+        if use_acceptance:
+            folded = folded.with_columns(**{self.flag_name: measured})
+            if self.params.acceptance == "drop":
+                folded = folded.take(measured)
+        folded.meta["detector"] = self.plugin_name
+        return folded
+
+    def _rebuild_lepton(self, events: EventBatch) -> EventBatch:
+        """When spherical lepton quantities were folded, recompute the Cartesian lepton momentum from them."""
+        folded = set(self.detector_features)
+        if not folded & set(_SPHERICAL) or folded & set(LEPTON_FIELDS[1:]):
+            return events
+        p, theta, phi = (feature_matrix(events, [n], self.ctx.name)[:, 0] for n in _SPHERICAL)
+        return events.with_columns(lepton_px=p * np.sin(theta) * np.cos(phi), lepton_py=p * np.sin(theta) * np.sin(phi),
+                                   lepton_pz=p * np.cos(theta))
+
+    def _relabel(self, events: EventBatch) -> EventBatch:
+        """Recompute DIS labels from the folded lepton by the electron method (track momentum, as ``smear``)."""
+        labels = [n for n in DIS_LABELS if events.has(n) and n not in self.detector_features]
+        if not labels or events.beams is None or not set(self.detector_features) & {*LEPTON_FIELDS, *_SPHERICAL}:
+            return events
+        from mlegpipe.reconstruction import electron_method
+
+        px, py, pz = (events.column(n) for n in LEPTON_FIELDS[1:])
+        e_beam = events.column("beam_energy") if events.has("beam_energy") else None
+        with np.errstate(all="ignore"):
+            dis = electron_method(np.sqrt(px**2 + py**2 + pz**2), px, py, pz, events.beams, e_beam)
+        return events.with_columns(**{n: np.nan_to_num(np.asarray(dis[n], dtype=np.float64)) for n in labels})
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Weights, scalers and settings: tensors and JSON-able values only."""
+        self._require_fitted("saving")
+        state: dict[str, Any] = {
+            "plugin": self.plugin_name,
+            "params": asdict(self.params),
+            "flag_name": self.flag_name,
+            "vertex_scaler": self.vertex_scaler.named_state(),
+            "detector_scaler": self.detector_scaler.named_state(),
+            "model": dict(self.model.state_dict()),
+        }
+        if self.acceptance_net is not None:
+            state["acceptance"] = dict(self.acceptance_net.state_dict())
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (the features must match this stage's)."""
+        try:
+            vertex = FeatureScaler.from_named_state(state["vertex_scaler"])
+            detector = FeatureScaler.from_named_state(state["detector_scaler"])
+        except KeyError as err:
+            raise CheckpointError(f"not a {self.plugin_name} surrogate state: missing {err}", path=self.ctx.name) from None
+        if vertex.names != self.vertex_features or detector.names != self.detector_features:
+            raise CheckpointError(f"the saved surrogate folds {vertex.names} → {detector.names}, this stage "
+                                  f"{self.vertex_features} → {self.detector_features}", path=self.ctx.name)
+        self.vertex_scaler, self.detector_scaler = vertex, detector
+        self.flag_name = str(state.get("flag_name", "measured"))
+        self.model = self._build(len(vertex.names), len(detector.names))
+        self.model.load_state_dict(state["model"])
+        self.acceptance_net = None
+        if "acceptance" in state:
+            self.acceptance_net = mlp(len(vertex.names), 1, [self.params.hidden] * 2)
+            self.acceptance_net.load_state_dict(state["acceptance"])
+        self._freeze()
+
