@@ -11,6 +11,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per test worker: `pytest -n 2` on 2 cores must not oversubscribe them."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def toy_registry():
     """The installed plugins plus the test-only toy stages."""
