@@ -1,0 +1,299 @@
+"""Benchmark of the event generators: quality against the truth-vs-truth floor, speed and training cost.
+
+Each model is trained on a truth sample (default: ``sample_data/hera_pythia_lepton.root``)
+and judged on independent events with :func:`mlegpipe.metrics.compare_samples`:
+1D χ²/ndf for E', p_x, p_y, p_z, p_T, θ, φ, x, Q² beside the same figure between
+two independent truth samples of the same sizes (the floor), the joint Q²–x
+χ²/ndf, the classifier AUC, the unphysical and rejected fractions, generation
+speed (events/s) and training cost (CPU minutes, wall seconds).
+
+Other generators join the same table through :func:`register_model` (or by
+calling :func:`run_model` directly)::
+
+    from bench_generators import register_model
+    register_model("fatgan", "fatgan", {"steps": 3000})
+
+Run: ``python benchmarks/bench_generators.py [--models flow,flow-lepton_t] [--sample hera_pythia]``.
+Writes ``benchmarks/results/bench_generators.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlegpipe.context import StageContext
+from mlegpipe.events import LEPTON_FIELDS, EventBatch
+from mlegpipe.registry import StageRegistry, load_plugins
+from mlegpipe.schema import build_params
+
+__all__ = ["FEATURES", "MODELS", "SAMPLES", "add_observables", "evaluate_model", "format_table", "load_truth",
+           "main", "register_model", "run_conditional", "run_model", "split_truth", "train_model"]
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+#: Truth samples by short name: (file, conditional sample).
+SAMPLES: dict[str, str] = {
+    "hera_pythia": "sample_data/hera_pythia_lepton.root",
+    "hera_dis": "sample_data/hera_dis.root",
+    "sym_multienergy": "sample_data/sym_multienergy_train.root",
+}
+#: Features of the comparison table.
+FEATURES: tuple[str, ...] = ("lepton_E", "lepton_px", "lepton_py", "lepton_pz", "lepton_pT", "lepton_theta",
+                             "lepton_phi", "x", "Q2")
+#: Models of the table: name -> (plugin, parameters). Other helpers add theirs with :func:`register_model`.
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "flow": ("flow", {}),
+    "flow-lepton_t": ("flow", {"feature_map": "lepton_t"}),
+    "flow-nu": ("flow", {"feature_map": "nu"}),
+    "flow-maf": ("flow", {"flow": "maf", "transforms": 6, "steps": 5000}),
+    "flow-small": ("flow", {"preset": "small"}),
+}
+
+
+def register_model(name: str, plugin: str, params: Mapping[str, Any] | None = None) -> None:
+    """Add a generator configuration to the benchmark table."""
+    MODELS[name] = (plugin, dict(params or {}))
+
+
+def load_truth(sample: str = "hera_pythia", registry: StageRegistry | None = None,
+               beams: str | None = None) -> EventBatch:
+    """All events of a sample file, read by the ``root`` truth plugin (falls back on the ``dis`` plugin)."""
+    registry = registry or load_plugins()
+    path = ROOT / SAMPLES.get(sample, sample)
+    if path.exists():
+        info = registry.get("truth", "root")
+        raw: dict[str, Any] = {"files": [str(path)]} | ({"beams": beams} if beams else {})
+        params = build_params(info.cls.Params, raw, "truth")
+        return info.cls(params, StageContext("truth", seed=1)).read()
+    print(f"[bench] {path} not found: generating HERA events with the dis plugin", file=sys.stderr)
+    info = registry.get("truth", "dis")
+    params = build_params(info.cls.Params, {"events": 100_000}, "truth")
+    return info.cls(params, StageContext("truth", seed=1)).read()
+
+
+def split_truth(batch: EventBatch, n_train: int, n_valid: int, n_test: int, seed: int = 0
+                ) -> tuple[EventBatch, EventBatch, EventBatch, EventBatch]:
+    """Shuffle and split into train, valid, test and an equal-size independent reference (the floor)."""
+    need = n_train + n_valid + 2 * n_test
+    if need > len(batch):
+        raise SystemExit(f"the sample has {len(batch)} events, the split needs {need}")
+    idx = np.random.default_rng(seed).permutation(len(batch))
+    cuts = np.cumsum([n_train, n_valid, n_test, n_test])
+    parts = np.split(idx[: cuts[-1]], cuts[:-1])
+    return tuple(batch.take(np.sort(p)) for p in parts)  # type: ignore[return-value]
+
+
+def add_observables(batch: EventBatch) -> EventBatch:
+    """Add lepton p_T, θ (from +z) and φ, and the DIS labels if missing, for the comparison table."""
+    e, px, py, pz = (batch.column(f) for f in LEPTON_FIELDS)
+    pt = np.hypot(px, py)
+    out = batch.with_columns(lepton_pT=pt, lepton_theta=np.arctan2(pt, pz), lepton_phi=np.arctan2(py, px))
+    if not batch.has("x"):
+        from mlegpipe.metrics.physicality import dis_variables
+
+        dis = dis_variables(batch)
+        out = out.with_columns(**{k: dis[k] for k in ("x", "Q2", "y", "W2", "nu")})
+    return out
+
+
+def train_model(plugin: str, params: Mapping[str, Any], train: EventBatch, valid: EventBatch, *, seed: int = 1,
+                registry: StageRegistry | None = None) -> tuple[Any, dict[str, float]]:
+    """Build a generator from the registry and train it; return it with its training cost."""
+    registry = registry or load_plugins()
+    info = registry.get("generator", plugin)
+    stage = info.cls(build_params(info.cls.Params, dict(params), "generator"), StageContext("generator", seed=seed))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    stage.fit(train, valid)
+    return stage, {"train_cpu_minutes": (time.process_time() - cpu0) / 60,
+                   "train_wall_seconds": time.perf_counter() - wall0}
+
+
+def evaluate_model(stage: Any, test: EventBatch, reference: EventBatch, train: EventBatch | None = None, *,
+                   seed: int = 1, speed_events: int = 200_000, classifier: bool = True) -> dict[str, Any]:
+    """Sample as many events as ``reference`` holds (at its conditions) and compare them with ``test``.
+
+    ``reference`` (independent of ``test``, same size) gives the truth-vs-truth floors.
+    """
+    from mlegpipe.metrics import compare_samples
+
+    def conditions_for(events: EventBatch) -> dict[str, np.ndarray] | None:
+        conds = list(getattr(stage, "conditions", []) or [])
+        return {c: events.column(c) for c in conds} or None
+
+    generated = stage.sample(len(reference), np.random.SeedSequence([seed, 1]), conditions_for(reference))
+    big = reference.take(np.resize(np.arange(len(reference)), speed_events))
+    t0, c0 = time.perf_counter(), time.process_time()
+    stage.sample(speed_events, np.random.SeedSequence([seed, 2]), conditions_for(big))
+    speed = speed_events / (time.perf_counter() - t0)
+    speed_cpu = speed_events / (time.process_time() - c0)
+
+    generated, test_o, ref_o = (add_observables(b) for b in (generated, test, reference))
+    table = compare_samples(generated, test_o, ref_o, features=list(FEATURES), beams=test.beams,
+                            training=add_observables(train) if train is not None else None,
+                            classifier=classifier, seed=seed)
+    chi2 = {}
+    for name, entry in table["features"].items():
+        floor = entry.get("chi2_ndf_floor")
+        chi2[name] = {"model": entry["chi2_ndf"], "floor": floor,
+                      "ratio": entry["chi2_ndf"] / floor if floor else None}
+    joint = table.get("joint_q2x", {})
+    stage_info = stage.info()
+    return {
+        "n_test": len(test),
+        "chi2": chi2,
+        "joint_q2x": {"model": joint.get("chi2_ndf"), "floor": joint.get("chi2_ndf_floor"),
+                      "thesis_chi2": joint.get("thesis_chi2"), "thesis_chi2_floor": joint.get("thesis_chi2_floor")},
+        "auc": table.get("classifier", {}).get("auc"),
+        "auc_null_std": table.get("classifier", {}).get("auc_null_std"),
+        "unphysical": table.get("physicality", {}).get("unphysical"),
+        "rejected_fraction": stage_info.get("rejected_fraction"),
+        "memorization": table.get("memorization"),
+        "events_per_second": speed,
+        "events_per_cpu_second": speed_cpu,
+        "threads": torch.get_num_threads(),
+        "table": table,
+    }
+
+
+def run_model(
+    plugin: str,
+    params: Mapping[str, Any],
+    train: EventBatch,
+    valid: EventBatch,
+    test: EventBatch,
+    reference: EventBatch,
+    *,
+    label: str | None = None,
+    seed: int = 1,
+    registry: StageRegistry | None = None,
+    speed_events: int = 200_000,
+    classifier: bool = True,
+) -> dict[str, Any]:
+    """Train one generator, sample as many events as ``reference`` holds, and measure it.
+
+    Arguments:
+        plugin, params: the generator plugin and its parameters (as in TOML).
+        train, valid: training and validation truth events.
+        test, reference: two independent truth samples of equal size: the model is
+            compared with ``test``; ``reference`` against ``test`` gives the floors.
+        speed_events: events generated for the speed figure.
+
+    Returns:
+        A JSON-able row: per-feature χ²/ndf with floor and ratio, joint Q²–x,
+        AUC, fractions, speed, training cost, and the full ``compare_samples`` table.
+    """
+    stage, cost = train_model(plugin, params, train, valid, seed=seed, registry=registry)
+    row = evaluate_model(stage, test, reference, train, seed=seed, speed_events=speed_events, classifier=classifier)
+    return {"model": label or plugin, "plugin": plugin, "params": dict(params), "n_train": len(train), **cost, **row}
+
+
+def run_conditional(plugin: str, params: Mapping[str, Any], energies: Sequence[float], *, n_train: int,
+                    n_valid: int, n_test: int, seed: int = 1, label: str | None = None,
+                    registry: StageRegistry | None = None, classifier: bool = True) -> list[dict[str, Any]]:
+    """cFAT-GAN test: train on sym_multienergy_train (E = 10-50 GeV), evaluate at the test file's ``energies``."""
+    registry = registry or load_plugins()
+    train_all = load_truth("sym_multienergy", registry, beams="sym50")
+    test_all = load_truth("sample_data/sym_multienergy_test.root", registry, beams="sym50")
+    train, valid, _, _ = split_truth(train_all, n_train, n_valid, 0, seed=seed)
+    stage, cost = train_model(plugin, {**params, "conditional": True}, train, valid, seed=seed, registry=registry)
+    rows = []
+    for energy in energies:
+        at = test_all.take(np.flatnonzero(test_all.column("beam_energy") == energy))
+        n = min(n_test, len(at) // 2)
+        _, _, test, reference = split_truth(at, 0, 0, n, seed=seed)
+        row = evaluate_model(stage, test, reference, train, seed=seed, classifier=classifier)
+        rows.append({"model": f"{label or plugin}@{energy:g}GeV", "plugin": plugin, "params": dict(params),
+                     "n_train": len(train), "beam_energy": energy, **cost, **row})
+    return rows
+
+
+def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The benchmark table: χ²/ndf (ratio to the floor) per feature, then the summary figures."""
+    if not rows:
+        return "(no rows)"
+    feats = list(rows[0]["chi2"])
+    head = f"{'feature':16s}" + "".join(f"{r['model']:>24s}" for r in rows) + f"{'truth floor':>14s}"
+    lines = [head, "-" * len(head)]
+    for f in feats:
+        cells = "".join(f"{r['chi2'][f]['model']:.2f} ({r['chi2'][f]['ratio']:.2f}x)".rjust(24) for r in rows)
+        lines.append(f"{f:16s}{cells}{rows[0]['chi2'][f]['floor']:>14.2f}")
+    j = rows[0]["joint_q2x"]
+    lines.append(f"{'Q2-x joint':16s}" + "".join(
+        f"{r['joint_q2x']['model']:.2f} ({r['joint_q2x']['model'] / r['joint_q2x']['floor']:.2f}x)".rjust(24)
+        for r in rows) + f"{j['floor']:>14.2f}")
+    for key, fmt, label in (("auc", ".3f", "AUC"), ("unphysical", ".2e", "unphysical"),
+                            ("rejected_fraction", ".2e", "rejected"), ("events_per_second", ".3g", "events/s (wall)"),
+                            ("events_per_cpu_second", ".3g", "events/CPU-s"),
+                            ("train_cpu_minutes", ".2f", "train CPU min"), ("train_wall_seconds", ".0f", "train wall s")):
+        lines.append(f"{label:16s}" + "".join(
+            (format(r[key], fmt) if r.get(key) is not None else "n/a").rjust(24) for r in rows))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: train the chosen models, print the table, write the JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="flow,flow-lepton_t,flow-maf", help="comma-separated names of MODELS")
+    ap.add_argument("--sample", default="hera_pythia", help="one of " + ", ".join(SAMPLES))
+    ap.add_argument("--conditional", action="store_true",
+                    help="cFAT-GAN test: train conditional models on sym_multienergy_train, test at --energies")
+    ap.add_argument("--energies", default="35,60", help="test beam energies for --conditional (15, 25, 35, 45, 60)")
+    ap.add_argument("--train", type=int, default=50_000)
+    ap.add_argument("--valid", type=int, default=10_000)
+    ap.add_argument("--test", type=int, default=20_000)
+    ap.add_argument("--set", action="append", default=[], help="parameter override for every model: key=json")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these sizes)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", default=None, help="JSON file (default: benchmarks/results/bench_generators[_conditional]"
+                                               ".json)")
+    ap.add_argument("--no-classifier", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    registry = load_plugins()
+    overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    rows = []
+    if args.conditional:
+        args.sample = "sym_multienergy"
+        for name in args.models.split(","):
+            plugin, params = MODELS[name]
+            print(f"[bench] {name}: training conditional {plugin} on sym_multienergy_train", file=sys.stderr)
+            rows += run_conditional(plugin, {**params, **overrides}, [float(e) for e in args.energies.split(",")],
+                                    n_train=args.train, n_valid=args.valid, n_test=args.test, seed=args.seed,
+                                    label=name, registry=registry, classifier=not args.no_classifier)
+            print(format_table(rows), file=sys.stderr)
+        args.models = ""
+    else:
+        truth = load_truth(args.sample, registry)
+        train, valid, test, reference = split_truth(truth, args.train, args.valid, args.test, seed=args.seed)
+    for name in filter(None, args.models.split(",")):
+        plugin, params = MODELS[name]
+        print(f"[bench] {name}: training {plugin} {params | overrides} on {len(train)} events", file=sys.stderr)
+        rows.append(run_model(plugin, {**params, **overrides}, train, valid, test, reference, label=name,
+                              seed=args.seed, registry=registry, classifier=not args.no_classifier))
+        print(format_table(rows[-1:]), file=sys.stderr)
+    print(f"sample {args.sample}: {rows[0]['n_train'] if rows else 0} train, {rows[0]['n_test'] if rows else 0} "
+          f"test events, {args.threads} torch thread(s), {os.cpu_count()} CPUs")
+    print(format_table(rows))
+    out = Path(args.out or RESULTS / ("bench_generators_conditional.json" if args.conditional
+                                      else "bench_generators.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"sample": args.sample, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
+    out.write_text(json.dumps(payload, indent=1, default=float))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

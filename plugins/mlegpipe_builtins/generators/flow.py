@@ -1,0 +1,442 @@
+"""The ``flow`` generator: a normalizing flow (zuko NSF or MAF) trained by maximum likelihood.
+
+The flow learns the features of a :mod:`feature map <mlegpipe.features.maps>`,
+standardized, optionally conditional on the standardized lepton beam energy.
+The default is the thesis ch. 7 map shifted by the beam energy,
+``(nu1 + ln 2E_b, nu2 - ln 2E_b, phi)`` with ``nu1 = ln(E' - p_par)``,
+``nu2 = ln(2E_b - E' - p_par)``: ``(ln Q², ln y, phi)`` at a collider
+(``feature_map = "nu_scaled"``; for one beam energy the same model as
+``"nu"``). On the HERA Pythia sample it matched at least as well as FAT-GAN's
+``(p_x, p_y, T(p_z))`` (``"lepton_t"``, ``p_par < E_b`` by construction):
+after 2500 steps χ²/ndf of Q² 1.14 vs 1.13, x 1.27 vs 1.35, classifier AUC
+0.499 vs 0.516; after 1500 steps Q² 1.15 vs 2.25. Conditional on E_b
+(trained at 10-50 GeV) it keeps the Q² cut and y ≤ 1 at fixed places, and
+at 15 GeV reached Q² χ²/ndf 0.92 where ``"nu"`` gave 7.99
+(benchmarks/bench_generators.py). Generated events are decoded to the lepton
+four-momentum plus x, Q², y, W², ν; events outside the kinematic limits (and,
+with ``reject = "training_range"``, outside the training sample's Q², W², y
+range) are redrawn and counted: :meth:`FlowGenerator.info` reports the fraction.
+
+Example (TOML):
+    [generator]
+    plugin = "flow"
+    steps = 2500
+    conditional = false
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import zuko
+
+from mlegpipe import distributed as ddp
+from mlegpipe import hookimpl
+from mlegpipe.beams import Beams
+from mlegpipe.events import BEAM_ENERGY, EventBatch
+from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
+from mlegpipe.features import (
+    FEATURE_MAPS,
+    AsinhScale,
+    FeatureMap,
+    Standardize,
+    beam_energy_of,
+    decode_events,
+    dis_labels,
+    make_feature_map,
+    sample_with_rejection,
+)
+from mlegpipe.schema import param
+from mlegpipe.stages import Discriminator, Generator, StageContext
+from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule, warmup_schedule
+
+__all__ = ["PRESETS", "FlowGenerator", "mlegpipe_register_stages"]
+
+#: Size presets; a preset only changes parameters left at their defaults.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "small": {"steps": 400, "transforms": 3, "hidden": [32, 32], "batch_size": 512, "validate_every": 100},
+    "large": {"steps": 8000, "transforms": 6, "hidden": [128, 128], "bins": 12, "batch_size": 2048},
+}
+_RANGE_FIELDS = ("Q2", "W2", "y")
+_SAMPLE_BLOCK = 262_144
+
+
+@dataclass
+class FlowParams:
+    """Parameters of the ``flow`` generator."""
+
+    feature_map: str = param("nu_scaled", choices=tuple(FEATURE_MAPS),
+                             doc="how events become features: nu_scaled (ln Q2, ln y, phi at a collider; best "
+                                 "measured), nu (ln(E'-p_par), ln(2E_b-E'-p_par), phi), lepton_t (p_x, p_y, "
+                                 "ln(E_b - p_par)), lepton_cartesian, or columns (the fields in `features`)")
+    features: list[str] = param([], doc="event fields to learn with feature_map = 'columns'")
+    conditional: bool = param(False, doc="condition on the (standardized) lepton beam energy")
+    flow: str = param("nsf", choices=("nsf", "maf"), doc="neural spline flow or masked affine flow")
+    preset: str = param("default", choices=tuple(PRESETS), doc="size preset (changes only defaulted values)")
+    steps: int = param(2500, min=1, doc="optimizer steps")
+    batch_size: int = param(1024, min=8, doc="events per step")
+    lr: float = param(3e-3, min=0.0, exclusive_min=True, doc="Adam learning rate (peak)")
+    lr_schedule: str = param("cosine", choices=("cosine", "constant"), doc="learning-rate schedule")
+    weight_decay: float = param(0.0, min=0.0, doc="AdamW weight decay")
+    transforms: int = param(4, min=1, doc="flow transformations")
+    hidden: list[int] = param([64, 64], min=1, doc="hidden layer widths of each transformation's network")
+    bins: int = param(8, min=2, doc="spline bins (nsf)")
+    validate_every: int = param(250, min=0, doc="validate every this many steps (0: never)")
+    validation_events: int = param(20_000, min=100, doc="validation events used for the metric")
+    metric: str = param("nll", choices=("nll", "chi2"),
+                        doc="validation metric for the best state: negative log-likelihood or mean 1D chi2/ndf")
+    preprocess: str = param("auto", choices=("auto", "asinh", "none"),
+                            doc="asinh on momentum components before standardizing (auto: on lepton_px/py/pz "
+                                "features; asinh: on every feature)")
+    replicas: int = param(1, min=1, doc="bootstrap ensemble size (1: one flow on the full sample)")
+    reject: str = param("physical", choices=("physical", "training_range", "none"),
+                        doc="redraw events beyond the kinematic limits (and the training Q2/W2/y range)")
+    checkpoint_every: int = param(500, min=0, doc="periodic training checkpoints in the run folder (0: none)")
+
+
+_DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+             for f in dataclasses.fields(FlowParams)}
+
+
+def _resolve_preset(params: FlowParams) -> FlowParams:
+    changes = {k: v for k, v in PRESETS[params.preset].items() if getattr(params, k) == _DEFAULTS[k]}
+    return dataclasses.replace(params, **changes)
+
+
+class FlowGenerator(Generator):
+    """Normalizing flow (zuko NSF/MAF) on physical lepton features, optionally conditional on E_b.
+
+    Example:
+        >>> # gen = FlowGenerator(FlowParams(steps=2500), StageContext("generator", seed=1))
+        >>> # history = gen.fit(train, valid)           # train/valid: EventBatch with the lepton and beams
+        >>> # events = gen.sample(100_000, np.random.SeedSequence(7))
+        >>> # gen.info()["rejected_fraction"]
+    """
+
+    Params = FlowParams
+
+    def __init__(self, params: FlowParams, ctx: StageContext) -> None:
+        super().__init__(params, ctx)
+        self.p = _resolve_preset(params)
+        if self.p.feature_map == "columns" and not self.p.features:
+            raise ConfigError("feature_map = 'columns' needs the list of event fields to learn",
+                              path=f"{ctx.name}.features", value=[])
+        self.conditions = [BEAM_ENERGY] if self.p.conditional else []
+        self.fmap: FeatureMap | None = None
+        self.beams: Beams | None = None
+        self.features = self._feature_names()
+        self.pre = AsinhScale(self._asinh_columns())
+        self.scaler = Standardize()
+        self.cond_scaler = Standardize()
+        self.flows: list[zuko.flows.Flow] = []
+        self.ranges: dict[str, tuple[float, float]] = {}
+        self.hadron_follows = False
+        self._drawn = 0
+        self._rejected = 0
+        self._train_seconds = 0.0
+        self._sample_seconds = 0.0
+        self._sampled = 0
+
+    # -- construction ------------------------------------------------------------------
+    def _feature_names(self) -> list[str]:
+        if self.p.feature_map == "columns":
+            return list(self.p.features)
+        return list(FEATURE_MAPS[self.p.feature_map].names)
+
+    def _asinh_columns(self) -> list[bool]:
+        if self.p.preprocess == "none":
+            return [False] * len(self.features)
+        if self.p.preprocess == "asinh":
+            return [True] * len(self.features)
+        return [f in ("lepton_px", "lepton_py", "lepton_pz") for f in self.features]
+
+    def _build_flow(self) -> zuko.flows.Flow:
+        n_feat, n_ctx = len(self.features), len(self.conditions)
+        hidden = tuple(self.p.hidden)
+        if self.p.flow == "nsf":
+            return zuko.flows.NSF(n_feat, n_ctx, bins=self.p.bins, transforms=self.p.transforms,
+                                  hidden_features=hidden)
+        return zuko.flows.MAF(n_feat, n_ctx, transforms=self.p.transforms, hidden_features=hidden)
+
+    def _make_map(self, beams: Beams | None) -> FeatureMap:
+        if self.p.feature_map != "columns" and beams is None:
+            raise DataError(f"feature map {self.p.feature_map!r} needs the beam set-up, but the training events "
+                            "carry none", path=f"{self.ctx.name}.feature_map")
+        return make_feature_map(self.p.feature_map, beams, features=self.p.features,
+                                path=f"{self.ctx.name}.feature_map")
+
+    # -- tensors ----------------------------------------------------------------------
+    def _features_of(self, events: EventBatch) -> torch.Tensor:
+        """Model-space features: the map's features after the asinh preprocessing."""
+        x = torch.from_numpy(self.fmap.encode(events))
+        if self.pre.mask is None:
+            self.pre.fit(x)
+        return self.pre.transform(x)
+
+    def _energies_of(self, events: EventBatch) -> np.ndarray:
+        if self.fmap is not None and self.fmap.needs_beam_energy or self.conditions:
+            return beam_energy_of(events)
+        return np.zeros(len(events))
+
+    def _context(self, energies: np.ndarray) -> torch.Tensor | None:
+        if not self.conditions:
+            return None
+        return self.cond_scaler.transform(torch.from_numpy(np.asarray(energies, dtype=np.float64))[:, None]).float()
+
+    # -- training -------------------------------------------------------------------------
+    def fit(self, train: EventBatch, valid: EventBatch, discriminator: Discriminator | None = None) -> dict[str, Any]:
+        """Maximum-likelihood training; returns the history (per replica) and the best validation."""
+        start = time.perf_counter()
+        self.beams = train.beams
+        self.hadron_follows = dict(train.meta.get("beam_setup") or {}).get("hadron_energy") == BEAM_ENERGY
+        self.fmap = self._make_map(self.beams)
+        self.pre = AsinhScale(self._asinh_columns())
+        x_train = self._features_of(train)
+        x_valid = self._features_of(valid)
+        e_train, e_valid = self._energies_of(train), self._energies_of(valid)
+        self.scaler.fit(x_train, train.weights)
+        if self.conditions:
+            self.cond_scaler.fit(e_train[:, None])
+            if float(self.cond_scaler.std[0]) < 1e-9:
+                self.ctx.log.warning("conditional flow trained at a single beam energy %.4g GeV", e_train[0])
+                self.cond_scaler.std = torch.ones(1, dtype=torch.float64)
+        else:
+            self.cond_scaler = Standardize()
+        self.ranges = self._training_ranges(train)
+        z_train = self.scaler.transform(x_train).float()
+        z_valid = self.scaler.transform(x_valid).float()
+        c_train, c_valid = self._context(e_train), self._context(e_valid)
+        w_train = torch.from_numpy(train.weights) if train.has("weight") else None
+        nv = min(len(valid), self.p.validation_events)
+        valid_idx = self.ctx.rng("validation").choice(len(valid), nv, replace=False) if nv < len(valid) \
+            else np.arange(len(valid))
+        valid_idx_t = torch.from_numpy(valid_idx)
+        z_v = z_valid[valid_idx_t]
+        c_v = None if c_valid is None else c_valid[valid_idx_t]
+
+        boot = bootstrap_indices(len(train), self.p.replicas, self.ctx.seed_sequence("bootstrap")) \
+            if self.p.replicas > 1 else [np.arange(len(train))]
+        self.flows, histories, summaries = [], [], []
+        for r, idx in enumerate(boot):
+            ctx = self.ctx if self.p.replicas == 1 else self.ctx.child(f"replica{r}")
+            with torch.random.fork_rng():
+                torch.manual_seed(ctx.torch_seed("init"))
+                flow = self._build_flow()
+            idx_t = torch.from_numpy(np.asarray(idx))
+            tensors = [z_train[idx_t]] + ([] if c_train is None else [c_train[idx_t]])
+            fingerprint = hashlib.sha256(json.dumps([dataclasses.asdict(self.p), self.ctx.seed, len(train), r,
+                                                     float(x_train.sum())]).encode()).hexdigest()[:16]
+            history, best = self._train_one(ctx, flow, tensors, None if w_train is None else w_train[idx_t], z_v, c_v,
+                                            fingerprint)
+            self.flows.append(flow.eval())
+            histories.append(history)
+            summaries.append(best)
+        self._train_seconds = time.perf_counter() - start
+        return {"steps": histories[0], "replicas": summaries, "train_seconds": self._train_seconds,
+                "replica_steps": histories[1:]}
+
+    def _training_ranges(self, train: EventBatch) -> dict[str, tuple[float, float]]:
+        if self.p.reject != "training_range":
+            return {}
+        labels = {}
+        if self.beams is not None and self.p.feature_map != "columns":
+            cols = self.fmap.decode(self.fmap.encode(train), self._energies_of(train))
+            labels = dis_labels(cols, self._energies_of(train), self.beams, self.hadron_follows)
+        return {k: (float(np.min(v)), float(np.max(v))) for k, v in labels.items() if k in _RANGE_FIELDS}
+
+    def _nll(self, flow: zuko.flows.Flow, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        return -flow(c).log_prob(z).mean()
+
+    def _train_one(self, ctx: StageContext, flow: zuko.flows.Flow, tensors: list[torch.Tensor],
+                   weights: torch.Tensor | None, z_v: torch.Tensor, c_v: torch.Tensor | None, fingerprint: str = ""
+                   ) -> tuple[list[dict[str, float]], dict[str, Any]]:
+        batches = ctx.torch_generator("batches")
+        sampler = MinibatchSampler(*tensors, batch_size=self.p.batch_size, generator=batches, weights=weights)
+        opt = torch.optim.AdamW(flow.parameters(), lr=self.p.lr, weight_decay=self.p.weight_decay)
+        schedule = cosine_schedule(self.p.steps, warmup=min(100, self.p.steps // 10), final=0.02) \
+            if self.p.lr_schedule == "cosine" else warmup_schedule(min(100, self.p.steps // 10))
+
+        def step(i: int) -> dict[str, float]:
+            batch = ddp.shard_minibatch(sampler())  # this rank's share (all of it in one process)
+            z, c = batch[0], (batch[1] if len(batch) > 1 else None)
+            opt.zero_grad(set_to_none=True)
+            loss = self._nll(flow, z, c)
+            loss.backward()
+            ddp.sync_gradients(flow.parameters(), len(z))
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
+            opt.step()
+            return {"nll": ddp.all_reduce_mean(loss.item(), len(z))}
+
+        def validate(i: int) -> dict[str, float]:
+            with torch.no_grad():
+                nll = self._nll(flow, z_v, c_v).item()
+                out = {"val_nll": nll}
+                if self.p.metric == "chi2":
+                    gen = torch.Generator().manual_seed(ctx.torch_seed("validate"))
+                    fake = flow(c_v).transform.inv(torch.randn(z_v.shape, generator=gen))
+                    out["chi2"] = _mean_chi2(fake.numpy(), z_v.numpy())
+            out["metric"] = out["chi2"] if self.p.metric == "chi2" else nll
+            return out
+
+        validate_fn = validate if self.p.validate_every else None
+        loop = TrainLoop(ctx, step, self.p.steps, modules={"flow": flow}, optimizers={"opt": opt},
+                         validate_fn=validate_fn, validate_every=self.p.validate_every, lr_schedule=schedule,
+                         checkpoint_every=self.p.checkpoint_every if ctx.run_dir is not None else 0,
+                         generators={"batches": batches}, desc=f"{ctx.name} (flow)", fingerprint=fingerprint)
+        history = loop.run(resume=True if ctx.run_dir is not None and self.p.checkpoint_every else None)
+        return history, {"best_step": loop.best_step, "best_metric": loop.best_metric}
+
+    # -- sampling ---------------------------------------------------------------------------
+    def _energies_for(self, n: int, conditions: Mapping[str, np.ndarray | float] | None) -> np.ndarray:
+        conditions = dict(conditions or {})
+        unknown = [k for k in conditions if k not in self.conditions]
+        if unknown:
+            raise ConfigError("this generator takes no such condition; it takes: "
+                              + (", ".join(self.conditions) or "none"), path=f"{self.ctx.name}.conditions",
+                              value=unknown[0])
+        if self.conditions:
+            if BEAM_ENERGY not in conditions:
+                raise ConfigError("this conditional flow needs a beam_energy for sampling",
+                                  path=f"{self.ctx.name}.conditions", value=None)
+            energies = np.broadcast_to(np.asarray(conditions[BEAM_ENERGY], dtype=np.float64), (n,)).copy()
+            if not (np.isfinite(energies).all() and (energies > 0).all()):
+                raise ConfigError("beam energies must be positive numbers of GeV", path=f"{self.ctx.name}.conditions",
+                                  value=float(energies[~(np.isfinite(energies) & (energies > 0))][0]))
+            return energies
+        if self.beams is not None:
+            return np.full(n, self.beams.lepton_energy)
+        return np.zeros(n)
+
+    def _draw_features(self, flow: zuko.flows.Flow, energies: np.ndarray, gen: torch.Generator) -> np.ndarray:
+        out = np.empty((len(energies), len(self.features)))
+        with torch.inference_mode():
+            for lo in range(0, len(energies), _SAMPLE_BLOCK):
+                hi = min(lo + _SAMPLE_BLOCK, len(energies))
+                noise = torch.randn((hi - lo, len(self.features)), generator=gen)
+                c = self._context(energies[lo:hi])
+                z = flow(c).transform.inv(noise)
+                out[lo:hi] = self.pre.inverse(self.scaler.inverse(z.double())).numpy()
+        return out
+
+    def sample(self, n: int, seed: np.random.SeedSequence,
+               conditions: Mapping[str, np.ndarray | float] | None = None) -> EventBatch:
+        """``n`` physical events, reproducibly from ``seed`` (rejected events are redrawn and counted)."""
+        if not self.flows:
+            raise DataError("the flow is sampled before it was trained or loaded", path=self.ctx.name)
+        if n < 0:
+            raise ConfigError("the number of events must be >= 0", path=f"{self.ctx.name}.sample", value=n)
+        start = time.perf_counter()
+        energies = self._energies_for(n, conditions)
+        seeds = seed.spawn(2)
+        gen = torch.Generator().manual_seed(int(seeds[0].generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
+        replica_rng = np.random.default_rng(seeds[1])
+        beams = self.beams
+        check = self.p.reject != "none"
+
+        def draw(slots: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            eb = energies[slots]
+            z = np.empty((len(slots), len(self.features)))
+            which = replica_rng.integers(0, len(self.flows), len(slots)) if len(self.flows) > 1 \
+                else np.zeros(len(slots), dtype=int)
+            for r, flow in enumerate(self.flows):
+                sel = which == r
+                if sel.any():
+                    z[sel] = self._draw_features(flow, eb[sel], gen)
+            cols, ok = decode_events(self.fmap, z, eb, beams, self.ranges, self.hadron_follows)
+            return cols, ok if check else np.ones(len(slots), dtype=bool)
+
+        if n == 0:
+            cols, _ = draw(np.arange(0))
+            drawn = rejected = 0
+        else:
+            cols, drawn, rejected = sample_with_rejection(draw, n)
+        self._drawn += drawn
+        self._rejected += rejected
+        self._sampled += n
+        self._sample_seconds += time.perf_counter() - start
+        meta = {"generator": "flow", "flow": self.p.flow, "feature_map": self.p.feature_map,
+                "rejected_fraction": rejected / drawn if drawn else 0.0}
+        return EventBatch.from_columns(cols, self.beams, meta)
+
+    def info(self) -> dict[str, Any]:
+        """Rejected fraction, events sampled, training and generation speed."""
+        return {
+            "rejected_fraction": self._rejected / self._drawn if self._drawn else 0.0,
+            "events_drawn": self._drawn,
+            "events_rejected": self._rejected,
+            "events_sampled": self._sampled,
+            "train_seconds": self._train_seconds,
+            "events_per_second": self._sampled / self._sample_seconds if self._sample_seconds else None,
+            "parameters": sum(p.numel() for f in self.flows for p in f.parameters()),
+            "replicas": len(self.flows),
+        }
+
+    # -- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Flows' weights, scalers, feature map and beams."""
+        if not self.flows:
+            raise DataError("the flow has no state before it is trained", path=self.ctx.name)
+        return {
+            "features": list(self.features),
+            "conditions": list(self.conditions),
+            "feature_map": self.fmap.config(),
+            "beams": self.beams.to_dict() if self.beams is not None else {},
+            "preprocess": self.pre.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "cond_scaler": self.cond_scaler.state_dict() if self.conditions else {},
+            "ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()},
+            "hadron_follows": self.hadron_follows,
+            "flows": [f.state_dict() for f in self.flows],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict`; refuses a state of another feature set or conditioning."""
+        if list(state.get("features", [])) != self.features or list(state.get("conditions", [])) != self.conditions:
+            raise CheckpointError(f"the state holds features {state.get('features')} conditional on "
+                                  f"{state.get('conditions')}, but this flow is configured for features "
+                                  f"{self.features} conditional on {self.conditions}", path=self.ctx.name)
+        self.beams = Beams.from_dict(dict(state["beams"])) if state.get("beams") else None
+        self.fmap = make_feature_map(dict(state["feature_map"]))
+        self.pre = AsinhScale().load_state_dict(state["preprocess"])
+        self.scaler = Standardize().load_state_dict(state["scaler"])
+        if self.conditions:
+            self.cond_scaler = Standardize().load_state_dict(state["cond_scaler"])
+        self.ranges = {k: (float(v[0]), float(v[1])) for k, v in dict(state.get("ranges", {})).items()}
+        self.hadron_follows = bool(state.get("hadron_follows", False))
+        self.flows = []
+        for flow_state in state["flows"]:
+            flow = self._build_flow()
+            try:
+                flow.load_state_dict(flow_state)
+            except RuntimeError as err:
+                raise CheckpointError(f"flow weights do not fit the configured architecture: "
+                                      f"{str(err).splitlines()[0]}", path=self.ctx.name) from None
+            self.flows.append(flow.eval())
+
+
+def _mean_chi2(fake: np.ndarray, real: np.ndarray, bins: int = 40) -> float:
+    """Mean over features of the 1D chi2/ndf between two equal-size samples (quantile bins of ``real``)."""
+    values = []
+    for j in range(real.shape[1]):
+        edges = np.unique(np.quantile(real[:, j], np.linspace(0, 1, bins + 1)))
+        g, _ = np.histogram(fake[:, j], edges)
+        t, _ = np.histogram(real[:, j], edges)
+        used = (g + t) > 0
+        values.append(float(np.sum((g[used] - t[used]) ** 2 / (g[used] + t[used])) / max(1, used.sum())))
+    return float(np.mean(values)) if values else math.nan
+
+
+@hookimpl
+def mlegpipe_register_stages(registry) -> None:  # noqa: ANN001 - pluggy passes the registry
+    """Register the ``flow`` generator."""
+    registry.add(FlowGenerator, "flow")

@@ -1,0 +1,182 @@
+"""The ``flow`` generator: trains on DIS-like events, physical and reproducible samples, conditioning."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mlegpipe import kinematics
+from mlegpipe.beams import Beams
+from mlegpipe.checkpoint import load_generator, save_stage
+from mlegpipe.context import StageContext
+from mlegpipe.events import LEPTON_FIELDS, EventBatch
+from mlegpipe.exceptions import CheckpointError, ConfigError
+from mlegpipe.registry import load_plugins
+
+HERA = Beams.preset("hera")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():  # noqa: ANN202 - small networks: one thread is fastest on a shared 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def dis_like(n: int, seed: int, beams: Beams = HERA, q2_min: float = 4.0) -> EventBatch:
+    """DIS-like leptons: Q^2 ~ Q^-3 above q2_min, y in (0.01, 0.9) ~ Y+/y, phi uniform."""
+    rng = np.random.default_rng(seed)
+    s_m2 = 2 * beams.lepton_energy * (beams.hadron_energy + beams.hadron_momentum)
+    parts: list[tuple[np.ndarray, ...]] = []
+    while sum(len(p[0]) for p in parts) < n:
+        m = 2 * n
+        q2 = q2_min * (1 - rng.uniform(size=m)) ** -0.5
+        y = np.exp(rng.uniform(np.log(0.01), np.log(0.9), m))
+        keep = (rng.uniform(size=m) < (1 + (1 - y) ** 2) / 2) & (q2 / (y * s_m2) < 1)
+        x = q2[keep] / (y[keep] * s_m2)
+        parts.append(kinematics.lepton_from_dis(x, q2[keep], rng.uniform(-np.pi, np.pi, keep.sum()), beams))
+    cols = {f: np.concatenate([p[i] for p in parts])[:n] for i, f in enumerate(LEPTON_FIELDS)}
+    return EventBatch.from_columns(cols, beams=beams)
+
+
+def _flow(**overrides):  # noqa: ANN003, ANN202
+    cls = load_plugins().get("generator", "flow").cls
+    params = dataclasses.replace(cls.Params(), steps=300, transforms=2, hidden=[32, 32], batch_size=512,
+                                 validate_every=100, validation_events=2000, checkpoint_every=0)
+    return cls(dataclasses.replace(params, **overrides), StageContext("generator", seed=3))
+
+
+@pytest.fixture(scope="module")
+def trained():  # noqa: ANN201
+    gen = _flow()
+    history = gen.fit(dis_like(4000, 1), dis_like(2000, 2))
+    return gen, history
+
+
+def test_flow_learns_dis_like_events(trained) -> None:  # noqa: ANN001
+    gen, history = trained
+    steps = history["steps"]
+    assert len(steps) == 300 and steps[-1]["nll"] < steps[0]["nll"] - 1.0
+    assert history["replicas"][0]["best_step"] in (100, 200, 300)
+    events = gen.sample(20_000, np.random.SeedSequence(7))
+    truth = dis_like(20_000, 9)
+    truth_q2 = kinematics.dis_from_lepton(*(truth.column(f) for f in LEPTON_FIELDS), HERA)["Q2"]
+    # 300 steps on 4000 events: moments of ln Q^2 and ln y within 0.15 of the truth (their spreads are ~0.8, ~1.2)
+    assert np.mean(np.log(events.column("Q2"))) == pytest.approx(np.mean(np.log(truth_q2)), abs=0.15)
+    truth_y = kinematics.dis_from_lepton(*(truth.column(f) for f in LEPTON_FIELDS), HERA)["y"]
+    assert np.mean(np.log(events.column("y"))) == pytest.approx(np.mean(np.log(truth_y)), abs=0.15)
+    assert np.std(np.log(events.column("y"))) == pytest.approx(np.std(np.log(truth_y)), rel=0.15)
+    # phi is uniform: the mean of cos(phi) vanishes (statistical sigma 0.005; 300 steps leave a small anisotropy)
+    assert abs(np.mean(events.column("lepton_px") / np.hypot(events.column("lepton_px"),
+                                                              events.column("lepton_py")))) < 0.06
+
+
+def test_every_sampled_event_is_physical_and_rejections_are_counted(trained) -> None:  # noqa: ANN001
+    gen, _ = trained
+    events = gen.sample(5000, np.random.SeedSequence(1))
+    assert len(events) == 5000 and set(LEPTON_FIELDS + ("x", "Q2", "y", "W2", "nu", "beam_energy")) <= set(events.fields)
+    mask = kinematics.physical_mask(events.column("x"), events.column("Q2"), events.column("y"), events.column("W2"),
+                                    HERA)
+    assert mask.all()
+    assert (HERA.lepton_direction * events.column("lepton_pz") < HERA.lepton_energy).all()
+    info = gen.info()
+    assert 0.0 <= info["rejected_fraction"] < 0.2
+    assert info["events_drawn"] - info["events_rejected"] == info["events_sampled"]
+    assert 0.0 <= events.meta["rejected_fraction"] < 0.2
+
+
+def test_same_seed_same_events_other_seed_other_events(trained) -> None:  # noqa: ANN001
+    gen, _ = trained
+    a = gen.sample(3000, np.random.SeedSequence(42)).matrix(LEPTON_FIELDS)
+    b = gen.sample(3000, np.random.SeedSequence(42)).matrix(LEPTON_FIELDS)
+    c = gen.sample(3000, np.random.SeedSequence(43)).matrix(LEPTON_FIELDS)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_training_is_reproducible() -> None:
+    train, valid = dis_like(1000, 1), dis_like(500, 2)
+    a, b = (_flow(steps=30, validate_every=0, feature_map="lepton_t") for _ in range(2))
+    a.fit(train, valid)
+    b.fit(train, valid)
+    for x, y in zip(a.flows[0].state_dict().values(), b.flows[0].state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    events = a.sample(2000, np.random.SeedSequence(0))  # FAT-GAN map: p_par < E_b by construction
+    assert (-events.column("lepton_pz") < HERA.lepton_energy).all() and a.features[2] == "lepton_T"
+
+
+def test_checkpoint_round_trip_gives_identical_events(trained, tmp_path) -> None:  # noqa: ANN001
+    gen, _ = trained
+    path = save_stage(tmp_path / "flow.pt", gen)
+    again = load_generator(path, load_plugins(), expect_plugin="flow")
+    np.testing.assert_array_equal(gen.sample(2000, np.random.SeedSequence(5)).matrix(LEPTON_FIELDS),
+                                  again.sample(2000, np.random.SeedSequence(5)).matrix(LEPTON_FIELDS))
+    other = _flow(feature_map="lepton_t")
+    with pytest.raises(CheckpointError, match="lepton_T"):
+        other.load_state_dict(gen.state_dict())
+
+
+def test_conditional_flow_samples_an_unseen_beam_energy() -> None:
+    """cFAT-GAN set-up: lepton beams of 10-50 GeV on a 50 GeV proton, sampled at 35 GeV (never trained)."""
+    def sample_at(e: float, n: int, seed: int) -> EventBatch:
+        batch = dis_like(n, seed, Beams(e, 50.0, lepton_direction=1), q2_min=2.0)
+        return batch.with_columns(beam_energy=np.full(n, e))
+
+    train = EventBatch.concat([sample_at(e, 1500, i) for i, e in enumerate((10.0, 20.0, 30.0, 40.0, 50.0))])
+    valid = EventBatch.concat([sample_at(e, 400, 10 + i) for i, e in enumerate((10.0, 30.0, 50.0))])
+    train.beams = valid.beams = Beams(50.0, 50.0, lepton_direction=1)
+    gen = _flow(conditional=True, flow="maf", transforms=4, steps=600, hidden=[48, 48])
+    gen.fit(train, valid)
+    assert gen.conditions == ["beam_energy"]
+    events = gen.sample(6000, np.random.SeedSequence(2), {"beam_energy": 35.0})
+    assert (events.column("beam_energy") == 35.0).all()
+    assert (events.column("lepton_pz") < 35.0).all()  # T(p_z) keeps p_par below the requested E_b
+    assert (events.column("y") > 0).all() and (events.column("y") <= 1).all()
+    truth = {e: np.median(sample_at(e, 6000, 50 + int(e)).column("lepton_E")) for e in (30.0, 35.0, 40.0)}
+    median = float(np.median(events.column("lepton_E")))
+    assert truth[30.0] < median < truth[40.0]
+    assert median == pytest.approx(truth[35.0], rel=0.1)
+    mixed = gen.sample(100, np.random.SeedSequence(3), {"beam_energy": np.linspace(15, 45, 100)})
+    assert (mixed.column("lepton_pz") < mixed.column("beam_energy")).all()
+
+
+def test_flow_configuration_errors(trained) -> None:  # noqa: ANN001
+    gen, _ = trained
+    with pytest.raises(ConfigError, match="beam_energy"):
+        gen.sample(10, np.random.SeedSequence(0), {"beam_energy": 30.0})  # not conditional
+    with pytest.raises(ConfigError, match="generator.features"):
+        _flow(feature_map="columns")
+    cond = _flow(conditional=True)
+    cond.flows, cond.fmap = gen.flows, gen.fmap
+    with pytest.raises(ConfigError, match="needs a beam_energy"):
+        cond.sample(10, np.random.SeedSequence(0))
+
+
+def test_columns_map_learns_any_fields() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(2.0, 0.5, 3000)
+    batch = EventBatch.from_columns({"a": a, "b": a + rng.normal(0, 0.1, 3000)})
+    gen = _flow(feature_map="columns", features=["a", "b"], flow="maf", steps=300, validate_every=0)
+    gen.fit(batch, batch)
+    out = gen.sample(5000, np.random.SeedSequence(1))
+    assert out.fields == ["a", "b"]
+    assert np.corrcoef(out.column("a"), out.column("b"))[0, 1] == pytest.approx(0.98, abs=0.02)
+    assert np.mean(out.column("a")) == pytest.approx(2.0, abs=0.05)
+
+
+def test_bootstrap_replicas_train_different_flows(tmp_path) -> None:  # noqa: ANN001
+    train, valid = dis_like(1500, 1), dis_like(500, 2)
+    gen = _flow(replicas=2, steps=40, validate_every=20, flow="maf", checkpoint_every=20)
+    gen.ctx = StageContext("generator", seed=3, run_dir=tmp_path)
+    history = gen.fit(train, valid)
+    assert len(gen.flows) == 2 and len(history["replicas"]) == 2 and len(history["replica_steps"]) == 1
+    w0, w1 = (torch.cat([p.flatten() for p in f.parameters()]) for f in gen.flows)
+    assert not torch.equal(w0, w1)
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} >= {"generator_replica0-last.pt",
+                                                                       "generator_replica1-last.pt"}
+    events = gen.sample(2000, np.random.SeedSequence(4))
+    assert len(events) == 2000 and gen.info()["replicas"] == 2
