@@ -58,7 +58,7 @@ def _events(run: Path) -> dict[str, np.ndarray]:
         return f["events"].arrays(library="np")
 
 
-def _interrupt_after_checkpoint(cmd: list[str], partial: Path, sig: int) -> int:
+def _interrupt_after_checkpoint(cmd: list[str], partial: Path, sig: int) -> tuple[int, str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 240
     last = partial / "checkpoints" / "generator-last.pt"
@@ -70,8 +70,8 @@ def _interrupt_after_checkpoint(cmd: list[str], partial: Path, sig: int) -> int:
     if proc.poll() is not None:
         pytest.fail(f"the run ended before it could be interrupted: {proc.stderr.read().decode()[-2000:]}")
     proc.send_signal(sig)
-    proc.communicate(timeout=120)
-    return proc.returncode
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err.decode()
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_sigkill_then_resume_gives_the_uninterrupted_result(reference: Path, tmp_path: Path) -> None:
     pipeline = _write(tmp_path)
     out = tmp_path / "b"
-    code = _interrupt_after_checkpoint(_cmd(pipeline, out), tmp_path / ".b.partial", signal.SIGKILL)
+    code, _ = _interrupt_after_checkpoint(_cmd(pipeline, out), tmp_path / ".b.partial", signal.SIGKILL)
     assert code == -signal.SIGKILL
     assert not out.exists(), "a killed run must not leave a folder that looks complete"
     done = subprocess.run(_cmd(pipeline, out, "--resume"), capture_output=True, text=True, timeout=600,
@@ -97,13 +97,17 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(reference: Path, tmp
         np.testing.assert_array_equal(a[key], b[key])
 
 
-def test_sigint_stops_cleanly_and_keeps_checkpoints(tmp_path: Path) -> None:
+def test_sigint_saves_a_checkpoint_and_resume_finishes_identically(reference: Path, tmp_path: Path) -> None:
     pipeline = _write(tmp_path)
     out = tmp_path / "c"
-    code = _interrupt_after_checkpoint(_cmd(pipeline, out), tmp_path / ".c.partial", signal.SIGINT)
-    assert code == 130
+    code, err = _interrupt_after_checkpoint(_cmd(pipeline, out), tmp_path / ".c.partial", signal.SIGINT)
+    assert code == 130, err[-2000:]
+    assert "interrupted at step" in err and "checkpoint saved" in err and "Traceback" not in err
     assert not out.exists()
-    assert (tmp_path / ".c.partial" / "checkpoints" / "generator-last.pt").exists()
+    done = subprocess.run(_cmd(pipeline, out, "--resume"), capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_array_equal(_events(reference)["x"], _events(out)["x"])
 
 
 def test_same_seed_same_events_other_seed_differs(reference: Path, tmp_path: Path) -> None:

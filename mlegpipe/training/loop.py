@@ -36,7 +36,9 @@ import copy
 import math
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -332,6 +334,11 @@ class TrainLoop:
             self._last_good = {"step": 0, "modules": self._module_states(),
                                "optimizers": {k: copy.deepcopy(o.state_dict()) for k, o in self.optimizers.items()}}
         refresh = max(1, self.steps // 200)
+        interrupted: list[int] = []
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            # Ctrl-C finishes the current step, saves a checkpoint, then stops: `mlegpipe run --resume` goes on.
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
         bar = tqdm(total=self.steps, initial=self.step, desc=self.desc, file=sys.stderr,
                    disable=not self.ctx.progress, dynamic_ncols=True, leave=False)
         try:
@@ -360,8 +367,16 @@ class TrainLoop:
                     if self.best_metric is not None:
                         shown["best"] = f"{self.best_metric:.4g}"
                     bar.set_postfix(shown, refresh=False)
+                if interrupted:
+                    self._save_last()
+                    self.ctx.log.warning("%s: interrupted at step %d; checkpoint saved in %s (continue with "
+                                         "`mlegpipe run ... --resume`)", self.ctx.name, self.step,
+                                         self.checkpoint_dir)
+                    raise KeyboardInterrupt
         finally:
             bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         if self.restore_best and self._best_modules is not None:
             for k, m in self.modules.items():
                 m.load_state_dict(self._best_modules[k])
