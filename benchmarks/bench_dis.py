@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from mlegpipe_builtins.truth.dis import DISTruth
 from scipy import integrate
 
 from mlegpipe.physics import born_d2sigma_dx_dq2
 from mlegpipe.schema import build_params
 from mlegpipe.stages import StageContext
+from mlegpipe_builtins.truth.dis import DISTruth
 
 __all__ = ["main", "quadrature_sigma"]
 

@@ -1,0 +1,377 @@
+"""Data-parallel training across processes: torchrun set-up, per-rank data and seeds, gradient averaging.
+
+Launch with ``torchrun --nproc-per-node N -m mlegpipe run pipeline.toml`` (or
+``mlegpipe run --nproc N pipeline.toml``, which re-launches itself through
+``torch.distributed.run``). Every rank runs the same pipeline with the same
+seed, so all ranks hold the same truth sample and draw the same *global*
+minibatch indices; :func:`shard_minibatch` keeps this rank's share,
+:func:`sync_gradients` averages the gradients weighted by events, and every
+rank's optimizer then takes the same step. N processes reproduce the
+one-process training with the same global batch (to floating-point
+reduction order) while each computes 1/N of the batch. Only rank 0 writes
+outputs (:func:`is_main_process`, :func:`rank_zero_only`).
+
+Backends: NCCL when CUDA is available, gloo on CPU.
+
+Example:
+    >>> env = env_from_environ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1",
+    ...                         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"})
+    >>> env.rank, env.world_size, env.is_main
+    (1, 2, False)
+    >>> shard_slice(10, rank=1, world_size=2)
+    slice(5, 10, None)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from mlegpipe.exceptions import ConfigError
+
+__all__ = [
+    "DistEnv",
+    "all_reduce_mean",
+    "barrier",
+    "broadcast_module",
+    "default_backend",
+    "env_from_environ",
+    "init_distributed",
+    "is_distributed",
+    "is_main_process",
+    "launch_command",
+    "rank",
+    "rank_seed_sequence",
+    "rank_zero_only",
+    "relaunch",
+    "run_ranked",
+    "running_under_torchrun",
+    "shard_minibatch",
+    "shard_slice",
+    "shutdown",
+    "strip_option",
+    "sync_gradients",
+    "world_size",
+    "wrap_ddp",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """A process's place in a torchrun job (from its environment variables)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes outputs."""
+        return self.rank == 0
+
+
+def _int_env(environ: Mapping[str, str], key: str, default: int) -> int:
+    text = environ.get(key)
+    if text is None or text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError("expected an integer in this environment variable", path=f"${key}", value=text) from None
+
+
+def env_from_environ(environ: Mapping[str, str] | None = None) -> DistEnv:
+    """Read ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT`` (torchrun sets them).
+
+    Missing variables give a single process (rank 0 of 1).
+
+    Raises:
+        ConfigError: a variable is not an integer, or the rank is outside ``[0, WORLD_SIZE)``.
+    """
+    environ = os.environ if environ is None else environ
+    world = _int_env(environ, "WORLD_SIZE", 1)
+    rank_ = _int_env(environ, "RANK", 0)
+    if world < 1:
+        raise ConfigError("WORLD_SIZE must be at least 1", path="$WORLD_SIZE", value=world)
+    if not 0 <= rank_ < world:
+        raise ConfigError(f"RANK must lie in [0, WORLD_SIZE={world})", path="$RANK", value=rank_)
+    return DistEnv(rank_, world, _int_env(environ, "LOCAL_RANK", rank_), environ.get("MASTER_ADDR", "127.0.0.1"),
+                   _int_env(environ, "MASTER_PORT", 29500))
+
+
+def default_backend() -> str:
+    """``nccl`` when CUDA is available, else ``gloo``."""
+    return "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+
+
+def init_distributed(backend: str | None = None, environ: Mapping[str, str] | None = None,
+                     timeout_s: float = 600.0) -> DistEnv:
+    """Join the process group described by the environment (a no-op for a single process).
+
+    Arguments:
+        backend: ``gloo``, ``nccl`` or None (:func:`default_backend`).
+        environ: the variables to read (default ``os.environ``).
+        timeout_s: how long collectives wait for the other ranks.
+
+    Returns:
+        This process's :class:`DistEnv`. With NCCL the CUDA device is set to ``LOCAL_RANK``.
+    """
+    env = env_from_environ(environ)
+    if env.world_size == 1 or (dist.is_available() and dist.is_initialized()):
+        return env
+    if not dist.is_available():
+        raise ConfigError("this torch build has no torch.distributed", path="--nproc", value=env.world_size)
+    backend = backend or default_backend()
+    if backend == "nccl":
+        torch.cuda.set_device(env.local_rank)
+    dist.init_process_group(backend, init_method=f"tcp://{env.master_addr}:{env.master_port}", rank=env.rank,
+                            world_size=env.world_size, timeout=timedelta(seconds=timeout_s))
+    return env
+
+
+def shutdown() -> None:
+    """Leave the process group (safe to call when none was joined)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_distributed() -> bool:
+    """True inside a process group of more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _group_rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _group_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    """This process's rank (0 outside a process group)."""
+    return _group_rank()
+
+
+def world_size() -> int:
+    """The number of ranks (1 outside a process group)."""
+    return _group_size()
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and in a single process): the one that writes outputs."""
+    return rank() == 0
+
+
+def rank_zero_only(fn: Callable[..., T]) -> Callable[..., T | None]:
+    """Decorator: run ``fn`` on rank 0 only; other ranks get None.
+
+    Example:
+        >>> @rank_zero_only
+        ... def write(): return "written"
+        >>> write()
+        'written'
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T | None:
+        return fn(*args, **kwargs) if is_main_process() else None
+
+    return wrapper
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def rank_seed_sequence(seed: np.random.SeedSequence, rank_: int | None = None) -> np.random.SeedSequence:
+    """An independent stream for one rank, derived without mutating ``seed`` (unlike ``seed.spawn``).
+
+    Equal to the ``rank``-th child of ``seed.spawn(world)`` on a fresh ``seed``.
+
+    Example:
+        >>> s = np.random.SeedSequence(7)
+        >>> a = rank_seed_sequence(s, 1).generate_state(1)
+        >>> bool((a == np.random.SeedSequence(7).spawn(2)[1].generate_state(1)).all())
+        True
+    """
+    r = _group_rank() if rank_ is None else int(rank_)
+    return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, r), pool_size=seed.pool_size)
+
+
+def shard_slice(n: int, rank: int | None = None, world_size: int | None = None) -> slice:
+    """This rank's contiguous share of ``n`` items (sizes differ by at most one).
+
+    Example:
+        >>> [shard_slice(5, r, 2) for r in range(2)]
+        [slice(0, 3, None), slice(3, 5, None)]
+    """
+    r = _group_rank() if rank is None else int(rank)
+    w = _group_size() if world_size is None else int(world_size)
+    base, extra = divmod(int(n), w)
+    start = r * base + min(r, extra)
+    return slice(start, start + base + (1 if r < extra else 0))
+
+
+def shard_minibatch(batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """This rank's share of a global minibatch (all tensors cut alike; unchanged in one process)."""
+    if not is_distributed():
+        return tuple(batch)
+    part = shard_slice(len(batch[0]))
+    return tuple(t[part] for t in batch)
+
+
+def sync_gradients(parameters: Iterable[torch.nn.Parameter], local_events: int) -> None:
+    """Replace each gradient by the event-weighted average over ranks.
+
+    Call after ``loss.backward()`` on a loss that is a *mean* over this rank's
+    ``local_events`` events: the result is the gradient of the mean over the
+    global batch, whatever the split. A no-op in a single process.
+    """
+    if not is_distributed():
+        return
+    params = [p for p in parameters if p.requires_grad]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    # one flat buffer: a single all-reduce per step instead of one per tensor
+    flat = torch.cat([g.reshape(-1) for g in grads] + [torch.ones(1, dtype=grads[0].dtype, device=grads[0].device)])
+    flat.mul_(float(local_events))
+    dist.all_reduce(flat)
+    flat.div_(flat[-1].clone())
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        n = g.numel()
+        view = flat[offset:offset + n].view_as(g)
+        if p.grad is None:
+            p.grad = view.clone()
+        else:
+            p.grad.copy_(view)
+        offset += n
+
+
+def all_reduce_mean(value: float, weight: float = 1.0) -> float:
+    """The ``weight``-weighted mean of a number over ranks (the number itself in one process).
+
+    Example:
+        >>> all_reduce_mean(2.5)
+        2.5
+    """
+    if not is_distributed():
+        return float(value)
+    buf = torch.tensor([float(value) * weight, float(weight)], dtype=torch.float64)
+    dist.all_reduce(buf)
+    return float(buf[0] / buf[1])
+
+
+def broadcast_module(module: torch.nn.Module, src: int = 0) -> torch.nn.Module:
+    """Copy ``src``'s parameters and buffers to every rank (identical starting weights)."""
+    if is_distributed():
+        with torch.no_grad():
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(tensor.data, src)
+    return module
+
+
+def wrap_ddp(module: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:
+    """Wrap a module in ``DistributedDataParallel`` (on this rank's GPU with NCCL); unchanged in one process.
+
+    DDP averages gradients during ``backward`` for modules whose ``forward``
+    returns tensors; for models called through other objects (zuko flows
+    return distributions) use :func:`sync_gradients` instead.
+    """
+    if not is_distributed():
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    if dist.get_backend() == "nccl":
+        device = torch.cuda.current_device()
+        return DistributedDataParallel(module.to(device), device_ids=[device], **kwargs)
+    return DistributedDataParallel(module, **kwargs)
+
+
+def launch_command(argv: Sequence[str], nproc: int, python: str | None = None) -> list[str]:
+    """The command that runs ``mlegpipe <argv>`` on ``nproc`` local ranks through ``torch.distributed.run``.
+
+    Example:
+        >>> launch_command(["run", "p.toml"], 2, python="python")[1:6]
+        ['-m', 'torch.distributed.run', '--standalone', '--nnodes', '1']
+    """
+    if nproc < 1:
+        raise ConfigError("the number of processes must be at least 1", path="--nproc", value=nproc)
+    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+            "--nproc-per-node", str(int(nproc)), "-m", "mlegpipe", *argv]
+
+
+def running_under_torchrun(environ: Mapping[str, str] | None = None) -> bool:
+    """True when the torchrun variables describe more than one process."""
+    environ = os.environ if environ is None else environ
+    return all(k in environ for k in ("RANK", "WORLD_SIZE")) and _int_env(environ, "WORLD_SIZE", 1) > 1
+
+
+def strip_option(argv: Sequence[str], option: str) -> list[str]:
+    """``argv`` without ``option`` and its value (``--nproc 2`` or ``--nproc=2``).
+
+    Example:
+        >>> strip_option(["run", "--nproc", "2", "p.toml", "--nproc=3"], "--nproc")
+        ['run', 'p.toml']
+    """
+    out: list[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == option:
+            skip = True
+        elif not item.startswith(option + "="):
+            out.append(item)
+    return out
+
+
+def relaunch(argv: Sequence[str], nproc: int) -> int:
+    """Run ``mlegpipe <argv>`` (``--nproc`` removed) on ``nproc`` ranks through torchrun; return its exit code."""
+    import subprocess
+
+    return subprocess.call(launch_command(strip_option(argv, "--nproc"), nproc))
+
+
+def run_ranked(run: Callable[[str | None, bool, bool | None], R], output: str | None, force: bool,
+               progress: bool | None) -> R | None:
+    """Join the torchrun job, run ``run(output, force, progress)`` on every rank, keep rank 0's result.
+
+    Every rank runs the whole pipeline with the same seed (the training steps
+    are shared through :func:`sync_gradients`); ranks other than 0 write into a
+    scratch folder that is deleted afterwards, so only rank 0's run folder remains.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    env = init_distributed()
+    try:
+        if env.is_main:
+            result: R | None = run(output, force, progress)
+        else:
+            scratch = tempfile.mkdtemp(prefix=f"mlegpipe-rank{env.rank}-")
+            try:
+                run(str(Path(scratch) / "run"), True, False)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            result = None
+        barrier()
+    finally:
+        shutdown()
+    return result
