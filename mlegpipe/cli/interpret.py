@@ -1,0 +1,113 @@
+"""``mlegpipe interpret RUN_DIR``: hidden-layer maps of a run's generator and discriminator (thesis Figs. 21-22)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+__all__ = ["add_parser", "run"]
+
+log = logging.getLogger("mlegpipe.interpret")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the sub-command."""
+    p = sub.add_parser(
+        "interpret", help="2D maps of a trained generator's hidden layers",
+        description="Feed the run's generator noise at each beam energy (conditional models) and map chosen "
+        "hidden layers to 2D (t-SNE, PCA or UMAP), coloured by beam energy or a DIS region; map the GAN "
+        "discriminator's last layer for truth and generated events on the truth's PCA plane. Writes PNGs and "
+        "interpret.json into RUN_DIR/plots/ and prints the k-NN separability of each map.")
+    p.add_argument("run_dir", help="run folder written by 'mlegpipe run'")
+    p.add_argument("--section", help="generator section (default: the first generator)")
+    p.add_argument("--layers", nargs="+", default=["2", "5", "-1"], metavar="LAYER",
+                   help="hidden layers: numbers from 1 (-1: the last) or module names (default: 2 5 -1; "
+                   "layers beyond the depth are skipped)")
+    p.add_argument("--method", choices=("tsne", "pca", "umap"), default="tsne", help="2D map (default: tsne)")
+    p.add_argument("--color-by", choices=("beam_energy", "W2", "x", "Q2", "y"), default=None,
+                   help="label of the points (default: beam_energy for conditional models, else W2)")
+    p.add_argument("--energies", nargs="+", type=float, metavar="GEV",
+                   help="beam energies to feed a conditional generator (default: the training energies)")
+    p.add_argument("--extrapolate", nargs="*", type=float, metavar="GEV",
+                   help="extra untrained energies drawn apart (default: one step beyond the highest trained)")
+    p.add_argument("--events", type=int, default=1000, help="noise vectors per energy (default: 1000)")
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default: 30)")
+    p.add_argument("--cluster", nargs=2, type=float, metavar=("EPS", "MIN_SAMPLES"),
+                   help="DBSCAN clusters of each map (eps in map standard deviations; thesis: 0.5 25)")
+    p.add_argument("--truth", help="truth sample for the discriminator map (default: RUN_DIR/truth_test.root)")
+    p.add_argument("--disc-energies", nargs="+", type=float, metavar="GEV",
+                   help="energies of the discriminator panels (default: those of the truth sample, at most 6)")
+    p.add_argument("--disc-events", type=int, default=5000, help="events per discriminator panel (default: 5000)")
+    p.add_argument("--no-discriminator", action="store_true", help="skip the discriminator map")
+    p.add_argument("--seed", type=int, default=0, help="noise, subsampling and embedding seed")
+    p.add_argument("-o", "--output", help="folder for the PNGs (default: RUN_DIR/plots)")
+    p.set_defaults(func=run)
+
+
+def _default_extrapolation(trained: list[float]) -> list[float]:
+    if len(trained) < 2:
+        return []
+    ordered = sorted(trained)
+    return [ordered[-1] + (ordered[-1] - ordered[-2])]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Make the maps, write the figures and the figures' JSON, print a summary."""
+    from pathlib import Path
+
+    from mlegpipe.exceptions import CheckpointError, ConfigError
+    from mlegpipe.interpret.maps import discriminator_maps, generator_layer_maps
+    from mlegpipe.interpret.plots import plot_discriminator_maps, plot_layer_maps
+    from mlegpipe.interpret.runs import open_run
+    from mlegpipe.plots._style import save_png
+
+    if args.events < 5:
+        raise ConfigError("need at least 5 noise vectors per energy", path="--events", value=args.events)
+    models = open_run(args.run_dir, args.section)
+    out_dir = Path(args.output) if args.output else models.plots_dir
+    gen = models.generator
+    conditional = bool(getattr(gen, "conditions", []))
+    trained = models.training_energies() if conditional else []
+    energies = list(args.energies) if args.energies else trained
+    extrapolate = (list(args.extrapolate) if args.extrapolate is not None else _default_extrapolation(trained)) \
+        if conditional else []
+    color_by = args.color_by or ("beam_energy" if conditional else "W2")
+    cluster_eps, cluster_min = (args.cluster[0], int(args.cluster[1])) if args.cluster else (None, 25)
+    maps = generator_layer_maps(gen, args.layers, energies, extrapolate, args.events, args.method, color_by,
+                                args.seed, args.perplexity, cluster_eps, cluster_min)
+    name = gen.plugin_name or models.section
+    title = f"{name} generator ({args.method})" + (f", {', '.join(f'{e:g}' for e in energies)} GeV"
+                                                   + (f" + {', '.join(f'{e:g}' for e in extrapolate)} GeV "
+                                                      "extrapolated" if extrapolate else "") if conditional else "")
+    written = [save_png(plot_layer_maps(maps, title), out_dir / f"interpret_generator_{args.method}.png")]
+    summary: dict = {"run": str(models.run_dir), "section": models.section, "generator": name,
+                     "energies": energies, "extrapolated": extrapolate, "generator_maps": [m.summary() for m in maps]}
+    for m in maps:
+        print(f"generator {m.title:<24} {m.method:<5} separability {m.separability:.3f} (chance {m.chance:.3f})")
+    if models.discriminator is not None and not args.no_discriminator:
+        try:
+            net = models.discriminator_net()
+        except CheckpointError as err:
+            log.warning("no discriminator map: %s", err)
+        else:
+            truth = models.sample(args.truth) if args.truth else models.sample("truth_test")
+            disc_energies = args.disc_energies
+            if conditional and not disc_energies and truth.has("beam_energy"):
+                import numpy as np
+
+                disc_energies = [float(e) for e in np.unique(truth.column("beam_energy"))[:6]]
+            dmaps = discriminator_maps(gen, net, truth, None, disc_energies, trained, events=args.disc_events,
+                                       seed=args.seed)
+            written.append(save_png(plot_discriminator_maps(dmaps, title=f"{name} discriminator, last hidden layer"),
+                                    out_dir / "interpret_discriminator_pca.png"))
+            summary["discriminator_maps"] = [d.summary() for d in dmaps]
+            for d in dmaps:
+                where = "" if d.energy is None else f"E = {d.energy:g} GeV ({d.regime})"
+                print(f"discriminator {where:<28} truth vs generated k-NN accuracy {d.separability:.3f} "
+                      f"(chance {d.chance:.3f})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "interpret.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    for path in written:
+        print(path)
+    return 0

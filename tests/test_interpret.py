@@ -1,0 +1,353 @@
+"""Tests of model interpretation: activation hooks, 2D maps with separability, DBSCAN, layer maps and figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mlegpipe.exceptions import ConfigError, DataError
+from mlegpipe.features import Standardize
+from mlegpipe.interpret.activations import hidden_layer_names, record_activations, resolve_layers
+from mlegpipe.interpret.embed import chance_level, cluster, embed, region_labels, separability
+from mlegpipe.interpret.maps import generator_layer_maps
+from mlegpipe.interpret.plots import plot_layer_maps
+from mlegpipe.nets import ResidualLayer, mlp
+from mlegpipe.plots._style import png_bytes
+
+TRAINED = [10.0, 20.0, 30.0, 40.0, 50.0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():  # noqa: ANN202 - tiny networks: one thread is fastest on a shared 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class ConditionalToy:
+    """A tiny conditional generator: noise (4) + standardized beam energy → (E'/E_b-like, E_b-scaled) pair.
+
+    Trained so its outputs scale with the beam energy, as a cFAT-GAN's lepton
+    energy does; exposes what a GAN generator exposes (network, noise,
+    conditions, cond_scaler).
+    """
+
+    conditions = ["beam_energy"]
+
+    def __init__(self, seed: int = 0, steps: int = 300) -> None:
+        torch.manual_seed(seed)
+        self.network = mlp(5, 2, [32, 32, 32])
+        self.cond_scaler = Standardize().fit(torch.tensor(TRAINED, dtype=torch.float64)[:, None])
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(self.network.parameters(), lr=3e-3)
+        for _ in range(steps):
+            eb = torch.tensor(TRAINED)[torch.randint(0, 5, (256,), generator=gen)][:, None]
+            noise = self.noise(256, gen)
+            target = torch.cat([eb / 10.0 * (1 + 0.1 * noise[:, :1]), eb / 10.0 * noise[:, 1:2]], dim=1)
+            cond = self.cond_scaler.transform(eb.double()).float()
+            opt.zero_grad()
+            nn.functional.mse_loss(self.network(torch.cat([noise, cond], 1)), target).backward()
+            opt.step()
+        self.network.eval()
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, 4, generator=generator)
+
+
+@pytest.fixture(scope="module")
+def toy() -> ConditionalToy:
+    return ConditionalToy()
+
+
+# -- activations -----------------------------------------------------------------------------------------
+def test_hidden_layers_of_plain_residual_and_spectral_networks():
+    assert hidden_layer_names(mlp(3, 1, [8, 8, 8])) == ["1", "3", "5"]
+    res = mlp(3, 1, [8, 8, 8], residual=True)
+    assert hidden_layer_names(res) == ["1", "2", "3"]
+    assert isinstance(res[2], ResidualLayer)
+    assert hidden_layer_names(mlp(3, 1, [8, 8], norm="spectral", output_activation="tanh")) == ["1", "3"]
+    assert hidden_layer_names(mlp(3, 1, [8, 8], dropout=0.1)) == ["1", "4"]
+
+
+def test_resolve_layers_by_number_and_name_and_errors_name_the_layers():
+    net = mlp(3, 1, [8, 8, 8])
+    assert resolve_layers(net, [1, "2", -1, "-2"]) == ["1", "3", "5", "3"]  # digit strings are numbers
+    wrapped = nn.Sequential()
+    wrapped.add_module("body", net)
+    assert resolve_layers(wrapped, ["body.3"]) == ["body.3"]  # other strings are module names
+    with pytest.raises(ConfigError, match=r"3 hidden layers .*\['1', '3', '5'\]"):
+        resolve_layers(net, [4], path="interpret.layers")
+    with pytest.raises(ConfigError, match="no hidden layer or module"):
+        resolve_layers(net, ["encoder"])
+
+
+def test_recorded_activations_equal_the_layer_outputs_and_hooks_are_removed():
+    torch.manual_seed(0)
+    net = mlp(3, 2, [6, 5], activation="tanh")
+    net.train()
+    x = torch.randn(50, 3)
+    acts = record_activations(net, x, ["1", "3"], batch_size=7)  # several batches
+    with torch.no_grad():
+        h1 = torch.tanh(net[0](x))
+        h2 = torch.tanh(net[2](h1))
+    np.testing.assert_allclose(acts["1"], h1.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(acts["3"], h2.numpy(), rtol=1e-6, atol=1e-6)
+    assert all(not m._forward_hooks for m in net.modules())
+    assert net.training
+
+
+def test_several_input_tensors_go_through_a_custom_forward():
+    net = mlp(5, 1, [4])
+    noise, cond = torch.randn(20, 4), torch.ones(20, 1)
+    acts = record_activations(net, [noise, cond], ["1"], forward=lambda a, b: net(torch.cat([a, b], 1)))
+    with torch.no_grad():
+        expected = net[1](net[0](torch.cat([noise, cond], 1)))
+    np.testing.assert_allclose(acts["1"], expected.numpy(), rtol=1e-6)
+
+
+# -- maps and scores ---------------------------------------------------------------------------------------
+def test_separability_known_answers():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 100)
+    apart = rng.normal(size=(300, 2)) * 0.1 + np.c_[labels, labels ** 2]
+    mixed = rng.normal(size=(300, 2))
+    assert separability(apart, labels) == pytest.approx(1.0)
+    assert chance_level(labels) == pytest.approx(1 / 3)
+    assert abs(separability(mixed, labels) - 1 / 3) < 0.12  # no information: about chance
+    with pytest.raises(DataError, match="two different labels"):
+        separability(apart, np.zeros(300))
+    with pytest.raises(DataError, match="300 map points but 3 labels"):
+        separability(apart, [0, 1, 2])
+
+
+def test_pca_fitted_on_a_reference_projects_other_points():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(200, 5)) * np.array([5.0, 2.0, 0.1, 0.1, 0.1])
+    emb = embed(np.r_[ref[:10]], "pca", fit_on=ref)
+    assert emb.explained_variance[0] > 0.8
+    np.testing.assert_allclose(emb.transform(ref[:10]), emb.coords)
+    with pytest.raises(ConfigError, match="fit_on works only with PCA"):
+        embed(ref, "tsne", fit_on=ref)
+    with pytest.raises(ConfigError, match="unknown embedding method"):
+        embed(ref, "isomap")
+    with pytest.raises(DataError, match="NaN"):
+        embed(np.full((5, 3), np.nan))
+
+
+def test_umap_is_optional_with_a_clear_error():
+    pytest.importorskip("sklearn")
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="pip install umap-learn"):
+            embed(np.random.default_rng(0).normal(size=(20, 3)), "umap")
+    else:
+        pytest.skip("umap-learn is installed")
+
+
+def test_dbscan_finds_the_islands_and_regions_split_by_quantile():
+    rng = np.random.default_rng(2)
+    pts = np.r_[rng.normal(0, 0.1, (60, 2)), rng.normal(5, 0.1, (60, 2)), rng.normal((0, 5), 0.1, (60, 2))]
+    labels = cluster(pts, eps=0.3, min_samples=10)
+    assert len(set(labels.tolist()) - {-1}) == 3
+    w2 = rng.uniform(4, 100, 1000)
+    regions, names = region_labels(w2, 4, "W2")
+    assert np.bincount(regions).tolist() == [250, 250, 250, 250]
+    assert names[0].startswith("W2 <") and names[-1].startswith("W2 ≥")
+
+
+# -- a conditional model -------------------------------------------------------------------------------------
+def test_pca_and_tsne_maps_of_a_conditional_model_separate_its_beam_energies(toy):
+    maps = generator_layer_maps(toy, [1, -1], TRAINED, extrapolated=[60.0], events_per_energy=150,
+                                method="pca", seed=0)
+    assert [m.layer for m in maps] == ["1", "5"]
+    for m in maps:
+        assert m.coords.shape == (900, 2)
+        assert m.chance == pytest.approx(1 / 6)
+        assert m.separability > 0.7, m.summary()  # well above chance (0.17)
+        shuffled = np.random.default_rng(0).permutation(m.labels)
+        assert separability(m.coords, shuffled) < 0.3  # the score needs the real labels
+    # the extrapolated 60 GeV points continue the progression: their centre is nearest to 50 GeV's
+    first = maps[0]
+    centres = {e: first.coords[first.labels == e].mean(axis=0) for e in [*TRAINED, 60.0]}
+    nearest = min(TRAINED, key=lambda e: np.linalg.norm(centres[e] - centres[60.0]))
+    assert nearest == 50.0
+    # t-SNE (fewer points and iterations to stay fast)
+    probe_maps = generator_layer_maps(toy, [1], TRAINED, events_per_energy=60, method="tsne", seed=1,
+                                      perplexity=20)
+    assert probe_maps[0].separability > 0.5  # chance 0.2 (measured 0.72)
+
+
+def test_layer_maps_are_reproducible_and_bad_requests_are_config_errors(toy):
+    a = generator_layer_maps(toy, [2], TRAINED[:2], events_per_energy=40, method="pca", seed=3)[0]
+    b = generator_layer_maps(toy, [2], TRAINED[:2], events_per_energy=40, method="pca", seed=3)[0]
+    np.testing.assert_array_equal(a.coords, b.coords)
+    with pytest.raises(ConfigError, match="conditional on the beam energy"):
+        generator_layer_maps(toy, [1], None, method="pca")
+    with pytest.raises(ConfigError, match="unknown colouring"):
+        generator_layer_maps(toy, [1], TRAINED, color_by="colour")
+    with pytest.raises(ConfigError, match="GAN generator of the scattered lepton"):
+        generator_layer_maps(toy, [1], TRAINED, events_per_energy=20, method="pca", color_by="W2")
+    # layers beyond the depth are dropped (a 3-layer model asked for the thesis' 2, 5 and last)
+    assert [m.layer for m in generator_layer_maps(toy, [2, 5, -1], TRAINED[:2], events_per_energy=20,
+                                                  method="pca")] == ["3", "5"]
+
+
+def test_generators_without_a_network_give_a_clear_error():
+    from mlegpipe.interpret.probes import generator_probe
+
+    class NoNet:
+        plugin_name = "histogram"
+
+    with pytest.raises(ConfigError, match="exposes no torch network"):
+        generator_probe(NoNet())
+
+
+def test_layer_map_figure_with_clusters(toy):
+    maps = generator_layer_maps(toy, [1, 2], TRAINED, extrapolated=[60.0], events_per_energy=60, method="pca",
+                                cluster_eps=0.3, cluster_min_samples=10)
+    assert maps[0].clusters is not None and maps[0].summary()["clusters"] >= 1
+    fig = plot_layer_maps(maps, title="toy")
+    assert png_bytes(fig)[:4] == b"\x89PNG"
+
+
+# -- a real run folder: cfatgan on a mixed-energy sample, through the command line -------------------------------
+def make_run(tmp_path, name: str = "cfat", steps: int = 40, extra: str = ""):  # noqa: ANN201
+    """Run a tiny cFAT-GAN pipeline on 3000 events of the multi-energy sample (10-50 GeV); return the folder."""
+    from pathlib import Path
+
+    from mlegpipe.cli import main
+    from mlegpipe.interpret.runs import read_sample
+    from mlegpipe.rootio import write_events
+
+    source = Path(__file__).resolve().parents[1] / "sample_data" / "sym_multienergy_train.root"
+    if not source.is_file():
+        pytest.skip("sample_data/sym_multienergy_train.root is missing")
+    events = read_sample(source)
+    mixed = events.take(np.sort(np.random.default_rng(0).choice(len(events), 3000, replace=False)))
+    write_events(tmp_path / "mixed.root", mixed, meta={"beams": mixed.beams.to_dict()})
+    toml = tmp_path / f"{name}.toml"
+    toml.write_text(f"""
+[pipeline]
+name = "{name}"
+seed = 3
+threads = 1
+output = "{tmp_path.as_posix()}/{{name}}"
+
+[truth]
+plugin = "root"
+files = ["{(tmp_path / 'mixed.root').as_posix()}"]
+
+[generator]
+plugin = "cfatgan"
+layers = 3
+width = 32
+noise_dim = 8
+batch_size = 256
+critic_steps = 2
+steps = {steps}
+validate_every = 0
+checkpoint_every = {steps}
+{extra}
+""", encoding="utf-8")
+    assert main(["-q", "run", str(toml)]) == 0
+    return tmp_path / name
+
+
+@pytest.fixture(scope="module")
+def cfat_run(tmp_path_factory):  # noqa: ANN201
+    return make_run(tmp_path_factory.mktemp("interpret"))
+
+
+def test_interpret_command_writes_the_maps_of_generator_and_discriminator(cfat_run, capsys):
+    import json
+
+    from mlegpipe.cli import main
+
+    code = main(["-q", "interpret", str(cfat_run), "--method", "pca", "--events", "60", "--layers", "1", "-1",
+                 "--disc-events", "250", "--disc-energies", "10", "50"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "separability" in out and "truth vs generated" in out
+    plots = cfat_run / "plots"
+    for name in ("interpret_generator_pca.png", "interpret_discriminator_pca.png"):
+        assert (plots / name).read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((plots / "interpret.json").read_text())
+    assert summary["energies"] == TRAINED and summary["extrapolated"] == [60.0]  # one step beyond 50 GeV
+    assert [m["layer"] for m in summary["generator_maps"]] == ["1", "5"]
+    disc = summary["discriminator_maps"]
+    assert [d["energy"] for d in disc] == [10.0, 50.0] and all(d["regime"] == "trained" for d in disc)
+    assert all(0.0 <= d["separability"] <= 1.0 and d["truth_events"] > 50 for d in disc)
+
+
+def test_interpret_command_errors_are_short_and_name_the_input(cfat_run, tmp_path, capsys):
+    from mlegpipe.cli import main
+
+    assert main(["interpret", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["interpret", str(cfat_run), "--section", "gen2", "--method", "pca"]) == 2
+    assert "gen2" in capsys.readouterr().err
+    assert main(["interpret", str(cfat_run), "--layers", "0", "--method", "pca", "--no-discriminator"]) == 2
+    assert "hidden layers" in capsys.readouterr().err
+
+
+def test_discriminator_is_looked_into_from_the_training_checkpoint(cfat_run):
+    from mlegpipe.interpret.maps import discriminator_maps
+    from mlegpipe.interpret.runs import open_run
+
+    models = open_run(cfat_run)
+    net = models.discriminator_net()
+    truth = models.sample("truth_test")
+    maps = discriminator_maps(models.generator, net, truth, None, [30.0], trained=[10.0, 50.0], events=300)
+    assert maps[0].regime == "interpolated" and maps[0].truth.shape[1] == 2
+    assert sum(maps[0].explained_variance) <= 1.0
+    # fed twice the same events, the discriminator cannot tell them apart: the score drops to about chance
+    same = discriminator_maps(models.generator, net, truth, truth, [30.0], events=300)[0]
+    np.testing.assert_allclose(same.truth, same.generated, atol=1e-4)
+    assert same.separability < 0.7 < 1.0
+
+
+def test_maps_coloured_by_w2_regions_of_the_generated_events(cfat_run):
+    from mlegpipe.interpret.runs import open_run
+
+    gen = open_run(cfat_run).generator
+    maps = generator_layer_maps(gen, [1], [10.0, 50.0], events_per_energy=200, method="pca", color_by="W2",
+                                regions=4)
+    m = maps[0]
+    assert m.label_names is not None and len(m.label_names) == 4 and m.label_names[0].startswith("W2 <")
+    assert np.bincount(m.labels.astype(int)).tolist() == [100, 100, 100, 100]  # equally populated regions
+    assert 0.0 <= m.separability <= 1.0 and m.chance == pytest.approx(0.25)
+
+
+def test_a_conditional_flow_is_looked_into_through_its_hyper_networks():
+    from mlegpipe.context import StageContext
+    from mlegpipe.events import EventBatch
+    from mlegpipe.interpret.probes import generator_probe, stage_landscape
+    from mlegpipe.schema import build_params
+    from mlegpipe_builtins.generators.flow import FlowGenerator
+
+    rng = np.random.default_rng(0)
+    energy = np.repeat([10.0, 20.0, 30.0], 600)
+    events = EventBatch.from_columns({"a": rng.normal(energy / 10, 0.3), "b": rng.normal(-energy / 10, 0.3),
+                                      "beam_energy": energy})
+    params = build_params(FlowGenerator.Params, {"feature_map": "columns", "features": ["a", "b"],
+                                                 "conditional": True, "steps": 60, "hidden": [16, 16],
+                                                 "transforms": 2, "validate_every": 0, "batch_size": 256},
+                          "generator")
+    flow = FlowGenerator(params, StageContext("generator", seed=0))
+    flow.fit(events, events)
+    assert generator_probe(flow).attribute == "flows[0]"
+    maps = generator_layer_maps(flow, [1, -1], [10.0, 20.0, 30.0], [40.0], events_per_energy=100, method="pca")
+    assert maps[0].layer == "transform.transforms.0.hyper.1"
+    assert all(m.separability > 0.6 for m in maps)  # chance 0.25
+    land = stage_landscape(flow, events, steps=3, events=500)
+    assert land.info["loss"] == "nll" and land.values[1, 1] == pytest.approx(land.center, rel=1e-9)
+    with torch.no_grad():  # the centre is the flow's own negative log-likelihood of those events
+        sel = np.sort(np.random.default_rng(0).choice(len(events), 500, replace=False))
+        sub = events.take(sel)
+        z = flow.scaler.transform(flow._features_of(sub)).float()
+        nll = -flow.flows[0](flow._context(sub.column("beam_energy"))).log_prob(z).mean()
+    assert land.center == pytest.approx(float(nll), rel=1e-6)
