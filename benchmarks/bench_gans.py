@@ -1,0 +1,202 @@
+"""Benchmark of the GAN generators and the B-VAE, side by side with the flow, in the generator benchmark.
+
+Part 1 adds the rows ``fatgan``, ``dsgan``, ``lsgan``, ``bvae`` (and the
+B-VAE sampling its prior, to show what the latent buffer buys) to
+:mod:`bench_generators` through its :func:`~bench_generators.register_model`
+and runs that benchmark on the HERA Pythia sample, so every model (the flow
+included) is trained and judged in the same run against the same
+truth-vs-truth floor.
+
+Part 2 (``--conditional``) trains cFAT-GAN on the symmetric multi-energy
+Pythia sample (E_b = 10, 20, 30, 40, 50 GeV) and compares it, energy by
+energy, with independent Pythia events at the trained energies and at 15, 25,
+35, 45 GeV (interpolation) and 60 GeV (extrapolation): the thesis Fig. 16 KL
+divergences of E', p_x, p_y, p_z (40 bins over the truth range) beside the
+same KL between two halves of the truth sample (the floor), and the fraction of
+unphysical events.
+
+Run: ``python benchmarks/bench_gans.py [--models flow,fatgan,dsgan] [--parallel] [--conditional] [--train 30000]``.
+With ``--parallel`` every model trains in its own process on the same split (same
+seed, same test and floor samples) and the rows are merged into one table.
+Writes ``benchmarks/results/bench_gans.json`` and ``benchmarks/results/bench_cfatgan.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_generators as bg  # noqa: E402 - the sibling benchmark module
+
+from mlegpipe.context import StageContext  # noqa: E402
+from mlegpipe.events import EventBatch  # noqa: E402
+from mlegpipe.metrics.distances import kl_divergence  # noqa: E402
+from mlegpipe.registry import load_plugins  # noqa: E402
+from mlegpipe.schema import build_params  # noqa: E402
+
+__all__ = ["GAN_MODELS", "conditional_benchmark", "main"]
+
+#: The rows this benchmark adds to the generator table (CPU defaults unless stated).
+GAN_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "fatgan": ("fatgan", {"steps": 2000}),
+    "dsgan": ("dsgan", {"steps": 2000}),
+    "lsgan": ("lsgan", {"steps": 2000}),
+    "bvae": ("bvae", {}),
+    "bvae-prior": ("bvae", {"sampling": "prior"}),
+}
+for _name, (_plugin, _params) in GAN_MODELS.items():
+    bg.register_model(_name, _plugin, _params)
+
+KL_FEATURES = ("lepton_E", "lepton_px", "lepton_py", "lepton_pz")
+
+
+def _kl(truth: np.ndarray, model: np.ndarray, bins: int = 40) -> float:
+    edges = np.linspace(truth.min(), truth.max(), bins + 1)
+    return kl_divergence(np.histogram(truth, edges)[0], np.histogram(np.clip(model, edges[0], edges[-1]), edges)[0])
+
+
+def _load_with_beams(path: str, beams: str, registry: Any) -> EventBatch:
+    """Events of a sample file read by the ``root`` truth plugin with the given beam preset.
+
+    The multi-energy files hold E × E GeV events; their metadata says the
+    hadron energy follows the beam energy, so the preset only gives the
+    directions and particle types.
+    """
+    info = registry.get("truth", "root")
+    params = build_params(info.cls.Params, {"files": [str(bg.ROOT / path)], "beams": beams}, "truth")
+    return info.cls(params, StageContext("truth", seed=1)).read()
+
+
+def conditional_benchmark(n_train: int, steps: int | None, seed: int = 1) -> dict[str, Any]:
+    """Train cFAT-GAN on the multi-energy sample; KL per energy against independent truth."""
+    registry = load_plugins()
+    train_all = _load_with_beams("sample_data/sym_multienergy_train.root", "sym50", registry)
+    test_all = _load_with_beams("sample_data/sym_multienergy_test.root", "sym50", registry)
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(train_all))
+    n_valid = min(10_000, len(train_all) - n_train)
+    train = train_all.take(np.sort(idx[:n_train]))
+    valid = train_all.take(np.sort(idx[n_train:n_train + n_valid]))
+    held = train_all.take(np.sort(idx[n_train + n_valid:]))
+    params = {"steps": 2000} if steps is None else {"steps": steps}
+    info = registry.get("generator", "cfatgan")
+    gan = info.cls(build_params(info.cls.Params, params, "generator"), StageContext("generator", seed=seed))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    gan.fit(train, valid)
+    cost = {"train_cpu_minutes": (time.process_time() - cpu0) / 60, "train_wall_seconds": time.perf_counter() - wall0}
+    rows = []
+    for sample, source, kind in ((held, "train", "trained"), (test_all, "test", None)):
+        energies = np.unique(sample.column("beam_energy"))
+        for energy in energies:
+            truth = sample.take(sample.column("beam_energy") == energy)
+            half = len(truth) // 2
+            a, b = truth.take(slice(0, half)), truth.take(slice(half, 2 * half))
+            generated = gan.sample(half, np.random.SeedSequence([seed, int(energy)]), {"beam_energy": float(energy)})
+            label = kind or ("extrapolated" if energy > 50 else "interpolated")
+            row = {"beam_energy": float(energy), "kind": label, "events": half, "source": source}
+            for f in KL_FEATURES:
+                row[f"kl_{f}"] = _kl(a.column(f), generated.column(f))
+                row[f"kl_{f}_floor"] = _kl(a.column(f), b.column(f))
+            row["mean_E_model"] = float(generated.column("lepton_E").mean())
+            row["mean_E_truth"] = float(a.column("lepton_E").mean())
+            row["unphysical"] = float(1.0 - gan.physical_mask(generated).mean())
+            rows.append(row)
+    return {"model": "cfatgan", "params": params, "n_train": len(train), **cost, "info": gan.info(), "rows": rows}
+
+
+def format_conditional(result: dict[str, Any]) -> str:
+    """Table: KL ×10³ per feature (model / floor) for each beam energy."""
+    head = f"{'E_b':>6s} {'kind':>13s}" + "".join(f"{f[7:] + ' KLx1e3 (floor)':>22s}" for f in KL_FEATURES) \
+        + f"{'<E> model/truth':>18s}{'unphys':>9s}"
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        cells = "".join(f"{1e3 * r[f'kl_{f}']:9.2f} ({1e3 * r[f'kl_{f}_floor']:6.2f})".rjust(22) for f in KL_FEATURES)
+        lines.append(f"{r['beam_energy']:6.0f} {r['kind']:>13s}{cells}"
+                     f"{r['mean_E_model']:9.2f}/{r['mean_E_truth']:<8.2f}{r['unphysical']:9.1e}")
+    lines.append(f"cfatgan: {result['n_train']} training events, {result['train_wall_seconds']:.0f} s wall, "
+                 f"{result['train_cpu_minutes']:.1f} CPU min")
+    return "\n".join(lines)
+
+
+def _run_parallel(models: list[str], common: list[str], out: Path) -> None:
+    """Train each model in its own process (same split and floors), then merge the rows into one table."""
+    parts = {m: out.with_name(f"{out.stem}.{m}.json") for m in models}
+    procs = [subprocess.Popen([sys.executable, __file__, "--models", m, "--out", str(parts[m]), *common],
+                              stdout=subprocess.DEVNULL) for m in models]
+    failed = [m for m, p in zip(models, procs, strict=True) if p.wait() != 0]
+    rows = [row for m in models if m not in failed for row in json.loads(parts[m].read_text())["rows"]]
+    print(bg.format_table(rows))
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    out.write_text(json.dumps({"created": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows,
+                               "failed": failed}, indent=1, default=float))
+    for part in parts.values():
+        part.unlink(missing_ok=True)
+    print(f"wrote {out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: the generator table with the GAN rows, then (optionally) the cFAT-GAN energy scan."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="flow,fatgan,dsgan,lsgan,bvae")
+    ap.add_argument("--sample", default="hera_pythia")
+    ap.add_argument("--train", type=int, default=30_000)
+    ap.add_argument("--test", type=int, default=20_000)
+    ap.add_argument("--set", action="append", default=[], help="parameter override for every model: key=json")
+    ap.add_argument("--conditional", action="store_true", help="also run the cFAT-GAN energy scan")
+    ap.add_argument("--conditional-only", action="store_true")
+    ap.add_argument("--cfatgan-steps", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-classifier", action="store_true")
+    ap.add_argument("--parallel", action="store_true", help="one process per model, rows merged")
+    ap.add_argument("--out", default=str(bg.RESULTS / "bench_gans.json"))
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="only merge the rows of these result files into --out (later rows replace earlier "
+                         "ones of the same model; same split and floors) and print the table")
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(args.threads)
+    if args.merge:
+        rows: dict[str, Any] = {}
+        for path in args.merge:
+            for row in json.loads(Path(path).read_text())["rows"]:
+                rows[row["model"]] = row
+        print(bg.format_table(list(rows.values())))
+        Path(args.out).write_text(json.dumps({"created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                              "merged_from": args.merge, "rows": list(rows.values())},
+                                             indent=1, default=float))
+        print(f"wrote {args.out}")
+        return 0
+    if not args.conditional_only:
+        common = ["--sample", args.sample, "--train", str(args.train), "--test", str(args.test),
+                  "--threads", str(args.threads)]
+        common += [x for s in args.set for x in ("--set", s)]
+        if args.no_classifier:
+            common.append("--no-classifier")
+        if args.parallel:
+            _run_parallel(args.models.split(","), common, Path(args.out))
+        else:
+            bg.main(["--models", args.models, "--out", args.out, *common])
+    if args.conditional or args.conditional_only:
+        result = conditional_benchmark(args.train, args.cfatgan_steps)
+        print(format_conditional(result))
+        out = bg.RESULTS / "bench_cfatgan.json"
+        out.write_text(json.dumps({"created": time.strftime("%Y-%m-%d %H:%M:%S"), **result}, indent=1, default=float))
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,739 @@
+"""Adversarial training shared by the GAN generators (fatgan, cfatgan, dsgan, lsgan).
+
+:class:`AdversarialGenerator` holds everything the four published models have
+in common; a model only chooses its feature map (how events become the
+features the network generates), which augmented features the discriminator
+sees beside them, whether it is conditioned on the beam energy, and its
+default adversary and loss weights.
+
+Data flow (one training step = ``critic_steps`` discriminator updates, then one
+generator update)::
+
+    noise ─► network ─► z (standardized generated features) ─┬─────────────► [z, aug] ─► discriminator
+                                    scaler⁻¹ ─► feature map⁻¹ ─► lepton (E, p) ─► augmented features ─┘
+
+Every step of the generated branch is differentiable, so the discriminator's
+judgement of the augmented features (E, p_T, p_z/p_T, ...) trains the network
+(thesis ch. 4, Table 4). Real events follow the same path from their encoded
+features. With ``preprocess = "asinh"`` (default) the momentum components
+p_x, p_y (p_z) and the augmented features pass through asinh((x - median)/MAD)
+before standardization: their power-law tails become logarithmic, which on the
+HERA and 50 × 50 GeV samples cuts the Q² χ²/ndf of a 1000-step FAT-GAN from
+≈ 30 to ≈ 5 (the generated features are still (p_x, p_y, T): the map is exact
+and invertible). Augmented features are soft-clipped to ±``AUG_CLIP``
+(``c·tanh(x/c)``) so a wild early generator cannot feed the critic p_z/p_T → ∞.
+
+CPU defaults (``preset = "cpu"``): 3 × 128 networks, noise 32, batch 512,
+3 critic steps per generator step, Adam 10⁻³ with cosine decay for the
+generator, η = 10 for the FAT-GAN MMD² term; the untrained generator's output
+layer is calibrated to unit spread (:func:`_calibrate_output`).
+``preset = "published"`` gives the thesis sizes (5 × 512, noise 100, Adam
+10⁻⁴, 5 critic steps, 100 000 steps).
+
+Sampling draws all noise from a NumPy generator seeded by the caller's
+``SeedSequence`` (which it does not alter), so the same seed gives the same
+events. Events are decoded with :func:`mlegpipe.features.decode_events`:
+lepton models get the DIS invariants, and events that break a kinematic limit
+(x ∉ (0, 1], y ∉ (0, 1], W² < M², non-finite) are counted and, with
+``reject_unphysical``, redrawn by :func:`mlegpipe.features.sample_with_rejection`
+(the fractions are in :meth:`AdversarialGenerator.info`).
+
+Example:
+    >>> import numpy as np
+    >>> from mlegpipe.context import StageContext
+    >>> from mlegpipe_builtins.generators.gans import DSGAN
+    >>> from mlegpipe.events import EventBatch
+    >>> rng = np.random.default_rng(0)
+    >>> train = EventBatch.from_columns({"x": rng.normal(2.0, 0.5, 2000)})
+    >>> gan = DSGAN(DSGAN.Params(features=["x"], steps=20, validate_every=0), StageContext("generator"))
+    >>> _ = gan.fit(train, train)
+    >>> len(gan.sample(100, np.random.SeedSequence(1)))
+    100
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlegpipe.beams import Beams
+from mlegpipe.events import BEAM_ENERGY, LEPTON_FIELDS, EventBatch
+from mlegpipe.exceptions import CheckpointError, ConfigError, DataError, PhysicsError
+from mlegpipe.features import (
+    AsinhScale,
+    FeatureMap,
+    Standardize,
+    augment,
+    beam_energy_of,
+    beams_at,
+    decode_events,
+    make_feature_map,
+    sample_with_rejection,
+)
+from mlegpipe.kinematics import physical_mask
+from mlegpipe.nets import ACTIVATIONS, NORMS, count_parameters, mlp
+from mlegpipe.schema import param
+from mlegpipe.stages import Discriminator, Generator, StageContext
+from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
+
+__all__ = [
+    "AUG_CLIP",
+    "AdversarialGenerator",
+    "GANParams",
+    "SAMPLE_CHUNK",
+    "mmd2",
+    "sliced_wasserstein",
+    "soft_clip",
+]
+
+#: Events per network pass in :meth:`AdversarialGenerator.sample` (bounds memory).
+SAMPLE_CHUNK = 65_536
+#: Soft bound (in standard deviations) on augmented discriminator features.
+AUG_CLIP = 10.0
+#: Generated features that get the asinh preprocessing (momentum components with power-law tails).
+_ASINH_FEATURES = ("lepton_px", "lepton_py", "lepton_pz")
+#: Redraw rounds before rejection sampling gives up.
+MAX_REJECTION_ROUNDS = 64
+
+
+
+def soft_clip(x: torch.Tensor, bound: float = AUG_CLIP) -> torch.Tensor:
+    """``bound · tanh(x / bound)``: the identity near 0, smoothly bounded by ±bound.
+
+    Example:
+        >>> soft_clip(torch.tensor([0.0, 1e6])).tolist()
+        [0.0, 10.0]
+    """
+    return bound * torch.tanh(x / bound)
+
+
+def mmd2(x: torch.Tensor, y: torch.Tensor, sigmas: list[float] | tuple[float, ...] = (1.0,)) -> torch.Tensor:
+    """Differentiable squared MMD (biased V-statistic, ≥ 0) with a sum of Gaussian kernels.
+
+    MMD² = ⟨k(x, x')⟩ + ⟨k(y, y')⟩ - 2⟨k(x, y)⟩, k = Σ_σ exp(-|u - v|²/2σ²)
+    (thesis eq. 15, with several widths σ in standardized units).
+
+    Example:
+        >>> round(float(mmd2(torch.zeros(1, 1), torch.ones(1, 1))), 4)   # 2 - 2 e^{-1/2}
+        0.7869
+    """
+    xy = torch.cat([x, y])
+    sq = (xy * xy).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * xy @ xy.T).clamp_min(0.0)
+    k = sum(torch.exp(-d2 / (2.0 * s * s)) for s in sigmas)
+    n = len(x)
+    return k[:n, :n].mean() + k[n:, n:].mean() - 2.0 * k[:n, n:].mean()
+
+
+def sliced_wasserstein(a: np.ndarray, b: np.ndarray, n_random: int = 16, seed: int = 0) -> float:
+    """Mean 1D Wasserstein distance over the axes and ``n_random`` fixed random directions.
+
+    Both samples must have the same size (sorted projections are compared).
+    It sees marginals and, through the random directions, correlations.
+
+    Example:
+        >>> a = np.random.default_rng(0).normal(size=(1000, 2))
+        >>> round(sliced_wasserstein(a, a + 1.0, n_random=0), 6)
+        1.0
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
+    if a.shape != b.shape:
+        raise DataError(f"sliced Wasserstein needs samples of equal shape, got {a.shape} and {b.shape}")
+    d = a.shape[1]
+    dirs = [np.eye(d)]
+    if n_random:
+        r = np.random.default_rng(seed).normal(size=(n_random, d))
+        dirs.append(r / np.linalg.norm(r, axis=1, keepdims=True))
+    proj = np.concatenate(dirs)
+    pa, pb = np.sort(a @ proj.T, axis=0), np.sort(b @ proj.T, axis=0)
+    return float(np.abs(pa - pb).mean())
+
+
+def _calibrate_output(net: nn.Sequential, inputs: torch.Tensor) -> None:
+    """Rescale the last linear layer so the untrained network's outputs have mean 0 and unit spread.
+
+    PyTorch's default initialization shrinks the spread layer by layer: an
+    untrained generator emits a narrow blob at the centre of the standardized
+    data, and a critic facing a blob inside the data builds a cone whose apex
+    (zero gradient) the two-sided gradient penalty makes costly to cross. A
+    generator that starts as wide as the data does not start in that trap.
+    """
+    last = net[-1]
+    if not isinstance(last, nn.Linear):
+        return
+    with torch.no_grad():
+        out = net(inputs)
+        std = out.std(dim=0).clamp_min(1e-6)
+        last.weight /= std[:, None]
+        last.bias.copy_((last.bias - out.mean(dim=0)) / std)
+
+
+@dataclass
+class GANParams:
+    """Parameters of every GAN generator; ``None`` takes the value of ``preset`` (or the model's default)."""
+
+    preset: str = param("cpu", choices=("cpu", "published"),
+                        doc="'cpu': small and fast on 2 cores; 'published': the paper's sizes and steps")
+    noise_dim: int | None = param(None, min=1, max=4096, doc="dimension of the Gaussian noise")
+    layers: int | None = param(None, min=1, max=64, doc="hidden layers of the generator network")
+    width: int | None = param(None, min=1, max=8192, doc="neurons per hidden layer")
+    activation: str | None = param(None, choices=(*ACTIVATIONS, None), doc="hidden activation")
+    leaky_slope: float | None = param(None, min=0.0, max=1.0, doc="negative slope of leaky_relu")
+    dropout: float | None = param(None, min=0.0, max=0.95, doc="dropout in the generator (training only)")
+    residual: bool | None = param(None, doc="skip connections between equal-width layers (thesis Fig. 48)")
+    norm: str | None = param(None, choices=(*NORMS, None), doc="weight normalization")
+    steps: int | None = param(None, min=0, doc="generator updates")
+    batch_size: int | None = param(None, min=2, doc="events per batch")
+    critic_steps: int | None = param(None, min=1, max=100, doc="discriminator updates per generator update")
+    lr: float | None = param(None, min=0.0, exclusive_min=True, doc="Adam learning rate of the generator")
+    beta1: float | None = param(None, min=0.0, max=1.0, doc="Adam β₁ of the generator")
+    beta2: float | None = param(None, min=0.0, max=1.0, doc="Adam β₂ of the generator")
+    lr_schedule: str | None = param(None, choices=("constant", "cosine", None),
+                                    doc="learning-rate schedule of both networks (cpu preset: cosine decay)")
+    mmd_weight: float | None = param(None, min=0.0, doc="η: weight of MMD² in the generator loss (thesis eq. 14)")
+    mmd_sigmas: list[float] = param([0.2, 0.5, 1.0], min=0.0, exclusive_min=True,
+                                    doc="Gaussian kernel widths of the MMD (standardized units)")
+    mmd_events: int = param(256, min=2, doc="events of each batch used in the MMD (its cost grows as the square)")
+    augment: list[str] | None = param(None, doc="augmented features shown to the discriminator (None: model's)")
+    preprocess: str = param("asinh", choices=("asinh", "none"),
+                            doc="asinh((x - median)/MAD) on p_x, p_y, p_z and the augmented features before "
+                                "standardizing (log-like tails); 'none': standardize only, as published")
+    reject_unphysical: bool | None = param(None, doc="redraw events that break a physical limit (None: model's)")
+    validate_every: int = param(250, min=0, doc="validate every this many steps (0: never)")
+    valid_events: int = param(5000, min=10, doc="events generated for each validation")
+    checkpoint_every: int = param(500, min=0, doc="in a run: write a resumable training checkpoint every this many "
+                                                   "steps (0: never)")
+    resume: bool = param(False, doc="continue from the last training checkpoint in the run folder (also: "
+                                    "mlegpipe run --resume)")
+
+
+CPU_PRESET: dict[str, Any] = {
+    "noise_dim": 32, "layers": 3, "width": 128, "activation": "leaky_relu", "leaky_slope": 0.2, "dropout": 0.0,
+    "residual": False, "norm": "none", "steps": 3000, "batch_size": 512, "critic_steps": 3,
+    "lr": 1e-3, "beta1": 0.5, "beta2": 0.9, "lr_schedule": "cosine",
+}
+PUBLISHED_PRESET: dict[str, Any] = {
+    "noise_dim": 100, "layers": 5, "width": 512, "activation": "leaky_relu", "leaky_slope": 0.2, "dropout": 0.0,
+    "residual": False, "norm": "none", "steps": 100_000, "batch_size": 1024, "critic_steps": 5,
+    "lr": 1e-4, "beta1": 0.5, "beta2": 0.9, "lr_schedule": "constant",
+}
+
+
+class AdversarialGenerator(Generator):
+    """A generator trained adversarially; subclasses pick the representation.
+
+    Subclass interface:
+        PRESETS: ``{"cpu": {...}, "published": {...}}`` values for ``None`` parameters.
+        MODEL_DEFAULTS: defaults of ``mmd_weight``, ``augment``, ``reject_unphysical``.
+        DEFAULT_DISCRIMINATOR: ``"wgan-gp"`` or ``"lsgan"`` (used when ``fit`` gets none).
+        conditional: conditioned on the per-event ``beam_energy``.
+        uniform_phi: the last feature of the map is the azimuth, drawn uniformly
+            instead of generated (unpolarized scattering).
+        make_feature_map(events): the :class:`~mlegpipe.features.FeatureMap`.
+
+    Public tensors and networks (also used by the unfolding stage):
+        network: ``nn.Module`` mapping ``noise (n, noise_dim [+1])`` to standardized
+            generated features ``(n, n_generated)``.
+        scaler: the :class:`~mlegpipe.features.Standardize` of those features.
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"cpu": CPU_PRESET, "published": PUBLISHED_PRESET}
+    MODEL_DEFAULTS: ClassVar[dict[str, Any]] = {"mmd_weight": 0.0, "augment": [], "reject_unphysical": False}
+    DEFAULT_DISCRIMINATOR: ClassVar[str] = "wgan-gp"
+    conditional: ClassVar[bool] = False
+    uniform_phi: ClassVar[bool] = False
+
+    def __init__(self, params: Any, ctx: StageContext) -> None:
+        super().__init__(params, ctx)
+        self.settings = self._resolve()
+        self.features: list[str] = []
+        self.conditions: list[str] = [BEAM_ENERGY] if self.conditional else []
+        self.feature_map: FeatureMap | None = None
+        self.beams: Beams | None = None
+        self.hadron_follows = False
+        self.pre = AsinhScale([])
+        self.scaler = Standardize()
+        self.aug_pre = AsinhScale([])
+        self.aug_scaler = Standardize()
+        self.cond_scaler = Standardize()
+        self.network: nn.Module | None = None
+        self.discriminator: Discriminator | None = None
+        self.discriminator_net: nn.Module | None = None
+        self._stats: dict[str, float] = {"sampled": 0, "unphysical": 0, "rejected": 0}
+        self._training: dict[str, Any] = {}
+
+    # -- configuration ------------------------------------------------------------------------------
+    def _resolve(self) -> dict[str, Any]:
+        preset = self.PRESETS[self.params.preset]
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self.params):
+            value = getattr(self.params, f.name)
+            if value is None:
+                value = preset[f.name] if f.name in preset else self.MODEL_DEFAULTS.get(f.name)
+            out[f.name] = value
+        return out
+
+    def make_feature_map(self, events: EventBatch) -> FeatureMap:
+        """The feature map of this model for ``events`` (subclasses override)."""
+        raise NotImplementedError
+
+    @property
+    def n_generated(self) -> int:
+        """Number of features the network outputs."""
+        self._require_prepared()
+        return len(self.feature_map.names) - (1 if self.uniform_phi else 0)
+
+    @property
+    def generated_names(self) -> list[str]:
+        """Names of the generated features (the network's outputs, before standardization)."""
+        self._require_prepared()
+        return list(self.feature_map.names[: self.n_generated])
+
+    @property
+    def is_lepton_model(self) -> bool:
+        """True when the events are scattered leptons (DIS invariants and physicality apply)."""
+        return self.feature_map is not None and tuple(self.feature_map.fields) == LEPTON_FIELDS
+
+    def _require_prepared(self) -> None:
+        if self.feature_map is None or self.network is None:
+            raise ConfigError(f"generator {self.plugin_name or type(self).__name__!r} is used before it was "
+                              "trained or loaded", path=self.ctx.name)
+
+    # -- preparation: feature map, scalers, network ----------------------------------------------------
+    def _beam_energy(self, events: EventBatch) -> np.ndarray:
+        """Per-event lepton beam energy (zeros for events without beams, e.g. toys)."""
+        if events.has(BEAM_ENERGY) or events.beams is not None:
+            return beam_energy_of(events)
+        return np.zeros(len(events))
+
+    def _full_features(self, events: EventBatch) -> np.ndarray:
+        """All map features of ``events`` (float64, unstandardized)."""
+        return self.feature_map.encode(events)
+
+    def _lepton(self, raw: torch.Tensor, eb: torch.Tensor, phi: torch.Tensor | None) -> torch.Tensor:
+        """The ``(n, 4)`` lepton (E, px, py, pz) of raw generated features (differentiable)."""
+        full = raw if phi is None else torch.cat([raw, phi[:, None]], dim=1)
+        return self.feature_map.inverse(full, eb)
+
+    def prepare(self, events: EventBatch) -> AdversarialGenerator:
+        """Fit the feature map and scalers to ``events`` and build a fresh network; returns self.
+
+        ``fit`` calls this on the training sample. The unfolding stage calls it
+        on a reference sample (e.g. an initial guess) before training
+        :attr:`network` itself through a detector surrogate.
+        """
+        if len(events) < 2:
+            raise DataError("a GAN needs at least two training events", path=self.ctx.name, value=len(events))
+        self.beams = events.beams
+        # symmetric E × E samples (sym_multienergy): the hadron beam energy follows the lepton's
+        self.hadron_follows = dict(events.meta.get("beam_setup") or {}).get("hadron_energy") == BEAM_ENERGY
+        self.feature_map = self.make_feature_map(events)
+        self.features = list(self.feature_map.fields)
+        full = self._full_features(events)
+        k = len(self.feature_map.names) - (1 if self.uniform_phi else 0)
+        asinh = self.settings["preprocess"] == "asinh"
+        self.pre = AsinhScale([asinh and n in _ASINH_FEATURES for n in self.feature_map.names[:k]])
+        generated = self.pre.fit(full[:, :k]).transform(torch.from_numpy(full[:, :k]))
+        self.scaler.fit(generated, events.weights)
+        if self.settings["augment"]:
+            if not self.is_lepton_model:
+                raise ConfigError("augmented features need a lepton feature map (lepton_E, lepton_px, ...); this "
+                                  f"model learns {list(self.feature_map.names)}", path=f"{self.ctx.name}.augment",
+                                  value=self.settings["augment"])
+            eb = torch.from_numpy(self._beam_energy(events))
+            aug = augment(self.feature_map.inverse(torch.from_numpy(full), eb), self.settings["augment"],
+                          path=f"{self.ctx.name}.augment")
+            self.aug_pre = AsinhScale([asinh] * aug.shape[1])
+            self.aug_scaler.fit(self.aug_pre.fit(aug).transform(aug), events.weights)
+        if self.conditional:
+            self.cond_scaler.fit(self._beam_energy(events)[:, None], events.weights)
+        self.network = self._build_network(k)
+        return self
+
+    def _build_network(self, n_out: int, calibrate: bool = True) -> nn.Module:
+        s = self.settings
+        n_in = s["noise_dim"] + len(self.conditions)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.ctx.torch_seed("init"))
+            net = mlp(n_in, n_out, [s["width"]] * s["layers"], s["activation"], s["dropout"], s["residual"],
+                      s["norm"], s["leaky_slope"])
+            if calibrate:
+                _calibrate_output(net, torch.randn(4096, n_in))
+        return net
+
+    # -- tensors (differentiable) ----------------------------------------------------------------------
+    def encode(self, events: EventBatch) -> torch.Tensor:
+        """Standardized generated features of ``events`` (float32 ``(n, n_generated)``)."""
+        self._require_prepared()
+        full = self._full_features(events)
+        return self.scaler.transform(self.pre.transform(torch.from_numpy(full[:, : self.n_generated]))).float()
+
+    def to_physical(self, z: torch.Tensor) -> torch.Tensor:
+        """Undo the standardization (and asinh preprocessing): generated features in physical units.
+
+        Differentiable; compute in float64 for exact inverses.
+        """
+        return self.pre.inverse(self.scaler.inverse(z))
+
+    def condition_tensor(self, beam_energy: np.ndarray | torch.Tensor) -> torch.Tensor | None:
+        """Standardized conditioning input ``(n, 1)`` for per-event beam energies (None if unconditional)."""
+        if not self.conditional:
+            return None
+        eb = torch.as_tensor(np.asarray(beam_energy, dtype=np.float64))[:, None]
+        return self.cond_scaler.transform(eb).float()
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Gaussian noise ``(n, noise_dim)`` for :attr:`network` (float32)."""
+        return torch.randn(n, self.settings["noise_dim"], generator=generator)
+
+    def generate_tensor(self, noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Standardized generated features ``network([noise, cond])`` (differentiable)."""
+        self._require_prepared()
+        inputs = noise if cond is None else torch.cat([noise, cond], dim=1)
+        return self.network(inputs)
+
+    def discriminator_features(self, z: torch.Tensor, beam_energy: torch.Tensor | None = None,
+                               phi: torch.Tensor | None = None) -> torch.Tensor:
+        """What the discriminator sees: ``[z, soft_clip(standardized augmented features)]``.
+
+        Arguments:
+            z: standardized generated features ``(n, n_generated)``.
+            beam_energy: per-event lepton beam energy (GeV), for maps that need it.
+            phi: azimuths for models that draw φ uniformly (only used by augmentations).
+        """
+        names = self.settings["augment"]
+        if not names:
+            return z
+        if beam_energy is None:
+            beam_energy = torch.full((len(z),), float(self.beams.lepton_energy) if self.beams else 0.0)
+        eb = beam_energy.to(torch.float64)
+        raw = self.to_physical(z.to(torch.float64))
+        if self.uniform_phi and phi is None:
+            phi = torch.zeros(len(z), dtype=torch.float64)
+        lepton = self._lepton(raw, eb, None if phi is None else phi.to(torch.float64))
+        aug = self.aug_scaler.transform(self.aug_pre.transform(augment(lepton, names)))
+        return torch.cat([z, soft_clip(aug).to(z.dtype)], dim=1)
+
+    def _real_discriminator_features(self, events: EventBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(discriminator features, beam energy, φ) of real events."""
+        z = self.encode(events)
+        full = self._full_features(events) if self.uniform_phi else None
+        eb = torch.from_numpy(self._beam_energy(events))
+        phi = torch.from_numpy(full[:, -1]) if self.uniform_phi else torch.zeros(len(events), dtype=torch.float64)
+        with torch.no_grad():
+            feats = self.discriminator_features(z, eb, phi if self.uniform_phi else None)
+        return feats, eb, phi
+
+    # -- events ----------------------------------------------------------------------------------------
+    def decode_columns(self, z: torch.Tensor, beam_energy: np.ndarray | float | None = None,
+                       seed: np.random.SeedSequence | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Event columns of standardized generated features ``z`` and the mask of physical events.
+
+        Uses :func:`mlegpipe.features.decode_events`: lepton models get the DIS
+        invariants x, Q², y, W², ν (each event at its own beam energy) and the
+        kinematic limits are checked. Models with ``uniform_phi`` draw the
+        azimuth uniformly from ``seed``.
+        """
+        self._require_prepared()
+        raw = self.to_physical(z.detach().to(torch.float64)).numpy()
+        eb = self._sample_beam_energy(len(raw), beam_energy)
+        if self.uniform_phi:
+            rng = np.random.default_rng(seed if seed is not None else self.ctx.seed_sequence("phi"))
+            raw = np.concatenate([raw, rng.uniform(-np.pi, np.pi, len(raw))[:, None]], axis=1)
+        with np.errstate(all="ignore"):
+            return decode_events(self.feature_map, raw, eb, self.beams, hadron_follows=self.hadron_follows)
+
+    def decode(self, z: torch.Tensor, beam_energy: np.ndarray | float | None = None,
+               seed: np.random.SeedSequence | None = None) -> EventBatch:
+        """Events from standardized generated features ``z``, unphysical ones included (no rejection).
+
+        Example:
+            >>> # events = gen.decode(gen.generate_tensor(gen.noise(1000)), seed=np.random.SeedSequence(3))
+        """
+        columns, _ = self.decode_columns(z, beam_energy, seed)
+        return self._events(columns)
+
+    def _sample_beam_energy(self, n: int, beam_energy: np.ndarray | float | None) -> np.ndarray:
+        if beam_energy is None:
+            if self.conditional:
+                raise ConfigError("this generator is conditional on beam_energy; give a value",
+                                  path=f"{self.ctx.name}.conditions.beam_energy", value=None)
+            beam_energy = self.beams.lepton_energy if self.beams is not None else 0.0
+        eb = np.broadcast_to(np.asarray(beam_energy, dtype=np.float64), (n,)).copy()
+        if self.conditional and (not np.isfinite(eb).all() or (eb <= 0).any()):
+            raise PhysicsError("beam energies must be positive numbers of GeV",
+                               path=f"{self.ctx.name}.conditions.beam_energy", value=float(eb.min()))
+        return eb
+
+    def _events(self, columns: dict[str, np.ndarray]) -> EventBatch:
+        beams = self.beams
+        eb = columns.get(BEAM_ENERGY)
+        if self.conditional and beams is not None and eb is not None and len(eb) and np.all(eb == eb[0]):
+            beams = beams_at(beams, float(eb[0]), self.hadron_follows)
+        return EventBatch.from_columns(columns, beams, {"generator": self.plugin_name})
+
+    def physical_mask(self, events: EventBatch) -> np.ndarray:
+        """True for events inside the kinematic limits (finite; lepton models: 0 < x, y ≤ 1, W² ≥ M², ...)."""
+        values = events.matrix(self.features)
+        ok = np.isfinite(values).all(axis=1)
+        if self.is_lepton_model and self.beams is not None:
+            eb = events.column(BEAM_ENERGY) if events.has(BEAM_ENERGY) else np.full(len(events),
+                                                                                 self.beams.lepton_energy)
+            for energy in np.unique(eb):
+                sel = eb == energy
+                beams = beams_at(self.beams, float(energy), self.hadron_follows)
+                ok[sel] &= physical_mask(events.column("x")[sel], events.column("Q2")[sel],
+                                         events.column("y")[sel], events.column("W2")[sel], beams)
+        return ok
+
+    # -- training --------------------------------------------------------------------------------------
+    def _default_discriminator(self) -> Discriminator:
+        from mlegpipe_builtins.discriminators.critics import LSGAN, WGANGP
+
+        cls = {"wgan-gp": WGANGP, "lsgan": LSGAN}[self.DEFAULT_DISCRIMINATOR]
+        stage = cls(cls.Params(), self.ctx.child("discriminator"))
+        stage.plugin_name = stage.plugin_name or self.DEFAULT_DISCRIMINATOR
+        return stage
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        s = self.settings
+        return torch.optim.Adam(self.network.parameters(), lr=s["lr"], betas=(s["beta1"], s["beta2"]))
+
+    def fit(self, train: EventBatch, valid: EventBatch, discriminator: Discriminator | None = None) -> dict[str, Any]:
+        """Train adversarially against ``discriminator`` (None: the model's default adversary).
+
+        Returns:
+            ``{"history": [per-step dicts], "best_step", "best_metric", "seconds", "discriminator"}``;
+            the metric is the sliced Wasserstein distance between generated and
+            validation events in the discriminator's feature space (lower is better).
+        """
+        s = self.settings
+        start = time.perf_counter()
+        self.prepare(train)
+        disc = discriminator if discriminator is not None else self._default_discriminator()
+        self.discriminator = disc
+        real, eb_real, _ = self._real_discriminator_features(train)
+        cond_real = self.condition_tensor(eb_real.numpy())
+        n_disc = real.shape[1]
+        d_net = disc.build(n_disc, len(self.conditions))
+        self.discriminator_net = d_net
+        make_opt = getattr(disc, "make_optimizer", None)
+        opt_d = make_opt(d_net.parameters()) if make_opt is not None else torch.optim.Adam(
+            d_net.parameters(), lr=s["lr"], betas=(s["beta1"], s["beta2"]))
+        opt_g = self._make_optimizer()
+        batch_gen = self.ctx.torch_generator("batches")
+        noise_gen = self.ctx.torch_generator("noise")
+        tensors = [real, eb_real] + ([cond_real] if cond_real is not None else [])
+        weights = torch.from_numpy(train.weights) if train.has("weight") else None
+        sampler = MinibatchSampler(*tensors, batch_size=s["batch_size"], generator=batch_gen, weights=weights)
+        mmd_weight = float(s["mmd_weight"])
+        sigmas = list(s["mmd_sigmas"])
+
+        def fake_batch(eb: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+            z = self.generate_tensor(self.noise(len(eb), noise_gen), cond)
+            phi = (torch.rand(len(eb), generator=noise_gen, dtype=torch.float64) * 2 - 1) * np.pi \
+                if self.uniform_phi and s["augment"] else None
+            return self.discriminator_features(z, eb, phi)
+
+        def step(i: int) -> dict[str, float]:
+            self.network.train()
+            d_net.train()
+            loss_d = torch.zeros(())
+            for _ in range(s["critic_steps"]):
+                batch = sampler()
+                x_real, eb = batch[0], batch[1]
+                cond = batch[2] if cond_real is not None else None
+                with torch.no_grad():
+                    x_fake = fake_batch(eb, cond)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d = disc.discriminator_loss(d_net, x_real, x_fake, cond)
+                loss_d.backward()
+                opt_d.step()
+            batch = sampler()
+            x_real, eb = batch[0], batch[1]
+            cond = batch[2] if cond_real is not None else None
+            for p in d_net.parameters():
+                p.requires_grad_(False)
+            opt_g.zero_grad(set_to_none=True)
+            x_fake = fake_batch(eb, cond)
+            loss_adv = disc.generator_loss(d_net, x_fake, cond)
+            loss_g = loss_adv
+            out = {"loss_d": float(loss_d.detach()), "loss_g": float(loss_adv.detach())}
+            if mmd_weight > 0:
+                m = s["mmd_events"]
+                term = mmd2(x_fake[:m], x_real[:m], sigmas)
+                loss_g = loss_g + mmd_weight * term
+                out["mmd2"] = float(term.detach())
+            loss_g.backward()
+            opt_g.step()
+            for p in d_net.parameters():
+                p.requires_grad_(True)
+            return out
+
+        validate = self._make_validation(valid)
+        generators = {"batches": batch_gen, "noise": noise_gen}
+        disc_gen = getattr(disc, "random_generator", None)
+        if callable(disc_gen):
+            generators["discriminator"] = disc_gen()
+        loop = TrainLoop(
+            self.ctx, step, s["steps"],
+            modules={"generator": self.network, "discriminator": d_net},
+            optimizers={"generator": opt_g, "discriminator": opt_d},
+            validate_fn=validate, validate_every=s["validate_every"] if validate is not None else 0,
+            lr_schedule=cosine_schedule(s["steps"]) if s["lr_schedule"] == "cosine" else None,
+            checkpoint_every=s["checkpoint_every"] if self.ctx.run_dir is not None else 0,
+            generators=generators, desc=f"{self.ctx.name} ({self.plugin_name or type(self).__name__})",
+        )
+        history = loop.run(resume=True if s["resume"] or getattr(self.ctx, "resume", False) else None)
+        self.network.eval()
+        d_net.eval()
+        self._training = {
+            "best_step": loop.best_step, "best_metric": loop.best_metric,
+            "seconds": time.perf_counter() - start, "steps": s["steps"],
+            "generator_parameters": count_parameters(self.network),
+            "discriminator_parameters": count_parameters(d_net),
+            "discriminator": getattr(disc, "plugin_name", "") or type(disc).__name__,
+        }
+        return {"history": history, **self._training}
+
+    def _make_validation(self, valid: EventBatch) -> Any:
+        """The validation function: sliced W₁ in discriminator space (+ unphysical fraction)."""
+        if valid is None or len(valid) < 2 or self.settings["validate_every"] == 0:
+            return None
+        n = min(len(valid), self.settings["valid_events"])
+        subset = valid.take(slice(0, n))
+        real, eb, _ = self._real_discriminator_features(subset)
+        real_np = real.numpy()
+        cond = self.condition_tensor(eb.numpy())
+        seed = self.ctx.torch_seed("validate")
+
+        def validate(i: int) -> dict[str, float]:
+            gen = torch.Generator().manual_seed(seed)
+            self.network.eval()
+            with torch.no_grad():
+                z = self.generate_tensor(self.noise(n, gen), cond)
+                phi = (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * np.pi \
+                    if self.uniform_phi and self.settings["augment"] else None
+                fake = self.discriminator_features(z, eb, phi).numpy()
+            out = {"metric": sliced_wasserstein(real_np, np.nan_to_num(fake, nan=1e6, posinf=1e6, neginf=-1e6))}
+            if self.is_lepton_model:
+                _, ok = self.decode_columns(z, eb.numpy(), np.random.SeedSequence(seed))
+                out["unphysical"] = float(1.0 - ok.mean())
+            return out
+
+        return validate
+
+    # -- sampling --------------------------------------------------------------------------------------
+    def sample(
+        self,
+        n: int,
+        seed: np.random.SeedSequence,
+        conditions: Mapping[str, np.ndarray | float] | None = None,
+    ) -> EventBatch:
+        """Generate ``n`` events reproducibly from ``seed`` (see the module docstring).
+
+        Example:
+            >>> # gen.sample(10_000, np.random.SeedSequence(7), {"beam_energy": 60.0})  # cfatgan
+        """
+        self._require_prepared()
+        if n < 0:
+            raise ConfigError("the number of events must be >= 0", path=f"{self.ctx.name}.sample", value=n)
+        conditions = dict(conditions or {})
+        unknown = [c for c in conditions if c not in self.conditions]
+        if unknown:
+            raise ConfigError("this generator takes no such condition; it takes: " + (", ".join(self.conditions)
+                              or "none"), path=f"{self.ctx.name}.conditions", value=unknown[0])
+        eb_all = self._sample_beam_energy(n, conditions.get(BEAM_ENERGY))
+        reject = bool(self.settings["reject_unphysical"])
+        self.network.eval()
+        rng = np.random.default_rng(seed)
+        counts = {"unphysical": 0}
+
+        def draw(slots: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            eb = eb_all[slots]
+            z = torch.empty(len(slots), self.n_generated)
+            with torch.no_grad():
+                for lo in range(0, len(slots), SAMPLE_CHUNK):
+                    hi = min(lo + SAMPLE_CHUNK, len(slots))
+                    noise = torch.from_numpy(rng.standard_normal((hi - lo, self.settings["noise_dim"]),
+                                                                 dtype=np.float32))
+                    z[lo:hi] = self.generate_tensor(noise, self.condition_tensor(eb[lo:hi]))
+            phi_seed = np.random.SeedSequence(int(rng.integers(2**63)))
+            columns, ok = self.decode_columns(z, eb, phi_seed)
+            counts["unphysical"] += int((~ok).sum())
+            return columns, ok if reject else np.ones(len(slots), dtype=bool)
+
+        if n == 0:
+            columns, _ = draw(np.arange(0))
+            drawn = rejected = 0
+        else:
+            columns, drawn, rejected = sample_with_rejection(draw, n, MAX_REJECTION_ROUNDS)
+        self._stats["sampled"] += drawn
+        self._stats["unphysical"] += counts["unphysical"]
+        self._stats["rejected"] += rejected
+        events = self._events(columns)
+        events.meta.update({"drawn": drawn, "unphysical_drawn": counts["unphysical"],
+                            "rejected_fraction": rejected / drawn if drawn else 0.0})
+        return events
+
+    # -- state ---------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Network weights, scalers, feature map, beams and sampling statistics."""
+        self._require_prepared()
+        state: dict[str, Any] = {
+            "network": {k: v.detach().clone() for k, v in self.network.state_dict().items()},
+            "scaler": self.scaler.state_dict(),
+            "pre": self.pre.state_dict(),
+            "feature_map": self.feature_map.config(),
+            "beams": self.beams.to_dict() if self.beams is not None else None,
+            "hadron_follows": self.hadron_follows,
+            "training": {k: v for k, v in self._training.items() if v is not None},
+        }
+        if self.aug_scaler.fitted:
+            state["aug_scaler"] = self.aug_scaler.state_dict()
+            state["aug_pre"] = self.aug_pre.state_dict()
+        if self.cond_scaler.fitted:
+            state["cond_scaler"] = self.cond_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (the ``Params`` must match the saved ones)."""
+        try:
+            self.beams = Beams.from_dict(dict(state["beams"])) if state.get("beams") else None
+            self.hadron_follows = bool(state.get("hadron_follows", False))
+            self.feature_map = make_feature_map(dict(state["feature_map"]), self.beams)
+            self.features = list(self.feature_map.fields)
+            self.scaler.load_state_dict(state["scaler"])
+            self.pre.load_state_dict(state["pre"])
+            if "aug_scaler" in state:
+                self.aug_scaler.load_state_dict(state["aug_scaler"])
+                self.aug_pre.load_state_dict(state["aug_pre"])
+            if "cond_scaler" in state:
+                self.cond_scaler.load_state_dict(state["cond_scaler"])
+            self.network = self._build_network(len(self.scaler.mean), calibrate=False)
+            self.network.load_state_dict(dict(state["network"]))
+        except (KeyError, RuntimeError, TypeError) as err:
+            raise CheckpointError(f"state does not fit generator {self.plugin_name or type(self).__name__!r} with "
+                                  f"these parameters: {type(err).__name__}: {str(err).splitlines()[0]}",
+                                  path=self.ctx.name) from None
+        self._training = dict(state.get("training", {}))
+        self.network.eval()
+
+    def info(self) -> dict[str, Any]:
+        """Training figures and the physicality counts of everything sampled so far."""
+        out: dict[str, Any] = {k: v for k, v in self._training.items() if v is not None}
+        sampled = self._stats["sampled"]
+        if sampled:
+            out["unphysical_fraction"] = self._stats["unphysical"] / sampled
+            out["rejected_fraction"] = self._stats["rejected"] / sampled
+            out["sampled_events"] = int(sampled)
+        out["reject_unphysical"] = bool(self.settings["reject_unphysical"])
+        return out

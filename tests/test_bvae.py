@@ -1,0 +1,150 @@
+"""Tests of the B-VAE generator and its latent information buffer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mlegpipe.beams import Beams
+from mlegpipe.checkpoint import load_generator, save_stage
+from mlegpipe.context import StageContext
+from mlegpipe.events import EventBatch
+from mlegpipe.exceptions import ConfigError, DataError
+from mlegpipe.kinematics import lepton_from_dis
+from mlegpipe.registry import load_plugins
+from mlegpipe.schema import build_params
+from mlegpipe_builtins.generators._gan_base import sliced_wasserstein
+from mlegpipe_builtins.generators.bvae import VAE, BVAEGenerator, gaussian_kl
+
+TINY = {"layers": 2, "width": 48, "latent": 4, "batch_size": 256, "validate_every": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():  # noqa: ANN202 - small networks: one thread is fastest on a shared 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make(seed: int = 1, **raw) -> BVAEGenerator:
+    return BVAEGenerator(build_params(BVAEGenerator.Params, {**TINY, **raw}, "generator"),
+                         StageContext("generator", seed=seed))
+
+
+def banana(n: int, seed: int) -> EventBatch:
+    """A curved 2D density: a = N(0, 1), b = a² + N(0, 0.3)."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=n)
+    return EventBatch.from_columns({"a": a, "b": a**2 + 0.3 * rng.normal(size=n)})
+
+
+@pytest.fixture(scope="module")
+def trained():
+    train, valid = banana(6000, 0), banana(2000, 1)
+    gen = make(feature_map="columns", features=["a", "b"], steps=600, beta=1e-3, validate_every=200)
+    history = gen.fit(train, valid)
+    return gen, history, train, valid
+
+
+def test_gaussian_kl_matches_the_formula():
+    mu, log_var = torch.tensor([[0.5, -1.0]]), torch.tensor([[np.log(2.0), np.log(0.25)]])
+    expected = sum(0.5 * (m**2 + s2 - 1 - np.log(s2)) for m, s2 in ((0.5, 2.0), (-1.0, 0.25)))
+    assert float(gaussian_kl(mu, log_var)[0]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_loss_is_the_beta_weighted_sum():
+    gen = make(beta=0.25)
+    gen.vae = VAE(2, 3, [8])
+    x, noise = torch.randn(10, 2), torch.randn(10, 3)
+    total, mse, kl = gen.loss(x, noise)
+    assert float(total) == pytest.approx(0.75 * float(mse) + 0.25 * float(kl), rel=1e-6)
+
+
+def test_training_reduces_the_reconstruction_error(trained):
+    _, history, _, _ = trained
+    mse = [h["valid_mse"] for h in history["history"] if "valid_mse" in h]
+    assert len(mse) == 3
+    assert mse[-1] < 0.1  # standardized features: an untrained decoder has MSE ≈ 1
+    assert history["buffer_events"] == 6000
+
+
+def test_buffer_reproduces_training_like_latents(trained):
+    gen, _, _, valid = trained
+    rng = np.random.default_rng(0)
+    buffer_z = gen.sample_latent(2000, rng).numpy()
+    mu, log_var = gen.encode(valid)
+    # latents of events the VAE never saw, drawn from their posteriors
+    valid_z = (mu + torch.exp(0.5 * log_var) * torch.randn(mu.shape, generator=torch.Generator().manual_seed(1)))
+    valid_z = valid_z.numpy()
+    prior_z = rng.standard_normal(buffer_z.shape)
+    d_buffer = sliced_wasserstein(buffer_z, valid_z)
+    d_prior = sliced_wasserstein(prior_z, valid_z)
+    # with a small β the aggregate posterior is far from N(0, 1); the buffer follows it
+    assert d_buffer < 0.2 * d_prior
+    np.testing.assert_allclose(buffer_z.mean(0), valid_z.mean(0), atol=0.15 * valid_z.std(0).max())
+
+
+def test_buffer_sampling_beats_the_prior_on_events(trained):
+    gen, _, _, valid = trained
+    truth = valid.matrix(["a", "b"])
+    buffer_events = gen.sample(2000, np.random.SeedSequence(4)).matrix(["a", "b"])
+    gen.settings["sampling"] = "prior"
+    try:
+        prior_events = gen.sample(2000, np.random.SeedSequence(4)).matrix(["a", "b"])
+    finally:
+        gen.settings["sampling"] = "buffer"
+    d_buffer = sliced_wasserstein(buffer_events, truth)
+    d_prior = sliced_wasserstein(prior_events, truth)
+    assert d_buffer < 0.5 * d_prior
+    assert d_buffer < 0.15  # in units of a (σ = 1)
+
+
+def test_same_seed_identical_events_and_state_round_trip(trained, tmp_path):
+    gen, _, _, _ = trained
+    seed = np.random.SeedSequence(9)
+    first = gen.sample(500, seed).column("b")
+    np.testing.assert_array_equal(first, gen.sample(500, seed).column("b"))
+    assert not np.array_equal(first, gen.sample(500, np.random.SeedSequence(10)).column("b"))
+    copy = make(feature_map="columns", features=["a", "b"])
+    copy.load_state_dict(gen.state_dict())
+    np.testing.assert_array_equal(first, copy.sample(500, seed).column("b"))
+    loaded = load_generator(save_stage(tmp_path / "bvae.pt", gen), load_plugins(), expect_plugin="bvae")
+    np.testing.assert_array_equal(first, loaded.sample(500, seed).column("b"))
+
+
+def test_training_is_reproducible():
+    train = banana(1000, 3)
+    a = make(feature_map="columns", features=["a", "b"], steps=20)
+    b = make(feature_map="columns", features=["a", "b"], steps=20)
+    a.fit(train, train)
+    b.fit(train, train)
+    assert torch.equal(a.buffer_mu, b.buffer_mu)
+
+
+def test_lepton_events_are_physical_and_counted():
+    beams = Beams.preset("sym50")
+    rng = np.random.default_rng(5)
+    q2 = np.exp(rng.exponential(1.0, 3000))
+    y = 0.05 + 0.8 * rng.random(3000)
+    x = q2 / (y * 2 * 50.0 * (beams.hadron_energy + beams.hadron_momentum))
+    e, px, py, pz = lepton_from_dis(x, q2, rng.uniform(-np.pi, np.pi, 3000), beams)
+    train = EventBatch.from_columns({"lepton_E": e, "lepton_px": px, "lepton_py": py, "lepton_pz": pz}, beams)
+    gen = make(steps=100, buffer_sigma_scale=3.0)  # a smeared buffer to provoke unphysical events
+    gen.fit(train, train)
+    events = gen.sample(2000, np.random.SeedSequence(1))
+    assert (events.column("lepton_pz") < 50.0).all()  # p∥ < E_b by the lepton_t map
+    assert ((events.column("x") > 0) & (events.column("x") <= 1) & (events.column("y") <= 1)).all()
+    assert 0 <= gen.info()["rejected_fraction"] < 0.5
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="features"):
+        make(feature_map="columns").fit(banana(10, 0), banana(10, 1))
+    with pytest.raises(DataError, match="beams"):
+        make().fit(banana(10, 0), banana(10, 1))
+    with pytest.raises(ConfigError, match="before it was trained"):
+        make().sample(3, np.random.SeedSequence(0))
+    with pytest.raises(ConfigError, match="bvae.stps|generator.stps"):
+        build_params(BVAEGenerator.Params, {"stps": 3}, "generator")
