@@ -14,10 +14,11 @@ from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.kinematics import dis_from_lepton, lepton_from_dis
+from mlegpipe.losses import mmd2
 from mlegpipe.registry import load_plugins
 from mlegpipe.schema import build_params
 from mlegpipe_builtins.discriminators.critics import WGANGP, DeepSetsDiscriminator
-from mlegpipe_builtins.generators._gan_base import mmd2, sliced_wasserstein, soft_clip
+from mlegpipe_builtins.generators._gan_base import sliced_wasserstein, soft_clip
 from mlegpipe_builtins.generators.gans import CFATGAN, DSGAN, FATGAN, LSGANGenerator
 
 #: Small, fast settings for tests (2 cores, a few seconds per fit).

@@ -225,7 +225,7 @@ def generator_loss_fn(
             return -flow(c).log_prob(z).mean()
 
         return flow, nll, "negative log-likelihood"
-    from mlegpipe_builtins.generators._gan_base import mmd2
+    from mlegpipe.losses import mmd2
 
     eb = torch.from_numpy(stage._beam_energy(events))
     real = discriminator_inputs(stage, events)

@@ -78,6 +78,7 @@ from mlegpipe.features import (
     sample_with_rejection,
 )
 from mlegpipe.kinematics import physical_mask
+from mlegpipe.losses import mmd2
 from mlegpipe.nets import ACTIVATIONS, NORMS, count_parameters, mlp
 from mlegpipe.schema import param
 from mlegpipe.stages import Discriminator, Generator, StageContext
@@ -88,7 +89,6 @@ __all__ = [
     "AdversarialGenerator",
     "GANParams",
     "SAMPLE_CHUNK",
-    "mmd2",
     "sliced_wasserstein",
     "soft_clip",
 ]
@@ -112,24 +112,6 @@ def soft_clip(x: torch.Tensor, bound: float = AUG_CLIP) -> torch.Tensor:
         [0.0, 10.0]
     """
     return bound * torch.tanh(x / bound)
-
-
-def mmd2(x: torch.Tensor, y: torch.Tensor, sigmas: list[float] | tuple[float, ...] = (1.0,)) -> torch.Tensor:
-    """Differentiable squared MMD (biased V-statistic, ≥ 0) with a sum of Gaussian kernels.
-
-    MMD² = ⟨k(x, x')⟩ + ⟨k(y, y')⟩ - 2⟨k(x, y)⟩, k = Σ_σ exp(-|u - v|²/2σ²)
-    (thesis eq. 15, with several widths σ in standardized units).
-
-    Example:
-        >>> round(float(mmd2(torch.zeros(1, 1), torch.ones(1, 1))), 4)   # 2 - 2 e^{-1/2}
-        0.7869
-    """
-    xy = torch.cat([x, y])
-    sq = (xy * xy).sum(1)
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * xy @ xy.T).clamp_min(0.0)
-    k = sum(torch.exp(-d2 / (2.0 * s * s)) for s in sigmas)
-    n = len(x)
-    return k[:n, :n].mean() + k[n:, n:].mean() - 2.0 * k[:n, n:].mean()
 
 
 def sliced_wasserstein(a: np.ndarray, b: np.ndarray, n_random: int = 16, seed: int = 0) -> float:
