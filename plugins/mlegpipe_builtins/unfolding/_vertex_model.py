@@ -1,0 +1,149 @@
+"""The vertex-level side of GAN unfolding: how generator outputs become surrogate inputs and events.
+
+The unfolding generator ``G_v(noise)`` produces vertex-level events in one of
+two parametrizations:
+
+- ``nu`` (thesis ch. 7): two outputs, the standardized ν₁ = ln(k'₀ - k'∥) and
+  ν₂ = ln(2E_e - k'₀ - k'∥) of a massless scattered lepton, with φ drawn
+  uniformly (unpolarized scattering). ν₂ is bounded smoothly below ln(2E_e)
+  (y < 1), so every generated lepton is physical. The lepton four-momentum and
+  whatever vertex features the surrogate reads (lepton fields, ν₁, ν₂, P, p_T,
+  θ, φ) are computed differentiably in torch.
+- ``features``: the outputs are the surrogate's standardized vertex features
+  themselves (toys, or a surrogate trained on ν₁, ν₂).
+
+Example:
+    >>> import torch
+    >>> from mlegpipe.beams import Beams
+    >>> t = lambda v: torch.tensor([v], dtype=torch.float64)
+    >>> e, px, py, pz = lepton_tensors(t(2.0), t(3.0), t(0.0), Beams.preset("hera"))
+    >>> from mlegpipe.kinematics import lepton_from_nu
+    >>> ref = lepton_from_nu([2.0], [3.0], [0.0], Beams.preset("hera"))
+    >>> bool(abs(float(e[0]) - ref[0][0]) < 1e-9 and abs(float(pz[0]) - ref[3][0]) < 1e-9)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mlegpipe.beams import Beams
+from mlegpipe.events import DIS_LABELS, LEPTON_FIELDS, EventBatch
+from mlegpipe.exceptions import DataError
+from mlegpipe.kinematics import dis_from_lepton, lepton_from_nu
+
+__all__ = ["LEPTON_DERIVED", "VertexDecoder", "lepton_tensors"]
+
+#: Surrogate vertex features the ``nu`` parametrization can feed (computed from the generated lepton).
+LEPTON_DERIVED: tuple[str, ...] = (*LEPTON_FIELDS, "nu1", "nu2", "lepton_P", "lepton_pt", "lepton_theta",
+                                   "lepton_phi")
+
+
+def lepton_tensors(
+    nu1: torch.Tensor, nu2: torch.Tensor, phi: torch.Tensor, beams: Beams
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Differentiable :func:`mlegpipe.kinematics.lepton_from_nu`: ``(E, px, py, pz)`` of a massless lepton."""
+    a = torch.exp(nu1)
+    b = 2.0 * beams.lepton_energy - torch.exp(nu2)
+    energy = 0.5 * (a + b)
+    p_par = 0.5 * (b - a)
+    pt = torch.sqrt(torch.clamp(a * b, min=1e-12))
+    return energy, pt * torch.cos(phi), pt * torch.sin(phi), beams.lepton_direction * p_par
+
+
+class VertexDecoder:
+    """Maps generator outputs to standardized surrogate inputs (torch) and to events (NumPy).
+
+    Arguments:
+        mode: ``"nu"`` or ``"features"`` (see the module docstring).
+        vertex_features: the surrogate's vertex feature names.
+        vertex_scaler: the surrogate's scaler (``transform`` / ``inverse`` on tensors).
+        beams: the beams of the data (needed by ``nu``).
+        nu_mean, nu_std: scale of the ``nu`` outputs (from the data), length 2.
+
+    Example:
+        >>> d = VertexDecoder("features", ["a"], None, None)
+        >>> d.n_out
+        1
+    """
+
+    def __init__(self, mode: str, vertex_features: Sequence[str], vertex_scaler: object, beams: Beams | None,
+                 nu_mean: Sequence[float] = (0.0, 0.0), nu_std: Sequence[float] = (1.0, 1.0)) -> None:
+        self.mode = mode
+        self.vertex_features = list(vertex_features)
+        self.scaler = vertex_scaler
+        self.beams = beams
+        self.nu_mean = torch.as_tensor(np.asarray(nu_mean, dtype=np.float32))
+        self.nu_std = torch.as_tensor(np.asarray(nu_std, dtype=np.float32))
+        if mode == "nu":
+            if beams is None:
+                raise DataError("the 'nu' parametrization needs the beam set-up of the data", path="beams")
+            missing = [f for f in self.vertex_features if f not in LEPTON_DERIVED]
+            if missing:
+                raise DataError("the 'nu' parametrization can only feed lepton features to the surrogate; "
+                                "it reads " + ", ".join(missing), path="parametrization", value=mode,
+                                hint="use parametrization = 'features'")
+            # y ≤ 0.999: keeps p_T > 0 and the float32 bound strictly below ln(2 E_e)
+            self.nu2_max = math.log(2.0 * beams.lepton_energy * 0.999)
+
+    @property
+    def n_out(self) -> int:
+        """Number of generator outputs."""
+        return 2 if self.mode == "nu" else len(self.vertex_features)
+
+    @property
+    def needs_phi(self) -> bool:
+        """True when a uniform azimuth is drawn per event."""
+        return self.mode == "nu" or {"nu1", "nu2"} <= set(self.vertex_features)
+
+    def nu(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Physical (ν₁, ν₂) of ``nu`` outputs, ν₂ bounded smoothly below ln(2E_e · 0.999) (y < 0.999)."""
+        nu = out * self.nu_std.to(out.dtype) + self.nu_mean.to(out.dtype)
+        nu2 = self.nu2_max - torch.nn.functional.softplus(self.nu2_max - nu[:, 1], beta=5.0)
+        return nu[:, 0], nu2
+
+    def _lepton_features(self, out: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        nu1, nu2 = self.nu(out)
+        e, px, py, pz = lepton_tensors(nu1, nu2, phi, self.beams)  # type: ignore[arg-type]
+        pt = torch.sqrt(px * px + py * py + 1e-12)
+        values = {"lepton_E": e, "lepton_px": px, "lepton_py": py, "lepton_pz": pz, "nu1": nu1, "nu2": nu2,
+                  "lepton_P": torch.sqrt(pt * pt + pz * pz), "lepton_pt": pt, "lepton_theta": torch.atan2(pt, pz),
+                  "lepton_phi": torch.remainder(phi, 2 * math.pi)}
+        return torch.stack([values[f] for f in self.vertex_features], dim=1)
+
+    def to_surrogate(self, out: torch.Tensor, phi: torch.Tensor | None = None) -> torch.Tensor:
+        """Standardized surrogate vertex features of generator outputs (differentiable)."""
+        if self.mode == "features":
+            return out
+        return self.scaler.transform(self._lepton_features(out, phi))  # type: ignore[attr-defined]
+
+    def to_events(self, out: np.ndarray, phi: np.ndarray) -> EventBatch:
+        """Vertex-level events of generator outputs ``(n, n_out)`` with azimuths ``phi``.
+
+        Lepton events carry the four-momentum and the DIS labels (x, Q², y, W², ν).
+        """
+        out_t = torch.as_tensor(out, dtype=torch.float64)
+        if self.mode == "nu":
+            nu1, nu2 = (t.numpy() for t in self.nu(out_t))
+            columns: dict[str, np.ndarray] = {}
+        else:
+            physical = self.scaler.inverse(out_t).numpy() if self.scaler is not None else out  # type: ignore[attr-defined]
+            columns = {name: physical[:, j] for j, name in enumerate(self.vertex_features)}
+            if not ({"nu1", "nu2"} <= set(columns) and self.beams is not None):
+                return EventBatch.from_columns(self._with_labels(columns), beams=self.beams)
+            nu1, nu2 = columns["nu1"], np.minimum(columns["nu2"], math.log(2.0 * self.beams.lepton_energy) - 1e-9)
+            columns["nu2"] = nu2
+        e, px, py, pz = lepton_from_nu(nu1, nu2, phi, self.beams)  # type: ignore[arg-type]
+        columns.update({"lepton_E": e, "lepton_px": px, "lepton_py": py, "lepton_pz": pz})
+        return EventBatch.from_columns(self._with_labels(columns), beams=self.beams)
+
+    def _with_labels(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.beams is None or not set(LEPTON_FIELDS) <= set(columns):
+            return columns
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dis = dis_from_lepton(*(columns[f] for f in LEPTON_FIELDS), self.beams)
+        return {**columns, **{k: dis[k] for k in DIS_LABELS if k not in columns}}

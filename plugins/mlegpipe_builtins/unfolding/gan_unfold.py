@@ -1,0 +1,626 @@
+"""``gan-unfold``: event-level unfolding with a GAN through a frozen learned detector surrogate (thesis ch. 7).
+
+A vertex-level generator ``G_v(noise)`` is trained so that its events, folded
+by the frozen surrogate (``fold_tensor``, differentiable), cannot be told from
+the detector-level data by a discriminator (any discriminator plugin; LSGAN
+as in the thesis by default). Its output is the unfolded sample. The training
+is repeated on bootstrap resamples of the data (``replicas``); the spread of
+the replicas gives the uncertainty band and the pulls (thesis eq. 29).
+
+Beside the GAN the stage runs the baselines (binned iterative Bayesian
+unfolding per observable, unbinned OmniFold) on the surrogate's training pairs,
+compares everything with the vertex-level truth when the run has it (closure
+tests), and flags the bins the detector leaves unrecoverable.
+
+Returned samples: ``unfolded`` (all replicas pooled, field ``replica``),
+``refolded`` (``unfolded`` through the surrogate) and ``omnifold`` (the
+simulation with OmniFold weights in ``weight``).
+
+Example:
+    >>> from mlegpipe.context import StageContext
+    >>> GanUnfold(GanUnfold.Params(replicas=2), StageContext("unfolding")).params.replicas
+    2
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlegpipe import hookimpl
+from mlegpipe.events import LEPTON_FIELDS, EventBatch
+from mlegpipe.exceptions import ConfigError, DataError, PluginError
+from mlegpipe.metrics.distances import wasserstein1
+from mlegpipe.metrics.pulls import bootstrap_densities
+from mlegpipe.nets import mlp
+from mlegpipe.schema import param
+from mlegpipe.stages import Detector, Discriminator, RunRecord, Unfolding
+from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule
+from mlegpipe.unfold import Band, pull_summary, response_matrix, unrecoverable_bins
+from mlegpipe_builtins.unfolding._baselines import ibu_unfold, omnifold_unfold
+from mlegpipe_builtins.unfolding._observables import binning, compare, density, observable
+from mlegpipe_builtins.unfolding._vertex_model import LEPTON_DERIVED, VertexDecoder
+
+__all__ = ["GanUnfold", "freeze", "mlegpipe_register_stages", "mmd2"]
+
+#: Pass flags looked for in detector-level samples (first found wins).
+PASS_FIELDS: tuple[str, ...] = ("measured", "lepton_measured", "accepted", "pass")
+_VALID_EVENTS = 8192
+_REFERENCE_REPLICAS = 20
+
+
+def freeze(stage: Detector) -> list[tuple[nn.Module, bool, list[bool]]]:
+    """Put every network of ``stage`` in eval mode with ``requires_grad = False``; return how to undo it.
+
+    Example:
+        >>> class S:
+        ...     net = nn.Linear(1, 1)
+        >>> saved = freeze(S())
+        >>> S.net.weight.requires_grad, S.net.training
+        (False, False)
+    """
+    modules = [m for m in {**vars(type(stage)), **vars(stage)}.values() if isinstance(m, nn.Module)]
+    saved = [(m, m.training, [p.requires_grad for p in m.parameters()]) for m in modules]
+    for m in modules:
+        m.eval()
+        m.requires_grad_(False)
+    return saved
+
+
+def _unfreeze(saved: list[tuple[nn.Module, bool, list[bool]]]) -> None:
+    for module, training, flags in saved:
+        module.train(training)
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def _fingerprint(saved: list[tuple[nn.Module, bool, list[bool]]]) -> list[torch.Tensor]:
+    return [t.detach().clone() for m, _, _ in saved for t in m.state_dict().values()]
+
+
+def mmd2(x: torch.Tensor, y: torch.Tensor, widths: list[float]) -> torch.Tensor:
+    """Biased estimate of MMD² between samples ``x`` and ``y`` with a sum of Gaussian kernels (differentiable).
+
+    Example:
+        >>> x = torch.zeros(4, 1)
+        >>> float(mmd2(x, x, [1.0]))
+        0.0
+    """
+    xy = torch.cat([x, y])
+    d2 = torch.cdist(xy, xy).pow(2)
+    k = sum(torch.exp(-d2 / (2.0 * w * w)) for w in widths)
+    n = len(x)
+    return k[:n, :n].mean() + k[n:, n:].mean() - 2.0 * k[:n, n:].mean()
+
+
+def _pass_mask(batch: EventBatch) -> np.ndarray:
+    name = next((f for f in PASS_FIELDS if batch.has(f)), None)
+    return np.ones(len(batch), bool) if name is None else batch.column(name) > 0.5
+
+
+def _feature_columns(batch: EventBatch, names: list[str], where: str, surrogate: str) -> np.ndarray:
+    """Detector features of the data the surrogate folds to (NaN where undefined); clear error if absent."""
+    try:
+        return np.stack([observable(batch, n, where) for n in names], axis=1)
+    except DataError as err:
+        raise DataError(f"the surrogate {surrogate!r} was trained on detector features {names}, but the data "
+                        f"cannot provide them: {err.message}", path=where, value=err.value,
+                        hint=err.hint or "unfold data with the features the surrogate was trained on") from None
+
+
+@dataclass
+class _Replica:
+    """One trained generator and its events."""
+
+    events: EventBatch
+    refolded: EventBatch
+    best_step: int | None
+    best_metric: float | None
+    seconds: float
+
+
+class GanUnfold(Unfolding):
+    """Unfold detector-level data with a GAN through a frozen surrogate; IBU and OmniFold beside it.
+
+    Parameters: network and training settings of ``G_v`` and its adversary,
+    ``replicas`` (bootstrap; the thesis uses 10), the reported ``observables``
+    and ``bins``, the ``baselines`` to run, and optional sample names:
+    ``truth`` (vertex-level truth of the data; default: the sample the data
+    was folded from) and ``simulation`` (``[vertex, detector]`` pairs for the
+    baselines; default: the surrogate's training pairs).
+
+    Example:
+        >>> GanUnfold.Params().observables[:2]
+        ['nu1', 'nu2']
+    """
+
+    @dataclass
+    class Params:
+        """Parameters of ``gan-unfold``."""
+
+        steps: int = param(1500, min=1, doc="generator updates per replica")
+        batch_size: int = param(512, min=8, doc="events per batch")
+        lr: float = param(1e-3, min=0.0, exclusive_min=True, doc="Adam learning rate of the generator")
+        critic_steps: int = param(1, min=1, doc="discriminator updates per generator update (thesis: 5)")
+        mmd_weight: float = param(10.0, min=0.0, doc="weight η of the MMD² term added to the generator loss (as in "
+                                  "FAT-GAN; 0: purely adversarial, as in the thesis ch. 7)")
+        mmd_widths: list[float] = param([0.05, 0.2, 0.5, 1.0], min=0.0, exclusive_min=True,
+                                        doc="Gaussian kernel widths of the MMD² (standardized units)")
+        mmd_events: int = param(256, min=8, doc="events per side in the MMD² (its cost grows as their square)")
+        lr_decay: bool = param(True, doc="cosine decay of the learning rates to 0 over the steps")
+        noise_dim: int = param(8, min=1, doc="noise dimensions of G_v (thesis: 100)")
+        hidden: int = param(64, min=1, doc="hidden units per layer of G_v (thesis: 512)")
+        layers: int = param(3, min=1, doc="hidden layers of G_v (thesis: 5)")
+        parametrization: str = param("auto", choices=("auto", "nu", "features"),
+                                     doc="'nu': G_v generates (nu1, nu2) of the lepton, phi uniform; 'features': "
+                                     "the surrogate's vertex features; 'auto': nu for lepton surrogates")
+        discriminator: str = param("lsgan", doc="discriminator plugin for the adversary, or 'pipeline' to use the "
+                                   "pipeline's [discriminator] section")
+        augment: bool = param(True, doc="show the discriminator nu1, nu2 at detector level too (lepton surrogates)")
+        replicas: int = param(3, min=2, max=200, doc="bootstrap replicas (retrained generators; thesis: 10)")
+        events: int = param(0, min=0, doc="unfolded events per replica (0: as many as measured data events)")
+        validate_every: int = param(250, min=1, doc="steps between validations (the best generator is kept)")
+        observables: list[str] = param(["nu1", "nu2", "x", "Q2", "lepton_E", "lepton_theta"],
+                                       doc="observables compared in the report")
+        bins: int = param(30, min=2, max=1000, doc="bins per observable")
+        baselines: list[str] = param(["ibu", "omnifold"], doc="baselines run beside the GAN: ibu, omnifold")
+        ibu_iterations: int = param(4, min=0, doc="iterations of the iterative Bayesian unfolding")
+        omnifold_iterations: int = param(2, min=1, doc="OmniFold iterations")
+        omnifold_epochs: int = param(5, min=1, doc="epochs of each OmniFold classifier")
+        min_support: float = param(10.0, min=0.0, doc="data events a vertex bin's detector-level support needs")
+        min_efficiency: float = param(0.05, min=0.0, max=1.0, doc="efficiency below which a bin is unrecoverable")
+        truth: str = param("", doc="vertex-level truth sample of the data (default: the sample it was folded from)")
+        simulation: list[str] = param([], doc="[vertex, detector] samples for the baselines (default: the "
+                                      "surrogate's training pairs)")
+        plots: bool = param(True, doc="draw the unfolding plots into the run folder (when a plotting module exists)")
+
+        def __post_init__(self) -> None:
+            unknown = [b for b in self.baselines if b not in ("ibu", "omnifold")]
+            if unknown:
+                raise ConfigError("unknown baseline; known: ibu, omnifold", path="baselines", value=unknown[0])
+            if self.simulation and len(self.simulation) != 2:
+                raise ConfigError("expected [vertex_sample, detector_sample]", path="simulation",
+                                  value=self.simulation)
+            if not self.observables:
+                raise ConfigError("give at least one observable", path="observables", value=self.observables)
+
+    def __init__(self, params: Any, ctx: Any) -> None:
+        super().__init__(params, ctx)
+        self._info: dict[str, Any] = {}
+
+    def info(self) -> dict[str, Any]:
+        """Closure figures: per observable and method, triangular ×10³, W1, pull summaries; unrecoverable bins."""
+        return self._info
+
+    # -- set-up ---------------------------------------------------------------------------------------
+    def _adversary(self, record: RunRecord | None, replica: int) -> Discriminator:
+        name = self.params.discriminator
+        if name == "pipeline":
+            stage = next((s for s in (record.stages.values() if record else []) if s.kind == "discriminator"), None)
+            if stage is None:
+                raise ConfigError("the pipeline has no [discriminator] section", path=f"{self.ctx.name}.discriminator",
+                                  value=name, hint="name a discriminator plugin instead, e.g. 'lsgan'")
+            cls, params = type(stage), stage.params
+        else:
+            from mlegpipe.registry import load_plugins
+
+            cls = load_plugins().get("discriminator", name, path=f"{self.ctx.name}.discriminator").cls
+            params = cls.Params()
+        return cls(params, self.ctx.child(f"replica{replica}/critic"))
+
+    def _decoder(self, surrogate: Detector, data: EventBatch, names: list[str]) -> VertexDecoder:
+        mode = self.params.parametrization
+        lepton_data = data.beams is not None and all(data.has(f) for f in LEPTON_FIELDS)
+        if mode == "auto":
+            mode = "nu" if lepton_data and all(f in LEPTON_DERIVED for f in names) else "features"
+        if mode == "features":
+            return VertexDecoder("features", names, surrogate.vertex_scaler, data.beams)  # type: ignore[attr-defined]
+        if not lepton_data:
+            raise DataError("parametrization 'nu' needs lepton four-momenta and beams in the data",
+                            path=f"{self.ctx.name}.parametrization", value=mode)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            nus = [observable(data, n) for n in ("nu1", "nu2")]
+        nus = [v[np.isfinite(v)] for v in nus]
+        if any(v.size < 2 for v in nus):
+            raise DataError("too few data events with finite nu1, nu2 to set the generator's scale", path=self.ctx.name)
+        return VertexDecoder("nu", names, surrogate.vertex_scaler, data.beams,  # type: ignore[attr-defined]
+                             [float(v.mean()) for v in nus], [float(v.std()) or 1.0 for v in nus])
+
+    # -- the critic's view of detector-level events ---------------------------------------------------------
+    def _critic_view(self, surrogate: Detector, data: EventBatch, real_std: torch.Tensor) -> Any:
+        """A function of standardized detector features → discriminator inputs (optionally with ν₁, ν₂)."""
+        names = list(surrogate.detector_features)  # type: ignore[attr-defined]
+        scaler = surrogate.detector_scaler  # type: ignore[attr-defined]
+        if not (self.params.augment and data.beams is not None and {"lepton_E", "lepton_pz"} <= set(names)):
+            return lambda d: d
+        i_e, i_z = names.index("lepton_E"), names.index("lepton_pz")
+        direction = data.beams.lepton_direction
+        phys = scaler.inverse(real_std.double())
+        e, p_par = phys[:, i_e], direction * phys[:, i_z]
+        # thesis ch. 7: E_e replaced by the largest detector-level energy so that nu2 stays defined
+        e_ref = max(data.beams.lepton_energy, float(((e + p_par) / 2).max()) + 1e-3)
+
+        def nus(d: torch.Tensor) -> torch.Tensor:
+            p = scaler.inverse(d)
+            e, p_par = p[:, i_e], direction * p[:, i_z]
+            return torch.stack([torch.log(torch.clamp(e - p_par, min=1e-3)),
+                                torch.log(torch.clamp(2 * e_ref - e - p_par, min=1e-3))], dim=1)
+
+        ref = nus(real_std.double())
+        mean, std = ref.mean(0).float(), ref.std(0).clamp_min(1e-6).float()
+        return lambda d: torch.cat([d, (nus(d) - mean.to(d.dtype)) / std.to(d.dtype)], dim=1)
+
+    # -- training one replica ----------------------------------------------------------------------------
+    def _train_replica(self, replica: int, real: torch.Tensor, surrogate: Detector, decoder: VertexDecoder,
+                       view: Any, record: RunRecord | None, n_events: int) -> tuple[nn.Module, TrainLoop]:
+        p = self.params
+        ctx = self.ctx.child(f"replica{replica}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.ctx.torch_seed("init", replica))
+            gen_net = mlp(p.noise_dim, decoder.n_out, [p.hidden] * p.layers, activation="leaky_relu")
+        adversary = self._adversary(record, replica)
+        real_view = view(real)
+        critic = adversary.build(real_view.shape[1])
+        opt_c = adversary.make_optimizer(critic.parameters()) if hasattr(adversary, "make_optimizer") else \
+            torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.9))
+        opt_g = torch.optim.Adam(gen_net.parameters(), lr=p.lr, betas=(0.5, 0.9))
+        gens = {n: self.ctx.torch_generator(n, replica) for n in ("batches", "noise", "accept")}
+        batches = MinibatchSampler(real_view, batch_size=p.batch_size, generator=gens["batches"])
+        accept = getattr(surrogate, "acceptance_tensor", None) if getattr(surrogate, "acceptance_net", None) else None
+
+        def fake(n: int, noise: torch.Generator, accept_gen: torch.Generator | None) -> torch.Tensor:
+            out = gen_net(torch.randn(n, p.noise_dim, generator=noise))
+            phi = 2 * np.pi * torch.rand(n, generator=noise) if decoder.needs_phi else None
+            v_std = decoder.to_surrogate(out, phi)
+            d_std = surrogate.fold_tensor(v_std, noise)
+            if accept is not None and accept_gen is not None:
+                keep = torch.bernoulli(accept(v_std).detach().clamp(0, 1), generator=accept_gen) > 0
+                d_std = d_std[keep]
+            return view(d_std)
+
+        def step(_: int) -> dict[str, float]:
+            gen_net.train()
+            critic.train()
+            for _k in range(p.critic_steps):
+                (rb,) = batches()
+                with torch.no_grad():
+                    fb = fake(len(rb), gens["noise"], gens["accept"])
+                m = min(len(rb), len(fb))
+                loss_c = adversary.discriminator_loss(critic, rb[:m], fb[:m])
+                opt_c.zero_grad()
+                loss_c.backward()
+                opt_c.step()
+            fb = fake(p.batch_size, gens["noise"], gens["accept"])
+            loss_g = adversary.generator_loss(critic, fb)
+            if p.mmd_weight > 0:
+                m = min(p.mmd_events, len(fb))
+                loss_g = loss_g + p.mmd_weight * mmd2(fb[:m], batches()[0][:m], p.mmd_widths)
+            opt_g.zero_grad()
+            loss_g.backward()
+            opt_g.step()
+            return {"critic": loss_c.item(), "generator": loss_g.item()}
+
+        valid_real = real_view[:_VALID_EVENTS].detach().numpy()
+
+        def validate(_: int) -> dict[str, float]:
+            gen_net.eval()
+            with torch.no_grad():
+                fv = fake(_VALID_EVENTS, torch.Generator().manual_seed(12345),
+                          torch.Generator().manual_seed(54321)).numpy()
+            w1 = [wasserstein1(fv[:, j], valid_real[:, j]) for j in range(valid_real.shape[1])]
+            return {"metric": float(np.mean(w1))}
+
+        loop = TrainLoop(ctx, step, p.steps, modules={"generator": gen_net, "critic": critic},
+                         optimizers={"generator": opt_g, "critic": opt_c}, validate_fn=validate,
+                         validate_every=p.validate_every, generators=gens,
+                         lr_schedule=cosine_schedule(p.steps) if p.lr_decay else None, desc=f"{self.ctx.name} replica {replica}")
+        loop.run()
+        gen_net.eval()
+        return gen_net, loop
+
+    def _sample(self, gen_net: nn.Module, decoder: VertexDecoder, n: int, replica: int) -> EventBatch:
+        rng = self.ctx.rng("sample", replica)
+        noise = torch.as_tensor(rng.standard_normal((n, self.params.noise_dim)), dtype=torch.float32)
+        with torch.no_grad():
+            out = gen_net(noise).double().numpy()
+        phi = rng.uniform(0.0, 2 * np.pi, size=n)
+        events = decoder.to_events(out, phi)
+        return events.with_columns(replica=np.full(n, replica, dtype=np.int32))
+
+    # -- the stage --------------------------------------------------------------------------------------
+    def unfold(self, data: EventBatch, surrogate: Detector, record: RunRecord) -> dict[str, EventBatch]:
+        """Unfold ``data`` through the frozen ``surrogate``; return ``unfolded``, ``refolded`` (and ``omnifold``).
+
+        Raises:
+            DataError: empty data, or data without the surrogate's detector features.
+            PluginError: the surrogate is not a trained, differentiable learned detector.
+        """
+        p = self.params
+        start = time.perf_counter()
+        data_name = _sample_name(record, data) or "data"
+        sur_name = _section_of(record, surrogate) or surrogate.plugin_name or "surrogate"
+        if len(data) == 0:
+            raise DataError("the detector-level data sample is empty", path=f"{self.ctx.name}.inputs",
+                            value=data_name)
+        for attr in ("vertex_scaler", "detector_scaler", "vertex_features", "detector_features"):
+            if getattr(surrogate, attr, None) is None:
+                raise PluginError(f"the surrogate must be a trained learned detector (cfold, flowfold) exposing "
+                                  f"{attr!r} and fold_tensor", path=f"{self.ctx.name}.surrogate", value=sur_name)
+        det_names = list(surrogate.detector_features)  # type: ignore[attr-defined]
+        vtx_names = list(surrogate.vertex_features)  # type: ignore[attr-defined]
+        measured = data.take(_pass_mask(data))
+        matrix = _feature_columns(measured, det_names, f"{data_name} (data)", sur_name)
+        finite = np.isfinite(matrix).all(axis=1)
+        if finite.sum() < 10:
+            raise DataError(f"only {int(finite.sum())} measured data events with finite {det_names}",
+                            path=f"{self.ctx.name}.inputs", value=data_name)
+        measured = measured.take(finite)
+        real = surrogate.detector_scaler.transform(torch.as_tensor(matrix[finite], dtype=torch.float32))  # type: ignore[attr-defined]
+        decoder = self._decoder(surrogate, measured, vtx_names)
+        view = self._critic_view(surrogate, measured, real)
+        n_events = p.events or len(measured)
+
+        saved = freeze(surrogate)
+        before = _fingerprint(saved)
+        replicas: list[_Replica] = []
+        try:
+            boot = bootstrap_indices(len(real), p.replicas, self.ctx.seed_sequence("bootstrap"))
+            for r in range(p.replicas):
+                t0 = time.perf_counter()
+                gen_net, loop = self._train_replica(r, real[torch.as_tensor(boot[r])], surrogate, decoder, view,
+                                                    record, n_events)
+                events = self._sample(gen_net, decoder, n_events, r)
+                refolded = surrogate.fold(events, self.ctx.seed_sequence("refold", r))
+                replicas.append(_Replica(events, refolded, loop.best_step, loop.best_metric,
+                                         round(time.perf_counter() - t0, 2)))
+                self.ctx.log.info("replica %d/%d: best step %s, detector-level W1 %.4g (%.1f s)", r + 1, p.replicas,
+                                  loop.best_step, loop.best_metric or float("nan"), replicas[-1].seconds)
+        finally:
+            after = _fingerprint(saved)
+            _unfreeze(saved)
+        if any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)):
+            raise PluginError("the surrogate's weights changed during unfolding (it must stay frozen)",
+                              path=f"{self.ctx.name}.surrogate", value=sur_name)
+        unfolded = EventBatch.concat([r.events for r in replicas])
+        refolded = EventBatch.concat([r.refolded for r in replicas])
+        unfolded.meta.update({"unfolding": "gan-unfold", "replicas": p.replicas, "data": data_name})
+        refolded.meta.update({"unfolding": "gan-unfold", "refolded_with": sur_name})
+        out = {"unfolded": unfolded, "refolded": refolded}
+
+        truth = _truth_sample(record, data_name, p.truth, self.ctx.name)
+        sim = _simulation(record, sur_name, p.simulation, self.ctx.name)
+        self._info = {
+            "data": data_name, "surrogate": sur_name, "truth": p.truth or _truth_name(record, data_name),
+            "simulation": sim[2] if sim else None, "parametrization": decoder.mode,
+            "discriminator": p.discriminator, "data_events": len(data), "measured_data_events": len(measured),
+            "unfolded_events_per_replica": n_events,
+            "replicas": [{"best_step": r.best_step, "best_w1": r.best_metric, "seconds": r.seconds} for r in replicas],
+        }
+        omni = self._evaluate(replicas, measured, truth, sim, vtx_names, det_names, out)
+        if omni is not None:
+            out["omnifold"] = omni
+        self._info["seconds"] = round(time.perf_counter() - start, 2)
+        if p.plots:
+            self._plot(record)
+        return out
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+    def _evaluate(self, replicas: list[_Replica], data: EventBatch, truth: EventBatch | None,
+                  sim: tuple[EventBatch, EventBatch, list[str]] | None, vtx_names: list[str], det_names: list[str],
+                  out: dict[str, EventBatch]) -> EventBatch | None:
+        p = self.params
+        rng = self.ctx.rng("evaluate")
+        obs = {n: {} for n in p.observables}
+        data_obs = {n: observable(data, n, "data") for n in p.observables}
+        truth_obs = {n: observable(truth, n, "truth") for n in p.observables} if truth is not None else None
+        unf = [{n: observable(r.events, n, "unfolded") for n in p.observables} for r in replicas]
+        ref_masks = [_pass_mask(r.refolded) for r in replicas]
+        ref = [{n: np.where(m, observable(r.refolded, n, "refolded"), np.nan) for n in p.observables}
+               for r, m in zip(replicas, ref_masks, strict=True)]
+        edges = {n: binning(n, [data_obs[n]] + ([truth_obs[n]] if truth_obs else []), p.bins) for n in p.observables}
+        data_band = {n: Band.from_replicas(bootstrap_densities(data_obs[n][np.isfinite(data_obs[n])], edges[n],
+                                                                 _REFERENCE_REPLICAS, rng)) for n in p.observables}
+        truth_band = {n: Band.from_replicas(bootstrap_densities(truth_obs[n][np.isfinite(truth_obs[n])], edges[n],
+                                                                  _REFERENCE_REPLICAS, rng))
+                      for n in p.observables} if truth_obs else None
+        # response for the unrecoverable flags: the simulation's pairs, else the surrogate on the unfolded sample
+        if sim is not None:
+            sim_v = {n: observable(sim[0], n, sim[2][0]) for n in p.observables}
+            mask = _pass_mask(sim[1])
+            sim_d = {n: np.where(mask, observable(sim[1], n, sim[2][1]), np.nan) for n in p.observables}
+        else:
+            sim_v = {n: np.concatenate([u[n] for u in unf]) for n in p.observables}
+            sim_d = {n: np.concatenate([f[n] for f in ref]) for n in p.observables}
+        flags = {}
+        for n in p.observables:
+            resp = response_matrix(sim_v[n], sim_d[n], edges[n], edges[n])
+            data_counts = np.histogram(data_obs[n][np.isfinite(data_obs[n])], edges[n])[0].astype(float)
+            flags[n] = unrecoverable_bins(resp, data_counts, p.min_support, p.min_efficiency)
+        pooled_unf = {n: np.concatenate([u[n] for u in unf]) for n in p.observables}
+        pooled_ref = {n: np.concatenate([f[n] for f in ref]) for n in p.observables}
+        binned: dict[str, Any] = {}
+        for n in p.observables:
+            gan_v = Band.from_replicas(np.array([density(u[n], edges[n]) for u in unf]))
+            gan_d = Band.from_replicas(np.array([density(f[n], edges[n]) for f in ref]))
+            entry: dict[str, Any] = {"detector_pulls": pull_summary(gan_d.pulls(data_band[n])),
+                                     "detector": compare(pooled_ref[n], data_obs[n], edges[n])}
+            binned[n] = {"edges": edges[n].tolist(), "data": data_band[n].to_dict(), "gan": gan_v.to_dict(),
+                         "refolded": gan_d.to_dict(), "unrecoverable": flags[n].astype(int).tolist()}
+            if truth_obs is not None:
+                entry["vertex"] = compare(pooled_unf[n], truth_obs[n], edges[n])
+                entry["vertex_pulls"] = pull_summary(gan_v.pulls(truth_band[n]), exclude=flags[n])
+                binned[n]["truth"] = truth_band[n].to_dict()
+                binned[n]["gan_pulls"] = _finite_list(gan_v.pulls(truth_band[n]))
+                obs[n]["data_uncorrected"] = compare(data_obs[n], truth_obs[n], edges[n])
+            binned[n]["refolded_pulls"] = _finite_list(gan_d.pulls(data_band[n]))
+            obs[n]["gan"] = entry
+            obs[n]["unrecoverable_bins"] = np.flatnonzero(flags[n]).tolist()
+        omni_batch = None
+        if sim is not None and "ibu" in p.baselines:
+            res = ibu_unfold(sim_v, sim_d, data_obs, edges, p.ibu_iterations, max(p.replicas, 10), rng)
+            for n, r in res.items():
+                binned[n]["ibu"] = r["band"].to_dict()
+                if truth_obs is not None:
+                    obs[n]["ibu"] = {**_binned_compare(r["counts"], truth_obs[n], edges[n]),
+                                     "vertex_pulls": pull_summary(r["band"].pulls(truth_band[n]), exclude=flags[n])}
+        if sim is not None and "omnifold" in p.baselines:
+            omni_batch = self._omnifold(sim, data, vtx_names, det_names, rng, obs, binned, edges, truth_obs,
+                                        truth_band, flags)
+        self._info["observables"] = obs
+        self._info["binned"] = binned
+        self._info["summary"] = _summary(obs)
+        return omni_batch
+
+    def _omnifold(self, sim: tuple[EventBatch, EventBatch, list[str]], data: EventBatch, vtx_names: list[str],
+                  det_names: list[str], rng: np.random.Generator, obs: dict[str, Any], binned: dict[str, Any],
+                  edges: dict[str, np.ndarray], truth_obs: dict[str, np.ndarray] | None,
+                  truth_band: dict[str, Band] | None, flags: dict[str, np.ndarray]) -> EventBatch:
+        p = self.params
+        gen = np.stack([observable(sim[0], n, sim[2][0]) for n in vtx_names], axis=1)
+        keep = np.isfinite(gen).all(axis=1)
+        mask = _pass_mask(sim[1])
+        det = np.stack([np.where(mask, observable(sim[1], n, sim[2][1]), np.nan) for n in det_names], axis=1)
+        dat = np.stack([observable(data, n, "data") for n in det_names], axis=1)
+        dat = dat[np.isfinite(dat).all(axis=1)]
+        weights, boot = omnifold_unfold(gen[keep], det[keep], dat, p.omnifold_iterations, p.replicas, rng,
+                                        self.ctx.torch_generator("omnifold"), p.omnifold_epochs)
+        sim_vertex = sim[0].take(keep)
+        for n in p.observables:
+            values = observable(sim_vertex, n, sim[2][0])
+            band = Band.from_replicas(np.array([density(values, edges[n], w) for w in boot]))
+            binned[n]["omnifold"] = band.to_dict()
+            if truth_obs is not None and truth_band is not None:
+                obs[n]["omnifold"] = {**compare(values, truth_obs[n], edges[n], weights),
+                                      "vertex_pulls": pull_summary(band.pulls(truth_band[n]), exclude=flags[n])}
+        result = sim_vertex.with_columns(weight=weights * sim_vertex.weights)
+        result.meta.update({"unfolding": "omnifold", "iterations": p.omnifold_iterations})
+        return result
+
+    def _plot(self, record: RunRecord) -> None:
+        """Draw the unfolding figures with ``mlegpipe.plots.unfolding`` when that module is installed."""
+        if self.ctx.run_dir is None:
+            return
+        try:
+            from mlegpipe.plots.unfolding import plot_unfolding_info
+        except ImportError:
+            self.ctx.log.info("mlegpipe.plots.unfolding is not available: no unfolding plots drawn")
+            return
+        try:
+            files = plot_unfolding_info(self._info, Path(self.ctx.run_dir) / "plots", prefix=self.ctx.name)
+            self._info["plots"] = [str(f) for f in files]
+        except (OSError, ValueError) as err:  # a failed figure must not lose a finished unfolding
+            self.ctx.log.warning("unfolding plots failed: %s", err)
+
+
+def _finite_list(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else round(float(v), 4) for v in values]
+
+
+def _binned_compare(counts: np.ndarray, truth: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
+    """Triangular ×10³ and W1 of a binned result (bin centres weighted by the counts) against a sample."""
+    from mlegpipe.metrics.distances import triangular_discriminator
+
+    t = truth[np.isfinite(truth)]
+    truth_counts = np.histogram(t, edges)[0].astype(float)
+    if not (counts.sum() > 0 and truth_counts.sum() > 0):
+        return {"triangular_e3": None, "w1": None}
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    w1 = wasserstein1(centres, centres, counts, truth_counts)
+    return {"triangular_e3": round(1e3 * triangular_discriminator(counts, truth_counts), 4), "w1": float(f"{w1:.5g}"),
+            "w1_binned": True}
+
+
+def _summary(obs: dict[str, Any]) -> dict[str, Any]:
+    """Fractions of bins with |pull| < 1 over all observables, per method and level."""
+    out: dict[str, Any] = {}
+    for method, key in (("gan", "detector_pulls"), ("gan", "vertex_pulls"), ("ibu", "vertex_pulls"),
+                        ("omnifold", "vertex_pulls")):
+        bins = within = 0.0
+        for entry in obs.values():
+            s = entry.get(method, {}).get(key)
+            if s and s["bins"]:
+                bins += s["bins"]
+                within += s["within_1"] * s["bins"]
+        if bins:
+            out[f"{method}_{key}_within_1"] = round(within / bins, 4)
+    return out
+
+
+def _sample_name(record: RunRecord, batch: EventBatch) -> str | None:
+    return next((name for name, b in record.samples.items() if b is batch), None)
+
+
+def _section_of(record: RunRecord, stage: Any) -> str | None:
+    return next((sec for sec, s in record.stages.items() if s is stage), None)
+
+
+def _truth_name(record: RunRecord, data_name: str) -> str | None:
+    """The vertex-level sample ``data_name`` was folded from (``truth_test`` for ``truth_test_smear``)."""
+    for sec, stage in record.stages.items():
+        if stage.kind == "detector" and data_name.endswith("_" + sec):
+            base = data_name[: -len(sec) - 1]
+            if base in record.samples:
+                return base
+    return None
+
+
+def _truth_sample(record: RunRecord, data_name: str, name: str, section: str) -> EventBatch | None:
+    if name:
+        if name not in record.samples:
+            raise ConfigError("no such sample; have: " + ", ".join(record.samples), path=f"{section}.truth", value=name)
+        return record.samples[name]
+    found = _truth_name(record, data_name)
+    return record.samples[found] if found else None
+
+
+def _simulation(record: RunRecord, surrogate: str, names: list[str],
+                section: str) -> tuple[EventBatch, EventBatch, list[str]] | None:
+    """The (vertex, detector) simulation pairs of the baselines: given, or the surrogate's training pairs."""
+    if not names:
+        table = record.config.get(surrogate, {}) if isinstance(record.config, dict) else {}
+        names = list(table.get("train_on", [])) if isinstance(table, dict) else []
+    if not names:
+        names = _default_pairs(record, surrogate)
+    if not names:
+        return None
+    missing = [n for n in names if n not in record.samples]
+    if missing:
+        raise ConfigError("no such sample; have: " + ", ".join(record.samples), path=f"{section}.simulation",
+                          value=missing[0])
+    vertex, detector = (record.samples[n] for n in names)
+    if len(vertex) != len(detector):
+        raise DataError(f"simulation samples are not index-aligned pairs ({len(vertex)} and {len(detector)} events)",
+                        path=f"{section}.simulation", value=names)
+    return vertex, detector, list(names)
+
+
+def _default_pairs(record: RunRecord, surrogate: str) -> list[str]:
+    """What the planner trains a learned detector on by default: last truth's train split, folded by the last
+    parametric detector before it."""
+    truth = det = None
+    for sec, table in (record.config.items() if isinstance(record.config, dict) else []):
+        if sec == surrogate:
+            break
+        if sec == "pipeline" or not isinstance(table, dict):
+            continue
+        kind = table.get("kind", sec)
+        if kind == "truth":
+            truth = sec
+        elif kind == "detector" and not getattr(record.stages.get(sec), "trainable", False):
+            det = sec
+    if truth is None or det is None:
+        return []
+    return [f"{truth}_train", f"{truth}_train_{det}"]
+
+
+@hookimpl
+def mlegpipe_register_stages(registry: Any) -> None:
+    """Register ``gan-unfold``."""
+    registry.add(GanUnfold, "gan-unfold")
+

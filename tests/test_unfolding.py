@@ -1,0 +1,186 @@
+"""gan-unfold: bootstrap bands and pulls with known answers, training through a frozen surrogate, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mlegpipe.context import StageContext
+from mlegpipe.events import EventBatch
+from mlegpipe.exceptions import DataError
+from mlegpipe.metrics.pulls import bootstrap_densities
+from mlegpipe.registry import load_plugins
+from mlegpipe.stages import RunRecord
+from mlegpipe.unfold import Band, pull_summary, response_matrix, unrecoverable_bins
+
+# -- bootstrap bands, pulls, unrecoverable bins -------------------------------------------------------------
+
+
+def test_band_and_pull_known_answer() -> None:
+    model = Band.from_replicas(np.array([[0.3, 0.7], [0.5, 0.5]]))  # mean 0.4, var 0.02 per bin
+    ref = Band.from_replicas(np.array([[0.2, 0.8], [0.2, 0.8]]))  # var 0
+    np.testing.assert_allclose(model.mean, [0.4, 0.6])
+    np.testing.assert_allclose(model.var, [0.02, 0.02])
+    np.testing.assert_allclose(model.pulls(ref), [0.2 / np.sqrt(0.02), -0.2 / np.sqrt(0.02)])
+    both_flat = Band.from_replicas(np.array([[1.0], [1.0]]))
+    assert np.isnan(both_flat.pulls(both_flat)[0])  # no variance at all: not a populated bin
+
+
+def test_pull_summary_counts_and_exclusions() -> None:
+    pulls = np.array([0.5, -0.2, 1.5, -3.0, np.nan])
+    s = pull_summary(pulls)
+    assert (s["bins"], s["within_1"], s["within_2"], s["max_abs"]) == (4, 0.5, 0.75, 3.0)
+    s = pull_summary(pulls, exclude=np.array([False, False, False, True, False]))
+    assert (s["bins"], s["within_1"], s["max_abs"]) == (3, 0.6667, 1.5)
+    assert pull_summary(np.array([np.nan]))["bins"] == 0
+
+
+def test_pulls_of_replicas_of_the_same_density_are_standard_normal() -> None:
+    rng = np.random.default_rng(11)
+    edges = np.linspace(-3, 3, 121)
+    model = Band.from_replicas(bootstrap_densities(rng.normal(size=40000), edges, 30, rng))
+    ref = Band.from_replicas(bootstrap_densities(rng.normal(size=40000), edges, 30, rng))
+    s = pull_summary(model.pulls(ref))
+    # 120 bins of N(0, 1) pulls: 68% within 1 (binomial σ ≈ 4%), rms 1 (σ ≈ 7%)
+    assert 0.56 < s["within_1"] < 0.80, s
+    assert 0.8 < s["rms"] < 1.2, s
+    shifted = Band.from_replicas(bootstrap_densities(rng.normal(0.3, 1.0, size=40000), edges, 30, rng))
+    assert pull_summary(shifted.pulls(ref))["within_1"] < 0.3
+
+
+def test_unrecoverable_bins_where_acceptance_vanishes_or_data_are_missing() -> None:
+    edges = np.linspace(0.0, 4.0, 5)
+    vertex = np.repeat([0.5, 1.5, 2.5, 3.5], 100)
+    detector = vertex.copy()
+    detector[200:300] = np.nan  # bin 2 is never measured
+    resp = response_matrix(vertex, detector, edges, edges)
+    data = np.array([500.0, 5.0, 0.0, 50.0])
+    flags = unrecoverable_bins(resp, data, min_events=10, min_efficiency=0.05)
+    assert flags.tolist() == [False, True, True, False]
+
+
+# -- the stage ----------------------------------------------------------------------------------------------
+
+
+def _toy(rng: np.random.Generator, n: int, shift: float = 0.0) -> tuple[EventBatch, EventBatch]:
+    a = rng.normal(shift, 1.0, n)
+    b = 0.5 * a + rng.normal(0.0, 1.0, n)
+    vertex = EventBatch.from_columns({"a": a, "b": b})
+    detector = EventBatch.from_columns({"a": a + 0.3 * rng.normal(size=n), "b": b + 0.3 * rng.normal(size=n)})
+    return vertex, detector
+
+
+@pytest.fixture(scope="module")
+def toy_setup() -> dict:
+    torch.set_num_threads(1)
+    registry = load_plugins()
+    rng = np.random.default_rng(7)
+    sim_v, sim_d = _toy(rng, 3000)
+    truth, data = _toy(rng, 1500, shift=0.5)
+    fold_cls = registry.get("detector", "cfold").cls
+    surrogate = fold_cls(fold_cls.Params(vertex_features=["a", "b"], steps=60, validate_every=30),
+                         StageContext("surrogate", seed=1))
+    surrogate.fit(sim_v, sim_d)
+    return {"registry": registry, "surrogate": surrogate, "samples": {"sim_train": sim_v, "sim_train_det": sim_d,
+            "truth_test": truth, "truth_test_det": data}}
+
+
+def _record(setup: dict, unfolding: object) -> RunRecord:
+    class Parametric:
+        kind = "detector"
+        trainable = False
+
+    config = {"pipeline": {}, "sim": {"kind": "truth"}, "det": {"kind": "detector"},
+              "surrogate": {"kind": "detector", "train_on": ["sim_train", "sim_train_det"]}, "unfolding": {}}
+    return RunRecord(config=config, samples=dict(setup["samples"]),
+                     stages={"det": Parametric(), "surrogate": setup["surrogate"], "unfolding": unfolding},
+                     metrics={}, histories={}, timings={})
+
+
+def _stage(setup: dict, seed: int = 3, **params: object) -> object:
+    cls = setup["registry"].get("unfolding", "gan-unfold").cls
+    defaults = {"steps": 30, "replicas": 2, "batch_size": 128, "validate_every": 15, "observables": ["a", "b"],
+                "bins": 10, "baselines": ["ibu"], "events": 600, "plots": False}
+    return cls(cls.Params(**{**defaults, **params}), StageContext("unfolding", seed=seed))
+
+
+def test_training_through_the_frozen_surrogate(toy_setup: dict, tmp_path) -> None:  # noqa: ANN001
+    surrogate = toy_setup["surrogate"]
+    before = {k: v.clone() for k, v in surrogate.model.state_dict().items()}
+    flags = [p.requires_grad for p in surrogate.model.parameters()]
+    stage = _stage(toy_setup)
+    record = _record(toy_setup, stage)
+    data = record.samples["truth_test_det"]
+    out = stage.unfold(data, surrogate, record)
+    after = surrogate.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # frozen
+    assert [p.requires_grad for p in surrogate.model.parameters()] == flags  # flags put back afterwards
+    assert len(out["unfolded"]) == 2 * 600 and sorted(set(out["unfolded"].column("replica"))) == [0.0, 1.0]
+    assert len(out["refolded"]) == len(out["unfolded"])
+    info = stage.info()
+    assert info["truth"] == "truth_test" and info["simulation"] == ["sim_train", "sim_train_det"]
+    for name in ("a", "b"):
+        entry = info["observables"][name]
+        assert {"gan", "ibu", "data_uncorrected", "unrecoverable_bins"} <= set(entry)
+        assert entry["gan"]["vertex"]["triangular_e3"] >= 0 and entry["gan"]["vertex_pulls"]["bins"] > 0
+    # the recorded bands are what the closure plots draw
+    from mlegpipe.plots.unfolding import plot_unfolding_info
+
+    assert len(plot_unfolding_info(info, tmp_path)) == 2
+    # the same seed gives the same events
+    again = _stage(toy_setup).unfold(data, surrogate, _record(toy_setup, None))
+    np.testing.assert_array_equal(again["unfolded"].column("a"), out["unfolded"].column("a"))
+
+
+def test_gradients_reach_the_generator_not_the_surrogate(toy_setup: dict) -> None:
+    from mlegpipe.nets import mlp
+    from mlegpipe_builtins.unfolding.gan_unfold import _unfreeze, freeze, mmd2
+
+    surrogate = toy_setup["surrogate"]
+    grads = [None if p.grad is None else p.grad.clone() for p in surrogate.model.parameters()]
+    saved = freeze(surrogate)
+    try:
+        gen = mlp(4, 2, [16])
+        out = surrogate.fold_tensor(gen(torch.randn(64, 4)), torch.Generator().manual_seed(0))
+        mmd2(out, torch.randn(64, 2), [0.5, 1.0]).backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.parameters())
+        for p, g in zip(surrogate.model.parameters(), grads, strict=True):  # no gradient accumulated
+            assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+    finally:
+        _unfreeze(saved)
+
+
+def test_data_without_the_surrogate_features_is_a_clear_error(toy_setup: dict) -> None:
+    stage = _stage(toy_setup)
+    record = _record(toy_setup, stage)
+    other = EventBatch.from_columns({"c": np.zeros(50), "d": np.ones(50)})
+    record.samples["other"] = other
+    with pytest.raises(DataError, match=r"surrogate 'surrogate' was trained on detector features \['a', 'b'\]"):
+        stage.unfold(other, toy_setup["surrogate"], record)
+
+
+def test_empty_data_is_a_data_error(toy_setup: dict) -> None:
+    stage = _stage(toy_setup)
+    record = _record(toy_setup, stage)
+    empty = record.samples["truth_test_det"].take(np.zeros(1500, bool))
+    with pytest.raises(DataError, match="empty"):
+        stage.unfold(empty, toy_setup["surrogate"], record)
+
+
+def test_nu_parametrization_gives_physical_leptons_with_the_generated_nus() -> None:
+    from mlegpipe.beams import Beams
+    from mlegpipe.kinematics import nu_from_lepton
+    from mlegpipe_builtins.unfolding._vertex_model import VertexDecoder
+
+    hera = Beams.preset("hera")
+    decoder = VertexDecoder("nu", ["lepton_E", "lepton_px", "lepton_py", "lepton_pz"], None, hera,
+                            nu_mean=[1.0, 3.0], nu_std=[1.0, 1.0])
+    out = np.random.default_rng(0).normal(size=(500, 2)) * 2.0  # reaches beyond ln(2 E_e) = 4.01 for nu2
+    phi = np.random.default_rng(1).uniform(0, 2 * np.pi, 500)
+    events = decoder.to_events(out, phi)
+    nu1, nu2 = nu_from_lepton(events.column("lepton_E"), events.column("lepton_pz"), hera)
+    np.testing.assert_allclose(nu1, out[:, 0] + 1.0, atol=1e-5)
+    assert np.all(nu2 < np.log(2 * hera.lepton_energy))  # y < 1 by construction
+    y = events.column("y")
+    assert np.all((y > 0) & (y < 1)) and np.all(events.column("Q2") > 0)
