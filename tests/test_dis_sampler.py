@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from mlegpipe_builtins.truth.dis import BLOCK_SIZE, DISTruth
 from scipy import integrate, stats
 
 from mlegpipe.beams import PROTON_MASS, Beams
@@ -17,6 +16,7 @@ from mlegpipe.physics.sampler import GridSettings, UnweightedSampler
 from mlegpipe.registry import load_plugins
 from mlegpipe.schema import build_params
 from mlegpipe.stages import StageContext
+from mlegpipe_builtins.truth.dis import BLOCK_SIZE, DISTruth
 
 
 def make_source(seed: int = 7, name: str = "truth", **raw: object) -> DISTruth:
