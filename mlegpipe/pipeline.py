@@ -179,13 +179,12 @@ class _Runner:
 
 
 def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    return repr(obj)
+    from mlegpipe.rootio import json_default
+
+    try:
+        return json_default(obj)
+    except TypeError:
+        return repr(obj)
 
 
 def _attach_log(work_dir: Path) -> logging.Handler:

@@ -54,7 +54,8 @@ META_KEY = "mlegpipe_meta"
 PathLike = str | os.PathLike[str]
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for NumPy values, paths and beams (TypeError otherwise)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -220,7 +221,7 @@ class RootWriter:
             if self._beams is not None and "beams" not in meta:
                 meta["beams"] = self._beams.to_dict()
             meta.setdefault("entries", self.entries)
-            self._file[META_KEY] = json.dumps(meta, default=_json_default, sort_keys=True)
+            self._file[META_KEY] = json.dumps(meta, default=json_default, sort_keys=True)
             self._file.close()
             self._file = None
             if self.path.exists() and not self.overwrite:

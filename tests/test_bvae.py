@@ -20,14 +20,6 @@ from mlegpipe_builtins.generators.bvae import VAE, BVAEGenerator, gaussian_kl
 TINY = {"layers": 2, "width": 48, "latent": 4, "batch_size": 256, "validate_every": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():  # noqa: ANN202 - small networks: one thread is fastest on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make(seed: int = 1, **raw) -> BVAEGenerator:
     return BVAEGenerator(build_params(BVAEGenerator.Params, {**TINY, **raw}, "generator"),
                          StageContext("generator", seed=seed))

@@ -26,14 +26,6 @@ from mlegpipe_builtins.discriminators.critics import (
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad:UserWarning")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():  # noqa: ANN202 - small networks: one thread is fastest on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Constant(nn.Module):
     """A 'discriminator' giving every event the same score."""
 

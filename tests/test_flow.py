@@ -19,14 +19,6 @@ from mlegpipe.registry import load_plugins
 HERA = Beams.preset("hera")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():  # noqa: ANN202 - small networks: one thread is fastest on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def dis_like(n: int, seed: int, beams: Beams = HERA, q2_min: float = 4.0) -> EventBatch:
     """DIS-like leptons: Q^2 ~ Q^-3 above q2_min, y in (0.01, 0.9) ~ Y+/y, phi uniform."""
     rng = np.random.default_rng(seed)

@@ -25,14 +25,6 @@ from mlegpipe_builtins.generators.gans import CFATGAN, DSGAN, FATGAN, LSGANGener
 TINY = {"layers": 2, "width": 48, "noise_dim": 8, "batch_size": 256, "critic_steps": 2, "validate_every": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():  # noqa: ANN202 - small networks: one thread is fastest on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def dis_events(n: int, beams: Beams, seed: int, lepton_energy: float | None = None) -> EventBatch:
     """Physical DIS leptons: ln Q² exponential above 1 GeV², y from a beta density, φ uniform."""
     rng = np.random.default_rng(seed)
