@@ -12,10 +12,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One torch thread per test worker: `pytest -n 2` on 2 cores must not oversubscribe them."""
+    """One torch thread per test worker (`pytest -n 2` on 2 cores); derandomized hypothesis under CI."""
+    import os
+
     import torch
+    from hypothesis import settings
 
     torch.set_num_threads(1)
+    settings.register_profile("ci", derandomize=True, deadline=None)
+    if os.environ.get("CI"):
+        settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
