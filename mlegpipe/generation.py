@@ -56,7 +56,7 @@ def generate_blocks(
     missing = [c for c in needed if c not in conditions]
     if missing:
         raise ConfigError(f"this generator is conditional on {', '.join(needed)}; give a value for each, "
-                          f"e.g. --condition {missing[0]}=50", path="--condition", value=None)
+                          f"e.g. --condition {missing[0]}=50", path="--condition")
     unknown = [c for c in conditions if c not in needed]
     if unknown:
         raise ConfigError("this generator takes no such condition; it takes: " + (", ".join(needed) or "none"),
