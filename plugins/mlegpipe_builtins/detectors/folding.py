@@ -46,6 +46,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,25 +205,13 @@ class DirectFolding(LearnedFolding):
 
     def _train(self, v_train: torch.Tensor, d_train: torch.Tensor, v_valid: torch.Tensor,
                d_valid: torch.Tensor) -> list[dict[str, float]]:
-        p, net = self.params, self.model
-        opt = torch.optim.Adam(net.parameters(), lr=p.lr)
-        gens = {"batches": self.ctx.torch_generator("batches")}
-        batches = MinibatchSampler(v_train, d_train, batch_size=p.batch_size, generator=gens["batches"])
-
-        def step(_: int) -> dict[str, float]:
-            vb, db = batches()
-            loss = net.loss(vb, db)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return {"mse": loss.item()}
+        net = self.model
 
         def validate(_: int) -> float:
             with torch.no_grad():
                 return net.loss(v_valid, d_valid).item()
 
-        return self.loop("model", step, p.steps, {"regressor": net}, {"adam": opt}, gens,
-                         validate).run(resume=self.ctx.resume or None)
+        return _minimize(self, "regressor", "mse", net.loss, v_train, d_train, validate)
 
 
 class FlowFolding(LearnedFolding):
@@ -254,18 +243,7 @@ class FlowFolding(LearnedFolding):
 
     def _train(self, v_train: torch.Tensor, d_train: torch.Tensor, v_valid: torch.Tensor,
                d_valid: torch.Tensor) -> list[dict[str, float]]:
-        p, flow = self.params, self.model
-        opt = torch.optim.Adam(flow.parameters(), lr=p.lr)
-        gens = {"batches": self.ctx.torch_generator("batches")}
-        batches = MinibatchSampler(v_train, d_train, batch_size=p.batch_size, generator=gens["batches"])
-
-        def step(_: int) -> dict[str, float]:
-            vb, db = batches()
-            loss = -flow.log_prob(db, vb).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return {"nll": loss.item()}
+        flow = self.model
 
         def validate(_: int) -> dict[str, float]:
             with torch.no_grad():
@@ -273,8 +251,35 @@ class FlowFolding(LearnedFolding):
             return {"metric": nll, **{k: v for k, v in _distribution_metric(self, v_valid, d_valid).items()
                                       if k != "metric"}}
 
-        return self.loop("model", step, p.steps, {"flow": flow}, {"adam": opt}, gens,
-                         validate).run(resume=self.ctx.resume or None)
+        return _minimize(self, "flow", "nll", lambda vb, db: -flow.log_prob(db, vb).mean(), v_train, d_train,
+                         validate)
+
+
+def _minimize(
+    stage: LearnedFolding,
+    module_name: str,
+    loss_name: str,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    v_train: torch.Tensor,
+    d_train: torch.Tensor,
+    validate: Callable[[int], Any],
+) -> list[dict[str, float]]:
+    """Adam on minibatches of (vertex, detector) pairs for a loss of ``(vertex, detector)``, in the TrainLoop."""
+    p, net = stage.params, stage.model
+    opt = torch.optim.Adam(net.parameters(), lr=p.lr)
+    gens = {"batches": stage.ctx.torch_generator("batches")}
+    batches = MinibatchSampler(v_train, d_train, batch_size=p.batch_size, generator=gens["batches"])
+
+    def step(_: int) -> dict[str, float]:
+        vb, db = batches()
+        loss = loss_fn(vb, db)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {loss_name: loss.item()}
+
+    return stage.loop("model", step, p.steps, {module_name: net}, {"adam": opt}, gens,
+                      validate).run(resume=stage.ctx.resume or None)
 
 
 @hookimpl
