@@ -153,6 +153,9 @@ def sample_with_rejection(
         (True, True)
     """
     pending = np.arange(n)
+    if n == 0:  # no events, but the same columns (empty) as any other call
+        cols, _ = draw(pending)
+        return {name: np.asarray(values)[:0] for name, values in cols.items()}, 0, 0
     result: dict[str, np.ndarray] = {}
     drawn = rejected = 0
     for _ in range(max_rounds):

@@ -653,11 +653,7 @@ class AdversarialGenerator(Generator):
             counts["unphysical"] += int((~ok).sum())
             return columns, ok if reject else np.ones(len(slots), dtype=bool)
 
-        if n == 0:
-            columns, _ = draw(np.arange(0))
-            drawn = rejected = 0
-        else:
-            columns, drawn, rejected = sample_with_rejection(draw, n, MAX_REJECTION_ROUNDS)
+        columns, drawn, rejected = sample_with_rejection(draw, n, MAX_REJECTION_ROUNDS)
         self._stats["sampled"] += drawn
         self._stats["unphysical"] += counts["unphysical"]
         self._stats["rejected"] += rejected

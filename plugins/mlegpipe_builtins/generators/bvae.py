@@ -334,11 +334,7 @@ class BVAEGenerator(Generator):
                 cols, ok = decode_events(self.feature_map, out, np.full(len(slots), energy), self.beams)
             return cols, ok if reject else np.ones(len(slots), dtype=bool)
 
-        if n == 0:
-            cols, _ = draw(np.arange(0))
-            drawn = rejected = 0
-        else:
-            cols, drawn, rejected = sample_with_rejection(draw, n)
+        cols, drawn, rejected = sample_with_rejection(draw, n)
         self._counts["drawn"] += drawn
         self._counts["rejected"] += rejected
         self._counts["sampled"] += n

@@ -355,11 +355,7 @@ class FlowGenerator(Generator):
             cols, ok = decode_events(self.fmap, z, eb, beams, self.ranges, self.hadron_follows)
             return cols, ok if check else np.ones(len(slots), dtype=bool)
 
-        if n == 0:
-            cols, _ = draw(np.arange(0))
-            drawn = rejected = 0
-        else:
-            cols, drawn, rejected = sample_with_rejection(draw, n)
+        cols, drawn, rejected = sample_with_rejection(draw, n)
         self._drawn += drawn
         self._rejected += rejected
         self._sampled += n
