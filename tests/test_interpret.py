@@ -19,14 +19,6 @@ from mlegpipe.plots._style import png_bytes
 TRAINED = [10.0, 20.0, 30.0, 40.0, 50.0]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():  # noqa: ANN202 - tiny networks: one thread is fastest on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class ConditionalToy:
     """A tiny conditional generator: noise (4) + standardized beam energy → (E'/E_b-like, E_b-scaled) pair.
 

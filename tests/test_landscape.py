@@ -19,14 +19,6 @@ from mlegpipe.nets import mlp
 from mlegpipe.plots._style import png_bytes
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():  # noqa: ANN202 - tiny networks: one thread is fastest on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _regression(seed: int = 0, residual: bool = False) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     torch.manual_seed(seed)
     net = mlp(3, 1, [16, 16, 16], residual=residual)
