@@ -21,8 +21,10 @@ import difflib
 import glob
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,6 +36,7 @@ import uproot
 from mlegpipe.beams import Beams
 from mlegpipe.events import BEAM_ENERGY, WEIGHT, EventBatch
 from mlegpipe.exceptions import DataError, OutputError
+from mlegpipe.rootstamp import fixed_write_time, uuid_sequence
 
 __all__ = [
     "META_KEY",
@@ -77,9 +80,12 @@ class RootWriter:
     Batches are buffered and written with ``tree.extend`` in chunks of
     ``chunk_events`` events, one basket per branch each (branch types come from
     the first chunk); readers then need only one chunk in memory at a time. The file is
-    written under a temporary name in the destination folder and renamed on a
-    successful close; if the ``with`` block raises, the temporary file is
-    removed and an existing output is never touched.
+    written into a hidden temporary folder beside the destination (under its
+    final name, which ROOT stores inside the file) and moved into place on a
+    successful close; if the ``with`` block raises, the temporary folder is
+    removed and an existing output is never touched. The same events give a
+    bitwise identical file: ROOT's time stamps and UUIDs are fixed
+    (:mod:`mlegpipe.rootstamp`).
 
     Arguments:
         path: the output ``.root`` file.
@@ -126,6 +132,7 @@ class RootWriter:
         self._file: Any = None
         self._tree: Any = None
         self._tmp: Path | None = None
+        self._stamps = ExitStack()
         self._beams: Beams | None = None
         self._batch_meta: dict[str, Any] = {}
         self._template: ak.Array | None = None
@@ -155,10 +162,15 @@ class RootWriter:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OutputError(f"cannot create the output folder: {err.strerror}", path=str(folder)) from None
-        self._tmp = folder / f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp_dir = folder / f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            self._file = uproot.recreate(self._tmp)
+            tmp_dir.mkdir()
+            self._tmp = tmp_dir / self.path.name
+            self._stamps.enter_context(fixed_write_time())
+            self._file = uproot.recreate(self._tmp, uuid_function=uuid_sequence(self.path.name))
         except OSError as err:
+            self._stamps.close()
+            shutil.rmtree(tmp_dir, ignore_errors=True)
             self._tmp = None
             raise OutputError(f"cannot write here: {err.strerror or err}", path=str(self.path)) from None
 
@@ -224,10 +236,12 @@ class RootWriter:
             self._file[META_KEY] = json.dumps(meta, default=json_default, sort_keys=True)
             self._file.close()
             self._file = None
+            self._stamps.close()
             if self.path.exists() and not self.overwrite:
                 raise OutputError("the output file appeared while writing; not replacing it", path=str(self.path))
             assert self._tmp is not None
             os.replace(self._tmp, self.path)
+            self._tmp.parent.rmdir()
             self._tmp = None
         except BaseException:
             self.abort()
@@ -242,8 +256,9 @@ class RootWriter:
             except Exception:  # noqa: BLE001 - the file is being thrown away
                 pass
             self._file = None
+        self._stamps.close()
         if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
+            shutil.rmtree(self._tmp.parent, ignore_errors=True)
             self._tmp = None
         self._buffer, self._buffered = [], 0
 
