@@ -11,7 +11,9 @@ one-process training with the same global batch (to floating-point
 reduction order) while each computes 1/N of the batch. Only rank 0 writes
 outputs (:func:`is_main_process`, :func:`rank_zero_only`).
 
-Backends: NCCL when CUDA is available, gloo on CPU.
+Backends: gloo by default (the built-in plugins train on CPU tensors, also on
+a GPU node); NCCL for models that train on CUDA tensors, one GPU per local
+rank (``init_distributed("nccl")`` or ``MLEGPIPE_DIST_BACKEND=nccl``).
 
 Example:
     >>> env = env_from_environ({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1",
@@ -113,9 +115,34 @@ def env_from_environ(environ: Mapping[str, str] | None = None) -> DistEnv:
                    _int_env(environ, "MASTER_PORT", 29500))
 
 
-def default_backend() -> str:
-    """``nccl`` when CUDA is available, else ``gloo``."""
-    return "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
+def default_backend(environ: Mapping[str, str] | None = None) -> str:
+    """The process-group backend: ``$MLEGPIPE_DIST_BACKEND`` if set, else ``gloo``.
+
+    The built-in plugins train on CPU tensors, which only gloo can reduce, so
+    gloo is the default even on a GPU node (NCCL would fail on the first
+    all-reduce of a CPU tensor). Models that train on CUDA tensors ask for
+    ``init_distributed("nccl")`` or set ``MLEGPIPE_DIST_BACKEND=nccl``.
+
+    Example:
+        >>> default_backend({}), default_backend({"MLEGPIPE_DIST_BACKEND": "nccl"})
+        ('gloo', 'nccl')
+    """
+    environ = os.environ if environ is None else environ
+    backend = environ.get("MLEGPIPE_DIST_BACKEND", "").strip().lower() or "gloo"
+    if backend not in ("gloo", "nccl"):
+        raise ConfigError("unknown torch.distributed backend (expected gloo or nccl)",
+                          path="$MLEGPIPE_DIST_BACKEND", value=backend)
+    return backend
+
+
+def _check_nccl(env: DistEnv) -> None:
+    """NCCL needs CUDA and one GPU per local rank: say so instead of a CUDA error."""
+    if not (torch.cuda.is_available() and dist.is_nccl_available()):
+        raise ConfigError("the nccl backend needs CUDA and a torch build with NCCL; use gloo on CPU",
+                          path="$MLEGPIPE_DIST_BACKEND", value="nccl")
+    if env.local_rank >= torch.cuda.device_count():
+        raise ConfigError(f"nccl needs one GPU per local rank, but this node has {torch.cuda.device_count()}",
+                          path="$LOCAL_RANK", value=env.local_rank)
 
 
 def init_distributed(backend: str | None = None, environ: Mapping[str, str] | None = None,
@@ -123,7 +150,8 @@ def init_distributed(backend: str | None = None, environ: Mapping[str, str] | No
     """Join the process group described by the environment (a no-op for a single process).
 
     Arguments:
-        backend: ``gloo``, ``nccl`` or None (:func:`default_backend`).
+        backend: ``gloo``, ``nccl`` or None (:func:`default_backend`: gloo unless
+            ``$MLEGPIPE_DIST_BACKEND`` says otherwise).
         environ: the variables to read (default ``os.environ``).
         timeout_s: how long collectives wait for the other ranks.
 
@@ -135,8 +163,9 @@ def init_distributed(backend: str | None = None, environ: Mapping[str, str] | No
         return env
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed", path="--nproc", value=env.world_size)
-    backend = backend or default_backend()
+    backend = backend or default_backend(environ)
     if backend == "nccl":
+        _check_nccl(env)
         torch.cuda.set_device(env.local_rank)
     dist.init_process_group(backend, init_method=f"tcp://{env.master_addr}:{env.master_port}", rank=env.rank,
                             world_size=env.world_size, timeout=timedelta(seconds=timeout_s))

@@ -167,6 +167,23 @@ def test_environment_is_read_and_checked() -> None:
     assert not ddp.running_under_torchrun({"RANK": "0", "WORLD_SIZE": "1"})
 
 
+def test_backend_is_gloo_for_cpu_training_even_on_gpu_nodes() -> None:
+    # the built-in plugins reduce CPU tensors: NCCL (picked merely because CUDA exists) crashed on GPU nodes
+    assert ddp.default_backend({}) == "gloo"
+    assert ddp.default_backend({"MLEGPIPE_DIST_BACKEND": " NCCL "}) == "nccl"
+    with pytest.raises(ConfigError, match=r"MLEGPIPE_DIST_BACKEND.*mpi"):
+        ddp.default_backend({"MLEGPIPE_DIST_BACKEND": "mpi"})
+
+
+def test_nccl_without_a_gpu_for_this_rank_is_a_clear_error() -> None:
+    # without CUDA (CI) or with fewer GPUs than local ranks (a GPU node): a ConfigError, not a CUDA error
+    local = torch.cuda.device_count()
+    environ = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": str(local), "MASTER_PORT": "29999"}
+    with pytest.raises(ConfigError, match="nccl|LOCAL_RANK"):
+        ddp.init_distributed("nccl", environ=environ)
+    assert not ddp.is_distributed()
+
+
 @pytest.mark.parametrize(("n", "world"), [(10, 2), (257, 2), (5, 3), (2, 4)])
 def test_shards_cover_every_event_once(n: int, world: int) -> None:
     parts = [np.arange(n)[ddp.shard_slice(n, r, world)] for r in range(world)]
