@@ -11,7 +11,7 @@ their state as a flat ``dict`` of tensors, NumPy arrays and JSON-able values
 ``torch.load(weights_only=True)``.
 
 Example:
-    >>> from dataclasses import dataclass
+    >>> from dataclasses import dataclass, field
     >>> import numpy as np
     >>> from mlegpipe.events import EventBatch
     >>> class Constant(TruthSource):
@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -46,6 +46,7 @@ __all__ = [
     "Detector",
     "Discriminator",
     "Generator",
+    "NetworkInputs",
     "Report",
     "RunRecord",
     "Stage",
@@ -115,6 +116,35 @@ class TruthSource(Stage):
         return None
 
 
+@dataclass
+class NetworkInputs:
+    """What a generator's torch network sees for some events (model interpretation, loss landscapes).
+
+    Returned by :meth:`Generator.interpretation_inputs`.
+
+    Attributes:
+        features: standardized model-space features, float32 ``(n, k)``: what a
+            GAN's network outputs, or what a flow models the density of.
+        condition: the standardized conditioning input, float32 ``(n, c)``
+            (None for unconditional models).
+        beam_energy: per-event lepton beam energy in GeV, float64 ``(n,)``
+            (zeros for events without beams).
+        extra: model-specific tensors, e.g. ``{"phi": ...}`` (float64 ``(n,)``)
+            for GANs that draw the azimuth uniformly instead of generating it.
+
+    Example:
+        >>> import torch
+        >>> inputs = NetworkInputs(torch.zeros(2, 3), None, np.array([10.0, 20.0]))
+        >>> inputs.features.shape, inputs.extra
+        (torch.Size([2, 3]), {})
+    """
+
+    features: torch.Tensor
+    condition: torch.Tensor | None
+    beam_energy: np.ndarray
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class Generator(Stage):
     """Learns an event generator from truth events and samples new ones.
 
@@ -156,6 +186,25 @@ class Generator(Stage):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore from :meth:`state_dict`."""
         raise NotImplementedError
+
+    def interpretation_inputs(self, events: EventBatch) -> NetworkInputs:
+        """What the trained network sees for ``events`` (see :class:`NetworkInputs`).
+
+        Used by :mod:`mlegpipe.interpret` (hidden-layer maps, loss landscapes);
+        generators with a torch network implement it, others keep this default.
+
+        Raises:
+            NotImplementedError: the generator has no network to look into.
+
+        Example:
+            >>> # inputs = trained_gan.interpretation_inputs(truth_events)
+            >>> # inputs.features.shape, inputs.condition.shape   # (n, k), (n, 1) for cfatgan
+        """
+        raise NotImplementedError(f"generator {self.plugin_name or type(self).__name__!r} exposes no network inputs")
+
+    def default_discriminator(self) -> Discriminator | None:
+        """The adversary :meth:`fit` trains against when given none (None: not trained adversarially)."""
+        return None
 
 
 class Detector(Stage):

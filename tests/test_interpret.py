@@ -14,7 +14,7 @@ from mlegpipe.interpret.embed import chance_level, cluster, embed, region_labels
 from mlegpipe.interpret.maps import generator_layer_maps
 from mlegpipe.interpret.plots import plot_layer_maps
 from mlegpipe.nets import ResidualLayer, mlp
-from mlegpipe.plots._style import png_bytes
+from mlegpipe.plots import png_bytes
 
 TRAINED = [10.0, 20.0, 30.0, 40.0, 50.0]
 
@@ -129,15 +129,25 @@ def test_pca_fitted_on_a_reference_projects_other_points():
         embed(np.full((5, 3), np.nan))
 
 
-def test_umap_is_optional_with_a_clear_error():
-    pytest.importorskip("sklearn")
-    try:
-        import umap  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match="pip install umap-learn"):
-            embed(np.random.default_rng(0).normal(size=(20, 3)), "umap")
-    else:
-        pytest.skip("umap-learn is installed")
+def test_umap_is_optional_with_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # as if umap-learn were not installed
+    with pytest.raises(ConfigError, match="pip install umap-learn"):
+        embed(np.random.default_rng(0).normal(size=(20, 3)), "umap")
+
+
+def test_umap_maps_separate_islands_reproducibly():
+    pytest.importorskip("umap", reason="umap-learn (the optional extra 'umap') is not installed")
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 80)
+    x = rng.normal(size=(240, 16)) + 2.0 * labels[:, None]
+    a, b = embed(x, "umap", seed=3), embed(x, "umap", seed=3)
+    assert a.coords.shape == (240, 2) and a.method == "umap"
+    np.testing.assert_array_equal(a.coords, b.coords)
+    assert separability(a.coords, labels) > 0.95  # chance 1/3
+    with pytest.raises(ConfigError, match="only PCA maps"):
+        a.transform(x)
 
 
 def test_dbscan_finds_the_islands_and_regions_split_by_quantile():
@@ -155,8 +165,11 @@ def test_dbscan_finds_the_islands_and_regions_split_by_quantile():
 def test_pca_and_tsne_maps_of_a_conditional_model_separate_its_beam_energies(toy):
     maps = generator_layer_maps(toy, [1, -1], TRAINED, extrapolated=[60.0], events_per_energy=150,
                                 method="pca", seed=0)
+    # the toy's outputs scale with the energy, so even fresh noise at each energy separates them
+    maps_independent = generator_layer_maps(toy, [1, -1], TRAINED, extrapolated=[60.0], events_per_energy=150,
+                                            method="pca", seed=0, view="independent")
     assert [m.layer for m in maps] == ["1", "5"]
-    for m in maps:
+    for m in [*maps, *maps_independent]:
         assert m.coords.shape == (900, 2)
         assert m.chance == pytest.approx(1 / 6)
         assert m.separability > 0.7, m.summary()  # well above chance (0.17)
@@ -270,9 +283,15 @@ def test_interpret_command_writes_the_maps_of_generator_and_discriminator(cfat_r
     summary = json.loads((plots / "interpret.json").read_text())
     assert summary["energies"] == TRAINED and summary["extrapolated"] == [60.0]  # one step beyond 50 GeV
     assert [m["layer"] for m in summary["generator_maps"]] == ["1", "5"]
+    assert all(m["view"] == "response" and m["separability"] > 0.5 for m in summary["generator_maps"])
     disc = summary["discriminator_maps"]
     assert [d["energy"] for d in disc] == [10.0, 50.0] and all(d["regime"] == "trained" for d in disc)
     assert all(0.0 <= d["separability"] <= 1.0 and d["truth_events"] > 50 for d in disc)
+    # a chosen view gets its own figure
+    assert main(["-q", "interpret", str(cfat_run), "--method", "pca", "--events", "30", "--layers", "1",
+                 "--view", "independent", "--no-discriminator"]) == 0
+    assert (plots / "interpret_generator_pca_independent.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((plots / "interpret.json").read_text())["generator_maps"][0]["view"] == "independent"
 
 
 def test_interpret_command_errors_are_short_and_name_the_input(cfat_run, tmp_path, capsys):
@@ -300,6 +319,70 @@ def test_discriminator_is_looked_into_from_the_training_checkpoint(cfat_run):
     same = discriminator_maps(models.generator, net, truth, truth, [30.0], events=300)[0]
     np.testing.assert_allclose(same.truth, same.generated, atol=1e-4)
     assert same.separability < 0.7 < 1.0
+
+
+def test_a_trained_cfatgan_separates_its_beam_energies_in_the_response_view(cfat_run):
+    """The real model (3×32 cFAT-GAN trained on 10-50 GeV events): the same noise at 6 energies, chance 1/6."""
+    import copy
+
+    gen = open_run_generator(cfat_run)
+    maps = generator_layer_maps(gen, [1, -1], TRAINED, [60.0], events_per_energy=100, method="pca", seed=0)
+    assert [m.view for m in maps] == ["response", "response"]  # the default for energy colouring
+    for m in maps:
+        assert m.chance == pytest.approx(1 / 6)
+        assert m.separability > 0.6, m.summary()  # measured 0.95 and 0.87
+        assert m.ordering > 0.9, m.summary()  # the first component orders the energies (measured 0.98)
+        assert separability(m.coords, np.random.default_rng(0).permutation(m.labels)) < 0.3
+    centres = {e: maps[0].coords[maps[0].labels == e].mean(axis=0) for e in [*TRAINED, 60.0]}
+    assert min(TRAINED, key=lambda e: np.linalg.norm(centres[e] - centres[60.0])) == 50.0
+    # fresh noise at each energy: the noise dominates and the energies overlap (measured 0.29 and 0.21)
+    independent = generator_layer_maps(gen, [1, -1], TRAINED, [60.0], events_per_energy=100, method="pca",
+                                       view="independent")
+    assert all(i.separability < r.separability - 0.3 for i, r in zip(independent, maps, strict=True))
+    assert all(0.0 < m.energy_fraction < 0.5 for m in independent)
+    # the score fails where it should: cut the energy input and the response view sees nothing
+    blind = copy.deepcopy(gen)
+    with torch.no_grad():
+        blind.network[0].weight[:, -1] = 0.0  # the standardized beam energy is the last input
+    for m in generator_layer_maps(blind, [1, -1], TRAINED, [60.0], events_per_energy=100, method="pca"):
+        assert m.separability == pytest.approx(m.chance) and m.ordering == 0.0 and m.energy_fraction < 1e-9
+    with pytest.raises(ConfigError, match="at least two energies"):
+        generator_layer_maps(gen, [1], [10.0], events_per_energy=20, method="pca", view="shared")
+    with pytest.raises(ConfigError, match="unknown view"):
+        generator_layer_maps(gen, [1], TRAINED, events_per_energy=20, method="pca", view="paired")
+
+
+def test_gans_expose_what_their_networks_see_through_the_public_interface(cfat_run):
+    from mlegpipe.interpret.probes import discriminator_inputs, network_inputs
+    from mlegpipe.interpret.runs import open_run
+    from mlegpipe.stages import Generator, NetworkInputs
+
+    models = open_run(cfat_run)
+    gen, truth = models.generator, models.sample("truth_test")
+    inputs = gen.interpretation_inputs(truth)
+    assert isinstance(inputs, NetworkInputs) and inputs.features.dtype == torch.float32
+    np.testing.assert_array_equal(inputs.beam_energy, truth.column("beam_energy"))
+    # the condition is the beam energy standardized over the training energies 10-50 GeV (mean 30)
+    standardized = inputs.condition.numpy().ravel()
+    assert np.corrcoef(standardized, inputs.beam_energy)[0, 1] == pytest.approx(1.0, abs=1e-6)
+    torch.testing.assert_close(inputs.condition, gen.condition_tensor(inputs.beam_energy))
+    assert abs(float(gen.condition_tensor(np.array([30.0])))) < 0.1
+    # the features are the generator's standardized encoding of the events
+    torch.testing.assert_close(gen.encode(truth), inputs.features)
+    assert discriminator_inputs(gen, truth).shape[1] == gen.discriminator_features(inputs.features).shape[1] + 1
+    assert type(models.discriminator).__name__ == type(gen.default_discriminator()).__name__
+
+    class Histogram(Generator):
+        plugin_name = "histogram"
+
+    with pytest.raises(ConfigError, match="interpretation_inputs"):
+        network_inputs(Histogram(None, None), truth)
+
+
+def open_run_generator(run):  # noqa: ANN001, ANN201
+    from mlegpipe.interpret.runs import open_run
+
+    return open_run(run).generator
 
 
 def test_maps_coloured_by_w2_regions_of_the_generated_events(cfat_run):
@@ -340,6 +423,11 @@ def test_a_conditional_flow_is_looked_into_through_its_hyper_networks():
     with torch.no_grad():  # the centre is the flow's own negative log-likelihood of those events
         sel = np.sort(np.random.default_rng(0).choice(len(events), 500, replace=False))
         sub = events.take(sel)
-        z = flow.scaler.transform(flow._features_of(sub)).float()
-        nll = -flow.flows[0](flow._context(sub.column("beam_energy"))).log_prob(z).mean()
+        z = flow.scaler.transform(flow.pre.transform(torch.from_numpy(flow.fmap.encode(sub)))).float()
+        c = flow.cond_scaler.transform(torch.from_numpy(sub.column("beam_energy"))[:, None]).float()
+        nll = -flow.flows[0](c).log_prob(z).mean()
+        inputs = flow.interpretation_inputs(sub)  # the public interface gives the same tensors
+        torch.testing.assert_close(inputs.features, z)
+        torch.testing.assert_close(inputs.condition, c)
+        np.testing.assert_array_equal(inputs.beam_energy, sub.column("beam_energy"))
     assert land.center == pytest.approx(float(nll), rel=1e-6)

@@ -16,7 +16,7 @@ from mlegpipe.interpret.landscape import (
 )
 from mlegpipe.interpret.plots import plot_landscapes
 from mlegpipe.nets import mlp
-from mlegpipe.plots._style import png_bytes
+from mlegpipe.plots import png_bytes
 
 
 def _regression(seed: int = 0, residual: bool = False) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--extrapolate", nargs="*", type=float, metavar="GEV",
                    help="extra untrained energies drawn apart (default: one step beyond the highest trained)")
     p.add_argument("--events", type=int, default=1000, help="noise vectors per energy (default: 1000)")
+    p.add_argument("--view", choices=("auto", "response", "shared", "independent"), default="auto",
+                   help="conditional models: 'response' feeds the same noise vectors at every energy and removes "
+                   "each vector's mean activation over the energies (how the layer responds to the beam energy); "
+                   "'shared': the same noise, raw activations; 'independent': fresh noise per energy (the noise "
+                   "dominates). Default auto: response when coloured by beam energy, else independent")
     p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default: 30)")
     p.add_argument("--cluster", nargs=2, type=float, metavar=("EPS", "MIN_SAMPLES"),
                    help="DBSCAN clusters of each map (eps in map standard deviations; thesis: 0.5 25)")
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from mlegpipe.interpret.maps import discriminator_maps, generator_layer_maps
     from mlegpipe.interpret.plots import plot_discriminator_maps, plot_layer_maps
     from mlegpipe.interpret.runs import open_run
-    from mlegpipe.plots._style import save_png
+    from mlegpipe.plots import save_png
 
     if args.events < 5:
         raise ConfigError("need at least 5 noise vectors per energy", path="--events", value=args.events)
@@ -75,16 +80,21 @@ def run(args: argparse.Namespace) -> int:
     color_by = args.color_by or ("beam_energy" if conditional else "W2")
     cluster_eps, cluster_min = (args.cluster[0], int(args.cluster[1])) if args.cluster else (None, 25)
     maps = generator_layer_maps(gen, args.layers, energies, extrapolate, args.events, args.method, color_by,
-                                args.seed, args.perplexity, cluster_eps, cluster_min)
+                                args.seed, args.perplexity, cluster_eps, cluster_min, view=args.view)
     name = gen.plugin_name or models.section
-    title = f"{name} generator ({args.method})" + (f", {', '.join(f'{e:g}' for e in energies)} GeV"
+    view = maps[0].view
+    title = f"{name} generator ({args.method}{', ' + view if view != 'independent' else ''})" + (f", {', '.join(f'{e:g}' for e in energies)} GeV"
                                                    + (f" + {', '.join(f'{e:g}' for e in extrapolate)} GeV "
                                                       "extrapolated" if extrapolate else "") if conditional else "")
-    written = [save_png(plot_layer_maps(maps, title), out_dir / f"interpret_generator_{args.method}.png")]
+    suffix = "" if args.view == "auto" else f"_{view}"  # a chosen view gets its own file
+    written = [save_png(plot_layer_maps(maps, title), out_dir / f"interpret_generator_{args.method}{suffix}.png")]
     summary: dict = {"run": str(models.run_dir), "section": models.section, "generator": name,
                      "energies": energies, "extrapolated": extrapolate, "generator_maps": [m.summary() for m in maps]}
     for m in maps:
-        print(f"generator {m.title:<24} {m.method:<5} separability {m.separability:.3f} (chance {m.chance:.3f})")
+        extra = "" if m.ordering is None else f", ordering |ρ| {m.ordering:.3f}"
+        extra += "" if m.energy_fraction is None else f", energy share of variance {m.energy_fraction:.3f}"
+        print(f"generator {m.title:<24} {m.method:<5} {m.view:<11} separability {m.separability:.3f} "
+              f"(chance {m.chance:.3f}{extra})")
     if models.discriminator is not None and not args.no_discriminator:
         try:
             net = models.discriminator_net()

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from mlegpipe.interpret.plots import plot_landscapes
     from mlegpipe.interpret.probes import stage_landscape
     from mlegpipe.interpret.runs import open_run
-    from mlegpipe.plots._style import save_png
+    from mlegpipe.plots import save_png
 
     if args.steps < 2 or args.steps > 101:
         raise ConfigError("grid points per axis must lie in 2..101", path="--steps", value=args.steps)

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from mlegpipe.interpret.activations import hidden_layer_names, record_activations, resolve_layers
-from mlegpipe.interpret.embed import Embedding, chance_level, cluster, embed, region_labels, separability
+from mlegpipe.interpret.embed import Embedding, chance_level, cluster, embed, ordering, region_labels, separability
 from mlegpipe.interpret.landscape import Landscape, filter_normalized_direction, loss_landscape, loss_slice
 from mlegpipe.interpret.maps import DiscriminatorMap, LayerMap, discriminator_maps, generator_layer_maps
 
@@ -35,6 +35,7 @@ __all__ = [
     "hidden_layer_names",
     "loss_landscape",
     "loss_slice",
+    "ordering",
     "record_activations",
     "region_labels",
     "resolve_layers",

@@ -33,6 +33,7 @@ __all__ = [
     "chance_level",
     "cluster",
     "embed",
+    "ordering",
     "region_labels",
     "separability",
 ]
@@ -68,6 +69,8 @@ class Embedding:
         if self.method != "pca":
             raise ConfigError(f"only PCA maps can place new points; this map was made with {self.method}",
                               path="method", value=self.method, hint="use method = 'pca'")
+        if self.model is None:  # fitted on identical points: no plane, everything at its one spot
+            return np.zeros((len(x), 2))
         return self.model.transform(np.asarray(x, dtype=np.float64))
 
 
@@ -114,6 +117,10 @@ def embed(
     if fit_on is not None and method != "pca":
         raise ConfigError("fit_on works only with PCA (t-SNE and UMAP cannot project new points)", path="method",
                           value=method)
+    if fit_on is None and np.ptp(x, axis=0).max() == 0.0:
+        # all points identical (e.g. the energy response of a layer blind to the energy): one spot
+        return Embedding(np.zeros((len(x), 2)), method, (0.0, 0.0) if method == "pca" else None, None,
+                         {"seed": seed, "identical_points": True})
     if method == "pca":
         from sklearn.decomposition import PCA
 
@@ -131,11 +138,17 @@ def embed(
         return Embedding(coords, "tsne", None, tsne, {"seed": seed, "perplexity": used,
                                                        "kl_divergence": float(tsne.kl_divergence_)})
     try:
-        import umap
+        import warnings
+
+        with warnings.catch_warnings():  # umap-learn warns that its optional TensorFlow part is missing
+            warnings.simplefilter("ignore", ImportWarning)
+            import umap
     except ImportError:
         raise ConfigError("UMAP needs the optional package umap-learn, which is not installed", path="method",
-                          value="umap", hint="pip install umap-learn, or use method = 'tsne' or 'pca'") from None
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), random_state=seed)
+                          value="umap", hint="pip install umap-learn (the extra: pip install mlegpipe[umap]), "
+                          "or use method = 'tsne' or 'pca'") from None
+    # seeded UMAP runs on one thread anyway; saying so silences umap-learn's warning about it
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), random_state=seed, n_jobs=1)
     return Embedding(reducer.fit_transform(x), "umap", None, reducer, {"seed": seed, "n_neighbors": n_neighbors})
 
 
@@ -182,6 +195,8 @@ def separability(coords: np.ndarray, labels: Sequence[Any] | np.ndarray, k: int 
     if len(classes) < 2:
         raise DataError("separability needs at least two different labels", path="labels",
                         value=classes.tolist())
+    if np.ptp(coords, axis=0).max(initial=0.0) == 0.0:
+        return chance_level(y)  # all points in one place: the map carries no information
     n_folds = int(min(folds, counts.min()))
     if n_folds < 2:
         raise DataError(f"label {classes[counts.argmin()]!r} has only {counts.min()} point(s); need at least 2",
@@ -190,6 +205,30 @@ def separability(coords: np.ndarray, labels: Sequence[Any] | np.ndarray, k: int 
     model = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=max(1, min(k, n_train_min))))
     cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return float(np.mean(cross_val_score(model, coords, y, cv=cv)))
+
+
+def ordering(values: np.ndarray, labels: Sequence[Any] | np.ndarray) -> float:
+    """How well one map axis orders the (numeric) labels: ``|Spearman ρ|`` between ``values`` and ``labels``.
+
+    1: the axis sorts the points by label (the energies form ordered bands
+    along it), 0: no monotonic relation; 0 also for a constant axis.
+
+    Raises:
+        DataError: mismatched lengths.
+
+    Example:
+        >>> round(ordering([0.1, 0.5, 0.4, 0.9], [10, 20, 20, 30]), 3)
+        0.949
+    """
+    from scipy.stats import spearmanr
+
+    v = np.asarray(values, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    if len(v) != len(y):
+        raise DataError(f"{len(v)} values but {len(y)} labels", path="labels")
+    if len(v) < 3 or np.ptp(v) == 0.0 or np.ptp(y) == 0.0:
+        return 0.0
+    return float(abs(spearmanr(v, y)[0]))
 
 
 def cluster(coords: np.ndarray, eps: float = 0.5, min_samples: int = 25, standardize: bool = True) -> np.ndarray:

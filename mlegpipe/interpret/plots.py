@@ -76,7 +76,13 @@ def plot_layer_maps(maps: Sequence[LayerMap], title: str | None = None, point_si
             ax.set_ylabel(yl)
             ax.set_title(m.title, fontsize=12)
             full = "" if m.separability_full is None else f", layer {m.separability_full:.2f}"
-            ax.text(0.02, 0.98, f"k-NN separability: map {m.separability:.2f}{full}\n(chance {m.chance:.2f})",
+            notes = [f"k-NN separability: map {m.separability:.2f}{full}", f"(chance {m.chance:.2f})"]
+            if m.ordering is not None:
+                notes[-1] = f"(chance {m.chance:.2f}); PC1 ordering |ρ| {m.ordering:.2f}"
+            if m.view != "independent":
+                notes.append(f"{m.view} view" + ("" if m.energy_fraction is None
+                                                 else f"; energy share of variance {m.energy_fraction:.2f}"))
+            ax.text(0.02, 0.98, "\n".join(notes),
                     transform=ax.transAxes, va="top", fontsize=9,
                     bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
             if col == n - 1 or len(colors) <= 6:

@@ -15,6 +15,12 @@ Which attribute is looked into:
   :func:`load_discriminator_net`); fed the discriminator features of events
   and the standardized beam energy.
 
+Only public attributes are used: the networks (``network``, ``flows``,
+``discriminator_net``), ``noise``, ``cond_scaler``, ``condition_tensor``,
+``discriminator_features``, and what the networks see for given events,
+:meth:`mlegpipe.stages.Generator.interpretation_inputs` (a
+:class:`mlegpipe.stages.NetworkInputs`; see :func:`network_inputs`).
+
 Example:
     >>> import torch
     >>> from mlegpipe.nets import mlp
@@ -41,6 +47,7 @@ from torch import nn
 
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
+from mlegpipe.stages import NetworkInputs
 
 __all__ = [
     "Probe",
@@ -50,6 +57,7 @@ __all__ = [
     "generator_loss_fn",
     "generator_probe",
     "load_discriminator_net",
+    "network_inputs",
     "stage_landscape",
 ]
 
@@ -129,6 +137,33 @@ def generator_probe(stage: Any) -> Probe:
                       "'flows'); hidden-layer maps and landscapes need one", path="generator", value=name)
 
 
+def network_inputs(stage: Any, events: EventBatch) -> NetworkInputs:
+    """``stage.interpretation_inputs(events)`` (:meth:`mlegpipe.stages.Generator.interpretation_inputs`).
+
+    Raises:
+        ConfigError: the generator does not expose its network inputs.
+
+    Example:
+        >>> class Histogram:  # no torch network, no interpretation_inputs
+        ...     plugin_name = "histogram"
+        >>> try:
+        ...     network_inputs(Histogram(), None)
+        ... except ConfigError as err:
+        ...     "interpretation_inputs" in str(err)
+        True
+    """
+    method = getattr(stage, "interpretation_inputs", None)
+    try:
+        if method is None:
+            raise NotImplementedError
+        return method(events)
+    except NotImplementedError:
+        name = getattr(stage, "plugin_name", "") or type(stage).__name__
+        raise ConfigError(f"generator {name!r} does not expose what its network sees (it implements no "
+                          "interpretation_inputs); losses and discriminator maps need it", path="generator",
+                          value=name) from None
+
+
 def discriminator_inputs(stage: Any, events: EventBatch) -> torch.Tensor:
     """What a GAN's discriminator sees for ``events``: ``[features, standardized beam energy]`` (float32).
 
@@ -138,15 +173,11 @@ def discriminator_inputs(stage: Any, events: EventBatch) -> torch.Tensor:
     if not hasattr(stage, "discriminator_features"):
         raise ConfigError("only GAN generators have a discriminator to look into", path="generator",
                           value=getattr(stage, "plugin_name", type(stage).__name__))
-    z = stage.encode(events)
-    eb = torch.from_numpy(stage._beam_energy(events))
-    phi = None
-    if getattr(stage, "uniform_phi", False):
-        phi = torch.from_numpy(stage.feature_map.encode(events)[:, -1])
+    inputs = network_inputs(stage, events)
     with torch.no_grad():
-        feats = stage.discriminator_features(z, eb, phi).float()
-    cond = stage.condition_tensor(eb.numpy())
-    return feats if cond is None else torch.cat([feats, cond], dim=1)
+        feats = stage.discriminator_features(inputs.features, torch.from_numpy(inputs.beam_energy),
+                                             inputs.extra.get("phi")).float()
+    return feats if inputs.condition is None else torch.cat([feats, inputs.condition], dim=1)
 
 
 def discriminator_probe(net: nn.Module) -> Probe:
@@ -218,8 +249,8 @@ def generator_loss_fn(
     probe = generator_probe(stage)
     if probe.attribute == "flows[0]":
         flow = probe.network
-        z = stage.scaler.transform(stage._features_of(events)).float()
-        c = stage._context(stage._energies_of(events))
+        inputs = network_inputs(stage, events)
+        z, c = inputs.features, inputs.condition
 
         def nll() -> torch.Tensor:
             return -flow(c).log_prob(z).mean()
@@ -227,7 +258,7 @@ def generator_loss_fn(
         return flow, nll, "negative log-likelihood"
     from mlegpipe.losses import mmd2
 
-    eb = torch.from_numpy(stage._beam_energy(events))
+    eb = torch.from_numpy(network_inputs(stage, events).beam_energy)
     real = discriminator_inputs(stage, events)
     cond = stage.condition_tensor(eb.numpy())
     n_feat = real.shape[1] - (0 if cond is None else cond.shape[1])
@@ -272,7 +303,7 @@ def discriminator_loss_fn(
     rng = np.random.default_rng(seed)
     events = truth.take(np.sort(rng.choice(len(truth), size=min(n, len(truth)), replace=False)))
     real = discriminator_inputs(stage, events)
-    eb = torch.from_numpy(stage._beam_energy(events))
+    eb = torch.from_numpy(network_inputs(stage, events).beam_energy)
     cond = stage.condition_tensor(eb.numpy())
     n_feat = real.shape[1] - (0 if cond is None else cond.shape[1])
     phi = torch.from_numpy(rng.uniform(-np.pi, np.pi, len(events))) if getattr(stage, "uniform_phi", False) \

@@ -135,5 +135,5 @@ def open_run(run_dir: str | Path, section: str | None = None) -> RunModels:
             discriminator = spec.plugin.cls(spec.params, StageContext(spec.section, config.settings.seed))
             discriminator.plugin_name = discriminator.plugin_name or spec.plugin.name
         else:
-            discriminator = generator._default_discriminator()
+            discriminator = generator.default_discriminator()
     return RunModels(run_dir, section, generator, discriminator, config)
