@@ -1,14 +1,18 @@
 """Performance at scale: generation beside Pythia 8 and the roofline, smearing, ROOT writing, training, memory.
 
-    python benchmarks/bench_scale.py [--quick] [--seed 1]
+    python benchmarks/bench_scale.py [--quick] [--generation-only] [--seed 1]
 
 Every figure is a ratio of two measurements taken side by side in this run:
 
 - generation (events/s) of each default generator (``flow``; ``fatgan`` when
-  installed) beside Pythia 8 full-event DIS (HERA, Q² > 1 GeV², pythia8mc) and
-  beside the roofline of the same network: FLOPs per event counted from its
-  linear layers (:mod:`mlegpipe.roofline`) over the dense-matmul GFLOP/s
-  measured in the same run and thread setting, at 1 thread and at all cores;
+  installed; ``flow-small``, the smallest flow preset) beside Pythia 8
+  full-event DIS (HERA, Q² > 1 GeV², pythia8mc) and beside the roofline of the
+  same network: FLOPs per event counted from its linear layers as executed
+  (:mod:`mlegpipe.roofline`; for the flow, the pruned exact inverse that
+  ``sample()`` uses, with zuko's own inverse beside it) over the GFLOP/s of a
+  square matmul and of a layer-shaped matmul measured in the same run and
+  thread setting, at 1 thread and at all cores. Element-wise work (spline
+  search and evaluation, activations) is not counted in the FLOPs;
 - smearing (``smear`` detector, default preset) beside Pythia 8 on the same events;
 - ROOT writing: :class:`mlegpipe.rootio.RootWriter` beside a bare uproot
   ``mktree``/``extend`` of the same arrays in the same chunks (events/s, MB/s);
@@ -32,6 +36,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +49,8 @@ import torch
 from benchmarks import Figure, format_table, machine_info, write_json
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
-from mlegpipe.roofline import count_flops, flow_sampling_flops, matmul_gflops, roofline
+from mlegpipe.generation import single_threaded_kernels
+from mlegpipe.roofline import count_flops, matmul_gflops, roofline
 from mlegpipe.schema import build_params
 
 __all__ = ["main", "measure"]
@@ -138,51 +144,139 @@ def training_rate(name: str, params: dict[str, Any], train: EventBatch, valid: E
     return gen, batch / per_step
 
 
-def network_workload(gen: Any, n: int) -> tuple[torch.nn.Module, Callable[[], Any]]:
-    """The bare network pass of a generator (no decoding, no rejection): module and workload."""
+def network_workload(gen: Any, n: int, reference: bool = False) -> tuple[torch.nn.Module, Callable[[], Any], int]:
+    """The bare network pass of a generator (no decoding, no rejection): module, workload, rows per matmul.
+
+    For the flow this is the sampler ``sample()`` uses (the pruned exact inverse,
+    :class:`~mlegpipe_builtins.generators._flow_fast.FastFlowSampler`); ``reference = True`` gives zuko's
+    own ``flow().transform.inv`` instead.
+    """
     gen_t = torch.Generator().manual_seed(0)
     if hasattr(gen, "flows"):
-        flow = gen.flows[0]
         noise = torch.randn(n, len(gen.features), generator=gen_t)
-        return flow, lambda: flow().transform.inv(noise)
+        if reference:
+            flow = gen.flows[0]
+            return flow, lambda: flow().transform.inv(noise), n
+        sampler = gen.samplers()[0]
+        return sampler, lambda: sampler(noise), min(n, getattr(sampler, "chunk", n))
+    from mlegpipe_builtins.generators._gan_base import SAMPLE_CHUNK
+
     noise = gen.noise(n, gen_t)
     cond = gen.condition_tensor(np.full(n, gen.beams.lepton_energy)) if gen.conditions else None
-    return gen.network, lambda: gen.generate_tensor(noise, cond)
+    spans = [(lo, min(lo + SAMPLE_CHUNK, n)) for lo in range(0, n, SAMPLE_CHUNK)]
+
+    def chunk(span: tuple[int, int]) -> torch.Tensor:
+        with torch.inference_mode():
+            return gen.generate_tensor(noise[span[0]:span[1]], None if cond is None else cond[span[0]:span[1]])
+
+    def run() -> list[torch.Tensor]:  # as sample() runs it: chunks on data-parallel threads
+        workers = torch.get_num_threads()
+        if workers <= 1:
+            return [chunk(span) for span in spans]
+        with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(chunk, spans))
+
+    return gen.network, run, min(n, SAMPLE_CHUNK)
 
 
-def generation_figures(name: str, gen: Any, n: int, pythia: float, cores: int, repeat: int) -> list[Figure]:
-    """Events/s of ``gen.sample`` and of its bare network at 1 thread and all cores, beside Pythia and roofline."""
+def best_matmul(size: int, rows: int | None, t: int) -> tuple[float, str]:
+    """The best matmul GFLOP/s at ``t`` threads: intra-op threads or ``t`` data-parallel products."""
+    rates = {"intra-op": matmul_gflops(size, rows=rows, repeats=3)}
+    if t > 1:
+        rates["data-parallel"] = matmul_gflops(size, rows=rows, repeats=3, workers=t)
+    mode = max(rates, key=rates.get)
+    return rates[mode], mode
+
+
+def _hidden_width(module: torch.nn.Module) -> int:
+    widths = [m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    return max(widths[:-1] or widths or [64])
+
+
+def generation_figures(name: str, gen: Any, n: int, pythia: float, cores: int, repeat: int,
+                       details: dict[str, Any]) -> list[Figure]:
+    """Events/s of ``gen.sample`` and of its bare network at 1 thread and all cores, beside Pythia and roofline.
+
+    The roofline is the network's FLOPs per event (linear layers, as executed) over the GFLOP/s of a
+    square 1024 matmul and of a matmul of the network's own layer shape (rows per pass x hidden width),
+    both measured right after the workload in the same thread setting.
+    """
     figures = []
-    module, workload = network_workload(gen, min(n, 65_536))
-    flops = (flow_sampling_flops(module, len(gen.features), events=4096) if hasattr(gen, "flows")
-             else count_flops(network_workload(gen, 4096)[1], module, 4096)).flops_per_event
-    width = max((m.out_features for m in module.modules() if isinstance(m, torch.nn.Linear)), default=64)
+    n_net = min(n, 65_536)
+    module, workload, rows = network_workload(gen, n_net)
+    flops = count_flops(network_workload(gen, 4096)[1], module, 4096).flops_per_event
+    width = _hidden_width(module)
+    info: dict[str, Any] = {"flops_per_event": flops, "layer_matmul": [rows, width]}
+    if hasattr(gen, "flows"):  # zuko's own inverse beside the fast sampler, 1 thread
+        ref_module, ref_workload, _ = network_workload(gen, n_net, reference=True)
+        info["zuko_flops_per_event"] = count_flops(network_workload(gen, 4096, reference=True)[1], ref_module,
+                                                   4096).flops_per_event
+        with threads(1), torch.inference_mode():
+            ref_workload()
+            t_ref = best_time(ref_workload, repeat)
+            workload()
+            t_fast = best_time(workload, repeat)
+        figures.append(Figure(f"{name} network, fast sampler [1 thread]", n_net / t_fast, "events/s",
+                              "zuko flow().transform.inv", n_net / t_ref, group=GROUP,
+                              note=f"{flops:,.0f} vs {info['zuko_flops_per_event']:,.0f} FLOP/event, same weights"))
     for t in sorted({1, cores}):
+        tag = f"{t} thread{'s' if t > 1 else ''}"
         with threads(t):
             gen.sample(4096, np.random.SeedSequence(0))  # warm-up
             t_sample = best_time(lambda: gen.sample(n, np.random.SeedSequence(1)), repeat)
             with torch.inference_mode():
                 workload()
                 t_net = best_time(workload, repeat)
-            gflops = matmul_gflops(1024, repeats=3)
-            gflops_layer = matmul_gflops(width, rows=65_536, repeats=3)
-        rate, net_rate = n / t_sample, min(n, 65_536) / t_net
+            gflops, mode = best_matmul(1024, None, t)
+            gflops_layer, mode_layer = best_matmul(width, rows, t)
+        rate, net_rate = n / t_sample, n_net / t_net
         roof = roofline(flops, gflops, net_rate)
-        tag = f"{t} thread{'s' if t > 1 else ''}"
+        roof_layer = roofline(flops, gflops_layer, net_rate)
+        info[tag] = {"sample_events_per_s": rate, "network_events_per_s": net_rate, "matmul_gflops": gflops,
+                     "matmul_mode": mode, "layer_matmul_gflops": gflops_layer, "layer_matmul_mode": mode_layer,
+                     "roofline_square": roof.to_dict(), "roofline_layer": roof_layer.to_dict(),
+                     "sample_fraction_of_square_roofline": rate / roof.roofline_events_per_s}
         figures += [
             Figure(f"{name} sample() [{tag}]", rate, "events/s", "pythia8 full DIS, HERA Q2>1", pythia,
                    group=GROUP, note=f"n={n}, decode + rejection included"),
             Figure(f"{name} sample() [{tag}]", rate, "events/s", "1,000,000 events/s target", 1e6, target=">= 1",
                    group=GROUP),
+            Figure(f"{name} sample() [{tag}]", rate, "events/s", "roofline (square matmul)",
+                   roof.roofline_events_per_s, target=">= 0.5", group=GROUP, note="decode + rejection included"),
             Figure(f"{name} network [{tag}]", net_rate, "events/s", "roofline (square matmul)",
                    roof.roofline_events_per_s, target=">= 0.5", group=GROUP,
-                   note=f"{flops:,.0f} FLOP/event, matmul {gflops:.1f} GFLOP/s"),
-            Figure(f"{name} network [{tag}]", net_rate, "events/s", f"roofline (65536x{width} layer matmul)",
-                   gflops_layer * 1e9 / flops, target=">= 0.5", group=GROUP,
-                   note=f"layer-shaped matmul {gflops_layer:.1f} GFLOP/s"),
+                   note=f"{flops:,.0f} FLOP/event, matmul {gflops:.1f} GFLOP/s ({mode})"),
+            Figure(f"{name} network [{tag}]", net_rate, "events/s", f"roofline ({rows}x{width} layer matmul)",
+                   roof_layer.roofline_events_per_s, target=">= 0.5", group=GROUP,
+                   note=f"layer-shaped matmul {gflops_layer:.1f} GFLOP/s ({mode_layer})"),
             Figure(f"{name} sample() / network [{tag}]", rate, "events/s", "bare network pass", net_rate,
                    group=GROUP, note="share kept by decoding and rejection"),
         ]
+    details.setdefault("generation", {})[name] = info
+    return figures
+
+
+def stream_figures(gen: Any, n: int, cores: int, tmp: Path) -> list[Figure]:
+    """``generate_to_root`` (writing on a background thread) beside generating and writing in turn."""
+    from mlegpipe.generation import generate_blocks, generate_to_root
+    from mlegpipe.rootio import RootWriter
+
+    def in_turn() -> None:
+        with RootWriter(tmp / "serial.root", overwrite=True) as writer:
+            for batch in generate_blocks(gen, n, 1):
+                writer.write(batch)
+
+    figures = []
+    for t in sorted({1, cores}):
+        with threads(t):
+            t_serial = t_stream = float("inf")
+            for _ in range(2):  # interleaved, so a change of machine load hits both alike
+                t_serial = min(t_serial, best_time(in_turn, 1))
+                t_stream = min(t_stream, best_time(lambda: generate_to_root(gen, n, tmp / "stream.root", 1,
+                                                                           overwrite=True), 1))
+        figures.append(Figure(f"flow generate_to_root [{t} thread{'s' if t > 1 else ''}]", n / t_stream, "events/s",
+                              "generate, then write, in turn", n / t_serial, group=GROUP,
+                              note=f"{n} events; ROOT writing on a background thread"))
     return figures
 
 
@@ -283,34 +377,43 @@ def memory_figures(checkpoint: Path, small: int, large: int, tmp: Path) -> list[
     ]
 
 
-def measure(quick: bool = False, seed: int = 1) -> dict[str, Any]:
+def measure(quick: bool = False, seed: int = 1, generation_only: bool = False) -> dict[str, Any]:
     """Run every measurement; return the figures and details (JSON-able)."""
     cores = os.cpu_count() or 1
     repeat = 2
     reg = _registry()
     figures: list[Figure] = []
-    details: dict[str, Any] = {"quick": quick, "cores": cores}
+    details: dict[str, Any] = {"quick": quick, "cores": cores, "loadavg_start": _loadavg()}
     truth = dis_truth(12_000 if quick else 30_000, seed)
     train, valid = truth.take(slice(0, len(truth) - 2000)), truth.take(slice(len(truth) - 2000, None))
 
     pythia_events, pythia = pythia_rate(1000 if quick else 3000, seed)
     details["pythia_events_per_s"] = pythia
 
-    generators = {"flow": {"validate_every": 0, "checkpoint_every": 0}}
+    off = {"validate_every": 0, "checkpoint_every": 0}
+    generators: dict[str, tuple[str, dict[str, Any]]] = {"flow": ("flow", off)}
     if _has(reg, "fatgan"):
-        generators["fatgan"] = {"validate_every": 0, "checkpoint_every": 0}
+        generators["fatgan"] = ("fatgan", off)
+    generators["flow-small"] = ("flow", {**off, "preset": "small"})  # the smallest flow preset (quality: README)
     steps = 16 if quick else 40
     n_sample = 32_768 if quick else 131_072
-    for name, params in generators.items():
+    for name, (plugin, params) in generators.items():
         with threads(1):
-            gen, train_rate = training_rate(name, params, train, valid, steps, seed)
+            gen, train_rate = training_rate(plugin, params, train, valid, steps, seed)
         with threads(cores):
-            _, train_rate_all = training_rate(name, params, train, valid, max(6, steps // 2), seed)
+            _, train_rate_all = training_rate(plugin, params, train, valid, max(6, steps // 2), seed)
         figures.append(Figure(f"{name} training [{cores} threads]", train_rate_all, "samples/s",
                               f"{name} training [1 thread]", train_rate, group=GROUP,
                               note=f"samples/s per optimizer step, default {name} settings"))
-        figures += generation_figures(name, gen, n_sample, pythia, cores, repeat)
+        figures += generation_figures(name, gen, n_sample, pythia, cores, repeat, details)
+        if name == "flow":
+            flow_gen = gen
 
+    with tempfile.TemporaryDirectory(prefix="mlegpipe-bench-") as tmp_name:
+        figures += stream_figures(flow_gen, 4 * 65_536 if quick else 8 * 65_536, cores, Path(tmp_name))
+    details["loadavg_after_generation"] = _loadavg()
+    if generation_only:
+        return _result(figures, details)
     figures += smear_figures(pythia_events, pythia, repeat)
     with tempfile.TemporaryDirectory(prefix="mlegpipe-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -325,8 +428,21 @@ def measure(quick: bool = False, seed: int = 1) -> dict[str, Any]:
         ckpt = save_stage(tmp / "tiny.pt", tiny)
         small, large = (100_000, 1_000_000) if quick else (1_000_000, 10_000_000)
         figures += memory_figures(ckpt, small, large, tmp)
+    details["loadavg_end"] = _loadavg()
+    return _result(figures, details)
+
+
+def _result(figures: list[Figure], details: dict[str, Any]) -> dict[str, Any]:
     return {"benchmark": GROUP, "figures": [f.to_dict() for f in figures], "details": details,
             "machine": machine_info(), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _loadavg() -> list[float] | None:
+    """1, 5 and 15-minute load averages (timings on a loaded machine are inflated)."""
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
 
 
 def _has(reg: Any, name: str) -> bool:
@@ -341,11 +457,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command line: measure, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller samples (about 3 minutes on an idle 2-core machine)")
+    parser.add_argument("--generation-only", action="store_true",
+                        help="only generation beside Pythia and the roofline (and training rates)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    result = measure(args.quick, args.seed)
+    result = measure(args.quick, args.seed, args.generation_only)
     print(format_table([Figure(**f) for f in result["figures"]]))
-    path = write_json(GROUP, result)
+    print(f"load average (1, 5, 15 min) at start {result['details']['loadavg_start']}, "
+          f"after generation {result['details']['loadavg_after_generation']}")
+    path = write_json(GROUP + ("_generation" if args.generation_only else ""), result)
     print(f"\nwrote {path}")
     return result
 

@@ -6,26 +6,64 @@ buffers, chunk sizes and shards only group whole blocks, so they never change
 the events: the same seed gives the same events, bit for bit.
 
 Example:
-    >>> # events = EventBatch.concat(generate_blocks(gen, 1000, seed=1))  # doctest: +SKIP
+    >>> # events = EventBatch.concat(generate_blocks(gen, 1000, seed=1))
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mlegpipe.context import seed_key
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError
 from mlegpipe.stages import Generator
 
-__all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_root"]
+__all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_root", "single_threaded_kernels"]
 
 #: Events per random-stream block.
 BLOCK = 65_536
+
+
+_KERNELS_LOCK = threading.Lock()
+_KERNELS = {"users": 0, "threads": 1}  # blocks inside single_threaded_kernels, and the count to restore
+
+
+@contextlib.contextmanager
+def single_threaded_kernels() -> Iterator[None]:
+    """Run the block with one intra-op torch thread (restored after), for data-parallel Python threads.
+
+    Generators split large draws into cache-sized chunks and run them on as many
+    Python threads as torch has threads (torch releases the GIL inside kernels):
+    their ops are too small for intra-op threads to pay off, and independent
+    chunks need no barrier, which matters on an oversubscribed machine. The
+    setting is process-wide: nested blocks and blocks entered from several
+    threads at once restore the original count when the last one leaves.
+
+    Example:
+        >>> with single_threaded_kernels():
+        ...     torch.get_num_threads()
+        1
+    """
+    with _KERNELS_LOCK:
+        if _KERNELS["users"] == 0:
+            _KERNELS["threads"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _KERNELS["users"] += 1
+    try:
+        yield
+    finally:
+        with _KERNELS_LOCK:
+            _KERNELS["users"] -= 1
+            if _KERNELS["users"] == 0:
+                torch.set_num_threads(_KERNELS["threads"])
 
 
 def block_seed(seed: int, block: int) -> np.random.SeedSequence:
@@ -80,16 +118,29 @@ def generate_to_root(
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
-    """Stream ``n`` generated events to a ROOT file (bounded memory; atomic write)."""
+    """Stream ``n`` generated events to a ROOT file (bounded memory; atomic write).
+
+    Writing (compression, basket serialization) runs on a background thread while
+    the next block is generated, so on two cores the slower of the two sets the
+    pace, not their sum; at most one block waits to be written.
+
+    Example:
+        >>> # generate_to_root(gen, 10_000_000, "events.root", seed=1)
+    """
     from tqdm import tqdm
 
     from mlegpipe.rootio import RootWriter
 
     meta = {**(meta or {}), "seed": seed, "events": n, "conditions": dict(conditions or {})}
     bar = tqdm(total=n, unit="ev", unit_scale=True, disable=not progress, desc="generate")
-    with RootWriter(path, meta=meta, overwrite=overwrite) as writer:
+    with RootWriter(path, meta=meta, overwrite=overwrite) as writer, ThreadPoolExecutor(1) as pool:
+        pending: Future[None] | None = None
         for batch in generate_blocks(generator, n, seed, conditions):
-            writer.write(batch)
+            if pending is not None:
+                pending.result()  # re-raises a write error; bounds the events held in memory
+            pending = pool.submit(writer.write, batch)
             bar.update(len(batch))
+        if pending is not None:
+            pending.result()
     bar.close()
     return Path(path)

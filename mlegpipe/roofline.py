@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -154,34 +155,49 @@ def threads() -> int:
 
 
 def matmul_gflops(size: int = 1024, rows: int | None = None, dtype: torch.dtype = torch.float32,
-                  repeats: int = 5, min_seconds: float = 0.05) -> float:
-    """Measured GFLOP/s of ``(rows × size) @ (size × size)`` (best of ``repeats``), in torch's thread setting.
+                  repeats: int = 5, min_seconds: float = 0.05, workers: int = 1) -> float:
+    """Measured GFLOP/s of ``(rows × size) @ (size × size)`` (best of ``repeats``).
 
     ``rows = None`` gives a square product (the machine's practical peak);
     ``rows`` and ``size`` of a network's layers give the rate its own shapes reach.
+    ``workers = 1`` runs one product at a time in torch's thread setting (intra-op
+    threads); ``workers > 1`` runs that many products at once on Python threads
+    with single-threaded kernels (how the generators run their chunks), and
+    reports their total rate.
 
     Example:
         >>> matmul_gflops(64, repeats=1, min_seconds=0.0) > 0
         True
+        >>> matmul_gflops(64, repeats=1, min_seconds=0.0, workers=2) > 0
+        True
     """
     rows = size if rows is None else rows
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(rows, size, generator=gen, dtype=dtype)
-    b = torch.randn(size, size, generator=gen, dtype=dtype)
-    out = torch.empty(rows, size, dtype=dtype)
-    torch.mm(a, b, out=out)  # warm-up: thread pool and BLAS dispatch
+    operands = [(torch.randn(rows, size, generator=gen, dtype=dtype), torch.randn(size, size, generator=gen, dtype=dtype),
+                 torch.empty(rows, size, dtype=dtype)) for _ in range(max(workers, 1))]
     flops = 2.0 * rows * size * size
-    best = float("inf")
-    for _ in range(max(repeats, 1)):
-        n, start = 0, time.perf_counter()
-        while True:
-            torch.mm(a, b, out=out)
-            n += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-        best = min(best, elapsed / n)
-    return flops / best / 1e9
+
+    def run(ops: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> float:
+        a, b, out = ops
+        torch.mm(a, b, out=out)  # warm-up: thread pool and BLAS dispatch
+        best = float("inf")
+        for _ in range(max(repeats, 1)):
+            n, start = 0, time.perf_counter()
+            while True:
+                torch.mm(a, b, out=out)
+                n += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= min_seconds:
+                    break
+            best = min(best, elapsed / n)
+        return flops / best / 1e9
+
+    if workers <= 1:
+        return run(operands[0])
+    from mlegpipe.generation import single_threaded_kernels
+
+    with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
+        return float(sum(pool.map(run, operands)))
 
 
 def roofline(flops_per_event: float, gflops: float, events_per_s: float | None = None) -> Roofline:

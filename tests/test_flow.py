@@ -172,3 +172,80 @@ def test_bootstrap_replicas_train_different_flows(tmp_path) -> None:  # noqa: AN
                                                                        "generator_replica1-last.pt"}
     events = gen.sample(2000, np.random.SeedSequence(4))
     assert len(events) == 2000 and gen.info()["replicas"] == 2
+
+
+# -- the fast sampler -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "context", "kwargs"), [
+    ("nsf", 0, {}),
+    ("nsf", 1, {}),
+    ("nsf", 0, {"passes": 2}),
+    ("maf", 0, {}),
+    ("maf", 2, {"passes": 2}),
+])
+def test_fast_sampler_is_zukos_inverse(kind, context, kwargs) -> None:  # noqa: ANN001
+    import zuko
+
+    from mlegpipe_builtins.generators._flow_fast import FastFlowSampler
+
+    torch.manual_seed(0)
+    cls = zuko.flows.NSF if kind == "nsf" else zuko.flows.MAF
+    flow = cls(4, context, transforms=3, hidden_features=(24, 24), **kwargs)
+    for p in flow.parameters():  # away from the identity at initialization
+        p.data.add_(0.3 * torch.randn_like(p))
+    noise = 1.5 * torch.randn(3000, 4)
+    c = torch.randn(3000, context) if context else None
+    with torch.inference_mode():
+        ref = flow(c).transform.inv(noise)
+        fast = FastFlowSampler(flow, chunk=700)
+        out = fast(noise, c)
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            out2 = fast(noise, c)
+        finally:
+            torch.set_num_threads(before)
+    # float32 rounding of a differently grouped product; features are O(1)
+    assert torch.allclose(out, ref, atol=2e-4, rtol=1e-4), float((out - ref).abs().max())
+    assert torch.equal(out, out2)  # the thread count does not change a single bit
+
+
+def test_fast_sampler_refuses_what_it_does_not_reproduce() -> None:
+    import zuko
+
+    from mlegpipe_builtins.generators._flow_fast import FastFlowSampler
+
+    with pytest.raises(NotImplementedError):
+        FastFlowSampler(zuko.flows.MAF(3, transforms=1, residual=True))
+    with pytest.raises(NotImplementedError):
+        FastFlowSampler(zuko.flows.NSF(3, transforms=1, activation=torch.nn.ELU))
+    with pytest.raises(ValueError, match="conditional"):
+        FastFlowSampler(zuko.flows.NSF(3, 1, transforms=1))(torch.zeros(2, 3))
+
+
+def test_fast_and_zuko_samplers_give_the_same_events(trained) -> None:  # noqa: ANN001
+    gen, _ = trained
+    ref = _flow(sampler="zuko")
+    ref.load_state_dict(gen.state_dict())
+    a, b = gen.sample(5000, np.random.SeedSequence(11)), ref.sample(5000, np.random.SeedSequence(11))
+    same = np.isclose(a.column("Q2"), b.column("Q2"), rtol=1e-4) & np.isclose(a.column("y"), b.column("y"), rtol=1e-4)
+    # identical noise; only an event whose accept/reject flips on float rounding shifts the redraws
+    assert same.mean() > 0.97
+    assert gen.samplers()[0].__class__.__name__ == "FastFlowSampler"
+    assert ref.samplers()[0].__class__.__name__ == "_ZukoSampler"
+
+
+def test_events_do_not_depend_on_the_thread_count(trained) -> None:  # noqa: ANN001
+    gen, _ = trained
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = gen.sample(40_000, np.random.SeedSequence(5))  # 2 x 20,000: decoding splits over the threads
+        torch.set_num_threads(2)
+        two = gen.sample(40_000, np.random.SeedSequence(5))
+        assert torch.get_num_threads() == 2  # restored after the single-threaded kernels
+    finally:
+        torch.set_num_threads(before)
+    for field in ("lepton_E", "lepton_px", "Q2", "x"):
+        np.testing.assert_array_equal(one.column(field), two.column(field))

@@ -61,3 +61,24 @@ def test_roofline_arithmetic() -> None:
     assert r.roofline_events_per_s == pytest.approx(2.5e5) and r.fraction == pytest.approx(0.4)
     assert roofline(2e5, 50.0).fraction is None
     assert set(r.to_dict()) == {"flops_per_event", "gflops", "roofline_events_per_s", "events_per_s", "fraction"}
+
+
+def test_fast_flow_sampler_executes_a_third_of_zukos_flops() -> None:
+    """3 features, autoregressive: zuko runs the full MADE 3 times per transform; the pruned inverse runs
+    the first feature's (constant) outputs never, the second's on the units that see feature 1 only, the
+    third's once on all units, and only those features' output rows."""
+    from mlegpipe_builtins.generators._flow_fast import FastFlowSampler
+
+    torch.manual_seed(0)
+    flow = zuko.flows.NSF(3, transforms=2, bins=8, hidden_features=(64, 64))
+    noise = torch.zeros(256, 3)
+    zuko_count = flow_sampling_flops(flow, 3, events=256)
+    fast = FastFlowSampler(flow)
+    fast_count = count_flops(lambda: fast(noise), fast, events=256)
+    per_pass = 2 * (3 * 64 + 64 * 64 + 64 * 69) + 64 + 64 + 69  # 3 -> 64 -> 64 -> 3 x 23 spline parameters
+    assert zuko_count.flops_per_event == 2 * 3 * per_pass
+    # MADE hidden units alternate between seeing {x1} and {x1, x2}: 32 + 32 units, 23 output rows per feature
+    second = 2 * (1 * 32 + 32 * 32 + 32 * 23) + 32 + 32 + 23
+    third = 2 * (2 * 64 + 64 * 64 + 64 * 23) + 64 + 64 + 23
+    assert fast_count.flops_per_event == 2 * (second + third)
+    assert zuko_count.flops_per_event / fast_count.flops_per_event > 3

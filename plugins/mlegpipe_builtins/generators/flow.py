@@ -16,6 +16,10 @@ at 15 GeV reached Q² χ²/ndf 0.92 where ``"nu"`` gave 7.99
 four-momentum plus x, Q², y, W², ν; events outside the kinematic limits (and,
 with ``reject = "training_range"``, outside the training sample's Q², W², y
 range) are redrawn and counted: :meth:`FlowGenerator.info` reports the fraction.
+Sampling uses the exact autoregressive inverse pruned to what each step needs
+(``sampler = "fast"``, :mod:`~mlegpipe_builtins.generators._flow_fast`: 3.5x
+fewer FLOPs than zuko's ``transform.inv`` for three features, same events up
+to float rounding); ``sampler = "zuko"`` keeps zuko's own inverse.
 
 Example (TOML):
     [generator]
@@ -26,12 +30,14 @@ Example (TOML):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +61,11 @@ from mlegpipe.features import (
     make_feature_map,
     sample_with_rejection,
 )
+from mlegpipe.generation import single_threaded_kernels
 from mlegpipe.schema import param
-from mlegpipe.stages import Discriminator, Generator, StageContext
+from mlegpipe.stages import Discriminator, Generator, NetworkInputs, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule, warmup_schedule
+from mlegpipe_builtins.generators._flow_fast import FastFlowSampler
 
 __all__ = ["PRESETS", "FlowGenerator", "mlegpipe_register_stages"]
 
@@ -69,6 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 _RANGE_FIELDS = ("Q2", "W2", "y")
 _SAMPLE_BLOCK = 262_144
+_DECODE_MIN = 8192  # events per decoding thread, at least
 
 
 @dataclass
@@ -102,6 +111,10 @@ class FlowParams:
     reject: str = param("physical", choices=("physical", "training_range", "none"),
                         doc="redraw events beyond the kinematic limits (and the training Q2/W2/y range)")
     checkpoint_every: int = param(500, min=0, doc="periodic training checkpoints in the run folder (0: none)")
+    sampler: str = param("fast", choices=("fast", "zuko"),
+                         doc="how events are drawn: fast (the exact autoregressive inverse, pruned to the outputs "
+                             "each step needs: ~3.5x fewer FLOPs than zuko's, same weights and events up to float "
+                             "rounding) or zuko (flow.transform.inv, the reference)")
 
 
 _DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
@@ -139,6 +152,7 @@ class FlowGenerator(Generator):
         self.scaler = Standardize()
         self.cond_scaler = Standardize()
         self.flows: list[zuko.flows.Flow] = []
+        self._samplers: list[torch.nn.Module] | None = None
         self.ranges: dict[str, tuple[float, float]] = {}
         self.hadron_follows = False
         self._drawn = 0
@@ -193,6 +207,15 @@ class FlowGenerator(Generator):
             return None
         return self.cond_scaler.transform(torch.from_numpy(np.asarray(energies, dtype=np.float64))[:, None]).float()
 
+    def interpretation_inputs(self, events: EventBatch) -> NetworkInputs:
+        """What the flows see for ``events``: standardized features, standardized beam energy (context)."""
+        if not self.flows:
+            raise ConfigError(f"generator {self.plugin_name or 'flow'!r} is used before it was trained or loaded",
+                              path=self.ctx.name)
+        energies = self._energies_of(events)
+        z = self.scaler.transform(self._features_of(events)).float()
+        return NetworkInputs(z, self._context(energies), np.asarray(energies, dtype=np.float64))
+
     # -- training -------------------------------------------------------------------------
     def fit(self, train: EventBatch, valid: EventBatch, discriminator: Discriminator | None = None) -> dict[str, Any]:
         """Maximum-likelihood training; returns the history (per replica) and the best validation."""
@@ -227,6 +250,7 @@ class FlowGenerator(Generator):
         boot = bootstrap_indices(len(train), self.p.replicas, self.ctx.seed_sequence("bootstrap")) \
             if self.p.replicas > 1 else [np.arange(len(train))]
         self.flows, histories, summaries = [], [], []
+        self._samplers = None
         for r, idx in enumerate(boot):
             ctx = self.ctx if self.p.replicas == 1 else self.ctx.child(f"replica{r}")
             with torch.random.fork_rng():
@@ -317,14 +341,33 @@ class FlowGenerator(Generator):
             return np.full(n, self.beams.lepton_energy)
         return np.zeros(n)
 
-    def _draw_features(self, flow: zuko.flows.Flow, energies: np.ndarray, gen: torch.Generator) -> np.ndarray:
+    def samplers(self) -> list[torch.nn.Module]:
+        """One module per replica mapping ``(noise, context)`` to model-space features (built on first use).
+
+        With ``sampler = "fast"`` a :class:`FastFlowSampler` (falls back to zuko's inverse, with a
+        warning, for a flow it cannot reproduce); with ``"zuko"`` zuko's own ``transform.inv``.
+        """
+        if self._samplers is None:
+            self._samplers = [self._sampler_of(flow) for flow in self.flows]
+        return self._samplers
+
+    def _sampler_of(self, flow: zuko.flows.Flow) -> torch.nn.Module:
+        if self.p.sampler == "fast":
+            try:
+                return FastFlowSampler(flow).eval()
+            except NotImplementedError as err:
+                self.ctx.log.warning("fast sampler unavailable (%s); sampling with zuko's inverse", err)
+        return _ZukoSampler(flow)
+
+    def _draw_features(self, sampler: torch.nn.Module, energies: np.ndarray, gen: torch.Generator,
+                       workers: int = 1) -> np.ndarray:
         out = np.empty((len(energies), len(self.features)))
         with torch.inference_mode():
             for lo in range(0, len(energies), _SAMPLE_BLOCK):
                 hi = min(lo + _SAMPLE_BLOCK, len(energies))
                 noise = torch.randn((hi - lo, len(self.features)), generator=gen)
                 c = self._context(energies[lo:hi])
-                z = flow(c).transform.inv(noise)
+                z = sampler(noise, c, workers=workers) if isinstance(sampler, FastFlowSampler) else sampler(noise, c)
                 out[lo:hi] = self.pre.inverse(self.scaler.inverse(z.double())).numpy()
         return out
 
@@ -340,22 +383,25 @@ class FlowGenerator(Generator):
         seeds = seed.spawn(2)
         gen = torch.Generator().manual_seed(int(seeds[0].generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
         replica_rng = np.random.default_rng(seeds[1])
-        beams = self.beams
         check = self.p.reject != "none"
+        samplers = self.samplers()
+        # the fast path runs data-parallel Python threads with single-threaded kernels (see FastFlowSampler)
+        workers = torch.get_num_threads() if all(isinstance(s, FastFlowSampler) for s in samplers) else 1
 
         def draw(slots: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
             eb = energies[slots]
             z = np.empty((len(slots), len(self.features)))
             which = replica_rng.integers(0, len(self.flows), len(slots)) if len(self.flows) > 1 \
                 else np.zeros(len(slots), dtype=int)
-            for r, flow in enumerate(self.flows):
+            for r, sampler in enumerate(samplers):
                 sel = which == r
                 if sel.any():
-                    z[sel] = self._draw_features(flow, eb[sel], gen)
-            cols, ok = decode_events(self.fmap, z, eb, beams, self.ranges, self.hadron_follows)
+                    z[sel] = self._draw_features(sampler, eb[sel], gen, workers)
+            cols, ok = self._decode(z, eb, workers)
             return cols, ok if check else np.ones(len(slots), dtype=bool)
 
-        cols, drawn, rejected = sample_with_rejection(draw, n)
+        with single_threaded_kernels() if workers > 1 else contextlib.nullcontext():
+            cols, drawn, rejected = sample_with_rejection(draw, n)
         self._drawn += drawn
         self._rejected += rejected
         self._sampled += n
@@ -363,6 +409,18 @@ class FlowGenerator(Generator):
         meta = {"generator": "flow", "flow": self.p.flow, "feature_map": self.p.feature_map,
                 "rejected_fraction": rejected / drawn if drawn else 0.0}
         return EventBatch.from_columns(cols, self.beams, meta)
+
+    def _decode(self, z: np.ndarray, eb: np.ndarray, workers: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """:func:`decode_events`, split over ``workers`` threads for large draws (same result)."""
+        if workers <= 1 or len(z) < 2 * _DECODE_MIN:
+            return decode_events(self.fmap, z, eb, self.beams, self.ranges, self.hadron_follows)
+        edges = np.linspace(0, len(z), workers + 1).astype(int)
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(lambda lo_hi: decode_events(
+                self.fmap, z[lo_hi[0]:lo_hi[1]], eb[lo_hi[0]:lo_hi[1]], self.beams, self.ranges,
+                self.hadron_follows), zip(edges[:-1], edges[1:], strict=True)))
+        cols = {k: np.concatenate([c[k] for c, _ in parts]) for k in parts[0][0]}
+        return cols, np.concatenate([ok for _, ok in parts])
 
     def info(self) -> dict[str, Any]:
         """Rejected fraction, events sampled, training and generation speed."""
@@ -375,6 +433,7 @@ class FlowGenerator(Generator):
             "events_per_second": self._sampled / self._sample_seconds if self._sample_seconds else None,
             "parameters": sum(p.numel() for f in self.flows for p in f.parameters()),
             "replicas": len(self.flows),
+            "sampler": type(self.samplers()[0]).__name__ if self.flows else None,
         }
 
     # -- state ------------------------------------------------------------------------------
@@ -410,6 +469,7 @@ class FlowGenerator(Generator):
         self.ranges = {k: (float(v[0]), float(v[1])) for k, v in dict(state.get("ranges", {})).items()}
         self.hadron_follows = bool(state.get("hadron_follows", False))
         self.flows = []
+        self._samplers = None
         for flow_state in state["flows"]:
             flow = self._build_flow()
             try:
@@ -418,6 +478,18 @@ class FlowGenerator(Generator):
                 raise CheckpointError(f"flow weights do not fit the configured architecture: "
                                       f"{str(err).splitlines()[0]}", path=self.ctx.name) from None
             self.flows.append(flow.eval())
+
+
+class _ZukoSampler(torch.nn.Module):
+    """zuko's own sampling direction, ``flow(context).transform.inv(noise)``, as a sampler module."""
+
+    def __init__(self, flow: zuko.flows.Flow) -> None:
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, noise: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Model-space features of ``noise``."""
+        return self.flow(context).transform.inv(noise)
 
 
 def _mean_chi2(fake: np.ndarray, real: np.ndarray, bins: int = 40) -> float:
