@@ -153,7 +153,7 @@ def network_workload(gen: Any, n: int, reference: bool = False) -> tuple[torch.n
     """
     gen_t = torch.Generator().manual_seed(0)
     if hasattr(gen, "flows"):
-        noise = torch.randn(n, len(gen.features), generator=gen_t)
+        noise = torch.randn(n, gen.noise_dim, generator=gen_t)
         if reference:
             flow = gen.flows[0]
             return flow, lambda: flow().transform.inv(noise), n

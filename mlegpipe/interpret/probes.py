@@ -116,7 +116,7 @@ def generator_probe(stage: Any) -> Probe:
     flows = getattr(stage, "flows", None)
     if isinstance(flows, list) and flows and isinstance(flows[0], nn.Module):
         flow = flows[0]
-        n_features = len(stage.features)
+        n_features = stage.noise_dim
 
         def flow_inputs(n: int, beam_energy: float | None, gen: torch.Generator) -> list[torch.Tensor]:
             noise = torch.randn(n, n_features, generator=gen)

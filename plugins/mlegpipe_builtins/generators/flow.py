@@ -76,6 +76,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "large": {"steps": 8000, "transforms": 6, "hidden": [128, 128], "bins": 12, "batch_size": 2048},
 }
 _RANGE_FIELDS = ("Q2", "W2", "y")
+_PHI = "lepton_phi"
 _SAMPLE_BLOCK = 262_144
 _DECODE_MIN = 8192  # events per decoding thread, at least
 
@@ -90,6 +91,9 @@ class FlowParams:
                                  "ln(E_b - p_par)), lepton_cartesian, or columns (the fields in `features`)")
     features: list[str] = param([], doc="event fields to learn with feature_map = 'columns'")
     conditional: bool = param(False, doc="condition on the (standardized) lepton beam energy")
+    azimuth: str = param("uniform", choices=("uniform", "learned"),
+                         doc="the lepton azimuth lepton_phi, where it is a feature: drawn uniformly in [-pi, pi) "
+                             "(exact for unpolarized beams; the flow then models one dimension fewer) or learned")
     flow: str = param("nsf", choices=("nsf", "maf"), doc="neural spline flow or masked affine flow")
     preset: str = param("default", choices=tuple(PRESETS), doc="size preset (changes only defaulted values)")
     steps: int = param(2500, min=1, doc="optimizer steps")
@@ -148,6 +152,7 @@ class FlowGenerator(Generator):
         self.fmap: FeatureMap | None = None
         self.beams: Beams | None = None
         self.features = self._feature_names()
+        self._set_azimuth(self.p.azimuth)
         self.pre = AsinhScale(self._asinh_columns())
         self.scaler = Standardize()
         self.cond_scaler = Standardize()
@@ -167,15 +172,27 @@ class FlowGenerator(Generator):
             return list(self.p.features)
         return list(FEATURE_MAPS[self.p.feature_map].names)
 
+    def _set_azimuth(self, azimuth: str) -> None:
+        """Which features the flow models: all of them, or all but a uniformly drawn ``lepton_phi``."""
+        self.azimuth = azimuth
+        uniform = azimuth == "uniform" and _PHI in self.features
+        self._phi_col = self.features.index(_PHI) if uniform else None
+        self.learned = [f for f in self.features if not (uniform and f == _PHI)]
+
+    @property
+    def noise_dim(self) -> int:
+        """Dimensions of the flow's base noise: the learned features (``lepton_phi`` excluded when uniform)."""
+        return len(self.learned)
+
     def _asinh_columns(self) -> list[bool]:
         if self.p.preprocess == "none":
-            return [False] * len(self.features)
+            return [False] * len(self.learned)
         if self.p.preprocess == "asinh":
-            return [True] * len(self.features)
-        return [f in ("lepton_px", "lepton_py", "lepton_pz") for f in self.features]
+            return [True] * len(self.learned)
+        return [f in ("lepton_px", "lepton_py", "lepton_pz") for f in self.learned]
 
     def _build_flow(self) -> zuko.flows.Flow:
-        n_feat, n_ctx = len(self.features), len(self.conditions)
+        n_feat, n_ctx = len(self.learned), len(self.conditions)
         hidden = tuple(self.p.hidden)
         if self.p.flow == "nsf":
             return zuko.flows.NSF(n_feat, n_ctx, bins=self.p.bins, transforms=self.p.transforms,
@@ -191,8 +208,11 @@ class FlowGenerator(Generator):
 
     # -- tensors ----------------------------------------------------------------------
     def _features_of(self, events: EventBatch) -> torch.Tensor:
-        """Model-space features: the map's features after the asinh preprocessing."""
-        x = torch.from_numpy(self.fmap.encode(events))
+        """Model-space features: the map's learned features after the asinh preprocessing."""
+        x = self.fmap.encode(events)
+        if self._phi_col is not None:
+            x = np.delete(x, self._phi_col, axis=1)
+        x = torch.from_numpy(np.ascontiguousarray(x))
         if self.pre.mask is None:
             self.pre.fit(x)
         return self.pre.transform(x)
@@ -362,13 +382,17 @@ class FlowGenerator(Generator):
     def _draw_features(self, sampler: torch.nn.Module, energies: np.ndarray, gen: torch.Generator,
                        workers: int = 1) -> np.ndarray:
         out = np.empty((len(energies), len(self.features)))
+        learned = [j for j in range(len(self.features)) if j != self._phi_col]
         with torch.inference_mode():
             for lo in range(0, len(energies), _SAMPLE_BLOCK):
                 hi = min(lo + _SAMPLE_BLOCK, len(energies))
-                noise = torch.randn((hi - lo, len(self.features)), generator=gen)
+                noise = torch.randn((hi - lo, len(self.learned)), generator=gen)
                 c = self._context(energies[lo:hi])
                 z = sampler(noise, c, workers=workers) if isinstance(sampler, FastFlowSampler) else sampler(noise, c)
-                out[lo:hi] = self.pre.inverse(self.scaler.inverse(z.double())).numpy()
+                out[lo:hi, learned] = self.pre.inverse(self.scaler.inverse(z.double())).numpy()
+                if self._phi_col is not None:
+                    u = torch.rand(hi - lo, generator=gen, dtype=torch.float64).numpy()
+                    out[lo:hi, self._phi_col] = (2.0 * u - 1.0) * math.pi
         return out
 
     def sample(self, n: int, seed: np.random.SeedSequence,
@@ -406,7 +430,7 @@ class FlowGenerator(Generator):
         self._rejected += rejected
         self._sampled += n
         self._sample_seconds += time.perf_counter() - start
-        meta = {"generator": "flow", "flow": self.p.flow, "feature_map": self.p.feature_map,
+        meta = {"generator": "flow", "flow": self.p.flow, "feature_map": self.p.feature_map, "azimuth": self.azimuth,
                 "rejected_fraction": rejected / drawn if drawn else 0.0}
         return EventBatch.from_columns(cols, self.beams, meta)
 
@@ -443,6 +467,7 @@ class FlowGenerator(Generator):
             raise DataError("the flow has no state before it is trained", path=self.ctx.name)
         return {
             "features": list(self.features),
+            "azimuth": self.azimuth,
             "conditions": list(self.conditions),
             "feature_map": self.fmap.config(),
             "beams": self.beams.to_dict() if self.beams is not None else {},
@@ -460,6 +485,13 @@ class FlowGenerator(Generator):
             raise CheckpointError(f"the state holds features {state.get('features')} conditional on "
                                   f"{state.get('conditions')}, but this flow is configured for features "
                                   f"{self.features} conditional on {self.conditions}", path=self.ctx.name)
+        azimuth = str(state.get("azimuth", "learned"))  # checkpoints before the option learned the azimuth
+        if azimuth not in ("uniform", "learned"):
+            raise CheckpointError("unknown azimuth treatment in the checkpoint", path=self.ctx.name, value=azimuth)
+        if azimuth != self.azimuth:
+            self.ctx.log.info("the checkpoint's flow has azimuth = %r (configured: %r); using the checkpoint's",
+                              azimuth, self.azimuth)
+        self._set_azimuth(azimuth)
         self.beams = Beams.from_dict(dict(state["beams"])) if state.get("beams") else None
         self.fmap = make_feature_map(dict(state["feature_map"]))
         self.pre = AsinhScale().load_state_dict(state["preprocess"])
