@@ -8,6 +8,7 @@ mechanics and coarse quality; benchmarks/bench_folding.py measures the full figu
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.registry import load_plugins
 from mlegpipe.schema import build_params
+from mlegpipe_builtins.detectors._fold_features import feature_matrix
 from mlegpipe_builtins.detectors._fold_metrics import chi2_ndf, resolution_profile
 from mlegpipe_builtins.detectors.folding import ConditionalFolding, DirectFolding, FlowFolding
 
@@ -248,6 +250,8 @@ def test_dis_lepton_folding_mechanics() -> None:
     det = FlowFolding(params, StageContext("detector", seed=3))
     det.fit(events, detector)
     assert det.flag_name == "measured"  # the event pass flag of `smear`
+    # kinematic pass model: the response is learned on measured leptons, y, x, Q² > 0 cut on the folded lepton
+    assert det.info()["pass_model"] == "kinematic" and det.lepton_flag == "lepton_measured_P"
     folded = det.fold(events, np.random.SeedSequence(5))
     theta_in = np.arctan2(np.hypot(events.column("lepton_px"), events.column("lepton_py")), events.column("lepton_pz"))
     theta_out = np.arctan2(np.hypot(folded.column("lepton_px"), folded.column("lepton_py")), folded.column("lepton_pz"))
@@ -259,3 +263,65 @@ def test_dis_lepton_folding_mechanics() -> None:
     assert np.allclose(measured.mean(), detector.column("measured").mean(), atol=0.05)
     q2 = folded.column("Q2")[measured]
     assert np.allclose(q2, 2 * 27.6 * p[measured] * (1 + np.cos(theta_out[measured])), rtol=1e-3)  # electron method, proton +z
+    for label in ("Q2", "y", "x"):  # as smear: no measured event with a non-physical electron-method label
+        assert np.all(folded.column(label)[measured] > 0)
+    # acceptance_tensor keeps its meaning p(measured | vertex) (the unfolding completes with 1 - p)
+    v_std = torch.as_tensor(det.vertex_scaler.transform_numpy(det_vertex(events, det)), dtype=torch.float32)
+    with torch.no_grad():
+        assert abs(det.acceptance_tensor(v_std).mean().item() - detector.column("measured").mean()) < 0.05
+        # pass_tensor thins fold_tensor output as fold() does: lepton acceptance × the y, x, Q² > 0 cut
+        d_std = det.fold_tensor(v_std, torch.Generator().manual_seed(0))
+        assert abs(det.pass_tensor(v_std, d_std).mean().item() - detector.column("measured").mean()) < 0.05
+    buffer = io.BytesIO()  # the kinematic pass (lepton acceptance, beams) survives a weights-only round trip
+    torch.save(det.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = FlowFolding(params, StageContext("detector", seed=9))
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    again = fresh.fold(events, np.random.SeedSequence(5))
+    assert np.array_equal(again.column("measured"), folded.column("measured"))
+    learned = FlowFolding(dataclasses.replace(params, pass_model="learned"), StageContext("detector", seed=3))
+    learned.fit(events, detector)
+    assert learned.info()["pass_model"] == "learned" and learned.lepton_flag is None
+    assert abs(learned.fold(events, np.random.SeedSequence(5)).column("measured").mean()
+               - detector.column("measured").mean()) < 0.05
+
+
+def det_vertex(events: EventBatch, det: FlowFolding) -> np.ndarray:
+    """The surrogate's vertex feature matrix of ``events`` (physical units)."""
+    return feature_matrix(events, det.vertex_features, "test")
+
+
+def test_kinematic_pass_model_needs_dis_events() -> None:
+    """pass_model = 'kinematic' on a sample without beams or lepton flags names the reason."""
+    vertex, detector = toy_pairs(500, 1)
+    det = FlowFolding(FlowFolding.Params(**{**TINY, "steps": 5}, pass_model="kinematic"), StageContext("detector"))
+    with pytest.raises(ConfigError, match="pass_model"):
+        det.fit(vertex, detector.with_columns(measured=np.ones(500, bool)))
+
+
+def test_affine_flow_follows_narrow_widths(trained: dict, uniform_test: dict) -> None:
+    """The response width 0.05 |v| shrinks towards v = 0: the affine flow follows it (the plain NSF did not).
+
+    Tiny model: the width near |v| ≈ 0.4 within 35 % of the true one.
+    """
+    det = trained["flowfold"]
+    folded = det.fold(EventBatch.from_matrix(uniform_test["vertex"], NAMES), np.random.SeedSequence(3)).matrix(NAMES)
+    bins = np.array([-0.5, -0.3, 0.3, 0.5])
+    ratio = (resolution_profile(uniform_test["vertex"][:, 0], folded[:, 0], bins)
+             / resolution_profile(uniform_test["vertex"][:, 0], uniform_test["detector"][:, 0], bins))
+    assert np.all(np.abs(ratio[[0, 2]] - 1.0) < 0.35), ratio
+
+
+def test_load_refuses_other_architecture(trained: dict) -> None:
+    plain = FlowFolding(FlowFolding.Params(**TINY, transforms=2, affine=False), StageContext("detector"))
+    with pytest.raises(CheckpointError, match="affine"):
+        plain.load_state_dict(trained["flowfold"].state_dict())
+
+
+def test_lepton_eta_feature() -> None:
+    """lepton_eta = -ln tan(θ/2), the coordinate the detector zones are bounded in."""
+    pz = np.array([0.0, np.sinh(2.0), -np.sinh(3.5)])
+    b = EventBatch.from_columns({"lepton_px": np.ones(3), "lepton_py": np.zeros(3), "lepton_pz": pz})
+    eta = feature_matrix(b, ["lepton_eta"], "vertex")[:, 0]
+    theta = feature_matrix(b, ["lepton_theta"], "vertex")[:, 0]
+    assert np.allclose(eta, [0.0, 2.0, -3.5]) and np.allclose(eta, -np.log(np.tan(theta / 2)))

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlegpipe.beams import Beams
 from mlegpipe.events import DIS_LABELS, LEPTON_FIELDS, EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.nets import mlp
@@ -40,6 +41,7 @@ from mlegpipe.schema import param
 from mlegpipe.stages import Detector
 from mlegpipe.training import MinibatchSampler, TrainLoop
 from mlegpipe_builtins.detectors._fold_features import FeatureScaler, feature_matrix
+from mlegpipe_builtins.detectors._fold_pass import electron_labels, resolve_pass_model
 
 __all__ = ["ACCEPTANCE_FIELDS", "BLOCK_EVENTS", "FoldingParams", "LearnedFolding"]
 
@@ -59,7 +61,7 @@ class FoldingParams:
     """Parameters shared by every learned surrogate."""
 
     vertex_features: list[str] = param(list(LEPTON_FIELDS), doc="vertex-level input features (fields or "
-                                       "nu1, nu2, lepton_P, lepton_pt, lepton_theta, lepton_phi)")
+                                       "nu1, nu2, lepton_P, lepton_pt, lepton_theta, lepton_eta, lepton_phi)")
     detector_features: list[str] = param([], doc="detector-level output features (empty: same as vertex_features)")
     residual: bool = param(True, doc="learn detector features that are also vertex features (or paired by "
                            "position) as shifts detector - vertex; extrapolates to vertex samples unlike the training one")
@@ -74,6 +76,10 @@ class FoldingParams:
                             doc="fold(): add a sampled 'measured' flag, drop unmeasured events, or ignore acceptance")
     acceptance_field: str = param("auto", doc="pass flag of the detector sample ('auto': "
                                   + ", ".join(ACCEPTANCE_FIELDS) + ")")
+    pass_model: str = param("auto", choices=("auto", "learned", "kinematic"),
+                            doc="which folded events pass (see _fold_pass): 'kinematic' learns the response of every "
+                            "event with a measured lepton and cuts y, x, Q2 > 0 on the folded lepton as smear does; "
+                            "'learned' draws p(pass | vertex) independently; 'auto': kinematic where the sample allows")
     acceptance_steps: int = param(3000, min=1, doc="optimizer steps of the acceptance classifier (sharp "
                                   "acceptance edges need many: 600 steps left the HERA log Q² χ² at 2.3 × floor)")
 
@@ -87,6 +93,9 @@ class LearnedFolding(Detector):
         super().__init__(params, ctx)
         self.model: nn.Module | None = None
         self.acceptance_net: nn.Module | None = None
+        self.lepton_net: nn.Module | None = None   # p(lepton measured | vertex) of the kinematic pass model
+        self.lepton_flag: str | None = None        # the lepton flag it learned from (None: learned pass model)
+        self.beams: Beams | None = None             # beams of the training sample (kinematic pass model)
         self.vertex_scaler: FeatureScaler | None = None
         self.detector_scaler: FeatureScaler | None = None
         self.history: dict[str, Any] = {}
@@ -156,8 +165,14 @@ class LearnedFolding(Detector):
             raise DataError(f"vertex and detector samples must be index-aligned pairs, got {len(vertex)} "
                             f"and {len(detector)} events", path=self.ctx.name)
         passed = self._pass_mask(detector)
+        self.lepton_flag = resolve_pass_model(self.params.pass_model, detector,
+                                              self.flag_name if passed is not None else None,
+                                              self.detector_features, self.ctx.name)
+        self.beams = detector.beams if self.lepton_flag is not None else None
         v_all = feature_matrix(vertex, self.vertex_features, f"{self.ctx.name}: vertex sample")
         keep = np.ones(len(vertex), bool) if passed is None else passed
+        if self.lepton_flag is not None:  # kinematic pass: learn the untruncated response of measured leptons
+            keep = detector.column(self.lepton_flag) > 0.5
         if keep.sum() < 10:
             raise DataError(f"only {int(keep.sum())} measured events to learn the folding from", path=self.ctx.name)
         d = feature_matrix(detector.take(keep), self.detector_features, f"{self.ctx.name}: detector sample")
@@ -182,7 +197,9 @@ class LearnedFolding(Detector):
             torch.manual_seed(self.ctx.torch_seed("global"))
             self.history = {"model": self._train(vs[train], ds[train], vs[valid], ds[valid])}
             if passed is not None and not passed.all():
-                self.history["acceptance"] = self._fit_acceptance(v_all, passed)
+                self.acceptance_net, self.history["acceptance"] = self._fit_acceptance(v_all, passed, "acceptance")
+            if self.lepton_flag is not None and not keep.all():
+                self.lepton_net, self.history["lepton"] = self._fit_acceptance(v_all, keep, "lepton")
         self._figures = {"train_pairs": int(len(train)), "valid_pairs": int(len(valid)),
                          "measured_fraction": float(keep.mean()),
                          "train_cpu_s": time.process_time() - start}
@@ -191,7 +208,7 @@ class LearnedFolding(Detector):
 
     def _freeze(self) -> None:
         """Evaluation mode, weights frozen: gradients still flow to the inputs of :meth:`fold_tensor`."""
-        for net in (self.model, self.acceptance_net):
+        for net in (self.model, self.acceptance_net, self.lepton_net):
             if net is not None:
                 net.eval()
                 net.requires_grad_(False)
@@ -199,22 +216,24 @@ class LearnedFolding(Detector):
     def info(self) -> dict[str, Any]:
         """Features, training figures (best validation metric and step, CPU time, measured fraction)."""
         out: dict[str, Any] = {"vertex_features": self.vertex_features, "detector_features": self.detector_features,
-                               "acceptance_learned": self.acceptance_net is not None, **self._figures}
+                               "acceptance_learned": self.acceptance_net is not None,
+                               "pass_model": "learned" if self.lepton_flag is None else "kinematic", **self._figures}
         validated = [h for h in self.history.get("model", []) if "metric" in h]
         if validated:
             best = min(validated, key=lambda h: h["metric"])
             out.update(best_step=int(best["step"]), best_metric=float(best["metric"]))
         return out
 
-    def _fit_acceptance(self, vertex: np.ndarray, passed: np.ndarray) -> list[dict[str, float]]:
-        """Train the classifier p(pass | vertex) by binary cross entropy."""
+    def _fit_acceptance(self, vertex: np.ndarray, passed: np.ndarray,
+                        part: str) -> tuple[nn.Module, list[dict[str, float]]]:
+        """Train a classifier p(flag | vertex) by binary cross entropy (``part``: acceptance | lepton)."""
         x = torch.as_tensor(self.vertex_scaler.transform_numpy(vertex), dtype=torch.float32)
         y = torch.as_tensor(passed, dtype=torch.float32)[:, None]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.ctx.torch_seed("acceptance-init"))
+            torch.manual_seed(self.ctx.torch_seed(f"{part}-init"))
             net = mlp(x.shape[1], 1, [self.params.hidden] * 2)
         opt = torch.optim.Adam(net.parameters(), lr=self.params.lr)
-        gen = self.ctx.torch_generator("acceptance")
+        gen = self.ctx.torch_generator(part)
         batches = MinibatchSampler(x, y, batch_size=2 * self.params.batch_size, generator=gen)
         lossf = nn.BCEWithLogitsLoss()
 
@@ -226,10 +245,9 @@ class LearnedFolding(Detector):
             opt.step()
             return {"bce": loss.item()}
 
-        history = self.loop("acceptance", step, self.params.acceptance_steps, {"acceptance": net}, {"adam": opt},
+        history = self.loop(part, step, self.params.acceptance_steps, {part: net}, {"adam": opt},
                             {"batches": gen}).run(resume=self.ctx.resume or None)
-        self.acceptance_net = net.eval()
-        return history
+        return net.eval(), history
 
     def loop(self, part: str, step_fn: Any, steps: int, modules: Mapping[str, nn.Module],
              optimizers: Mapping[str, torch.optim.Optimizer], generators: Mapping[str, torch.Generator],
@@ -266,6 +284,10 @@ class LearnedFolding(Detector):
             ``(n, len(detector_features))`` detector features in the units of
             ``self.detector_scaler`` (``self.detector_scaler.inverse`` gives physical values).
             The acceptance is not applied; :meth:`acceptance_tensor` gives p(pass).
+            With the kinematic pass model (``self.lepton_flag`` set) this is the
+            response of measured leptons, not truncated at y = 0: an exact
+            detector pass is :meth:`lepton_acceptance_tensor` times the cut
+            Q², y, x > 0 on the folded lepton (``_fold_pass.electron_labels``).
         """
         self._require_fitted("fold_tensor")
         return self._sample(vertex, noise_generator)
@@ -276,6 +298,43 @@ class LearnedFolding(Detector):
             return torch.ones(len(vertex), dtype=vertex.dtype)
         return torch.sigmoid(self.acceptance_net(vertex))[:, 0]
 
+    def lepton_acceptance_tensor(self, vertex: torch.Tensor) -> torch.Tensor:
+        """p(lepton measured | vertex) of the kinematic pass model, shape ``(n,)``.
+
+        Without the kinematic pass model it is :meth:`acceptance_tensor`; ones where every lepton was measured.
+        """
+        if self.lepton_flag is None:
+            return self.acceptance_tensor(vertex)
+        if self.lepton_net is None:
+            return torch.ones(len(vertex), dtype=vertex.dtype)
+        return torch.sigmoid(self.lepton_net(vertex))[:, 0]
+
+    def pass_tensor(self, vertex: torch.Tensor, detector: torch.Tensor) -> torch.Tensor:
+        """p(pass | vertex, folded detector features), standardized units, shape ``(n,)``, not differentiable.
+
+        With the learned pass model it is :meth:`acceptance_tensor` (independent of
+        ``detector``); with the kinematic one :meth:`lepton_acceptance_tensor` where
+        the folded lepton gives Q², y, x > 0 and 0 elsewhere, the pass of :meth:`fold`.
+        Use it to thin events folded by :meth:`fold_tensor`:
+        ``keep = torch.bernoulli(det.pass_tensor(v, d), generator=g) > 0``.
+        """
+        if self.lepton_flag is None:
+            return self.acceptance_tensor(vertex).detach()
+        with torch.no_grad():
+            v = self.vertex_scaler.inverse(vertex.detach().double()).numpy()
+            d = self.detector_scaler.inverse(detector.detach().double()).numpy()
+        columns = {name: v[:, j] for j, name in enumerate(self.vertex_features)}
+        for j, name in enumerate(self.detector_features):
+            columns[name] = np.maximum(d[:, j], 0.0) if name in _NONNEGATIVE else d[:, j]
+        events = self._rebuild_lepton(EventBatch.from_columns(columns, beams=self.beams))
+        missing = [n for n in LEPTON_FIELDS[1:] if not events.has(n)]
+        if missing:
+            raise DataError("the kinematic pass needs the folded lepton momentum; these features do not give "
+                            + ", ".join(missing), path=f"{self.ctx.name}.pass_model", value="kinematic",
+                            hint="fold lepton_P (with lepton_theta, lepton_phi as vertex features) or the lepton fields")
+        ok = torch.as_tensor(electron_labels(events)[1], dtype=vertex.dtype)
+        return self.lepton_acceptance_tensor(vertex).detach() * ok
+
     def fold(self, events: EventBatch, seed: np.random.SeedSequence) -> EventBatch:
         """Detector-level events: the detector features replaced by folded values.
 
@@ -285,29 +344,38 @@ class LearnedFolding(Detector):
         (``acceptance = "flag"``) or unmeasured events are dropped (``"drop"``).
         When the detector features are the lepton fields and the events carry
         DIS labels and beams, the labels are recomputed from the folded lepton.
+        With the kinematic pass model (see ``_fold_pass``) an event passes when
+        its lepton is drawn measured and its folded lepton gives Q², y, x > 0.
         """
         self._require_fitted("fold")
+        kinematic = self.lepton_flag is not None
+        if kinematic and events.beams is None:
+            raise DataError("this surrogate cuts on the electron method of the folded lepton (pass_model "
+                            "'kinematic'), but the events carry no beams", path=self.ctx.name)
         v = self.vertex_scaler.transform_numpy(feature_matrix(events, self.vertex_features, f"{self.ctx.name}: fold"))
         out = np.empty((len(v), len(self.detector_features)))
         measured = np.ones(len(v), bool)
-        use_acceptance = self.acceptance_net is not None and self.params.acceptance != "off"
+        pass_net = self.lepton_net if kinematic else self.acceptance_net
+        use_acceptance = (pass_net is not None or kinematic) and self.params.acceptance != "off"
         with torch.inference_mode():
             for k, start in enumerate(range(0, len(v), BLOCK_EVENTS)):
                 block = torch.as_tensor(v[start:start + BLOCK_EVENTS], dtype=torch.float32)
                 noise_seed = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, k, 0))
                 gen = torch.Generator().manual_seed(int(noise_seed.generate_state(1, np.uint64)[0] >> np.uint64(1)))
                 out[start:start + len(block)] = self._sample(block, gen).double().numpy()
-                if use_acceptance:
+                if use_acceptance and pass_net is not None:
                     rng = np.random.default_rng(np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, k, 1)))
-                    prob = self.acceptance_tensor(block).double().numpy()
+                    prob = self.lepton_acceptance_tensor(block).double().numpy()
                     measured[start:start + len(block)] = rng.random(len(block)) < prob
         physical = self.detector_scaler.inverse_numpy(out)
         for j, name in enumerate(self.detector_features):
             if name in _NONNEGATIVE:
                 physical[:, j] = np.maximum(physical[:, j], 0.0)
         folded = events.with_columns(**{name: physical[:, j] for j, name in enumerate(self.detector_features)})
-        folded = self._relabel(self._rebuild_lepton(folded))
+        folded, kinematic_ok = self._relabel(self._rebuild_lepton(folded), kinematic)
         if use_acceptance:
+            if kinematic_ok is not None:
+                measured &= kinematic_ok
             folded = folded.with_columns(**{self.flag_name: measured})
             if self.params.acceptance == "drop":
                 folded = folded.take(measured)
@@ -323,18 +391,19 @@ class LearnedFolding(Detector):
         return events.with_columns(lepton_px=p * np.sin(theta) * np.cos(phi), lepton_py=p * np.sin(theta) * np.sin(phi),
                                    lepton_pz=p * np.cos(theta))
 
-    def _relabel(self, events: EventBatch) -> EventBatch:
-        """Recompute DIS labels from the folded lepton by the electron method (track momentum, as ``smear``)."""
-        labels = [n for n in DIS_LABELS if events.has(n) and n not in self.detector_features]
-        if not labels or events.beams is None or not set(self.detector_features) & {*LEPTON_FIELDS, *_SPHERICAL}:
-            return events
-        from mlegpipe.reconstruction import electron_method
+    def _relabel(self, events: EventBatch, kinematic: bool = False) -> tuple[EventBatch, np.ndarray | None]:
+        """Recompute DIS labels from the folded lepton by the electron method (track momentum, as ``smear``).
 
-        px, py, pz = (events.column(n) for n in LEPTON_FIELDS[1:])
-        e_beam = events.column("beam_energy") if events.has("beam_energy") else None
-        with np.errstate(all="ignore"):
-            dis = electron_method(np.sqrt(px**2 + py**2 + pz**2), px, py, pz, events.beams, e_beam)
-        return events.with_columns(**{n: np.nan_to_num(np.asarray(dis[n], dtype=np.float64)) for n in labels})
+        Returns the events and, when ``kinematic``, the mask of events whose
+        folded lepton gives finite Q², y, x > 0 (None otherwise). Labels of
+        events failing that are 0, as in ``smear`` output.
+        """
+        labels = [n for n in DIS_LABELS if events.has(n) and n not in self.detector_features]
+        lepton_folded = bool(set(self.detector_features) & {*LEPTON_FIELDS, *_SPHERICAL})
+        if not (labels or kinematic) or events.beams is None or not lepton_folded:
+            return events, None
+        dis, ok = electron_labels(events)
+        return events.with_columns(**{n: dis[n] for n in labels}), (ok if kinematic else None)
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -342,6 +411,8 @@ class LearnedFolding(Detector):
         self._require_fitted("saving")
         state: dict[str, Any] = {
             "plugin": self.plugin_name,
+            "lepton_flag": self.lepton_flag or "",
+            "beams": self.beams.to_dict() if self.beams is not None else {},
             "params": asdict(self.params),
             "flag_name": self.flag_name,
             "vertex_scaler": self.vertex_scaler.named_state(),
@@ -350,6 +421,8 @@ class LearnedFolding(Detector):
         }
         if self.acceptance_net is not None:
             state["acceptance"] = dict(self.acceptance_net.state_dict())
+        if self.lepton_net is not None:
+            state["lepton_acceptance"] = dict(self.lepton_net.state_dict())
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -364,11 +437,21 @@ class LearnedFolding(Detector):
                                   f"{self.vertex_features} → {self.detector_features}", path=self.ctx.name)
         self.vertex_scaler, self.detector_scaler = vertex, detector
         self.flag_name = str(state.get("flag_name", "measured"))
+        self.lepton_flag = str(state.get("lepton_flag", "")) or None
+        self.beams = Beams.from_dict(dict(state["beams"])) if state.get("beams") else None
         self.model = self._build(len(vertex.names), len(detector.names))
-        self.model.load_state_dict(state["model"])
-        self.acceptance_net = None
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise CheckpointError("the saved surrogate weights do not fit this stage's network (were it saved "
+                                  f"with other hidden, layers, transforms or affine settings?): {err}",
+                                  path=self.ctx.name) from None
+        self.acceptance_net = self.lepton_net = None
         if "acceptance" in state:
             self.acceptance_net = mlp(len(vertex.names), 1, [self.params.hidden] * 2)
             self.acceptance_net.load_state_dict(state["acceptance"])
+        if "lepton_acceptance" in state:
+            self.lepton_net = mlp(len(vertex.names), 1, [self.params.hidden] * 2)
+            self.lepton_net.load_state_dict(state["lepton_acceptance"])
         self._freeze()
 

@@ -59,6 +59,11 @@ def _theta(batch: EventBatch) -> np.ndarray:
     return np.arctan2(_pt(batch), batch.column("lepton_pz"))
 
 
+def _eta(batch: EventBatch) -> np.ndarray:
+    """Pseudorapidity -ln tan(θ/2) (hadron beam +z): detector zones are bounded in η."""
+    return np.arcsinh(batch.column("lepton_pz") / np.maximum(_pt(batch), 1e-300))
+
+
 def _phi(batch: EventBatch) -> np.ndarray:
     return np.mod(np.arctan2(batch.column("lepton_py"), batch.column("lepton_px")), 2 * np.pi)
 
@@ -71,6 +76,7 @@ DERIVED_FEATURES: Mapping[str, Callable[[EventBatch], np.ndarray]] = {
     "lepton_P": _p,
     "lepton_pt": _pt,
     "lepton_theta": _theta,
+    "lepton_eta": _eta,
     "lepton_phi": _phi,
 }
 
