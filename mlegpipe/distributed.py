@@ -42,6 +42,7 @@ from mlegpipe.exceptions import ConfigError
 
 __all__ = [
     "DistEnv",
+    "training_device",
     "all_reduce_mean",
     "barrier",
     "broadcast_module",
@@ -133,6 +134,27 @@ def default_backend(environ: Mapping[str, str] | None = None) -> str:
         raise ConfigError("unknown torch.distributed backend (expected gloo or nccl)",
                           path="$MLEGPIPE_DIST_BACKEND", value=backend)
     return backend
+
+
+def training_device(choice: str, where: str) -> torch.device:
+    """The torch device a stage trains on: ``cpu``, ``cuda`` or ``auto`` (cuda when available).
+
+    Under torchrun, ``cuda`` means this rank's GPU (``LOCAL_RANK`` modulo the GPUs
+    of the node, so several ranks may share one GPU with gloo).
+
+    Raises:
+        ConfigError: ``cuda`` was asked for but this torch has no usable GPU.
+
+    Example:
+        >>> training_device("cpu", "generator.device")
+        device(type='cpu')
+    """
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda' but this torch build sees no GPU (torch.cuda.is_available() is False)",
+                          path=where, value=choice, hint="use device = 'cpu' or 'auto'")
+    return torch.device("cuda", env_from_environ().local_rank % torch.cuda.device_count())
 
 
 def _check_nccl(env: DistEnv) -> None:
@@ -301,7 +323,8 @@ def all_reduce_mean(value: float, weight: float = 1.0) -> float:
     """
     if not is_distributed():
         return float(value)
-    buf = torch.tensor([float(value) * weight, float(weight)], dtype=torch.float64)
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    buf = torch.tensor([float(value) * weight, float(weight)], dtype=torch.float64, device=device)
     dist.all_reduce(buf)
     return float(buf[0] / buf[1])
 

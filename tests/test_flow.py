@@ -267,3 +267,25 @@ def test_events_do_not_depend_on_the_thread_count(trained) -> None:  # noqa: ANN
         torch.set_num_threads(before)
     for field in ("lepton_E", "lepton_px", "Q2", "x"):
         np.testing.assert_array_equal(one.column(field), two.column(field))
+
+
+def test_device_choice() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: see test_trains_on_the_gpu")
+    with pytest.raises(ConfigError, match=r"generator\.device.*cuda"):
+        _flow(steps=5, device="cuda").fit(dis_like(300, 1), dis_like(200, 2))
+    gen = _flow(steps=5, device="auto")  # no GPU: trains on the CPU
+    gen.fit(dis_like(300, 1), dis_like(200, 2))
+    assert len(gen.sample(10, np.random.SeedSequence(0))) == 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_the_gpu_and_samples_on_the_cpu() -> None:
+    gpu = _flow(device="cuda", metric="chi2")
+    history = gpu.fit(dis_like(4000, 1), dis_like(2000, 2))
+    assert all(p.device.type == "cpu" for f in gpu.flows for p in f.parameters())
+    assert history["steps"][-1]["nll"] < history["steps"][0]["nll"] - 0.4
+    events = gpu.sample(20_000, np.random.SeedSequence(7))
+    truth = dis_like(20_000, 9)
+    q2 = kinematics.dis_from_lepton(*(truth.column(f) for f in LEPTON_FIELDS), HERA)["Q2"]
+    assert np.mean(np.log(events.column("Q2"))) == pytest.approx(np.mean(np.log(q2)), abs=0.15)
