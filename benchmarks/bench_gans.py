@@ -1,7 +1,9 @@
 """Benchmark of the GAN generators and the B-VAE, side by side with the flow, in the generator benchmark.
 
 Part 1 adds the rows ``fatgan``, ``dsgan``, ``lsgan``, ``bvae`` (and the
-B-VAE sampling its prior, to show what the latent buffer buys) to
+B-VAE sampling its prior, to show what the latent buffer buys, and
+``bvae-calibrated``, whose buffer is widened until it no longer copies its
+training events) to
 :mod:`bench_generators` through its :func:`~bench_generators.register_model`
 and runs that benchmark on the HERA Pythia sample, so every model (the flow
 included) is trained and judged in the same run against the same
@@ -15,7 +17,15 @@ divergences of E', p_x, p_y, p_z (40 bins over the truth range) beside the
 same KL between two halves of the truth sample (the floor), and the fraction of
 unphysical events.
 
-Run: ``python benchmarks/bench_gans.py [--models flow,fatgan,dsgan] [--parallel] [--conditional] [--train 30000]``.
+Part 3 (``--amplification``) is the GANplifying study (seed 002): the
+generator of ``pipelines/amplification_camel.toml`` and
+``amplification_shell5d.toml`` is trained ``--repeats`` times, each time on an
+independent truth sample (truth seed = first seed + k), and the asymptotic
+quantile MSEs are averaged before the conversion into equivalent events
+(:func:`~mlegpipe.metrics.amplification.pooled_amplification`).
+
+Run: ``python benchmarks/bench_gans.py [--models flow,fatgan,dsgan] [--parallel] [--conditional] [--train 30000]``,
+``python benchmarks/bench_gans.py --amplification [--repeats 10] [--first-seed 100]``.
 With ``--parallel`` every model trains in its own process on the same split (same
 seed, same test and floor samples) and the rows are merged into one table.
 Writes ``benchmarks/results/bench_gans.json`` and ``benchmarks/results/bench_cfatgan.json``.
@@ -46,7 +56,7 @@ from mlegpipe.metrics.distances import kl_divergence  # noqa: E402
 from mlegpipe.registry import load_plugins  # noqa: E402
 from mlegpipe.schema import build_params  # noqa: E402
 
-__all__ = ["GAN_MODELS", "conditional_benchmark", "main"]
+__all__ = ["GAN_MODELS", "amplification_study", "conditional_benchmark", "main"]
 
 #: The rows this benchmark adds to the generator table (CPU defaults unless stated).
 GAN_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -55,6 +65,12 @@ GAN_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "lsgan": ("lsgan", {"steps": 2000}),
     "bvae": ("bvae", {}),
     "bvae-prior": ("bvae", {"sampling": "prior"}),
+    # the B-VAE with a buffer that does not copy: (ln Q², ln y, φ) features, buffer smeared toward latent
+    # neighbours until generated events are as far from the training events as validation events are
+    # (ratio 0.9), and the training sample's x, Q², W², y range kept
+    "bvae-calibrated": ("bvae", {"feature_map": "nu_scaled", "buffer_smearing": "neighbours",
+                                 "buffer_calibration": "memorization", "memorization_target": 0.9,
+                                 "reject_outside_training": True}),
 }
 for _name, (_plugin, _params) in GAN_MODELS.items():
     bg.register_model(_name, _plugin, _params)
@@ -147,12 +163,77 @@ def _run_parallel(models: list[str], common: list[str], out: Path) -> None:
     print(f"wrote {out}")
 
 
+def amplification_study(pipeline: Path, repeats: int, first_seed: int, n_generate: int | None = None
+                        ) -> dict[str, Any]:
+    """Train the pipeline's generator ``repeats`` times on independent toy samples; pooled amplification.
+
+    The toy truth (``[truth]``), the split (``pipeline.split``: train, validation)
+    and the generator (``[generator]``) come from the TOML; truth and training
+    seeds are ``first_seed + k``. Each training's generated sample gives the
+    asymptotic quantile MSE (:func:`~mlegpipe.metrics.amplification.amplification_from_cells`);
+    their mean gives the factor.
+    """
+    import tomllib
+
+    from mlegpipe.metrics.amplification import amplification_from_cells, pooled_amplification
+    from mlegpipe.report.analysis import _n_quantiles
+
+    cfg = tomllib.loads(pipeline.read_text())
+    registry = load_plugins()
+    truth_cfg, gen_cfg = dict(cfg["truth"]), dict(cfg["generator"])
+    truth_cls = registry.get("truth", truth_cfg.pop("plugin")).cls
+    gen_cls = registry.get("generator", gen_cfg.pop("plugin")).cls
+    n_total = int(truth_cfg.get("events", 0))
+    split = cfg["pipeline"].get("split", [0.5, 0.25, 0.25])
+    n_train, n_valid = int(round(split[0] * n_total)), int(round(split[1] * n_total))
+    n_generate = n_generate or int(cfg["pipeline"].get("generate", 100_000))
+    runs, asymptotic = [], []
+    for k in range(repeats):
+        seed = first_seed + k
+        source = truth_cls(build_params(truth_cls.Params, truth_cfg, "truth"), StageContext("truth", seed=seed))
+        toy, events = source.exact_density(), source.read()
+        train, valid = events.take(slice(0, n_train)), events.take(slice(n_train, n_train + n_valid))
+        gen = gen_cls(build_params(gen_cls.Params, gen_cfg, "generator"), StageContext("generator", seed=seed))
+        start = time.perf_counter()
+        gen.fit(train, valid)
+        generated = gen.sample(n_generate, np.random.SeedSequence([seed, 1]))
+        n_q = _n_quantiles(toy.dim, n_train)
+        cells = toy.quantile_index(generated.matrix(list(toy.features)), n_q)
+        result = amplification_from_cells(cells, toy.n_cells(n_q), n_train)
+        asymptotic.append(result["asymptotic_mse"])
+        runs.append({"seed": seed, "amplification": result["amplification"], "asymptotic_mse": result["asymptotic_mse"],
+                     "train_mse": float(toy.quantile_mse(train.matrix(list(toy.features)), n_q)),
+                     "seconds": time.perf_counter() - start})
+        print(f"[bench] {pipeline.name} seed {seed}: amplification {result['amplification']:.2f}", file=sys.stderr)
+    pooled = pooled_amplification(asymptotic, toy.n_cells(n_q), n_train)
+    train_pooled = pooled_amplification([r["train_mse"] for r in runs], toy.n_cells(n_q), n_train)
+    return {"pipeline": pipeline.name, "generator": cfg["generator"], "n_train": n_train, "n_valid": n_valid,
+            "n_generate": n_generate, "quantiles_per_coordinate": n_q, "cells": toy.n_cells(n_q), **pooled,
+            "training_sample_amplification": train_pooled["amplification"], "runs": runs}
+
+
+def format_amplification(results: Sequence[dict[str, Any]]) -> str:
+    """One line per pipeline: pooled factor with its ±1σ range, the spread of single trainings, the check value."""
+    lines = [f"{'pipeline':28s}{'cells':>7s}{'trainings':>10s}{'amplification':>16s}{'(±1σ)':>16s}"
+             f"{'single min-max':>16s}{'train sample':>14s}"]
+    for r in results:
+        singles = [run["amplification"] for run in r["runs"]]
+        band = f"{r['amplification_low']:.2f}-{r['amplification_high']:.2f}"
+        spread = f"{min(singles):.2f}-{max(singles):.2f}"
+        lines.append(f"{r['pipeline']:28s}{r['cells']:>7d}{r['trainings']:>10d}{r['amplification']:>16.2f}"
+                     f"{band:>16s}{spread:>16s}{r['training_sample_amplification']:>14.2f}")
+    lines.append("(targets, seed 002: camel 100 events / 50 quantiles >= 5; shell5d 500 events / 3^5 cells >= 4; "
+                 "'train sample' is the training events themselves, expected 1)")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: the generator table with the GAN rows, then (optionally) the cFAT-GAN energy scan."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="flow,fatgan,dsgan,lsgan,bvae")
+    ap.add_argument("--models", default="flow,fatgan,dsgan,lsgan,bvae,bvae-calibrated")
     ap.add_argument("--sample", default="hera_pythia")
     ap.add_argument("--train", type=int, default=30_000)
+    ap.add_argument("--valid", type=int, default=10_000)
     ap.add_argument("--test", type=int, default=20_000)
     ap.add_argument("--set", action="append", default=[], help="parameter override for every model: key=json")
     ap.add_argument("--conditional", action="store_true", help="also run the cFAT-GAN energy scan")
@@ -165,9 +246,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="only merge the rows of these result files into --out (later rows replace earlier "
                          "ones of the same model; same split and floors) and print the table")
+    ap.add_argument("--amplification", action="store_true",
+                    help="only the GANplifying study of pipelines/amplification_*.toml over --repeats trainings")
+    ap.add_argument("--pipelines", default="amplification_camel.toml,amplification_shell5d.toml")
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=100)
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
+    if args.amplification:
+        results = [amplification_study(bg.ROOT / "pipelines" / name, args.repeats, args.first_seed)
+                   for name in args.pipelines.split(",")]
+        print(format_amplification(results))
+        out = bg.RESULTS / "bench_amplification.json"
+        kept = json.loads(out.read_text()).get("results", []) if out.exists() else []
+        done = {r["pipeline"] for r in results}  # a rerun of one pipeline keeps the others' results
+        results = [r for r in kept if r.get("pipeline") not in done] + results
+        out.write_text(json.dumps({"created": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results}, indent=1,
+                                  default=float))
+        print(f"wrote {out}")
+        return 0
     if args.merge:
         rows: dict[str, Any] = {}
         for path in args.merge:
@@ -180,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.out}")
         return 0
     if not args.conditional_only:
-        common = ["--sample", args.sample, "--train", str(args.train), "--test", str(args.test),
+        common = ["--sample", args.sample, "--train", str(args.train), "--valid", str(args.valid), "--test", str(args.test),
                   "--threads", str(args.threads)]
         common += [x for s in args.set for x in ("--set", s)]
         if args.no_classifier:

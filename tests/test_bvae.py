@@ -140,3 +140,61 @@ def test_errors_name_the_problem():
         make().sample(3, np.random.SeedSequence(0))
     with pytest.raises(ConfigError, match="bvae.stps|generator.stps"):
         build_params(BVAEGenerator.Params, {"stps": 3}, "generator")
+
+
+def test_memorization_calibration_widens_a_copying_buffer(tmp_path):
+    """β = 1e-6 on 1500 events: the buffer Gaussians are narrow and α = 1 sits on the training events."""
+    from mlegpipe.metrics.memorization import memorization_ratio
+
+    train, valid, test = banana(1500, 20), banana(1500, 21), banana(3000, 22)
+    gen = make(feature_map="columns", features=["a", "b"], steps=1000, beta=1e-6, buffer_calibration="memorization",
+               memorization_target=0.95)
+    history = gen.fit(train, valid)
+    cal = history["calibration"]
+    ladder = np.array(cal["ladder"])
+    assert ladder[0, 0] == 1.0 and ladder[0, 1] < 0.9  # the published α = 1 lies closer to the training events
+    assert cal["ratio"] >= 0.95 and gen.alpha == cal["value"] > 1.0 and cal["parameter"] == "buffer_sigma_scale"
+    assert np.all(np.diff(ladder[:, 0]) > 0)
+    # judged on independent events (not the validation events used to calibrate), in the event variables
+    events = gen.sample(3000, np.random.SeedSequence(2)).matrix(["a", "b"])
+    ratio = memorization_ratio(events, test.matrix(["a", "b"]), train.matrix(["a", "b"]))["ratio"]
+    assert ratio > 0.9
+    assert sliced_wasserstein(events, test.matrix(["a", "b"])) < 0.25  # still the banana (σ_a = 1)
+    # the calibrated α travels with the checkpoint
+    loaded = load_generator(save_stage(tmp_path / "bvae.pt", gen), load_plugins(), expect_plugin="bvae")
+    assert loaded.alpha == gen.alpha
+    seed = np.random.SeedSequence(3)
+    np.testing.assert_array_equal(gen.sample(200, seed).column("a"), loaded.sample(200, seed).column("a"))
+
+
+def test_neighbour_smearing_calibrates_lambda_and_keeps_the_training_range(tmp_path):
+    """Neighbour smearing (λ) widens the buffer along the data; the training x, Q², W², y range is kept."""
+    beams = Beams.preset("sym50")
+    rng = np.random.default_rng(6)
+
+    def leptons(n: int) -> EventBatch:
+        q2 = 1.0 + rng.exponential(3.0, n)  # a hard selection edge at Q² = 1 GeV²
+        y = 0.05 + 0.8 * rng.random(n)
+        x = q2 / (y * 2 * 50.0 * (beams.hadron_energy + beams.hadron_momentum))
+        e, px, py, pz = lepton_from_dis(x, q2, rng.uniform(-np.pi, np.pi, n), beams)
+        return EventBatch.from_columns({"lepton_E": e, "lepton_px": px, "lepton_py": py, "lepton_pz": pz}, beams)
+
+    train, valid = leptons(2000), leptons(1000)
+    gen = make(feature_map="nu_scaled", steps=300, beta=1e-6, buffer_smearing="neighbours",
+               buffer_calibration="memorization", memorization_target=0.9, reject_outside_training=True)
+    history = gen.fit(train, valid)
+    cal = history["calibration"]
+    assert cal["parameter"] == "neighbour_scale" and cal["ladder"][0][0] == 0.0
+    assert cal["ratio"] >= 0.9 and gen.lam == cal["value"] > 0 and gen.alpha == 1.0
+    assert gen.buffer_neighbours.shape == (2000, 10)
+    assert not (gen.buffer_neighbours == torch.arange(2000)[:, None]).any()  # a mean is not its own neighbour
+    q2_train = train.column("Q2") if train.has("Q2") else None
+    events = gen.sample(3000, np.random.SeedSequence(1))
+    low, high = gen.ranges["Q2"]
+    assert low >= 1.0 - 1e-6 and (q2_train is None or low == pytest.approx(q2_train.min()))
+    assert (events.column("Q2") >= low).all() and (events.column("Q2") <= high).all()
+    assert gen.info()["rejected_fraction"] > 0  # the smeared buffer crosses the edge; those events were redrawn
+    loaded = load_generator(save_stage(tmp_path / "bvae.pt", gen), load_plugins(), expect_plugin="bvae")
+    assert loaded.lam == gen.lam and loaded.ranges == gen.ranges
+    seed = np.random.SeedSequence(5)
+    np.testing.assert_array_equal(gen.sample(300, seed).column("Q2"), loaded.sample(300, seed).column("Q2"))

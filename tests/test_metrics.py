@@ -208,6 +208,31 @@ def test_a_generator_resampling_its_training_set_is_worth_its_training_set() -> 
     assert equivalent_events(float(np.mean(asymptotic)), 10) / n_train == pytest.approx(1.0, rel=0.2)
 
 
+def test_pooled_amplification_of_copying_generators_is_one_and_of_the_truth_large() -> None:
+    from mlegpipe.metrics.amplification import pooled_amplification
+
+    rng = np.random.default_rng(15)
+    edges = np.linspace(0, 1, 51)
+    n_train = 100
+    copy_a, truth_a = [], []
+    for _ in range(40):
+        train = rng.random(n_train)
+        copy_a.append(amplification(rng.choice(train, size=50_000), edges, n_train)["asymptotic_mse"])
+        truth_a.append(amplification(rng.random(50_000), edges, n_train)["asymptotic_mse"])
+    # a generator that resamples its 100 training events is worth its 100 events (50 quantiles, seed 002)
+    copied = pooled_amplification(copy_a, 50, n_train)
+    assert copied["amplification"] == pytest.approx(1.0, rel=0.15)
+    assert copied["amplification_low"] < copied["amplification"] < copied["amplification_high"]
+    # sampling the true density: limited only by the generated statistics (50 000 events = 500 x)
+    assert pooled_amplification(truth_a, 50, n_train)["amplification"] > 50
+    # the mean MSE is converted once: one bad training weighs more than in the mean of the factors
+    out = pooled_amplification([1e-5, 1e-4], 10, 100)
+    assert out["amplification"] == pytest.approx(0.09 / 5.5e-5 / 100)
+    assert out["amplification"] < np.mean([0.09 / 1e-5 / 100, 0.09 / 1e-4 / 100])
+    with pytest.raises(DataError):
+        pooled_amplification([], 10, 100)
+
+
 def test_asymptotic_mse_fit() -> None:
     n = np.array([100.0, 300.0, 1000.0, 3000.0])
     assert asymptotic_mse(n, 2e-4 + 0.09 / n, 10) == pytest.approx(2e-4, rel=1e-6)

@@ -56,6 +56,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -77,11 +78,12 @@ from mlegpipe.features import (
     make_feature_map,
     sample_with_rejection,
 )
+from mlegpipe.generation import single_threaded_kernels
 from mlegpipe.kinematics import physical_mask
 from mlegpipe.losses import mmd2
 from mlegpipe.nets import ACTIVATIONS, NORMS, count_parameters, mlp
 from mlegpipe.schema import param
-from mlegpipe.stages import Discriminator, Generator, StageContext
+from mlegpipe.stages import Discriminator, Generator, NetworkInputs, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
 
 __all__ = [
@@ -93,8 +95,9 @@ __all__ = [
     "soft_clip",
 ]
 
-#: Events per network pass in :meth:`AdversarialGenerator.sample` (bounds memory).
-SAMPLE_CHUNK = 65_536
+#: Events per network pass in :meth:`AdversarialGenerator.sample`: small enough for a layer's activations
+#: to stay in cache (for the 3 x 128 CPU network 8192 runs ~2.5x faster per event than 65,536).
+SAMPLE_CHUNK = 8_192
 #: Soft bound (in standard deviations) on augmented discriminator features.
 AUG_CLIP = 10.0
 #: Generated features that get the asinh preprocessing (momentum components with power-law tails).
@@ -414,6 +417,18 @@ class AdversarialGenerator(Generator):
             feats = self.discriminator_features(z, eb, phi if self.uniform_phi else None)
         return feats, eb, phi
 
+    def interpretation_inputs(self, events: EventBatch) -> NetworkInputs:
+        """What the networks see for ``events``: standardized generated features, condition, beam energy, φ.
+
+        The discriminator's input is ``discriminator_features(features,
+        beam_energy, extra["phi"])`` followed by ``condition`` (see
+        :mod:`mlegpipe.interpret.probes`).
+        """
+        self._require_prepared()
+        eb = self._beam_energy(events)
+        extra = {"phi": torch.from_numpy(self._full_features(events)[:, -1])} if self.uniform_phi else {}
+        return NetworkInputs(self.encode(events), self.condition_tensor(eb), eb, extra)
+
     # -- events ----------------------------------------------------------------------------------------
     def decode_columns(self, z: torch.Tensor, beam_energy: np.ndarray | float | None = None,
                        seed: np.random.SeedSequence | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -484,6 +499,10 @@ class AdversarialGenerator(Generator):
         stage = cls(cls.Params(), self.ctx.child("discriminator"))
         stage.plugin_name = stage.plugin_name or self.DEFAULT_DISCRIMINATOR
         return stage
+
+    def default_discriminator(self) -> Discriminator:
+        """A fresh instance of the adversary :meth:`fit` trains against when given none."""
+        return self._default_discriminator()
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         s = self.settings
@@ -638,22 +657,36 @@ class AdversarialGenerator(Generator):
         self.network.eval()
         rng = np.random.default_rng(seed)
         counts = {"unphysical": 0}
+        # all threads go to data-parallel chunks with single-threaded kernels (see single_threaded_kernels)
+        workers = torch.get_num_threads()
 
         def draw(slots: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
             eb = eb_all[slots]
             z = torch.empty(len(slots), self.n_generated)
-            with torch.no_grad():
-                for lo in range(0, len(slots), SAMPLE_CHUNK):
-                    hi = min(lo + SAMPLE_CHUNK, len(slots))
-                    noise = torch.from_numpy(rng.standard_normal((hi - lo, self.settings["noise_dim"]),
-                                                                 dtype=np.float32))
+            chunks = []  # noise drawn in order, so the events do not depend on the threads below
+            for lo in range(0, len(slots), SAMPLE_CHUNK):
+                hi = min(lo + SAMPLE_CHUNK, len(slots))
+                chunks.append((lo, hi, torch.from_numpy(rng.standard_normal((hi - lo, self.settings["noise_dim"]),
+                                                                            dtype=np.float32))))
+
+            def run(chunk: tuple[int, int, torch.Tensor]) -> None:
+                lo, hi, noise = chunk
+                with torch.inference_mode():
                     z[lo:hi] = self.generate_tensor(noise, self.condition_tensor(eb[lo:hi]))
+
+            if workers > 1 and len(chunks) > 1:  # data-parallel chunks (cache-sized matmuls, no barriers)
+                with ThreadPoolExecutor(min(workers, len(chunks))) as pool:
+                    list(pool.map(run, chunks))
+            else:
+                for chunk in chunks:
+                    run(chunk)
             phi_seed = np.random.SeedSequence(int(rng.integers(2**63)))
             columns, ok = self.decode_columns(z, eb, phi_seed)
             counts["unphysical"] += int((~ok).sum())
             return columns, ok if reject else np.ones(len(slots), dtype=bool)
 
-        columns, drawn, rejected = sample_with_rejection(draw, n, MAX_REJECTION_ROUNDS)
+        with single_threaded_kernels():
+            columns, drawn, rejected = sample_with_rejection(draw, n, MAX_REJECTION_ROUNDS)
         self._stats["sampled"] += drawn
         self._stats["unphysical"] += counts["unphysical"]
         self._stats["rejected"] += rejected
