@@ -80,6 +80,7 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
         "vertex_bins": vtx_n,
         "vertex_target_met": bool(vtx_n and vtx_in / vtx_n >= 0.8),
         "method_pull_fractions": info.get("summary", {}),
+        "pair_2d": info.get("pair"),
         "observables": table,
     }
 
@@ -91,6 +92,9 @@ def _print(name: str, seconds: float, s: dict[str, Any]) -> None:
     print(f"vertex level   |pull| <  1: {s['vertex_pulls_within_1']} of {s['vertex_bins']} recoverable bins "
           f"(target >= 0.8: {'met' if s['vertex_target_met'] else 'MISSED'})")
     print("pull fractions by method:", s["method_pull_fractions"])
+    if s.get("pair_2d"):
+        pair = s["pair_2d"]
+        print(f"2D {pair['observables']} on {pair['bins']} bins, triangular x1e3 vs truth:", pair["triangular_e3"])
     head = f"{'observable':<14}" + "".join(f"{m:>22}" for m in ("GAN", "IBU", "OmniFold", "uncorrected"))
     print(head + "   (triangular x1e3 / W1 vs truth)")
     for obs, row in s["observables"].items():

@@ -36,7 +36,34 @@ from mlegpipe.events import DIS_LABELS, LEPTON_FIELDS, EventBatch
 from mlegpipe.exceptions import DataError
 from mlegpipe.kinematics import dis_from_lepton, lepton_from_nu
 
-__all__ = ["LEPTON_DERIVED", "VertexDecoder", "lepton_tensors"]
+__all__ = ["LEPTON_DERIVED", "NU_BOUND", "QUANTILE_Z", "VertexDecoder", "lepton_tensors", "nu_quantiles"]
+
+#: Soft bound of the standardized ``nu`` outputs (data standard deviations).
+NU_BOUND = 6.0
+#: Standard-normal knots of the quantile maps of the ``nu`` outputs.
+QUANTILE_Z = np.linspace(-3.5, 3.5, 57)
+
+
+def nu_quantiles(nu1: np.ndarray, nu2: np.ndarray) -> np.ndarray:
+    """``(2, K)`` quantiles of (ν₁, ν₂) at the normal probabilities of :data:`QUANTILE_Z` (finite values only).
+
+    Example:
+        >>> q = nu_quantiles(np.linspace(0, 1, 1001), np.linspace(0, 1, 1001))
+        >>> q.shape, round(float(q[0, len(QUANTILE_Z) // 2]), 3)
+        ((2, 57), 0.5)
+    """
+    from scipy.special import ndtr
+
+    probs = ndtr(QUANTILE_Z)
+    return np.stack([np.quantile(v[np.isfinite(v)], probs) for v in (nu1, nu2)])
+
+
+def _interp(z: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear map of z through (QUANTILE_Z, values), extrapolated linearly (differentiable)."""
+    knots = torch.as_tensor(QUANTILE_Z, dtype=z.dtype)
+    i = torch.searchsorted(knots, z.detach().contiguous()).clamp(1, len(knots) - 1)
+    w = (z - knots[i - 1]) / (knots[i] - knots[i - 1])
+    return values[i - 1] + w * (values[i] - values[i - 1])
 
 #: Surrogate vertex features the ``nu`` parametrization can feed (computed from the generated lepton).
 LEPTON_DERIVED: tuple[str, ...] = (*LEPTON_FIELDS, "nu1", "nu2", "lepton_P", "lepton_pt", "lepton_theta",
@@ -64,6 +91,10 @@ class VertexDecoder:
         vertex_scaler: the surrogate's scaler (``transform`` / ``inverse`` on tensors).
         beams: the beams of the data (needed by ``nu``).
         nu_mean, nu_std: scale of the ``nu`` outputs (from the data), length 2.
+        nu_quantiles: optional ``(2, K)`` values of (ν₁, ν₂) at the standard-normal quantiles
+            :data:`QUANTILE_Z` (e.g. of the simulation): the outputs are then mapped through these
+            monotone piecewise-linear maps instead of ``mean + std · out``, so that Gaussian outputs
+            already follow the reference marginals, tails included (a plain MLP starves long tails).
 
     Example:
         >>> d = VertexDecoder("features", ["a"], None, None)
@@ -72,13 +103,17 @@ class VertexDecoder:
     """
 
     def __init__(self, mode: str, vertex_features: Sequence[str], vertex_scaler: object, beams: Beams | None,
-                 nu_mean: Sequence[float] = (0.0, 0.0), nu_std: Sequence[float] = (1.0, 1.0)) -> None:
+                 nu_mean: Sequence[float] = (0.0, 0.0), nu_std: Sequence[float] = (1.0, 1.0),
+                 nu_quantiles: np.ndarray | None = None) -> None:
         self.mode = mode
         self.vertex_features = list(vertex_features)
         self.scaler = vertex_scaler
         self.beams = beams
         self.nu_mean = torch.as_tensor(np.asarray(nu_mean, dtype=np.float32))
         self.nu_std = torch.as_tensor(np.asarray(nu_std, dtype=np.float32))
+        self.nu_quantiles = None if nu_quantiles is None else torch.as_tensor(
+            np.maximum.accumulate(np.asarray(nu_quantiles, dtype=np.float64), axis=1) +
+            1e-6 * np.arange(len(QUANTILE_Z)))  # strictly increasing
         if mode == "nu":
             if beams is None:
                 raise DataError("the 'nu' parametrization needs the beam set-up of the data", path="beams")
@@ -101,9 +136,16 @@ class VertexDecoder:
         return self.mode == "nu" or {"nu1", "nu2"} <= set(self.vertex_features)
 
     def nu(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Physical (ν₁, ν₂) of ``nu`` outputs, ν₂ bounded smoothly below ln(2E_e · 0.999) (y < 0.999)."""
-        nu = out * self.nu_std.to(out.dtype) + self.nu_mean.to(out.dtype)
-        nu2 = self.nu2_max - torch.nn.functional.softplus(self.nu2_max - nu[:, 1], beta=5.0)
+        """Physical (ν₁, ν₂) of ``nu`` outputs (soft-bounded at ±NU_BOUND σ), ν₂ smoothly below ln(2E_e · 0.999)."""
+        # soft bound at ±NU_BOUND standard deviations of the data: a wandering generator cannot reach
+        # energies where the frozen surrogate (trained on the physical range) returns non-finite values
+        out = NU_BOUND * torch.tanh(out / NU_BOUND)
+        if self.nu_quantiles is not None:
+            nu = torch.stack([_interp(out[:, j], self.nu_quantiles[j].to(out.dtype)) for j in range(2)], dim=1)
+        else:
+            nu = out * self.nu_std.to(out.dtype) + self.nu_mean.to(out.dtype)
+        # sharp (β = 50): identity up to 0.1 below the bound, where high-y data sit (β = 5 pulled them down by 0.2)
+        nu2 = self.nu2_max - torch.nn.functional.softplus(self.nu2_max - nu[:, 1], beta=50.0)
         return nu[:, 0], nu2
 
     def _lepton_features(self, out: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
@@ -139,6 +181,32 @@ class VertexDecoder:
             columns["nu2"] = nu2
         e, px, py, pz = lepton_from_nu(nu1, nu2, phi, self.beams)  # type: ignore[arg-type]
         columns.update({"lepton_E": e, "lepton_px": px, "lepton_py": py, "lepton_pz": pz})
+        return EventBatch.from_columns(self._with_labels(columns), beams=self.beams)
+
+    def from_events(self, batch: EventBatch) -> EventBatch:
+        """Vertex-level events (e.g. simulated ones) in the format :meth:`to_events` gives.
+
+        ``nu``: the lepton four-momentum and its DIS labels; ``features``: the
+        surrogate's vertex features (and the lepton with its labels when the
+        batch has one). Used to complete the unfolded sample with the
+        simulation where the detector sees nothing.
+
+        Example:
+            >>> d = VertexDecoder("features", ["a"], None, None)
+            >>> d.from_events(EventBatch.from_columns({"a": [1.0], "b": [2.0]})).fields
+            ['a']
+        """
+        lepton = all(batch.has(f) for f in LEPTON_FIELDS)
+        if self.mode == "nu":
+            if not lepton:
+                raise DataError("the simulation has no lepton four-momenta", path="simulation")
+            columns = {f: batch.column(f) for f in LEPTON_FIELDS}
+        else:
+            from mlegpipe_builtins.unfolding._observables import observable
+
+            columns = {n: observable(batch, n, "simulation") for n in self.vertex_features}
+            if {"nu1", "nu2"} <= set(columns) and lepton:
+                columns.update({f: batch.column(f) for f in LEPTON_FIELDS})
         return EventBatch.from_columns(self._with_labels(columns), beams=self.beams)
 
     def _with_labels(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

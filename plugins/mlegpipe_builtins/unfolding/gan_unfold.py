@@ -7,6 +7,19 @@ as in the thesis by default). Its output is the unfolded sample. The training
 is repeated on bootstrap resamples of the data (``replicas``); the spread of
 the replicas gives the uncertainty band and the pulls (thesis eq. 29).
 
+What makes it work on HERA DIS through Matrix 0.2 (issue 6):
+
+- the critic sees what the surrogate passes through unfolded (θ of the lepton
+  for a flowfold of (E, P) | (E, P, θ, φ)) besides the folded features and ν₁,
+  ν₂ (``_critic_view``); fakes are thinned by the surrogate's full pass model
+  (``pass_tensor``: lepton measured and Q², y, x > 0 of the folded lepton);
+- the ``nu`` outputs pass through quantile maps of the simulation's (ν₁, ν₂)
+  (``nu_map``) and ``G_v`` is first fitted to the simulation (``pretrain_steps``):
+  the adversarial training starts at the prior and only corrects it;
+- the detector sees ≈ 66 % of the events: the unfolded sample is the GAN
+  thinned by ε(v) plus (1 − ε(v)) × the simulation in the data's measured
+  fraction (``complete``), the prior IBU and OmniFold also use where nothing is seen.
+
 Beside the GAN the stage runs the baselines (binned iterative Bayesian
 unfolding per observable, unbinned OmniFold) on the surrogate's training pairs,
 compares everything with the vertex-level truth when the run has it (closure
@@ -44,8 +57,10 @@ from mlegpipe.stages import Detector, Discriminator, RunRecord, Unfolding
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule
 from mlegpipe.unfold import Band, pull_summary, response_matrix, unrecoverable_bins
 from mlegpipe_builtins.unfolding._baselines import ibu_unfold, omnifold_unfold
+from mlegpipe_builtins.unfolding._compare2d import compare_2d
+from mlegpipe_builtins.unfolding._critic_view import CriticView
 from mlegpipe_builtins.unfolding._observables import binning, compare, density, observable
-from mlegpipe_builtins.unfolding._vertex_model import LEPTON_DERIVED, VertexDecoder
+from mlegpipe_builtins.unfolding._vertex_model import LEPTON_DERIVED, VertexDecoder, nu_quantiles
 
 __all__ = ["GanUnfold", "freeze", "mlegpipe_register_stages", "mmd2"]
 
@@ -93,7 +108,9 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, widths: list[float]) -> torch.Tensor:
         0.0
     """
     xy = torch.cat([x, y])
-    d2 = torch.cdist(xy, xy).pow(2)
+    sq = (xy * xy).sum(dim=1)
+    # squared distances without a square root: cdist's gradient is NaN for coinciding points
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * xy @ xy.T).clamp_min(0.0)
     k = sum(torch.exp(-d2 / (2.0 * w * w)) for w in widths)
     n = len(x)
     return k[:n, :n].mean() + k[n:, n:].mean() - 2.0 * k[:n, n:].mean()
@@ -123,6 +140,16 @@ class _Replica:
     best_step: int | None
     best_metric: float | None
     seconds: float
+    skipped_steps: int = 0
+
+
+@dataclass
+class _Completion:
+    """Simulation prior for what the detector does not see: events, draw probabilities ∝ 1 − ε."""
+
+    measured_fraction: float
+    events: EventBatch
+    probabilities: np.ndarray
 
 
 class GanUnfold(Unfolding):
@@ -163,12 +190,27 @@ class GanUnfold(Unfolding):
         discriminator: str = param("lsgan", doc="discriminator plugin for the adversary, or 'pipeline' to use the "
                                    "pipeline's [discriminator] section")
         augment: bool = param(True, doc="show the discriminator nu1, nu2 at detector level too (lepton surrogates)")
+        critic_exclude: list[str] = param(["lepton_phi"], doc="vertex features the surrogate passes through unfolded "
+                                          "(e.g. unsmeared angles) that the critic does not see; the others it sees")
+        nu_map: str = param("simulation", choices=("simulation", "linear"),
+                            doc="'simulation': the nu outputs pass through the quantile maps of the simulation's "
+                            "(nu1, nu2) (Gaussian outputs give the prior's marginals, tails included); 'linear': "
+                            "mean + std of the data")
+        pretrain_steps: int = param(500, min=0, doc="steps that first fit G_v to the simulation's vertex features "
+                                    "(MMD²), so that the adversarial training starts at the prior (0: from scratch)")
+        complete: str = param("simulation", choices=("simulation", "none"),
+                              doc="'simulation': the unfolded sample is ε(v)·G_v (the GAN, thinned by the surrogate's "
+                              "acceptance) plus (1 − ε(v))·simulation for what the detector never sees, in the data's "
+                              "measured fraction; 'none': the raw generator (unconstrained where ε ≈ 0)")
         replicas: int = param(3, min=2, max=200, doc="bootstrap replicas (retrained generators; thesis: 10)")
         events: int = param(0, min=0, doc="unfolded events per replica (0: as many as measured data events)")
         validate_every: int = param(250, min=1, doc="steps between validations (the best generator is kept)")
         observables: list[str] = param(["nu1", "nu2", "x", "Q2", "lepton_E", "lepton_theta"],
                                        doc="observables compared in the report")
         bins: int = param(30, min=2, max=1000, doc="bins per observable")
+        pair: list[str] = param(["x", "Q2"], doc="two observables compared in 2D (triangular ×10³ on a grid) when "
+                                "both are among the observables; [] to skip")
+        pair_bins: int = param(10, min=2, max=100, doc="bins per axis of the 2D comparison")
         baselines: list[str] = param(["ibu", "omnifold"], doc="baselines run beside the GAN: ibu, omnifold")
         ibu_iterations: int = param(4, min=0, doc="iterations of the iterative Bayesian unfolding")
         omnifold_iterations: int = param(2, min=1, doc="OmniFold iterations")
@@ -214,7 +256,8 @@ class GanUnfold(Unfolding):
             params = cls.Params()
         return cls(params, self.ctx.child(f"replica{replica}/critic"))
 
-    def _decoder(self, surrogate: Detector, data: EventBatch, names: list[str]) -> VertexDecoder:
+    def _decoder(self, surrogate: Detector, data: EventBatch, names: list[str],
+                 sim: EventBatch | None = None) -> VertexDecoder:
         mode = self.params.parametrization
         lepton_data = data.beams is not None and all(data.has(f) for f in LEPTON_FIELDS)
         if mode == "auto":
@@ -229,50 +272,54 @@ class GanUnfold(Unfolding):
         nus = [v[np.isfinite(v)] for v in nus]
         if any(v.size < 2 for v in nus):
             raise DataError("too few data events with finite nu1, nu2 to set the generator's scale", path=self.ctx.name)
+        quantiles = None
+        if self.params.nu_map == "simulation" and sim is not None and all(sim.has(f) for f in LEPTON_FIELDS):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                quantiles = nu_quantiles(*(observable(sim, n) for n in ("nu1", "nu2")))
         return VertexDecoder("nu", names, surrogate.vertex_scaler, data.beams,  # type: ignore[attr-defined]
-                             [float(v.mean()) for v in nus], [float(v.std()) or 1.0 for v in nus])
-
-    # -- the critic's view of detector-level events ---------------------------------------------------------
-    def _critic_view(self, surrogate: Detector, data: EventBatch, real_std: torch.Tensor) -> Any:
-        """A function of standardized detector features → discriminator inputs (optionally with ν₁, ν₂)."""
-        names = list(surrogate.detector_features)  # type: ignore[attr-defined]
-        scaler = surrogate.detector_scaler  # type: ignore[attr-defined]
-        if not (self.params.augment and data.beams is not None and {"lepton_E", "lepton_pz"} <= set(names)):
-            return lambda d: d
-        i_e, i_z = names.index("lepton_E"), names.index("lepton_pz")
-        direction = data.beams.lepton_direction
-        phys = scaler.inverse(real_std.double())
-        e, p_par = phys[:, i_e], direction * phys[:, i_z]
-        # thesis ch. 7: E_e replaced by the largest detector-level energy so that nu2 stays defined
-        e_ref = max(data.beams.lepton_energy, float(((e + p_par) / 2).max()) + 1e-3)
-
-        def nus(d: torch.Tensor) -> torch.Tensor:
-            p = scaler.inverse(d)
-            e, p_par = p[:, i_e], direction * p[:, i_z]
-            return torch.stack([torch.log(torch.clamp(e - p_par, min=1e-3)),
-                                torch.log(torch.clamp(2 * e_ref - e - p_par, min=1e-3))], dim=1)
-
-        ref = nus(real_std.double())
-        mean, std = ref.mean(0).float(), ref.std(0).clamp_min(1e-6).float()
-        return lambda d: torch.cat([d, (nus(d) - mean.to(d.dtype)) / std.to(d.dtype)], dim=1)
+                             [float(v.mean()) for v in nus], [float(v.std()) or 1.0 for v in nus], quantiles)
 
     # -- training one replica ----------------------------------------------------------------------------
-    def _train_replica(self, replica: int, real: torch.Tensor, surrogate: Detector, decoder: VertexDecoder,
-                       view: Any, record: RunRecord | None, n_events: int) -> tuple[nn.Module, TrainLoop]:
+    def _pretrain(self, gen_net: nn.Module, decoder: VertexDecoder, prior: torch.Tensor, columns: list[int],
+                  replica: int) -> float:
+        """Start ``G_v`` at the simulation: MMD² of its vertex features to the simulation's; returns the last MMD²."""
+        p = self.params
+        opt = torch.optim.Adam(gen_net.parameters(), lr=p.lr, betas=(0.5, 0.9))
+        gen = self.ctx.torch_generator("pretrain", replica)
+        m = min(p.mmd_events * 2, len(prior))
+        loss = torch.zeros(())
+        for _ in range(p.pretrain_steps):
+            out = gen_net(torch.randn(m, p.noise_dim, generator=gen))
+            phi = 2 * np.pi * torch.rand(m, generator=gen) if decoder.needs_phi else None
+            v = decoder.to_surrogate(out, phi)[:, columns]
+            target = prior[torch.randint(len(prior), (m,), generator=gen)][:, columns]
+            loss = mmd2(v, target, p.mmd_widths)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return float(loss.item())
+
+    def _train_replica(self, replica: int, real_view: torch.Tensor, surrogate: Detector, decoder: VertexDecoder,
+                       view: CriticView, record: RunRecord | None,
+                       prior: torch.Tensor | None = None) -> tuple[nn.Module, TrainLoop]:
         p = self.params
         ctx = self.ctx.child(f"replica{replica}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.ctx.torch_seed("init", replica))
             gen_net = mlp(p.noise_dim, decoder.n_out, [p.hidden] * p.layers, activation="leaky_relu")
+        if prior is not None and p.pretrain_steps:
+            names = list(surrogate.vertex_features)  # type: ignore[attr-defined]
+            columns = [j for j, n in enumerate(names) if n not in p.critic_exclude] or list(range(len(names)))
+            mmd = self._pretrain(gen_net, decoder, prior, columns, replica)
+            ctx.log.info("replica %d: started at the simulation (%d steps, MMD² %.3g)", replica, p.pretrain_steps, mmd)
         adversary = self._adversary(record, replica)
-        real_view = view(real)
         critic = adversary.build(real_view.shape[1])
         opt_c = adversary.make_optimizer(critic.parameters()) if hasattr(adversary, "make_optimizer") else \
             torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.9))
         opt_g = torch.optim.Adam(gen_net.parameters(), lr=p.lr, betas=(0.5, 0.9))
         gens = {n: self.ctx.torch_generator(n, replica) for n in ("batches", "noise", "accept")}
         batches = MinibatchSampler(real_view, batch_size=p.batch_size, generator=gens["batches"])
-        accept = getattr(surrogate, "acceptance_tensor", None) if getattr(surrogate, "acceptance_net", None) else None
+        accept = _pass_fn(surrogate)
 
         def fake(n: int, noise: torch.Generator, accept_gen: torch.Generator | None) -> torch.Tensor:
             out = gen_net(torch.randn(n, p.noise_dim, generator=noise))
@@ -280,9 +327,12 @@ class GanUnfold(Unfolding):
             v_std = decoder.to_surrogate(out, phi)
             d_std = surrogate.fold_tensor(v_std, noise)
             if accept is not None and accept_gen is not None:
-                keep = torch.bernoulli(accept(v_std).detach().clamp(0, 1), generator=accept_gen) > 0
-                d_std = d_std[keep]
-            return view(d_std)
+                keep = torch.bernoulli(accept(v_std, d_std).detach().clamp(0, 1), generator=accept_gen) > 0
+                d_std, v_std = d_std[keep], v_std[keep]
+            seen = view(d_std, v_std)
+            return seen[torch.isfinite(seen).all(dim=1)]  # a surrogate pushed off its range may return NaN
+
+        skipped = [0]
 
         def step(_: int) -> dict[str, float]:
             gen_net.train()
@@ -303,7 +353,10 @@ class GanUnfold(Unfolding):
                 loss_g = loss_g + p.mmd_weight * mmd2(fb[:m], batches()[0][:m], p.mmd_widths)
             opt_g.zero_grad()
             loss_g.backward()
-            opt_g.step()
+            if all(bool(torch.isfinite(q.grad).all()) for q in gen_net.parameters() if q.grad is not None):
+                opt_g.step()
+            else:  # never let one non-finite gradient (surrogate off its range) poison the generator
+                skipped[0] += 1
             return {"critic": loss_c.item(), "generator": loss_g.item()}
 
         valid_real = real_view[:_VALID_EVENTS].detach().numpy()
@@ -322,16 +375,70 @@ class GanUnfold(Unfolding):
                          lr_schedule=cosine_schedule(p.steps) if p.lr_decay else None, desc=f"{self.ctx.name} replica {replica}")
         loop.run()
         gen_net.eval()
+        if skipped[0]:
+            ctx.log.warning("replica %d: %d generator steps skipped (non-finite gradients)", replica, skipped[0])
+        loop.skipped_steps = skipped[0]  # type: ignore[attr-defined]
         return gen_net, loop
 
-    def _sample(self, gen_net: nn.Module, decoder: VertexDecoder, n: int, replica: int) -> EventBatch:
-        rng = self.ctx.rng("sample", replica)
-        noise = torch.as_tensor(rng.standard_normal((n, self.params.noise_dim)), dtype=torch.float32)
+    def _completion(self, surrogate: Detector, decoder: VertexDecoder,
+                    sim: tuple[EventBatch, EventBatch, list[str]] | None, fraction: float,
+                    no_flag: bool) -> _Completion | None:
+        """The simulation prior for the phase space the detector does not see (None when not applicable)."""
+        why = ("complete = 'none'" if self.params.complete == "none" else
+               "no simulation pairs" if sim is None else
+               "the surrogate learned no acceptance" if _pass_fn(surrogate) is None else
+               "the data carry no unmeasured events (no pass flag)" if no_flag else "")
+        if why:
+            self.ctx.log.info("unfolded sample not completed with the simulation prior: %s", why)
+            return None
+        assert sim is not None
+        names = list(surrogate.vertex_features)  # type: ignore[attr-defined]
+        matrix = _feature_columns(sim[0], names, sim[2][0], "surrogate")
+        ok = np.isfinite(matrix).all(axis=1)
         with torch.no_grad():
-            out = gen_net(noise).double().numpy()
-        phi = rng.uniform(0.0, 2 * np.pi, size=n)
-        events = decoder.to_events(out, phi)
-        return events.with_columns(replica=np.full(n, replica, dtype=np.int32))
+            v_std = surrogate.vertex_scaler.transform(torch.as_tensor(matrix[ok], dtype=torch.float32))  # type: ignore[attr-defined]
+            eps = _efficiency(surrogate, v_std, self.ctx.torch_generator("completion"))
+        weights = np.clip(1.0 - eps, 0.0, 1.0)
+        if weights.sum() <= 0:
+            return None
+        return _Completion(fraction, decoder.from_events(sim[0].take(ok)), weights / weights.sum())
+
+    def _sample(self, gen_net: nn.Module, decoder: VertexDecoder, n: int, replica: int, surrogate: Detector,
+                completion: _Completion | None = None) -> EventBatch:
+        """``n`` unfolded events of one replica (field ``prior``: 1 for events of the simulation prior).
+
+        Without completion: ``n`` generator events. With it: generator events
+        thinned by the surrogate's acceptance ε(v) make the measured fraction f of
+        the data, and simulation events drawn with probability ∝ 1 − ε(v) the rest:
+        p(v) = ε(v) p(v) + (1 − ε(v)) p(v), the first term unfolded, the second (which the
+        detector never sees) from the simulation, as IBU and OmniFold also take it.
+        """
+        rng = self.ctx.rng("sample", replica)
+        n_gan = n if completion is None else int(round(completion.measured_fraction * n))
+        kept: list[EventBatch] = []
+        have = 0
+        for _ in range(50):
+            m = n_gan if completion is None else max(2 * (n_gan - have), 1024)
+            noise = torch.as_tensor(rng.standard_normal((m, self.params.noise_dim)), dtype=torch.float32)
+            phi = rng.uniform(0.0, 2 * np.pi, size=m)
+            with torch.no_grad():
+                out_t = gen_net(noise)
+                keep = np.ones(m, bool)
+                if completion is not None:
+                    v_std = decoder.to_surrogate(out_t, torch.as_tensor(phi, dtype=torch.float32))
+                    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+                    keep = rng.random(m) < _efficiency(surrogate, v_std, gen, draws=1)
+            batch = decoder.to_events(out_t.double().numpy()[keep], phi[keep])
+            kept.append(batch.take(slice(0, n_gan - have)))
+            have += len(kept[-1])
+            if have >= n_gan:
+                break
+        events = EventBatch.concat(kept).with_columns(prior=np.zeros(have, dtype=np.int8))
+        if completion is not None and n > have:
+            idx = rng.choice(len(completion.events), size=n - have, p=completion.probabilities)
+            prior = completion.events.take(idx)
+            events = EventBatch.concat([events, prior.with_columns(prior=np.ones(len(prior), dtype=np.int8))])
+        return events.with_columns(replica=np.full(len(events), replica, dtype=np.int32))
 
     # -- the stage --------------------------------------------------------------------------------------
     def unfold(self, data: EventBatch, surrogate: Detector, record: RunRecord) -> dict[str, EventBatch]:
@@ -354,17 +461,36 @@ class GanUnfold(Unfolding):
                                   f"{attr!r} and fold_tensor", path=f"{self.ctx.name}.surrogate", value=sur_name)
         det_names = list(surrogate.detector_features)  # type: ignore[attr-defined]
         vtx_names = list(surrogate.vertex_features)  # type: ignore[attr-defined]
-        measured = data.take(_pass_mask(data))
+        pass_mask = _pass_mask(data)
+        measured = data.take(pass_mask)
         matrix = _feature_columns(measured, det_names, f"{data_name} (data)", sur_name)
-        finite = np.isfinite(matrix).all(axis=1)
+        shown = [n for n in vtx_names if n not in det_names and n not in p.critic_exclude]
+        vmatrix = np.zeros((len(measured), len(vtx_names)))
+        if shown:
+            cols = _feature_columns(measured, shown, f"{data_name} (data)", sur_name)
+            for j, n in enumerate(shown):
+                vmatrix[:, vtx_names.index(n)] = cols[:, j]
+        for j, n in enumerate(vtx_names):
+            if n in det_names:
+                vmatrix[:, j] = matrix[:, det_names.index(n)]
+        finite = np.isfinite(matrix).all(axis=1) & np.isfinite(vmatrix).all(axis=1)
         if finite.sum() < 10:
-            raise DataError(f"only {int(finite.sum())} measured data events with finite {det_names}",
+            raise DataError(f"only {int(finite.sum())} measured data events with finite {det_names + shown}",
                             path=f"{self.ctx.name}.inputs", value=data_name)
         measured = measured.take(finite)
         real = surrogate.detector_scaler.transform(torch.as_tensor(matrix[finite], dtype=torch.float32))  # type: ignore[attr-defined]
-        decoder = self._decoder(surrogate, measured, vtx_names)
-        view = self._critic_view(surrogate, measured, real)
+        real_vtx = surrogate.vertex_scaler.transform(torch.as_tensor(vmatrix[finite], dtype=torch.float32))  # type: ignore[attr-defined]
+        sim = _simulation(record, sur_name, p.simulation, self.ctx.name)
+        decoder = self._decoder(surrogate, measured, vtx_names, None if sim is None else sim[0])
+        view = CriticView(surrogate, measured.beams, real_vtx, real, p.critic_exclude, p.augment)
+        real_view = view(real, real_vtx).detach()
         n_events = p.events or len(measured)
+        completion = self._completion(surrogate, decoder, sim, float(pass_mask.mean()), pass_mask.all())
+        prior = None
+        if sim is not None and p.pretrain_steps:
+            pm = _feature_columns(sim[0], vtx_names, sim[2][0], sur_name)
+            pm = pm[np.isfinite(pm).all(axis=1)]
+            prior = surrogate.vertex_scaler.transform(torch.as_tensor(pm, dtype=torch.float32))  # type: ignore[attr-defined]
 
         saved = freeze(surrogate)
         before = _fingerprint(saved)
@@ -373,12 +499,12 @@ class GanUnfold(Unfolding):
             boot = bootstrap_indices(len(real), p.replicas, self.ctx.seed_sequence("bootstrap"))
             for r in range(p.replicas):
                 t0 = time.perf_counter()
-                gen_net, loop = self._train_replica(r, real[torch.as_tensor(boot[r])], surrogate, decoder, view,
-                                                    record, n_events)
-                events = self._sample(gen_net, decoder, n_events, r)
+                gen_net, loop = self._train_replica(r, real_view[torch.as_tensor(boot[r])], surrogate, decoder, view,
+                                                    record, prior)
+                events = self._sample(gen_net, decoder, n_events, r, surrogate, completion)
                 refolded = surrogate.fold(events, self.ctx.seed_sequence("refold", r))
                 replicas.append(_Replica(events, refolded, loop.best_step, loop.best_metric,
-                                         round(time.perf_counter() - t0, 2)))
+                                         round(time.perf_counter() - t0, 2), getattr(loop, "skipped_steps", 0)))
                 self.ctx.log.info("replica %d/%d: best step %s, detector-level W1 %.4g (%.1f s)", r + 1, p.replicas,
                                   loop.best_step, loop.best_metric or float("nan"), replicas[-1].seconds)
         finally:
@@ -394,13 +520,16 @@ class GanUnfold(Unfolding):
         out = {"unfolded": unfolded, "refolded": refolded}
 
         truth = _truth_sample(record, data_name, p.truth, self.ctx.name)
-        sim = _simulation(record, sur_name, p.simulation, self.ctx.name)
         self._info = {
             "data": data_name, "surrogate": sur_name, "truth": p.truth or _truth_name(record, data_name),
             "simulation": sim[2] if sim else None, "parametrization": decoder.mode,
-            "discriminator": p.discriminator, "data_events": len(data), "measured_data_events": len(measured),
+            "discriminator": p.discriminator, "critic_passthrough": view.passthrough_names,
+            "critic_nu": view.augmented, "completion": None if completion is None else {
+                "measured_fraction": round(completion.measured_fraction, 5), "prior": "simulation"},
+            "data_events": len(data), "measured_data_events": len(measured),
             "unfolded_events_per_replica": n_events,
-            "replicas": [{"best_step": r.best_step, "best_w1": r.best_metric, "seconds": r.seconds} for r in replicas],
+            "replicas": [{"best_step": r.best_step, "best_w1": r.best_metric, "seconds": r.seconds,
+                          "skipped_steps": r.skipped_steps} for r in replicas],
         }
         omni = self._evaluate(replicas, measured, truth, sim, vtx_names, det_names, out)
         if omni is not None:
@@ -472,10 +601,26 @@ class GanUnfold(Unfolding):
         if sim is not None and "omnifold" in p.baselines:
             omni_batch = self._omnifold(sim, data, vtx_names, det_names, rng, obs, binned, edges, truth_obs,
                                         truth_band, flags)
+        if len(p.pair) == 2 and set(p.pair) <= set(p.observables) and truth_obs is not None:
+            self._info["pair"] = self._pair(p.pair, pooled_unf, data_obs, truth_obs, sim_v, sim_d, omni_batch,
+                                            sim is not None and "ibu" in p.baselines, sim)
         self._info["observables"] = obs
         self._info["binned"] = binned
         self._info["summary"] = _summary(obs)
         return omni_batch
+
+    def _pair(self, pair: list[str], unf: dict[str, np.ndarray], data: dict[str, np.ndarray],
+              truth: dict[str, np.ndarray], sim_v: dict[str, np.ndarray], sim_d: dict[str, np.ndarray],
+              omni: EventBatch | None, with_ibu: bool,
+              sim: tuple[EventBatch, EventBatch, list[str]] | None) -> dict[str, Any]:
+        """2D closure figures of ``pair`` (default x, Q²): GAN, 2D IBU, OmniFold, uncorrected vs truth."""
+        a, b = pair
+        omni_xy = None
+        if omni is not None and sim is not None:
+            omni_xy = (observable(omni, a, sim[2][0]), observable(omni, b, sim[2][0]), omni.weights)
+        return compare_2d((a, b), (truth[a], truth[b]), (data[a], data[b]), (unf[a], unf[b]),
+                          ((sim_v[a], sim_v[b]), (sim_d[a], sim_d[b])) if with_ibu else None, omni_xy,
+                          self.params.pair_bins, self.params.ibu_iterations)
 
     def _omnifold(self, sim: tuple[EventBatch, EventBatch, list[str]], data: EventBatch, vtx_names: list[str],
                   det_names: list[str], rng: np.random.Generator, obs: dict[str, Any], binned: dict[str, Any],
@@ -516,6 +661,27 @@ class GanUnfold(Unfolding):
             self._info["plots"] = [str(f) for f in files]
         except (OSError, ValueError) as err:  # a failed figure must not lose a finished unfolding
             self.ctx.log.warning("unfolding plots failed: %s", err)
+
+
+def _pass_fn(surrogate: Detector) -> Any:
+    """p(pass | vertex, folded) of the surrogate (its full pass model where it has one), or None without one."""
+    if hasattr(surrogate, "pass_tensor") and (getattr(surrogate, "acceptance_net", None) is not None
+                                              or getattr(surrogate, "lepton_flag", None) is not None):
+        return surrogate.pass_tensor
+    if getattr(surrogate, "acceptance_net", None) is not None:
+        return lambda v, d: surrogate.acceptance_tensor(v)  # type: ignore[attr-defined]
+    return None
+
+
+def _efficiency(surrogate: Detector, v_std: torch.Tensor, generator: torch.Generator, draws: int = 4) -> np.ndarray:
+    """ε(v): the surrogate's pass probability, averaged over ``draws`` foldings (its cut acts on folded values)."""
+    fn = _pass_fn(surrogate)
+    if fn is None:
+        return np.ones(len(v_std))
+    with torch.no_grad():
+        total = sum(fn(v_std, surrogate.fold_tensor(v_std, generator)).double() for _ in range(draws))  # type: ignore[attr-defined]
+    out = (total / draws).numpy()
+    return np.where(np.isfinite(out), out, 0.0)
 
 
 def _finite_list(values: np.ndarray) -> list[float | None]:
