@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(run_model(plugin, {**params, **overrides}, train, valid, test, reference, label=name,
                               seed=args.seed, registry=registry, classifier=not args.no_classifier))
         print(format_table(rows[-1:]), file=sys.stderr)
-    print(f"sample {args.sample}: {rows[0]['n_train'] if rows else 0} train, {rows[0]['n_test'] if rows else 0} "
+    print(f"sample {args.sample}: {rows[0]['n_train'] if rows else 0} train, {rows[0].get('n_test', 0) if rows else 0} "
           f"test events, {args.threads} torch thread(s), {os.cpu_count()} CPUs")
     print(format_table([r for r in rows if "chi2" in r]))
     for row in rows:
