@@ -52,7 +52,7 @@ SAMPLES: dict[str, str] = {
 #: Features of the comparison table.
 FEATURES: tuple[str, ...] = ("lepton_E", "lepton_px", "lepton_py", "lepton_pz", "lepton_pT", "lepton_theta",
                              "lepton_phi", "x", "Q2")
-#: Models of the table: name -> (plugin, parameters). Other helpers add theirs with :func:`register_model`.
+#: Models of the table: name -> (plugin, parameters). Other benchmarks (bench_gans) add theirs with :func:`register_model`.
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "flow": ("flow", {}),
     "flow-lepton_t": ("flow", {"feature_map": "lepton_t"}),

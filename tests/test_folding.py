@@ -237,11 +237,8 @@ def test_config_and_data_errors(trained: dict) -> None:
 
 def test_dis_lepton_folding_mechanics() -> None:
     """HERA DIS through `smear`: (E, P | E, P, θ, φ) folding keeps the lepton direction and relabels x, Q²."""
-    reg = load_plugins()
-    try:
-        dis, smear_cls = reg.get("truth", "dis").cls, reg.get("detector", "smear").cls
-    except Exception:  # noqa: BLE001 - the plugins of other helpers may be absent
-        pytest.skip("dis or smear plugin not available")
+    reg = load_plugins(strict=True)
+    dis, smear_cls = reg.get("truth", "dis").cls, reg.get("detector", "smear").cls
     events = dis(dis.Params(events=3000), StageContext("truth", seed=1)).read()
     detector = smear_cls(smear_cls.Params(), StageContext("smear", seed=1)).fold(events, np.random.SeedSequence(2))
     params = FlowFolding.Params(vertex_features=["lepton_E", "lepton_P", "lepton_theta", "lepton_phi"],

@@ -10,7 +10,6 @@ and that the seed alone sets the events.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +75,7 @@ def checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # plugins of other helpers may be mid-edit
-            registry = load_plugins()
+        registry = load_plugins(strict=True)
         cls = registry.get("generator", plugin).cls
         params = build_params(cls.Params, dict(CASES[plugin][0]), "generator")
         gen = cls(params, StageContext("generator", seed=3))

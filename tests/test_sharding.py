@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import awkward as ak
@@ -27,9 +26,7 @@ N_EVENTS = 2 * BLOCK + 5000  # three generation blocks, the last one short
 
 
 def _registry():  # noqa: ANN202
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # plugins of other helpers may still be missing
-        return load_plugins()
+    return load_plugins(strict=True)
 
 
 @pytest.fixture(scope="module")
