@@ -75,7 +75,7 @@ GAN_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
 for _name, (_plugin, _params) in GAN_MODELS.items():
     bg.register_model(_name, _plugin, _params)
 
-KL_FEATURES = ("lepton_E", "lepton_px", "lepton_py", "lepton_pz")
+KL_FEATURES = bg.KL_FEATURES  # E', p_x, p_y, p_z (thesis Fig. 16)
 
 
 def _kl(truth: np.ndarray, model: np.ndarray, bins: int = 40) -> float:

@@ -7,13 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from dis_leptons import dis_events
 
 from mlegpipe.beams import Beams
 from mlegpipe.checkpoint import load_generator, save_stage
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
-from mlegpipe.kinematics import dis_from_lepton, lepton_from_dis
+from mlegpipe.kinematics import dis_from_lepton
 from mlegpipe.losses import mmd2
 from mlegpipe.registry import load_plugins
 from mlegpipe.schema import build_params
@@ -23,23 +24,6 @@ from mlegpipe_builtins.generators.gans import CFATGAN, DSGAN, FATGAN, LSGANGener
 
 #: Small, fast settings for tests (2 cores, a few seconds per fit).
 TINY = {"layers": 2, "width": 48, "noise_dim": 8, "batch_size": 256, "critic_steps": 2, "validate_every": 0}
-
-
-def dis_events(n: int, beams: Beams, seed: int, lepton_energy: float | None = None) -> EventBatch:
-    """Physical DIS leptons: ln Q² exponential above 1 GeV², y from a beta density, φ uniform."""
-    rng = np.random.default_rng(seed)
-    e_beam = beams.lepton_energy if lepton_energy is None else lepton_energy
-    two_pk = 2.0 * e_beam * (beams.hadron_energy + beams.hadron_momentum)
-    q2 = np.exp(rng.exponential(1.0, n))
-    y = 0.02 + 0.9 * rng.beta(1.5, 3.0, n)
-    x = q2 / (y * two_pk)
-    keep = x < 0.9
-    e, px, py, pz = lepton_from_dis(x[keep], q2[keep], rng.uniform(-np.pi, np.pi, keep.sum()), beams,
-                                    None if lepton_energy is None else np.full(keep.sum(), lepton_energy))
-    cols = {"lepton_E": e, "lepton_px": px, "lepton_py": py, "lepton_pz": pz}
-    if lepton_energy is not None:
-        cols["beam_energy"] = np.full(len(e), float(lepton_energy))
-    return EventBatch.from_columns(cols, beams)
 
 
 def make(cls, seed: int = 1, **raw):

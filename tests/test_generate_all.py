@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from dis_leptons import dis_events
 
 from mlegpipe.beams import Beams
 from mlegpipe.checkpoint import load_generator, save_stage
@@ -23,7 +24,6 @@ from mlegpipe.cli import main
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.generation import generate_blocks
-from mlegpipe.kinematics import lepton_from_dis
 from mlegpipe.metrics.physicality import energy_limit_applies, physicality
 from mlegpipe.registry import load_plugins
 from mlegpipe.rootio import read_events
@@ -43,29 +43,12 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
 }
 
 
-def _dis_events(n: int, seed: int, lepton_energy: float | None = None) -> EventBatch:
-    """Physical DIS leptons: ln Q² exponential above 1 GeV², y from a beta density, φ uniform."""
-    rng = np.random.default_rng(seed)
-    e_beam = SYM50.lepton_energy if lepton_energy is None else lepton_energy
-    two_pk = 2.0 * e_beam * (SYM50.hadron_energy + SYM50.hadron_momentum)
-    q2 = np.exp(rng.exponential(1.0, n))
-    y = 0.02 + 0.9 * rng.beta(1.5, 3.0, n)
-    x = q2 / (y * two_pk)
-    keep = x < 0.9
-    energies = None if lepton_energy is None else np.full(keep.sum(), lepton_energy)
-    e, px, py, pz = lepton_from_dis(x[keep], q2[keep], rng.uniform(-np.pi, np.pi, keep.sum()), SYM50, energies)
-    cols = {"lepton_E": e, "lepton_px": px, "lepton_py": py, "lepton_pz": pz}
-    if lepton_energy is not None:
-        cols["beam_energy"] = np.full(len(e), float(lepton_energy))
-    return EventBatch.from_columns(cols, SYM50)
-
-
 def _training_data(plugin: str) -> tuple[EventBatch, EventBatch]:
     if plugin == "cfatgan":
-        train = EventBatch.concat([_dis_events(1500, s, e) for s, e in ((0, 10.0), (1, 20.0), (2, 30.0))])
-        valid = EventBatch.concat([_dis_events(300, s, e) for s, e in ((3, 10.0), (4, 20.0), (5, 30.0))])
+        train = EventBatch.concat([dis_events(1500, SYM50, s, e) for s, e in ((0, 10.0), (1, 20.0), (2, 30.0))])
+        valid = EventBatch.concat([dis_events(300, SYM50, s, e) for s, e in ((3, 10.0), (4, 20.0), (5, 30.0))])
         return train, valid
-    return _dis_events(3000, 0), _dis_events(500, 1)
+    return dis_events(3000, SYM50, 0), dis_events(500, SYM50, 1)
 
 
 @pytest.fixture(scope="module", params=list(CASES))
