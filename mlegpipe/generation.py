@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from mlegpipe.context import seed_key
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError
+from mlegpipe.shared_setting import SharedSetting
 from mlegpipe.stages import Generator
 
 __all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_root", "single_threaded_kernels"]
@@ -32,8 +32,13 @@ __all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_root", "single
 BLOCK = 65_536
 
 
-_KERNELS_LOCK = threading.Lock()
-_KERNELS = {"users": 0, "threads": 1}  # blocks inside single_threaded_kernels, and the count to restore
+def _one_thread() -> int:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return threads
+
+
+_ONE_THREAD = SharedSetting(_one_thread, torch.set_num_threads)
 
 
 @contextlib.contextmanager
@@ -52,18 +57,8 @@ def single_threaded_kernels() -> Iterator[None]:
         ...     torch.get_num_threads()
         1
     """
-    with _KERNELS_LOCK:
-        if _KERNELS["users"] == 0:
-            _KERNELS["threads"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _KERNELS["users"] += 1
-    try:
+    with _ONE_THREAD():
         yield
-    finally:
-        with _KERNELS_LOCK:
-            _KERNELS["users"] -= 1
-            if _KERNELS["users"] == 0:
-                torch.set_num_threads(_KERNELS["threads"])
 
 
 def block_seed(seed: int, block: int) -> np.random.SeedSequence:

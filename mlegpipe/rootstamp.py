@@ -36,11 +36,12 @@ import datetime as _datetime
 import importlib
 import itertools
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType, SimpleNamespace
+
+from mlegpipe.shared_setting import SharedSetting
 
 __all__ = ["PATCHED_MODULES", "fixed_write_time", "stamp_time", "uuid_sequence"]
 
@@ -48,9 +49,6 @@ __all__ = ["PATCHED_MODULES", "fixed_write_time", "stamp_time", "uuid_sequence"]
 PATCHED_MODULES = ("uproot.writing._cascade", "uproot.writing._cascadetree", "uproot.writing._cascadentuple")
 
 _NAMESPACE = uuid.UUID("6f1c2b1e-5a8e-4c3e-9b0e-6d6c6567706d")  # fixed namespace of mlegpipe file UUIDs
-_lock = threading.Lock()
-_depth = 0
-_saved: dict[str, object] = {}
 
 
 def stamp_time() -> _datetime.datetime:
@@ -97,6 +95,26 @@ def _module(name: str) -> ModuleType | None:
         return None
 
 
+def _patch() -> dict[str, object]:
+    shim, saved = _shim(stamp_time()), {}
+    for name in PATCHED_MODULES:
+        module = _module(name)
+        if module is not None and getattr(module, "datetime", None) is _datetime:
+            saved[name] = module.datetime
+            module.datetime = shim  # type: ignore[attr-defined]
+    return saved
+
+
+def _unpatch(saved: dict[str, object]) -> None:
+    for name, original in saved.items():
+        module = _module(name)
+        if module is not None:
+            module.datetime = original  # type: ignore[attr-defined]
+
+
+_FIXED_TIME = SharedSetting(_patch, _unpatch)
+
+
 @contextmanager
 def fixed_write_time() -> Iterator[None]:
     """Within the block, uproot writes :func:`stamp_time` as every creation/modification time.
@@ -104,24 +122,5 @@ def fixed_write_time() -> Iterator[None]:
     Re-entrant and thread-safe: the original ``datetime`` is restored when the
     last open block exits.
     """
-    global _depth
-    with _lock:
-        if _depth == 0:
-            shim = _shim(stamp_time())
-            for name in PATCHED_MODULES:
-                module = _module(name)
-                if module is not None and getattr(module, "datetime", None) is _datetime:
-                    _saved[name] = module.datetime
-                    module.datetime = shim  # type: ignore[attr-defined]
-        _depth += 1
-    try:
+    with _FIXED_TIME():
         yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                for name, original in _saved.items():
-                    module = _module(name)
-                    if module is not None:
-                        module.datetime = original  # type: ignore[attr-defined]
-                _saved.clear()
