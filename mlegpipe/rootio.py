@@ -332,7 +332,8 @@ def expand_paths(paths: PathLike | Sequence[PathLike], where: str = "files") -> 
         else:
             path = Path(text).expanduser()
             if not path.is_file():
-                raise DataError("no such file" if not path.exists() else "not a file", path=str(path))
+                hint = None if path.is_absolute() else f"relative paths are read from the working directory {Path.cwd()}"
+                raise DataError("no such file" if not path.exists() else "not a file", path=str(path), hint=hint)
             out.append(path)
     return out
 

@@ -75,6 +75,14 @@ def test_resolution_profile_recovers_known_bias_and_resolution() -> None:
     assert prof["resolution"] == pytest.approx(np.full(9, 0.5), rel=0.05)
     fig = plot_resolution("lepton_E", v, d, surrogate=d + 0.1)
     assert png_bytes(fig)[:4] == PNG
+    # not-measured entries (eic-smear's zero fill) are left out of the profile rather than read as d = 0
+    unmeasured = np.where(v > 5.5, 0.0, d)
+    prof = resolution_profile(v, unmeasured, np.linspace(1, 10, 10))
+    assert prof["resolution"][:4] == pytest.approx(np.full(4, 0.5), rel=0.05)
+    assert np.all(prof["counts"][5:] == 0) and np.all(np.isnan(prof["resolution"][5:]))
+    fig = plot_resolution("lepton_E", v, unmeasured, surrogate={"a": d, "b": d - 0.1})
+    assert [t.get_text() for t in fig.axes[-2].get_legend().get_texts()][2:] == [
+        "a: resolution", "a: bias", "b: resolution", "b: bias"]
 
 
 def test_conditional_regimes_and_kl() -> None:

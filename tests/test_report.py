@@ -89,6 +89,26 @@ def test_unfolding_and_refolding_comparisons() -> None:
     assert "unfolded__v" in out.figures and "detector__v" in out.figures
 
 
+def test_learned_surrogates_are_compared_with_the_detector_they_learned() -> None:
+    """A surrogate with the right resolution passes at the floor, one 3x too narrow fails; both are profiled."""
+    rng = np.random.default_rng(5)
+    b = lambda a: EventBatch.from_columns({"v": a})  # noqa: E731
+    vertex = {n: rng.uniform(1.0, 10.0, 20_000) for n in ("truth_test", "truth_valid")}
+    smear = lambda v, width: v * (1 + width * rng.normal(size=v.size))  # noqa: E731
+    samples = {**{n: b(v) for n, v in vertex.items()},
+               **{f"{n}_detector": b(np.where(v > 9.5, 0.0, smear(v, 0.2))) for n, v in vertex.items()},
+               "truth_test_good": b(np.where(vertex["truth_test"] > 9.5, 0.0, smear(vertex["truth_test"], 0.2))),
+               "truth_test_narrow": b(smear(vertex["truth_test"], 0.07))}
+    out = analyse_run(samples, classifier=False, dpi=40, surrogates=["good", "narrow"])
+    comparisons = out.metrics["comparisons"]
+    assert comparisons["truth_test_good"]["reference_sample"] == "truth_valid_detector"
+    assert comparisons["truth_test_good"]["reference2_sample"] == "truth_test_detector"
+    good, narrow = (comparisons[f"truth_test_{s}"]["features"]["v"] for s in ("good", "narrow"))
+    assert good["chi2_ndf"] < 1.5 * good["chi2_ndf_floor"] < narrow["chi2_ndf"]
+    assert "truth_test_good__v" in out.figures and "detector__v" in out.figures
+    assert any("learned surrogates: good, narrow" in title for title, _ in out.sections)
+
+
 def test_render_report_colours_targets() -> None:
     metrics = {"comparisons": {}, "summary": {"passed": 1, "failed": 1, "undefined": 0},
                "targets": {"generated": [

@@ -134,6 +134,8 @@ def test_unwritable_path_names_it(tmp_path: Path) -> None:
 def test_missing_and_non_root_files(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file"):
         list(read_events(tmp_path / "nope.root"))
+    with pytest.raises(DataError, match="relative paths are read from the working directory"):
+        list(read_events("no_such_folder/nope.root"))
     with pytest.raises(DataError, match="no file matches"):
         list(read_events(str(tmp_path / "*.root")))
     text = tmp_path / "text.root"

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ from mlegpipe.plots.distributions import AXIS_LABELS
 
 __all__ = ["plot_resolution", "resolution_profile"]
 
+_SURROGATE_COLORS = ("#3f90da", "#bd1f01", "#94a4a2", "#832db6")
+
 
 def resolution_profile(
     vertex: np.ndarray,
@@ -32,7 +35,9 @@ def resolution_profile(
 ) -> dict[str, Any]:
     r"""Bias ⟨d - v⟩ and resolution σ(d - v) in bins of the vertex (true) value v.
 
-    With ``relative`` the residual is (d - v)/v. Bin sums go through ``hist``:
+    With ``relative`` the residual is (d - v)/v. Detector values of exactly 0
+    are not-measured entries (eic-smear's zero fill) and are left out, as are
+    non-finite ones. Bin sums go through ``hist``:
     mean = Σr/n, σ² = Σr²/n - mean².
 
     Returns:
@@ -40,7 +45,7 @@ def resolution_profile(
     """
     vertex = np.asarray(vertex, dtype=np.float64)
     detector = np.asarray(detector, dtype=np.float64)
-    ok = np.isfinite(vertex) & np.isfinite(detector) & ((vertex != 0) if relative else True)
+    ok = np.isfinite(vertex) & np.isfinite(detector) & (detector != 0) & ((vertex != 0) if relative else True)
     v, d = vertex[ok], detector[ok]
     residual = (d - v) / v if relative else d - v
     n = histogram(v, edges).values()
@@ -59,13 +64,18 @@ def plot_resolution(
     detector: np.ndarray,
     bins: int = 20,
     relative: bool | None = None,
-    surrogate: np.ndarray | None = None,
+    surrogate: np.ndarray | Mapping[str, np.ndarray] | None = None,
 ) -> Figure:
     """Left: detector vs vertex 2D histogram with the diagonal; right: bias and resolution vs the vertex value.
 
     ``surrogate`` (detector-level values of a learned surrogate for the same
-    vertex events) is profiled beside the reference detector. ``relative``
-    defaults to True for positive quantities.
+    vertex events, or several by name) is profiled beside the reference
+    detector. ``relative`` defaults to True for positive quantities.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> v = rng.uniform(1, 10, 1000)
+        >>> fig = plot_resolution("lepton_E", v, v * rng.normal(1, 0.05, 1000), surrogate={"flowfold": v})
     """
     vertex = np.asarray(vertex, dtype=np.float64)
     detector = np.asarray(detector, dtype=np.float64)
@@ -83,8 +93,10 @@ def plot_resolution(
         left.set_ylabel(f"detector {label}")
         fig.colorbar(mesh, ax=left, label="events")
         rows = [("detector", detector, REFERENCE_COLOR)]
-        if surrogate is not None:
-            rows.append(("surrogate", np.asarray(surrogate, dtype=np.float64), MODEL_COLOR))
+        learned = {"surrogate": surrogate} if isinstance(surrogate, np.ndarray) else dict(surrogate or {})
+        colors = [MODEL_COLOR, *_SURROGATE_COLORS]
+        for i, (tag, values) in enumerate(learned.items()):
+            rows.append((tag, np.asarray(values, dtype=np.float64), colors[i % len(colors)]))
         for tag, values, color in rows:
             prof = resolution_profile(vertex, values, edges, relative)
             right.plot(prof["centers"], prof["resolution"], "o-", color=color, markersize=3,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,9 @@ from mlegpipe.metrics.evaluate import add_lepton_observables, compare_samples, d
 from mlegpipe.metrics.physicality import dis_variables
 from mlegpipe.metrics.targets import evaluate_targets, summarize_targets
 
-__all__ = ["RunAnalysis", "analyse_run", "comparison_plan", "truth_setup"]
+__all__ = ["RunAnalysis", "analyse_run", "comparison_plan", "learned_surrogates", "truth_setup"]
+
+_VERTEX_SAMPLES = ("truth_test", "truth_valid", "truth_train")
 
 log = logging.getLogger("mlegpipe.report")
 
@@ -52,7 +54,7 @@ class RunAnalysis:
             self.sections.append((title, names))
 
 
-def comparison_plan(names: list[str]) -> list[dict[str, str | None]]:
+def comparison_plan(names: list[str], surrogates: Sequence[str] = ()) -> list[dict[str, str | None]]:
     """Which model sample to compare with which truth sample, from the sample names of a run.
 
     Returns entries with ``label``, ``model``, ``reference``, ``reference2``
@@ -61,10 +63,17 @@ def comparison_plan(names: list[str]) -> list[dict[str, str | None]]:
     ``truth_valid``, training ``truth_train``); ``generated_detector`` →
     ``truth_test_detector``; ``unfolded`` (and the ``omnifold`` baseline) → the
     vertex truth of the unfolded detector data; ``refolded`` → that detector data.
+    A learned surrogate section ``s`` (see :func:`learned_surrogates`) that folded
+    the vertex sample ``v`` gives ``v_s``; it is compared with the ``detector``
+    output of another, independent vertex sample, and the ``detector`` output
+    of ``v`` itself gives the floor, so both χ² see independent vertex events.
 
     Example:
         >>> [p["label"] for p in comparison_plan(["truth_test", "truth_valid", "generated"])]
         ['generated']
+        >>> names = ["truth_valid_detector", "truth_test_detector", "truth_test_flowfold"]
+        >>> [(p["model"], p["reference"], p["reference2"]) for p in comparison_plan(names, ["flowfold"])]
+        [('truth_test_flowfold', 'truth_valid_detector', 'truth_test_detector')]
     """
     have = set(names)
 
@@ -90,7 +99,26 @@ def comparison_plan(names: list[str]) -> list[dict[str, str | None]]:
     if "refolded" in have and detector_data is not None:
         plan.append({"label": "refolded", "model": "refolded", "reference": detector_data, "reference2": None,
                      "training": None})
+    for section in surrogates:
+        for vertex in _VERTEX_SAMPLES:
+            same = f"{vertex}_detector"
+            other = next((f"{v}_detector" for v in _VERTEX_SAMPLES if v != vertex and f"{v}_detector" in have), None)
+            if f"{vertex}_{section}" in have and same in have and other is not None:
+                plan.append({"label": f"{vertex}_{section}", "model": f"{vertex}_{section}", "reference": other,
+                             "reference2": same, "training": None})
+                break
     return plan
+
+
+def learned_surrogates(stages: Mapping[str, Any]) -> list[str]:
+    """Section names of a run's trainable detector stages (learned surrogates).
+
+    Example:
+        >>> learned_surrogates({})
+        []
+    """
+    return [name for name, stage in stages.items()
+            if getattr(stage, "kind", "") == "detector" and getattr(stage, "trainable", False)]
 
 
 def truth_setup(stages: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,6 +184,7 @@ def analyse_run(
     plots: bool = True,
     dpi: int = 90,
     seed: int = 0,
+    surrogates: Sequence[str] = (),
 ) -> RunAnalysis:
     """Compute every metric and figure that the run's samples allow.
 
@@ -169,12 +198,14 @@ def analyse_run(
         bins, classifier, max_classifier_events, seed: see :func:`~mlegpipe.metrics.compare_samples`.
         plots: draw figures (False: metrics only).
         dpi: PNG resolution.
+        surrogates: section names of learned detector surrogates (:func:`learned_surrogates`): their
+            folded samples are compared with the reference detector and drawn in its response plots.
     """
     out = RunAnalysis()
     out.metrics = {"comparisons": {}, "targets": {}, "skipped": {}}
     samples = {name: add_lepton_observables(batch) for name, batch in samples.items()}
     names = list(samples)
-    for entry in comparison_plan(names):
+    for entry in comparison_plan(names, surrogates):
         label = str(entry["label"])
         model, ref = samples[str(entry["model"])], samples[str(entry["reference"])]
         ref2 = samples[str(entry["reference2"])] if entry["reference2"] else None
@@ -195,7 +226,8 @@ def analyse_run(
         out.metrics["targets"][label] = evaluate_targets(table)
         if plots:
             unfolding = label == "unfolded"
-            _plot_comparison(out, label, model, ref, table["feature_names"], beams or ref.beams, q2_min, dpi,
+            _plot_comparison(out, label, model, ref, str(entry["reference"]), table["feature_names"],
+                             beams or ref.beams, q2_min, dpi,
                              unfolding=unfolding,
                              detector=samples.get(str(entry["reference"]) + "_detector") if unfolding else None,
                              baselines={"OmniFold": samples["omnifold"]} if unfolding and "omnifold" in samples
@@ -208,7 +240,7 @@ def analyse_run(
     if "generated" in samples and "truth_test" in samples:
         _conditional(out, samples["generated"], samples["truth_test"], samples.get("truth_train"), bins, plots, dpi)
     if plots:
-        _detector_response(out, samples, dpi)
+        _detector_response(out, samples, dpi, surrogates)
         _training(out, histories or {}, dpi)
     return out
 
@@ -218,6 +250,7 @@ def _plot_comparison(
     label: str,
     model: EventBatch,
     ref: EventBatch,
+    reference: str,
     features: list[str],
     beams: Beams | None,
     q2_min: float | None,
@@ -229,7 +262,7 @@ def _plot_comparison(
     from mlegpipe.plots import plot_distribution, plot_q2x, plot_unfolding
 
     names = []
-    ref_label = "truth" if not label.endswith("detector") and label != "refolded" else "truth (detector level)"
+    ref_label = "truth (detector level)" if reference.endswith("_detector") else "truth"
     for f in features:
         key = f"{label}__{f}"
         if unfolding:
@@ -302,19 +335,24 @@ def _conditional(out: RunAnalysis, generated: EventBatch, truth: EventBatch, tra
     out.add_section("Per beam energy (trained / interpolated / extrapolated)", names)
 
 
-def _detector_response(out: RunAnalysis, samples: Mapping[str, EventBatch], dpi: int) -> None:
+def _detector_response(out: RunAnalysis, samples: Mapping[str, EventBatch], dpi: int,
+                       surrogates: Sequence[str] = ()) -> None:
     from mlegpipe.plots import plot_resolution
 
-    for vertex_name in ("truth_test", "truth_valid", "truth_train"):
+    for vertex_name in _VERTEX_SAMPLES:
         det_name = f"{vertex_name}_detector"
         if vertex_name in samples and det_name in samples and len(samples[vertex_name]) == len(samples[det_name]):
             vertex, det = samples[vertex_name], samples[det_name]
+            learned = {s: samples[f"{vertex_name}_{s}"] for s in surrogates
+                       if len(samples.get(f"{vertex_name}_{s}", ())) == len(vertex)}
             names = []
             for f in default_features(det, vertex):
                 key = f"detector__{f}"
-                out.figures[key] = _png(plot_resolution(f, vertex.column(f), det.column(f)), dpi)
+                folded = {s: b.column(f) for s, b in learned.items() if b.has(f)}
+                out.figures[key] = _png(plot_resolution(f, vertex.column(f), det.column(f), surrogate=folded), dpi)
                 names.append(key)
-            out.add_section(f"Detector response ({vertex_name} → {det_name})", names)
+            extra = f"; learned surrogates: {', '.join(learned)}" if learned else ""
+            out.add_section(f"Detector response ({vertex_name} → {det_name}{extra})", names)
             return
 
 

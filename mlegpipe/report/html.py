@@ -27,7 +27,7 @@ from typing import Any
 from mlegpipe import __version__
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError, OutputError
-from mlegpipe.report.analysis import RunAnalysis, analyse_run, truth_setup
+from mlegpipe.report.analysis import RunAnalysis, analyse_run, learned_surrogates, truth_setup
 
 __all__ = ["build_report", "load_run", "render_report", "versions", "write_report"]
 
@@ -341,7 +341,7 @@ def build_report(
                                exact_density=setup["exact_density"], q2_min=setup["q2_min"],
                                w2_min=setup["w2_min"], bins=int(params.get("bins", 50)),
                                classifier=classifier and bool(params.get("classifier", True)),
-                               seed=int(page["seed"] or 0), dpi=dpi)
+                               seed=int(page["seed"] or 0), dpi=dpi, surrogates=setup["surrogates"])
         return write_report(run["run_dir"], analysis, output, write_plots=output is None, **page)[-1]
     analysis = RunAnalysis(metrics={k: v for k, v in report_metrics.items() if k != "files"})
     plot_dir = run["run_dir"] / "plots"
@@ -352,14 +352,15 @@ def build_report(
 
 
 def _setup_from_config(config_path: Path) -> dict[str, Any]:
-    """Truth cuts, beams and toy density of the run's truth stage, rebuilt from its resolved config."""
-    empty = {"exact_density": None, "beams": None, "q2_min": None, "w2_min": None}
+    """Truth cuts, beams and toy density of the run's truth stage, and its learned surrogates, from its config."""
+    empty = {"exact_density": None, "beams": None, "q2_min": None, "w2_min": None, "surrogates": []}
     if not config_path.is_file():
         return empty
     try:
         from mlegpipe.config import load_config
         from mlegpipe.pipeline import build_stages
 
-        return truth_setup(build_stages(load_config(config_path)))
+        stages = build_stages(load_config(config_path))
+        return {**truth_setup(stages), "surrogates": learned_surrogates(stages)}
     except MlegpipeError:
         return empty

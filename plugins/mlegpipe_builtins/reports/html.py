@@ -58,7 +58,7 @@ class HtmlReport(Report):
 
     def write(self, record: RunRecord) -> list[str]:
         """Compute the metrics and write metrics.json, histories.json, plots/*.png and report.html."""
-        from mlegpipe.report.analysis import analyse_run, truth_setup
+        from mlegpipe.report.analysis import analyse_run, learned_surrogates, truth_setup
         from mlegpipe.report.html import write_report
 
         p = self.params
@@ -70,7 +70,8 @@ class HtmlReport(Report):
                                exact_density=setup["exact_density"], q2_min=setup["q2_min"],
                                w2_min=setup["w2_min"], bins=p.bins, classifier=p.classifier,
                                max_classifier_events=p.max_classifier_events, plots=p.plots, dpi=p.dpi,
-                               seed=int(record.seed))  # the pipeline seed: `mlegpipe report` reproduces it
+                               seed=int(record.seed),  # the pipeline seed: `mlegpipe report` reproduces it
+                               surrogates=learned_surrogates(record.stages))
         record.metrics[self.ctx.name] = analysis.metrics
         config_path = run_dir / "config.toml"
         config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else _toml(record.config)
