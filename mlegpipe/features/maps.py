@@ -305,15 +305,11 @@ class ScaledNuMap(NuMap):
         shift = self._shift(beam_energy, x)
         return torch.stack([z[:, 0] + shift, z[:, 1] - shift, z[:, 2]], dim=1)
 
-    def _unshift(self, z: torch.Tensor, beam_energy: TensorLike) -> torch.Tensor:
-        shift = self._shift(beam_energy, z)
-        return torch.stack([z[:, 0] - shift, z[:, 1] + shift, z[:, 2]], dim=1)
-
-    def inverse(self, z: torch.Tensor, beam_energy: TensorLike) -> torch.Tensor:
-        return super().inverse(self._unshift(z, beam_energy), beam_energy)
-
-    def valid(self, z: torch.Tensor, beam_energy: TensorLike) -> torch.Tensor:
-        return super().valid(self._unshift(z, beam_energy), beam_energy)
+    def _light_cone(self, z: torch.Tensor, beam_energy: TensorLike) -> tuple[torch.Tensor, torch.Tensor]:
+        # straight from (ln Q², ln y): E' - p_par = Q²/2E_b, E' + p_par = 2E_b (1 - y); phi is not shifted,
+        # so NuMap's inverse and valid apply without building the unshifted features
+        two_eb = 2 * _as_tensor(beam_energy, z)
+        return torch.exp(z[:, 0]) / two_eb, -two_eb * torch.expm1(z[:, 1])
 
 
 class Columns(FeatureMap):

@@ -162,10 +162,12 @@ def sample_with_rejection(
         if len(pending) == 0:
             return result, drawn, rejected
         cols, ok = draw(pending)
+        first = not result
         for name, values in cols.items():
-            if name not in result:
-                result[name] = np.empty(n, dtype=np.asarray(values).dtype)
-            result[name][pending[ok]] = values[ok]
+            if first:  # the first round fills every slot (a plain copy); the rejected ones are redrawn below
+                result[name] = np.array(values)
+            else:
+                result[name][pending[ok]] = values[ok]
         drawn += len(pending)
         rejected += int((~ok).sum())
         pending = pending[~ok]
