@@ -5,11 +5,14 @@
 Every figure is a ratio of two measurements taken side by side in this run:
 
 - generation (events/s) of each default generator (``flow``; ``fatgan`` when
-  installed; ``flow-small``, the smallest flow preset) beside Pythia 8
+  installed; ``flow-small``, the smallest flow preset; the flow with its other
+  sampler, ``flow-fast`` or ``flow-distilled``, whichever is not the default) beside Pythia 8
   full-event DIS (HERA, Q² > 1 GeV², pythia8mc) and beside the roofline of the
   same network: FLOPs per event counted from its linear layers as executed
-  (:mod:`mlegpipe.roofline`; for the flow, the pruned exact inverse that
-  ``sample()`` uses, with zuko's own inverse beside it) over the GFLOP/s of a
+  (:mod:`mlegpipe.roofline`; for the flow, the sampler ``sample()`` uses: the
+  pruned exact inverse or the distilled MLP, with zuko's own inverse beside it;
+  the distillation runs 300 steps here, enough for the speed, which does not
+  depend on the weights) over the GFLOP/s of a
   square matmul and of a layer-shaped matmul measured in the same run and
   thread setting, at 1 thread and at all cores. Element-wise work (spline
   search and evaluation, activations) is not counted in the FLOPs;
@@ -207,7 +210,7 @@ def generation_figures(name: str, gen: Any, n: int, pythia: float, cores: int, r
     flops = count_flops(network_workload(gen, 4096)[1], module, 4096).flops_per_event
     width = _hidden_width(module)
     info: dict[str, Any] = {"flops_per_event": flops, "layer_matmul": [rows, width]}
-    if hasattr(gen, "flows"):  # zuko's own inverse beside the fast sampler, 1 thread
+    if hasattr(gen, "flows"):  # zuko's own inverse beside the sampler sample() uses, 1 thread
         ref_module, ref_workload, _ = network_workload(gen, n_net, reference=True)
         info["zuko_flops_per_event"] = count_flops(network_workload(gen, 4096, reference=True)[1], ref_module,
                                                    4096).flops_per_event
@@ -216,7 +219,7 @@ def generation_figures(name: str, gen: Any, n: int, pythia: float, cores: int, r
             t_ref = best_time(ref_workload, repeat)
             workload()
             t_fast = best_time(workload, repeat)
-        figures.append(Figure(f"{name} network, fast sampler [1 thread]", n_net / t_fast, "events/s",
+        figures.append(Figure(f"{name} network, {type(module).__name__} [1 thread]", n_net / t_fast, "events/s",
                               "zuko flow().transform.inv", n_net / t_ref, group=GROUP,
                               note=f"{flops:,.0f} vs {info['zuko_flops_per_event']:,.0f} FLOP/event, same weights"))
     for t in sorted({1, cores}):
@@ -391,10 +394,13 @@ def measure(quick: bool = False, seed: int = 1, generation_only: bool = False) -
     details["pythia_events_per_s"] = pythia
 
     off = {"validate_every": 0, "checkpoint_every": 0}
-    generators: dict[str, tuple[str, dict[str, Any]]] = {"flow": ("flow", off)}
+    flow_off = {**off, "distill_steps": 300}  # a short distillation: the speed does not depend on the weights
+    generators: dict[str, tuple[str, dict[str, Any]]] = {"flow": ("flow", flow_off)}
     if _has(reg, "fatgan"):
         generators["fatgan"] = ("fatgan", off)
-    generators["flow-small"] = ("flow", {**off, "preset": "small"})  # the smallest flow preset (quality: README)
+    generators["flow-small"] = ("flow", {**flow_off, "preset": "small"})  # the smallest preset (quality: README)
+    other = "fast" if _default_sampler(reg) == "distilled" else "distilled"
+    generators[f"flow-{other}"] = ("flow", {**flow_off, "sampler": other})
     steps = 16 if quick else 40
     n_sample = 32_768 if quick else 131_072
     for name, (plugin, params) in generators.items():
@@ -423,7 +429,7 @@ def measure(quick: bool = False, seed: int = 1, generation_only: bool = False) -
 
         with threads(1):
             tiny = make_generator("flow", {"flow": "maf", "transforms": 1, "hidden": [8], "steps": 5,
-                                           "validate_every": 0, "checkpoint_every": 0}, seed)
+                                           "validate_every": 0, "checkpoint_every": 0, "sampler": "fast"}, seed)
             tiny.fit(train, valid)
         ckpt = save_stage(tmp / "tiny.pt", tiny)
         small, large = (100_000, 1_000_000) if quick else (1_000_000, 10_000_000)
@@ -443,6 +449,12 @@ def _loadavg() -> list[float] | None:
         return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
     except OSError:
         return None
+
+
+def _default_sampler(reg: Any) -> str:
+    """The sampler the ``flow`` generator uses with default settings (``auto`` resolved)."""
+    cls = reg.get("generator", "flow").cls
+    return str(cls(cls.Params(), StageContext("generator", seed=0)).p.sampler)
 
 
 def _has(reg: Any, name: str) -> bool:

@@ -38,7 +38,7 @@ def dis_like(n: int, seed: int, beams: Beams = HERA, q2_min: float = 4.0) -> Eve
 def _flow(**overrides):  # noqa: ANN003, ANN202
     cls = load_plugins().get("generator", "flow").cls
     params = dataclasses.replace(cls.Params(), steps=300, transforms=2, hidden=[32, 32], batch_size=512,
-                                 validate_every=100, validation_events=2000, checkpoint_every=0)
+                                 validate_every=100, validation_events=2000, checkpoint_every=0, sampler="fast")
     return cls(dataclasses.replace(params, **overrides), StageContext("generator", seed=3))
 
 
@@ -289,3 +289,113 @@ def test_trains_on_the_gpu_and_samples_on_the_cpu() -> None:
     truth = dis_like(20_000, 9)
     q2 = kinematics.dis_from_lepton(*(truth.column(f) for f in LEPTON_FIELDS), HERA)["Q2"]
     assert np.mean(np.log(events.column("Q2"))) == pytest.approx(np.mean(np.log(q2)), abs=0.15)
+
+
+# -- the distilled sampler --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def distilled(trained):  # noqa: ANN001, ANN201
+    """The trained flow's state loaded with sampler = "distilled": a state without one is distilled on first use."""
+    gen, _ = trained
+    out = _flow(sampler="distilled", distill_hidden=[48, 48], distill_steps=400, distill_batch=1024)
+    out.load_state_dict(gen.state_dict())
+    out.samplers()
+    return out
+
+
+def test_distilled_sampler_follows_the_flow(trained, distilled) -> None:  # noqa: ANN001
+    gen, _ = trained
+    assert type(distilled.samplers()[0]).__name__ == "DistilledSampler"
+    report = distilled.info()["distill"][0]
+    # 400 steps of a 48x48 MLP on the 2D inverse of a 2-transform flow: rms deviation (standardized units) < 0.08
+    assert report["steps"] == 400 and report["rmse"] < 0.08
+    exact = gen.sample(20_000, np.random.SeedSequence(8))
+    approx = distilled.sample(20_000, np.random.SeedSequence(8))
+    for field in ("Q2", "y"):  # statistical sigma of the mean log: ~0.008 (ln Q2), ~0.01 (ln y)
+        a, b = np.log(exact.column(field)), np.log(approx.column(field))
+        assert np.mean(b) == pytest.approx(np.mean(a), abs=0.04)
+        assert np.std(b) == pytest.approx(np.std(a), rel=0.05)
+        assert np.quantile(b, 0.99) == pytest.approx(np.quantile(a, 0.99), abs=0.15)
+    mask = kinematics.physical_mask(approx.column("x"), approx.column("Q2"), approx.column("y"),
+                                    approx.column("W2"), HERA)
+    assert mask.all()  # the rejection step still applies
+
+
+def test_distilled_sampler_is_reproducible_and_saved(distilled, tmp_path) -> None:  # noqa: ANN001
+    again = _flow(sampler="distilled", distill_hidden=[48, 48], distill_steps=400, distill_batch=1024)
+    again.load_state_dict({k: v for k, v in distilled.state_dict().items() if k not in ("distilled",
+                                                                                       "distill_report")})
+    for x, y in zip(distilled.samplers()[0].state_dict().values(), again.samplers()[0].state_dict().values(),
+                    strict=True):
+        assert torch.equal(x, y)  # distilled from the same seed: the same weights
+    path = save_stage(tmp_path / "distilled.pt", distilled)
+    loaded = load_generator(path, load_plugins())
+    assert len(loaded.distilled) == 1  # saved: not distilled again
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = distilled.sample(30_000, np.random.SeedSequence(3))
+        torch.set_num_threads(2)
+        b = loaded.sample(30_000, np.random.SeedSequence(3))
+    finally:
+        torch.set_num_threads(before)
+    for field in ("lepton_E", "lepton_pz", "Q2"):
+        np.testing.assert_array_equal(a.column(field), b.column(field))
+    broken = distilled.state_dict()
+    broken["distilled"] = [{"config": {"features": 2, "context": 0, "hidden": [7]},
+                            "weights": broken["distilled"][0]["weights"]}]
+    with pytest.raises(CheckpointError, match="distilled"):
+        _flow(sampler="distilled").load_state_dict(broken)
+
+
+def test_distilling_a_conditional_map_covers_unseen_contexts() -> None:
+    from mlegpipe_builtins.generators._flow_distill import distill
+
+    def teacher(u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:  # a smooth, context-dependent 2D map
+        return torch.stack((u[:, 0] * (1 + 0.5 * c[:, 0]) + c[:, 0], torch.tanh(u[:, 1]) + 0.3 * u[:, 0]), dim=1)
+
+    box = (torch.tensor([-1.0]), torch.tensor([1.5]))  # e.g. the trained range and a margin beyond it
+    net, report = distill(teacher, 2, 1, [32, 32], steps=600, batch_size=512, lr=1e-2, pool=100_000,
+                          context_range=box, generator=torch.Generator().manual_seed(0))
+    assert report["rmse"] < 0.1
+    u = torch.randn(5000, 2, generator=torch.Generator().manual_seed(1))
+    c = torch.full((5000, 1), 1.2)  # inside the box, not at a trained value
+    with torch.inference_mode():
+        err = (net(u, c) - teacher(u, c)).pow(2).mean().sqrt()
+    assert err < 0.1
+    with pytest.raises(ValueError, match="context"):
+        distill(teacher, 2, 1, [8], steps=1)
+    with pytest.raises(ValueError, match="conditional"):
+        net(u)
+
+
+def test_auto_sampler_is_distilled_for_lepton_maps_and_exact_for_columns() -> None:
+    cls = load_plugins().get("generator", "flow").cls
+    default = cls(cls.Params(), StageContext("generator", seed=1)).p
+    assert default.sampler == "distilled" and default.distill_steps == 6000  # 2.4 x 2500 steps
+    short = _flow(sampler="auto")  # 300 steps
+    assert short.p.sampler == "distilled" and short.p.distill_steps == 720
+    assert _flow(sampler="auto", distill_steps=50).p.distill_steps == 50
+    columns = _flow(sampler="auto", feature_map="columns", features=["a"])
+    assert columns.p.sampler == "fast"  # arbitrary data (amplification studies): the exact inverse
+
+
+def test_conditional_flow_distils_over_the_trained_energies_and_beyond() -> None:
+    beams = Beams(50.0, 50.0, lepton_direction=1)
+    train = EventBatch.concat([dis_like(800, i, Beams(e, 50.0, lepton_direction=1), q2_min=2.0).with_columns(
+        beam_energy=np.full(800, e)) for i, e in enumerate((10.0, 30.0, 50.0))])
+    train.beams = beams
+    gen = _flow(conditional=True, flow="maf", steps=30, validate_every=0, sampler="distilled", distill_steps=100,
+                distill_batch=512, distill_hidden=[16])
+    gen.fit(train, train)
+    # standardized energies of 10-50 GeV; distilled at half the span beyond each end (0-70 GeV)
+    low, high = gen.context_range
+    assert low[0] == pytest.approx(-high[0]) and high[0] > 1.0
+    events = gen.sample(3000, np.random.SeedSequence(1), {"beam_energy": 60.0})
+    assert (events.column("beam_energy") == 60.0).all() and (events.column("y") <= 1).all()
+    from mlegpipe_builtins.generators._flow_distill import DistilledSampler
+
+    state = {**gen.state_dict(), "distilled": [DistilledSampler(2, 0, [16]).state()]}  # another conditioning
+    with pytest.raises(CheckpointError, match="context"):
+        _flow(conditional=True, flow="maf").load_state_dict(state)

@@ -20,6 +20,12 @@ Sampling uses the exact autoregressive inverse pruned to what each step needs
 (``sampler = "fast"``, :mod:`~mlegpipe_builtins.generators._flow_fast`: 3.5x
 fewer FLOPs than zuko's ``transform.inv`` for three features, same events up
 to float rounding); ``sampler = "zuko"`` keeps zuko's own inverse.
+``sampler = "distilled"`` (:mod:`~mlegpipe_builtins.generators._flow_distill`)
+regresses a ReLU MLP (``distill_hidden``) on the exact inverse at the end of
+``fit`` (``distill_steps``; saved with the flow, and distilled on first use for
+a state written without one) and samples with it: one matmul-dominated pass
+without spline work, an approximation of the flow judged on held-out truth
+like any generator (README, benchmarks/bench_generators.py ``--samplers``).
 
 Example (TOML):
     [generator]
@@ -65,6 +71,7 @@ from mlegpipe.generation import single_threaded_kernels
 from mlegpipe.schema import param
 from mlegpipe.stages import Discriminator, Generator, NetworkInputs, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule, warmup_schedule
+from mlegpipe_builtins.generators._flow_distill import DistilledSampler, distill
 from mlegpipe_builtins.generators._flow_fast import FastFlowSampler
 
 __all__ = ["PRESETS", "FlowGenerator", "mlegpipe_register_stages"]
@@ -78,6 +85,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 _RANGE_FIELDS = ("Q2", "W2", "y")
 _PHI = "lepton_phi"
 _SAMPLE_BLOCK = 262_144
+_DISTILL_POOL = 1 << 20  # (noise, features) pairs the distilled sampler is regressed on
+_DISTILL_STEPS_PER_STEP, _DISTILL_STEPS_MAX = 2.4, 6000  # distill_steps = 0: measured at 6000 for 2500 steps
+_CONTEXT_MARGIN = 0.5  # distil conditional flows this fraction of the trained context span beyond it
+_CHUNKED = (FastFlowSampler, DistilledSampler)  # samplers that run their chunks on data-parallel threads
 _DECODE_MIN = 8192  # events per decoding thread, at least
 
 
@@ -119,10 +130,21 @@ class FlowParams:
                         doc="where training runs: cpu, cuda (this rank's GPU; the trained flows are moved back to "
                             "the CPU for sampling and saving) or auto (cuda when available). GPU training is not "
                             "bitwise reproducible")
-    sampler: str = param("fast", choices=("fast", "zuko"),
-                         doc="how events are drawn: fast (the exact autoregressive inverse, pruned to the outputs "
+    sampler: str = param("auto", choices=("auto", "fast", "zuko", "distilled"),
+                         doc="how events are drawn: auto (distilled for the lepton feature maps, where its quality "
+                             "was measured on HERA and 50x50 GeV Pythia; fast for feature_map = 'columns'), "
+                             "fast (the exact autoregressive inverse, pruned to the outputs "
                              "each step needs: ~3.5x fewer FLOPs than zuko's, same weights and events up to float "
-                             "rounding) or zuko (flow.transform.inv, the reference)")
+                             "rounding), zuko (flow.transform.inv, the reference) or distilled (a ReLU MLP regressed "
+                             "on the exact inverse at the end of training: one matmul-dominated pass, no spline "
+                             "work; an approximation of the flow, see distill_*)")
+    distill_hidden: list[int] = param([96, 96, 96], min=1, doc="hidden widths of the distilled sampler's MLP")
+    distill_steps: int = param(0, min=0, doc="Adam steps of the distillation (sampler = 'distilled'); 0: 2.4 x "
+                                             "steps, at most 6000 (6000 for the default 2500 steps)")
+    distill_batch: int = param(4096, min=16, doc="noise/feature pairs per distillation step")
+    distill_lr: float = param(5e-3, min=0.0, exclusive_min=True, doc="peak learning rate of the distillation")
+    distill_widen: float = param(1.25, min=1.0,
+                                 doc="the distillation noise is this times N(0, I), so the sampled tails are covered")
 
 
 _DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
@@ -130,8 +152,13 @@ _DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else f.d
 
 
 def _resolve_preset(params: FlowParams) -> FlowParams:
+    """The preset's values for defaulted parameters, then the ``auto`` sampler and distillation length."""
     changes = {k: v for k, v in PRESETS[params.preset].items() if getattr(params, k) == _DEFAULTS[k]}
-    return dataclasses.replace(params, **changes)
+    params = dataclasses.replace(params, **changes)
+    sampler = params.sampler if params.sampler != "auto" else \
+        ("fast" if params.feature_map == "columns" else "distilled")
+    steps = params.distill_steps or min(_DISTILL_STEPS_MAX, math.ceil(_DISTILL_STEPS_PER_STEP * params.steps))
+    return dataclasses.replace(params, sampler=sampler, distill_steps=steps)
 
 
 class FlowGenerator(Generator):
@@ -162,6 +189,9 @@ class FlowGenerator(Generator):
         self.cond_scaler = Standardize()
         self.flows: list[zuko.flows.Flow] = []
         self._samplers: list[torch.nn.Module] | None = None
+        self.distilled: list[DistilledSampler] = []
+        self.distill_report: list[dict[str, Any]] = []
+        self.context_range: tuple[list[float], list[float]] | None = None
         self.ranges: dict[str, tuple[float, float]] = {}
         self.hadron_follows = False
         self._drawn = 0
@@ -278,6 +308,9 @@ class FlowGenerator(Generator):
             if self.p.replicas > 1 else [np.arange(len(train))]
         self.flows, histories, summaries = [], [], []
         self._samplers = None
+        self.distilled, self.distill_report = [], []
+        self.context_range = None if c_train is None else \
+            (c_train.min(0).values.cpu().tolist(), c_train.max(0).values.cpu().tolist())
         for r, idx in enumerate(boot):
             ctx = self.ctx if self.p.replicas == 1 else self.ctx.child(f"replica{r}")
             with torch.random.fork_rng():
@@ -293,9 +326,35 @@ class FlowGenerator(Generator):
             self.flows.append(flow.cpu().eval())
             histories.append(history)
             summaries.append(best)
+        if self.p.sampler == "distilled":
+            self._distill_all()
         self._train_seconds = time.perf_counter() - start
         return {"steps": histories[0], "replicas": summaries, "train_seconds": self._train_seconds,
-                "replica_steps": histories[1:]}
+                "replica_steps": histories[1:], "distill": list(self.distill_report)}
+
+    def _distill_all(self) -> None:
+        """Regress one :class:`DistilledSampler` per replica on its flow's exact inverse (``sampler = "distilled"``)."""
+        self.distilled, self.distill_report = [], []
+        box = None
+        if self.conditions:
+            low, high = (torch.tensor(v, dtype=torch.float32) for v in self.context_range)
+            margin = _CONTEXT_MARGIN * (high - low)
+            box = (low - margin, high + margin)
+        for r, flow in enumerate(self.flows):
+            teacher = self._sampler_of(flow, "fast")
+            ctx = self.ctx if len(self.flows) == 1 else self.ctx.child(f"replica{r}")
+            gen = torch.Generator().manual_seed(ctx.torch_seed("distill"))
+            net, report = distill(lambda u, c, t=teacher: t(u, c, workers=1) if isinstance(t, FastFlowSampler)
+                                  else t(u, c), self.noise_dim, len(self.conditions),
+                                  self.p.distill_hidden, steps=self.p.distill_steps, batch_size=self.p.distill_batch,
+                                  lr=self.p.distill_lr, widen=self.p.distill_widen,
+                                  pool=min(_DISTILL_POOL, self.p.distill_steps * self.p.distill_batch),
+                                  context_range=box, generator=gen)
+            self.ctx.log.info("distilled sampler %d: rms deviation %.4f from the flow (%d steps, %.1f s)", r,
+                              report["rmse"], report["steps"], report["seconds"])
+            self.distilled.append(net)
+            self.distill_report.append(report)
+        self._samplers = None
 
     def _training_ranges(self, train: EventBatch) -> dict[str, tuple[float, float]]:
         if self.p.reject != "training_range":
@@ -373,14 +432,27 @@ class FlowGenerator(Generator):
         """One module per replica mapping ``(noise, context)`` to model-space features (built on first use).
 
         With ``sampler = "fast"`` a :class:`FastFlowSampler` (falls back to zuko's inverse, with a
-        warning, for a flow it cannot reproduce); with ``"zuko"`` zuko's own ``transform.inv``.
+        warning, for a flow it cannot reproduce); with ``"zuko"`` zuko's own ``transform.inv``; with
+        ``"distilled"`` the :class:`DistilledSampler` trained at the end of :meth:`fit` (or, for a
+        loaded state without one, distilled now from the flows: reproducible from the seed).
         """
         if self._samplers is None:
-            self._samplers = [self._sampler_of(flow) for flow in self.flows]
+            if self.p.sampler == "distilled":
+                if len(self.distilled) != len(self.flows):
+                    if self.conditions and self.context_range is None:
+                        self.ctx.log.warning("the state holds no distilled sampler and no trained context range "
+                                             "to distil at; sampling with the exact inverse")
+                        self._samplers = [self._sampler_of(flow, "fast") for flow in self.flows]
+                        return self._samplers
+                    self.ctx.log.info("the state holds no distilled sampler: distilling the flow now")
+                    self._distill_all()
+                self._samplers = list(self.distilled)
+            else:
+                self._samplers = [self._sampler_of(flow, self.p.sampler) for flow in self.flows]
         return self._samplers
 
-    def _sampler_of(self, flow: zuko.flows.Flow) -> torch.nn.Module:
-        if self.p.sampler == "fast":
+    def _sampler_of(self, flow: zuko.flows.Flow, kind: str) -> torch.nn.Module:
+        if kind == "fast":
             try:
                 return FastFlowSampler(flow).eval()
             except NotImplementedError as err:
@@ -396,7 +468,7 @@ class FlowGenerator(Generator):
                 hi = min(lo + _SAMPLE_BLOCK, len(energies))
                 noise = torch.randn((hi - lo, len(self.learned)), generator=gen)
                 c = self._context(energies[lo:hi])
-                z = sampler(noise, c, workers=workers) if isinstance(sampler, FastFlowSampler) else sampler(noise, c)
+                z = sampler(noise, c, workers=workers) if isinstance(sampler, _CHUNKED) else sampler(noise, c)
                 out[lo:hi, learned] = self.pre.inverse(self.scaler.inverse(z.double())).numpy()
                 if self._phi_col is not None:
                     u = torch.rand(hi - lo, generator=gen, dtype=torch.float64).numpy()
@@ -418,17 +490,19 @@ class FlowGenerator(Generator):
         check = self.p.reject != "none"
         samplers = self.samplers()
         # the fast path runs data-parallel Python threads with single-threaded kernels (see FastFlowSampler)
-        workers = torch.get_num_threads() if all(isinstance(s, FastFlowSampler) for s in samplers) else 1
+        workers = torch.get_num_threads() if all(isinstance(s, _CHUNKED) for s in samplers) else 1
 
         def draw(slots: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
             eb = energies[slots]
-            z = np.empty((len(slots), len(self.features)))
-            which = replica_rng.integers(0, len(self.flows), len(slots)) if len(self.flows) > 1 \
-                else np.zeros(len(slots), dtype=int)
-            for r, sampler in enumerate(samplers):
-                sel = which == r
-                if sel.any():
-                    z[sel] = self._draw_features(sampler, eb[sel], gen, workers)
+            if len(samplers) == 1:
+                z = self._draw_features(samplers[0], eb, gen, workers)
+            else:
+                z = np.empty((len(slots), len(self.features)))
+                which = replica_rng.integers(0, len(self.flows), len(slots))
+                for r, sampler in enumerate(samplers):
+                    sel = which == r
+                    if sel.any():
+                        z[sel] = self._draw_features(sampler, eb[sel], gen, workers)
             cols, ok = self._decode(z, eb, workers)
             return cols, ok if check else np.ones(len(slots), dtype=bool)
 
@@ -466,6 +540,7 @@ class FlowGenerator(Generator):
             "parameters": sum(p.numel() for f in self.flows for p in f.parameters()),
             "replicas": len(self.flows),
             "sampler": type(self.samplers()[0]).__name__ if self.flows else None,
+            "distill": list(self.distill_report),
         }
 
     # -- state ------------------------------------------------------------------------------
@@ -485,6 +560,9 @@ class FlowGenerator(Generator):
             "ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()},
             "hadron_follows": self.hadron_follows,
             "flows": [f.state_dict() for f in self.flows],
+            "context_range": [list(v) for v in self.context_range] if self.context_range is not None else None,
+            "distilled": [net.state() for net in self.distilled],
+            "distill_report": list(self.distill_report),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -518,6 +596,20 @@ class FlowGenerator(Generator):
                 raise CheckpointError(f"flow weights do not fit the configured architecture: "
                                       f"{str(err).splitlines()[0]}", path=self.ctx.name) from None
             self.flows.append(flow.eval())
+        # states written before the distilled sampler have neither; samplers() distils on first use if needed
+        context_range = state.get("context_range")
+        self.context_range = None if context_range is None else \
+            ([float(v) for v in context_range[0]], [float(v) for v in context_range[1]])
+        self.distilled = [DistilledSampler.from_state(s, self.ctx.name) for s in state.get("distilled") or []]
+        self.distill_report = [dict(r) for r in state.get("distill_report") or []]
+        if self.distilled and len(self.distilled) != len(self.flows):
+            raise CheckpointError(f"the state holds {len(self.distilled)} distilled samplers for {len(self.flows)} "
+                                  "flows", path=f"{self.ctx.name}.distilled")
+        for net in self.distilled:
+            if (net.n_features, net.n_context) != (self.noise_dim, len(self.conditions)):
+                raise CheckpointError(f"a distilled sampler maps {net.n_features} noise + {net.n_context} context "
+                                      f"dimensions, the flow {self.noise_dim} + {len(self.conditions)}",
+                                      path=f"{self.ctx.name}.distilled")
 
 
 class _ZukoSampler(torch.nn.Module):
