@@ -49,6 +49,25 @@ def test_pulls_of_replicas_of_the_same_density_are_standard_normal() -> None:
     assert pull_summary(shifted.pulls(ref))["within_1"] < 0.3
 
 
+def test_surrogate_nonclosure_variance_is_the_squared_shift_beyond_noise() -> None:
+    from scipy.stats import norm
+
+    from mlegpipe_builtins.unfolding._surrogate_syst import nonclosure_variance
+
+    rng = np.random.default_rng(3)
+    det = rng.normal(size=200_000)
+    edges = np.linspace(-3, 3, 13)
+    # a surrogate that folds 0.1 too high: δ per bin is the difference of the normal densities
+    var = nonclosure_variance(det + 0.1, det, edges, 20, rng)
+    cdf = lambda m: np.diff(norm.cdf(edges, loc=m)) / (norm.cdf(3, loc=m) - norm.cdf(-3, loc=m))  # noqa: E731
+    delta = np.abs(cdf(0.1) - cdf(0.0))
+    big = delta > 3e-3  # well above the bootstrap noise of δ (≈ 1e-4 per bin here)
+    np.testing.assert_allclose(np.sqrt(var[big]), delta[big], rtol=0.15)
+    # a perfect surrogate with its own smearing noise: no systematic beyond the noise in most bins
+    noisy = nonclosure_variance(det + 0.01 * rng.normal(size=det.size), det, edges, 20, rng)
+    assert np.sqrt(noisy).max() < 1e-3
+
+
 def test_unrecoverable_bins_where_acceptance_vanishes_or_data_are_missing() -> None:
     edges = np.linspace(0.0, 4.0, 5)
     vertex = np.repeat([0.5, 1.5, 2.5, 3.5], 100)
@@ -124,6 +143,11 @@ def test_training_through_the_frozen_surrogate(toy_setup: dict, tmp_path) -> Non
         entry = info["observables"][name]
         assert {"gan", "ibu", "data_uncorrected", "unrecoverable_bins"} <= set(entry)
         assert entry["gan"]["vertex"]["triangular_e3"] >= 0 and entry["gan"]["vertex_pulls"]["bins"] > 0
+        # pulls with the surrogate's uncertainty never exceed the statistical-only ones in size
+        with_syst = np.array([np.nan if v is None else v for v in info["binned"][name]["refolded_pulls"]])
+        stat = np.array([np.nan if v is None else v for v in info["binned"][name]["refolded_pulls_stat"]])
+        ok = np.isfinite(stat)
+        assert np.all(np.abs(with_syst[ok]) <= np.abs(stat[ok]) + 1e-9)
     # the recorded bands are what the closure plots draw
     from mlegpipe.plots.unfolding import plot_unfolding_info
 
@@ -131,6 +155,26 @@ def test_training_through_the_frozen_surrogate(toy_setup: dict, tmp_path) -> Non
     # the same seed gives the same events
     again = _stage(toy_setup).unfold(data, surrogate, _record(toy_setup, None))
     np.testing.assert_array_equal(again["unfolded"].column("a"), out["unfolded"].column("a"))
+
+
+def test_replicas_train_on_one_thread_and_restore_the_count(toy_setup: dict) -> None:
+    # two intra-op threads on an oversubscribed machine made one replica 5-10x slower than the others
+    stage = _stage(toy_setup, steps=5, pretrain_steps=5, baselines=[], events=100)
+    seen: list[int] = []
+    original = stage._train_replica
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    stage._train_replica = spy
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        stage.unfold(toy_setup["samples"]["truth_test_det"], toy_setup["surrogate"], _record(toy_setup, stage))
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_gradients_reach_the_generator_not_the_surrogate(toy_setup: dict) -> None:
@@ -229,7 +273,7 @@ def test_critic_sees_the_vertex_features_the_surrogate_passes_through() -> None:
     assert CriticView(Surrogate(), None, real_v, real_d, exclude=[]).passthrough_names == ["theta", "phi"]
 
 
-def test_completion_takes_the_unseen_phase_space_from_the_simulation() -> None:
+def test_simulation_completion_takes_the_unseen_phase_space_from_the_simulation() -> None:
     torch.set_num_threads(1)
     registry = load_plugins()
     rng = np.random.default_rng(5)
@@ -247,7 +291,7 @@ def test_completion_takes_the_unseen_phase_space_from_the_simulation() -> None:
     surrogate.fit(sim_v, sim_d)
     setup = {"registry": registry, "surrogate": surrogate, "samples": {
         "sim_train": sim_v, "sim_train_det": sim_d, "truth_test": truth, "truth_test_det": data}}
-    stage = _stage(setup, events=2000, pretrain_steps=50)
+    stage = _stage(setup, events=2000, pretrain_steps=50, complete="simulation")
     record = _record(setup, stage)
     out = stage.unfold(data, surrogate, record)
     unfolded = out["unfolded"]
@@ -259,3 +303,48 @@ def test_completion_takes_the_unseen_phase_space_from_the_simulation() -> None:
     a = unfolded.column("a")
     # completion events come from where the acceptance vanishes (a ≥ 1), GAN events from where it does not
     assert (a[prior] > 0.8).mean() > 0.9 and (a[~prior] < 1.2).mean() > 0.9
+
+
+def test_unseen_completion_recovers_a_changed_truth_where_acceptance_is_partial() -> None:
+    """ε = 0.5 everywhere with a ≤ 1.5, 0 beyond; the truth is shifted by +0.6 from the simulation.
+
+    Where 0 < ε < 1 the generator learns the data's own truth through the pass probability, so the
+    'unseen' completion must give the truth there; filling (1 − ε) from the simulation (the legacy
+    'simulation' mode) would put half of those events at the simulation's spectrum (mean shift 0.3).
+    Beyond a = 1.5 the detector is blind: what the simulation fills in lies there.
+    """
+    torch.set_num_threads(1)
+    registry = load_plugins()
+    rng = np.random.default_rng(9)
+
+    def pairs(n: int, shift: float) -> tuple[EventBatch, EventBatch]:
+        vertex, detector = _toy(rng, n, shift)
+        seen = (rng.random(n) < 0.5) & (vertex.column("a") <= 1.5)
+        return vertex, detector.with_columns(measured=seen)
+
+    sim_v, sim_d = pairs(4000, 0.0)
+    truth, data = pairs(3000, 0.6)
+    fold_cls = registry.get("detector", "cfold").cls
+    surrogate = fold_cls(fold_cls.Params(vertex_features=["a", "b"], steps=60, validate_every=30,
+                                         acceptance_steps=300), StageContext("surrogate", seed=4))
+    surrogate.fit(sim_v, sim_d)
+    setup = {"registry": registry, "surrogate": surrogate, "samples": {
+        "sim_train": sim_v, "sim_train_det": sim_d, "truth_test": truth, "truth_test_det": data}}
+    stage = _stage(setup, events=3000, steps=150, pretrain_steps=50, batch_size=256, baselines=[])
+    out = stage.unfold(data, surrogate, _record(setup, stage))
+    assert stage.info()["completion"]["mode"] == "unseen"
+    unfolded = out["unfolded"]
+    a, prior = unfolded.column("a"), unfolded.column("prior") > 0
+    seen_truth = truth.column("a")[truth.column("a") <= 1.0]
+    seen_unf = a[(a <= 1.0) & ~prior]
+    # the seen region (a ≤ 1, ε ≈ 0.5) is the generator's, with the truth's mean there; the legacy mix would be
+    # ≈ 0.16 lower (half of it from the simulation, whose mean in a ≤ 1 is 0.33 below the truth's)
+    assert (prior & (a <= 1.0)).mean() < 0.02
+    assert abs(seen_unf.mean() - seen_truth.mean()) < 0.05, (seen_unf.mean(), seen_truth.mean())
+    # over all events the mean is the truth's (0.61); the legacy mix would give ≈ 0.25 (0.58 of the events from
+    # the simulation's (1 − ε)-weighted spectrum); the learned acceptance falls smoothly from 0.5 at a = 1 to 0.05
+    # at a ≈ 2, so the generator (which learned the density through it) covers nearly all events here
+    assert abs(a.mean() - truth.column("a").mean()) < 0.1, a.mean()
+    assert abs((a > 1.5).mean() - (truth.column("a") > 1.5).mean()) < 0.05  # the simulation has 0.07 there
+    # what the simulation fills in lies where the detector is blind
+    assert prior.sum() == 0 or (a[prior] > 1.2).mean() > 0.9

@@ -64,18 +64,24 @@ class Band:
         """Standard deviation per bin."""
         return np.sqrt(self.var)
 
-    def pulls(self, reference: Band) -> np.ndarray:
+    def pulls(self, reference: Band, extra_variance: np.ndarray | None = None) -> np.ndarray:
         """Per-bin pulls of this band against ``reference`` (NaN where both variances vanish).
+
+        ``extra_variance`` (per bin) adds to this band's variance: an uncertainty the replicas
+        do not sample, e.g. a systematic of the model.
 
         Example:
             >>> a = Band(np.array([0.3]), np.array([0.01]), np.zeros((2, 1)))
             >>> b = Band(np.array([0.1]), np.array([0.03]), np.zeros((2, 1)))
             >>> a.pulls(b).round(6).tolist()
             [1.0]
+            >>> a.pulls(b, extra_variance=np.array([0.12])).round(6).tolist()
+            [0.5]
         """
         if self.mean.shape != reference.mean.shape:
             raise DataError(f"bands have different binnings: {self.mean.size} and {reference.mean.size} bins")
-        return pulls(self.mean, self.var, reference.mean, reference.var)
+        var = self.var if extra_variance is None else self.var + np.asarray(extra_variance, dtype=np.float64)
+        return pulls(self.mean, var, reference.mean, reference.var)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able mean and standard deviation."""

@@ -16,9 +16,19 @@ What makes it work on HERA DIS through Matrix 0.2 (issue 6):
 - the ``nu`` outputs pass through quantile maps of the simulation's (ν₁, ν₂)
   (``nu_map``) and ``G_v`` is first fitted to the simulation (``pretrain_steps``):
   the adversarial training starts at the prior and only corrects it;
-- the detector sees ≈ 66 % of the events: the unfolded sample is the GAN
-  thinned by ε(v) plus (1 − ε(v)) × the simulation in the data's measured
-  fraction (``complete``), the prior IBU and OmniFold also use where nothing is seen.
+- the detector sees ≈ 66 % of the events (ε(v): the surrogate's pass
+  probability): G_v learned the full density wherever ε > 0, through the
+  thinned fakes, so the unfolded sample is G_v where ε(v) ≥ 5 % and the
+  simulation only where the detector is blind (``complete = "unseen"``),
+  normalized so that the GAN part folds to the data's measured fraction. With a
+  truth unlike the simulation, filling (1 − ε) from the simulation also where
+  acceptance is partial (``"simulation"``) biased the result toward the prior;
+- the replicas train on one intra-op thread (small networks; two threads on an
+  oversubscribed machine ran 5-10× slower);
+- the pulls add the surrogate's own uncertainty to the GAN's variance: its
+  non-closure on held-out simulation pairs folded by it and by the detector
+  (``surrogate_uncertainty``; ``_surrogate_syst``); the statistical-only pulls
+  are kept beside them (``*_stat``).
 
 Beside the GAN the stage runs the baselines (binned iterative Bayesian
 unfolding per observable, unbinned OmniFold) on the surrogate's training pairs,
@@ -49,6 +59,7 @@ from torch import nn
 from mlegpipe import hookimpl
 from mlegpipe.events import LEPTON_FIELDS, EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, PluginError
+from mlegpipe.generation import single_threaded_kernels
 from mlegpipe.metrics.distances import wasserstein1
 from mlegpipe.metrics.pulls import bootstrap_densities
 from mlegpipe.nets import mlp
@@ -60,6 +71,7 @@ from mlegpipe_builtins.unfolding._baselines import ibu_unfold, omnifold_unfold
 from mlegpipe_builtins.unfolding._compare2d import compare_2d
 from mlegpipe_builtins.unfolding._critic_view import CriticView
 from mlegpipe_builtins.unfolding._observables import binning, compare, density, observable
+from mlegpipe_builtins.unfolding._surrogate_syst import nonclosure_variance, unfolding_nonclosure_variance
 from mlegpipe_builtins.unfolding._vertex_model import LEPTON_DERIVED, VertexDecoder, nu_quantiles
 
 __all__ = ["GanUnfold", "freeze", "mlegpipe_register_stages", "mmd2"]
@@ -145,11 +157,17 @@ class _Replica:
 
 @dataclass
 class _Completion:
-    """Simulation prior for what the detector does not see: events, draw probabilities ∝ 1 − ε."""
+    """Simulation prior for what the detector does not see.
+
+    ``mode`` 'unseen': ``probabilities`` uniform over the simulation events with ε < ``threshold``;
+    'simulation': ∝ 1 − ε over all simulation events.
+    """
 
     measured_fraction: float
     events: EventBatch
     probabilities: np.ndarray
+    mode: str = "simulation"
+    threshold: float = 0.0
 
 
 class GanUnfold(Unfolding):
@@ -198,12 +216,19 @@ class GanUnfold(Unfolding):
                             "mean + std of the data")
         pretrain_steps: int = param(500, min=0, doc="steps that first fit G_v to the simulation's vertex features "
                                     "(MMD²), so that the adversarial training starts at the prior (0: from scratch)")
-        complete: str = param("simulation", choices=("simulation", "none"),
-                              doc="'simulation': the unfolded sample is ε(v)·G_v (the GAN, thinned by the surrogate's "
-                              "acceptance) plus (1 − ε(v))·simulation for what the detector never sees, in the data's "
-                              "measured fraction; 'none': the raw generator (unconstrained where ε ≈ 0)")
+        complete: str = param("unseen", choices=("unseen", "simulation", "none"),
+                              doc="'unseen': the unfolded sample is G_v wherever the detector sees the events "
+                              "(ε(v) ≥ complete_efficiency; G_v learned the full density there through the pass "
+                              "probability) and the simulation where it does not, normalized so that the GAN part "
+                              "folds to the data's measured fraction; 'simulation': ε(v)·G_v plus (1 − ε(v))·"
+                              "simulation (the prior fills in also where acceptance is partial: biased when the "
+                              "data's truth differs from the simulation's); 'none': the raw generator")
+        complete_efficiency: float = param(0.05, min=0.0, max=0.99,
+                                           doc="'unseen' completion: pass probability below which the detector "
+                                           "counts as blind and the simulation fills in")
         replicas: int = param(3, min=2, max=200, doc="bootstrap replicas (retrained generators; thesis: 10)")
-        events: int = param(0, min=0, doc="unfolded events per replica (0: as many as measured data events)")
+        events: int = param(0, min=0, doc="unfolded events per replica (0: as many as data events, measured or "
+                            "not, when the sample is completed; else as many as measured data events)")
         validate_every: int = param(250, min=1, doc="steps between validations (the best generator is kept)")
         observables: list[str] = param(["nu1", "nu2", "x", "Q2", "lepton_E", "lepton_theta"],
                                        doc="observables compared in the report")
@@ -220,6 +245,9 @@ class GanUnfold(Unfolding):
         truth: str = param("", doc="vertex-level truth sample of the data (default: the sample it was folded from)")
         simulation: list[str] = param([], doc="[vertex, detector] samples for the baselines (default: the "
                                       "surrogate's training pairs)")
+        surrogate_uncertainty: bool = param(True, doc="add the surrogate's non-closure on held-out simulation pairs "
+                                            "(folded by it and by the detector) to the GAN's variance in the pulls; "
+                                            "vertex level: the same propagated through IBU of the data")
         plots: bool = param(True, doc="draw the unfolding plots into the run folder (when a plotting module exists)")
 
         def __post_init__(self) -> None:
@@ -398,25 +426,50 @@ class GanUnfold(Unfolding):
         with torch.no_grad():
             v_std = surrogate.vertex_scaler.transform(torch.as_tensor(matrix[ok], dtype=torch.float32))  # type: ignore[attr-defined]
             eps = _efficiency(surrogate, v_std, self.ctx.torch_generator("completion"))
-        weights = np.clip(1.0 - eps, 0.0, 1.0)
+        mode, threshold = self.params.complete, self.params.complete_efficiency
+        weights = np.clip(1.0 - eps, 0.0, 1.0) if mode == "simulation" else (eps < threshold).astype(np.float64)
         if weights.sum() <= 0:
+            self.ctx.log.info("unfolded sample not completed: the simulation has no events the detector misses")
             return None
-        return _Completion(fraction, decoder.from_events(sim[0].take(ok)), weights / weights.sum())
+        return _Completion(fraction, decoder.from_events(sim[0].take(ok)), weights / weights.sum(), mode, threshold)
+
+    def _train_replicas(self, boot: list[np.ndarray], real_view: torch.Tensor, surrogate: Detector,
+                        decoder: VertexDecoder, view: CriticView, record: RunRecord, prior: torch.Tensor | None,
+                        n_events: int, completion: _Completion | None) -> list[_Replica]:
+        """Train one generator per bootstrap resample ``boot[r]`` of the data; sample and refold its events."""
+        p = self.params
+        replicas: list[_Replica] = []
+        for r in range(p.replicas):
+            t0 = time.perf_counter()
+            gen_net, loop = self._train_replica(r, real_view[torch.as_tensor(boot[r])], surrogate, decoder, view,
+                                                record, prior)
+            events = self._sample(gen_net, decoder, n_events, r, surrogate, completion)
+            refolded = surrogate.fold(events, self.ctx.seed_sequence("refold", r))
+            replicas.append(_Replica(events, refolded, loop.best_step, loop.best_metric,
+                                     round(time.perf_counter() - t0, 2), getattr(loop, "skipped_steps", 0)))
+            self.ctx.log.info("replica %d/%d: best step %s, detector-level W1 %.4g (%.1f s)", r + 1, p.replicas,
+                              loop.best_step, loop.best_metric or float("nan"), replicas[-1].seconds)
+        return replicas
 
     def _sample(self, gen_net: nn.Module, decoder: VertexDecoder, n: int, replica: int, surrogate: Detector,
                 completion: _Completion | None = None) -> EventBatch:
         """``n`` unfolded events of one replica (field ``prior``: 1 for events of the simulation prior).
 
-        Without completion: ``n`` generator events. With it: generator events
-        thinned by the surrogate's acceptance ε(v) make the measured fraction f of
-        the data, and simulation events drawn with probability ∝ 1 − ε(v) the rest:
-        p(v) = ε(v) p(v) + (1 − ε(v)) p(v), the first term unfolded, the second (which the
-        detector never sees) from the simulation, as IBU and OmniFold also take it.
+        Without completion: ``n`` generator events. With completion 'unseen': generator
+        events where the surrogate's pass probability ε(v) ≥ ε_min (G_v learned p(v) there,
+        through the acceptance), as many as make the data's measured fraction f once folded,
+        n_G = n f / ⟨ε⟩_G, and the rest from the simulation where ε < ε_min (the detector is
+        blind there). With 'simulation': generator events thinned by ε(v) make the measured
+        fraction f and simulation events drawn with probability ∝ 1 − ε(v) the rest,
+        p(v) = ε(v) p(v) + (1 − ε(v)) p(v), the second term (which the detector never sees in
+        full) from the simulation.
         """
         rng = self.ctx.rng("sample", replica)
+        unseen = completion is not None and completion.mode == "unseen"
         n_gan = n if completion is None else int(round(completion.measured_fraction * n))
         kept: list[EventBatch] = []
         have = 0
+        eps_sum = eps_count = 0.0
         for _ in range(50):
             m = n_gan if completion is None else max(2 * (n_gan - have), 1024)
             noise = torch.as_tensor(rng.standard_normal((m, self.params.noise_dim)), dtype=torch.float32)
@@ -427,9 +480,16 @@ class GanUnfold(Unfolding):
                 if completion is not None:
                     v_std = decoder.to_surrogate(out_t, torch.as_tensor(phi, dtype=torch.float32))
                     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-                    keep = rng.random(m) < _efficiency(surrogate, v_std, gen, draws=1)
+                    if unseen:
+                        eps = _efficiency(surrogate, v_std, gen)
+                        keep = eps >= completion.threshold
+                        eps_sum, eps_count = eps_sum + float(eps[keep].sum()), eps_count + float(keep.sum())
+                    else:
+                        keep = rng.random(m) < _efficiency(surrogate, v_std, gen, draws=1)
+            if unseen and eps_sum > 0:  # the seen part of G_v folds to n f events: n_G ⟨ε⟩ = n f
+                n_gan = min(n, int(round(completion.measured_fraction * n * eps_count / eps_sum)))
             batch = decoder.to_events(out_t.double().numpy()[keep], phi[keep])
-            kept.append(batch.take(slice(0, n_gan - have)))
+            kept.append(batch.take(slice(0, max(n_gan - have, 0))))
             have += len(kept[-1])
             if have >= n_gan:
                 break
@@ -484,8 +544,9 @@ class GanUnfold(Unfolding):
         decoder = self._decoder(surrogate, measured, vtx_names, None if sim is None else sim[0])
         view = CriticView(surrogate, measured.beams, real_vtx, real, p.critic_exclude, p.augment)
         real_view = view(real, real_vtx).detach()
-        n_events = p.events or len(measured)
         completion = self._completion(surrogate, decoder, sim, float(pass_mask.mean()), pass_mask.all())
+        # a completed sample stands for all data events, measured or not (its GAN part folds to the measured ones)
+        n_events = p.events or (len(data) if completion is not None else len(measured))
         prior = None
         if sim is not None and p.pretrain_steps:
             pm = _feature_columns(sim[0], vtx_names, sim[2][0], sur_name)
@@ -497,16 +558,12 @@ class GanUnfold(Unfolding):
         replicas: list[_Replica] = []
         try:
             boot = bootstrap_indices(len(real), p.replicas, self.ctx.seed_sequence("bootstrap"))
-            for r in range(p.replicas):
-                t0 = time.perf_counter()
-                gen_net, loop = self._train_replica(r, real_view[torch.as_tensor(boot[r])], surrogate, decoder, view,
-                                                    record, prior)
-                events = self._sample(gen_net, decoder, n_events, r, surrogate, completion)
-                refolded = surrogate.fold(events, self.ctx.seed_sequence("refold", r))
-                replicas.append(_Replica(events, refolded, loop.best_step, loop.best_metric,
-                                         round(time.perf_counter() - t0, 2), getattr(loop, "skipped_steps", 0)))
-                self.ctx.log.info("replica %d/%d: best step %s, detector-level W1 %.4g (%.1f s)", r + 1, p.replicas,
-                                  loop.best_step, loop.best_metric or float("nan"), replicas[-1].seconds)
+            # one intra-op thread: the networks are small (batch ~512, 64 units); with two threads on an
+            # oversubscribed machine a replica took 5-10x longer (threads spin at every op's barrier)
+            with single_threaded_kernels():
+                replicas = self._train_replicas(boot, real_view, surrogate, decoder, view, record, prior, n_events,
+                                                completion)
+            heldout = self._heldout(record, sim, surrogate) if p.surrogate_uncertainty else None
         finally:
             after = _fingerprint(saved)
             _unfreeze(saved)
@@ -525,13 +582,17 @@ class GanUnfold(Unfolding):
             "simulation": sim[2] if sim else None, "parametrization": decoder.mode,
             "discriminator": p.discriminator, "critic_passthrough": view.passthrough_names,
             "critic_nu": view.augmented, "completion": None if completion is None else {
-                "measured_fraction": round(completion.measured_fraction, 5), "prior": "simulation"},
+                "measured_fraction": round(completion.measured_fraction, 5), "prior": "simulation",
+                "mode": completion.mode, "threshold": completion.threshold},
             "data_events": len(data), "measured_data_events": len(measured),
             "unfolded_events_per_replica": n_events,
             "replicas": [{"best_step": r.best_step, "best_w1": r.best_metric, "seconds": r.seconds,
-                          "skipped_steps": r.skipped_steps} for r in replicas],
+                          "skipped_steps": r.skipped_steps,
+                          "prior_fraction": round(float(np.mean(r.events.column("prior"))), 4)}
+                         for r in replicas],
         }
-        omni = self._evaluate(replicas, measured, truth, sim, vtx_names, det_names, out)
+        with single_threaded_kernels():  # OmniFold's classifiers are small networks too
+            omni = self._evaluate(replicas, measured, truth, sim, vtx_names, det_names, out, heldout)
         if omni is not None:
             out["omnifold"] = omni
         self._info["seconds"] = round(time.perf_counter() - start, 2)
@@ -540,9 +601,47 @@ class GanUnfold(Unfolding):
         return out
 
     # -- evaluation ---------------------------------------------------------------------------------------
+    def _heldout(self, record: RunRecord, sim: tuple[EventBatch, EventBatch, list[str]] | None,
+                 surrogate: Detector) -> tuple[EventBatch, EventBatch, EventBatch, list[str]] | None:
+        """Simulation pairs the surrogate was not trained on (``*_test``, else ``*_valid``; else its training
+        pairs), with their vertex events folded by the surrogate: (vertex, detector, surrogate-folded, names)."""
+        if sim is None:
+            return None
+        names = sim[2]
+        for split in ("_test", "_valid"):
+            alt = [n.replace("_train", split, 1) for n in names]
+            if all("_train" in n for n in names) and all(a in record.samples for a in alt):
+                vertex, detector = (record.samples[a] for a in alt)
+                if len(vertex) == len(detector):
+                    names = alt
+                    break
+        else:
+            vertex, detector = sim[0], sim[1]
+            self.ctx.log.warning("surrogate uncertainty from its training pairs %s (no held-out pairs)", names)
+        folded = surrogate.fold(vertex, self.ctx.seed_sequence("surrogate-uncertainty"))
+        return vertex, detector, folded, names
+
+    def _surrogate_variances(self, heldout: tuple[EventBatch, EventBatch, EventBatch, list[str]],
+                             edges: dict[str, np.ndarray], data_obs: dict[str, np.ndarray],
+                             rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per observable: the surrogate's detector-level non-closure variance and its vertex-level IBU proxy."""
+        p = self.params
+        vertex, detector, folded, names = heldout
+        mask_d, mask_f = _pass_mask(detector), _pass_mask(folded)
+        det_var, vtx_var = {}, {}
+        for n in p.observables:
+            d = np.where(mask_d, observable(detector, n, names[1]), np.nan)
+            f = np.where(mask_f, observable(folded, n, f"{names[0]} (surrogate)"), np.nan)
+            det_var[n] = nonclosure_variance(f, d, edges[n], _REFERENCE_REPLICAS, rng)
+            counts = np.histogram(data_obs[n][np.isfinite(data_obs[n])], edges[n])[0].astype(float)
+            vtx_var[n] = unfolding_nonclosure_variance(observable(vertex, n, names[0]), f, d, edges[n], counts,
+                                                       p.ibu_iterations, 10, rng)
+        return det_var, vtx_var
+
     def _evaluate(self, replicas: list[_Replica], data: EventBatch, truth: EventBatch | None,
                   sim: tuple[EventBatch, EventBatch, list[str]] | None, vtx_names: list[str], det_names: list[str],
-                  out: dict[str, EventBatch]) -> EventBatch | None:
+                  out: dict[str, EventBatch],
+                  heldout: tuple[EventBatch, EventBatch, EventBatch, list[str]] | None = None) -> EventBatch | None:
         p = self.params
         rng = self.ctx.rng("evaluate")
         obs = {n: {} for n in p.observables}
@@ -571,23 +670,36 @@ class GanUnfold(Unfolding):
             resp = response_matrix(sim_v[n], sim_d[n], edges[n], edges[n])
             data_counts = np.histogram(data_obs[n][np.isfinite(data_obs[n])], edges[n])[0].astype(float)
             flags[n] = unrecoverable_bins(resp, data_counts, p.min_support, p.min_efficiency)
+        syst_d, syst_v = self._surrogate_variances(heldout, edges, data_obs, rng) if heldout else ({}, {})
+        if heldout:
+            self._info["surrogate_uncertainty"] = {"pairs": heldout[3]}
         pooled_unf = {n: np.concatenate([u[n] for u in unf]) for n in p.observables}
         pooled_ref = {n: np.concatenate([f[n] for f in ref]) for n in p.observables}
         binned: dict[str, Any] = {}
         for n in p.observables:
             gan_v = Band.from_replicas(np.array([density(u[n], edges[n]) for u in unf]))
             gan_d = Band.from_replicas(np.array([density(f[n], edges[n]) for f in ref]))
-            entry: dict[str, Any] = {"detector_pulls": pull_summary(gan_d.pulls(data_band[n])),
+            # pulls with the surrogate's uncertainty (when measured) and statistical only (``_stat``)
+            det_pulls = gan_d.pulls(data_band[n], syst_d.get(n))
+            entry: dict[str, Any] = {"detector_pulls": pull_summary(det_pulls),
+                                     "detector_pulls_stat": pull_summary(gan_d.pulls(data_band[n])),
                                      "detector": compare(pooled_ref[n], data_obs[n], edges[n])}
             binned[n] = {"edges": edges[n].tolist(), "data": data_band[n].to_dict(), "gan": gan_v.to_dict(),
                          "refolded": gan_d.to_dict(), "unrecoverable": flags[n].astype(int).tolist()}
+            if n in syst_d:
+                binned[n]["surrogate_std_detector"] = _finite_list(np.sqrt(syst_d[n]), 6)
+                binned[n]["surrogate_std_vertex"] = _finite_list(np.sqrt(syst_v[n]), 6)
             if truth_obs is not None:
+                vtx_pulls = gan_v.pulls(truth_band[n], syst_v.get(n))
                 entry["vertex"] = compare(pooled_unf[n], truth_obs[n], edges[n])
-                entry["vertex_pulls"] = pull_summary(gan_v.pulls(truth_band[n]), exclude=flags[n])
+                entry["vertex_pulls"] = pull_summary(vtx_pulls, exclude=flags[n])
+                entry["vertex_pulls_stat"] = pull_summary(gan_v.pulls(truth_band[n]), exclude=flags[n])
                 binned[n]["truth"] = truth_band[n].to_dict()
-                binned[n]["gan_pulls"] = _finite_list(gan_v.pulls(truth_band[n]))
+                binned[n]["gan_pulls"] = _finite_list(vtx_pulls)
+                binned[n]["gan_pulls_stat"] = _finite_list(gan_v.pulls(truth_band[n]))
                 obs[n]["data_uncorrected"] = compare(data_obs[n], truth_obs[n], edges[n])
-            binned[n]["refolded_pulls"] = _finite_list(gan_d.pulls(data_band[n]))
+            binned[n]["refolded_pulls"] = _finite_list(det_pulls)
+            binned[n]["refolded_pulls_stat"] = _finite_list(gan_d.pulls(data_band[n]))
             obs[n]["gan"] = entry
             obs[n]["unrecoverable_bins"] = np.flatnonzero(flags[n]).tolist()
         omni_batch = None
@@ -684,8 +796,8 @@ def _efficiency(surrogate: Detector, v_std: torch.Tensor, generator: torch.Gener
     return np.where(np.isfinite(out), out, 0.0)
 
 
-def _finite_list(values: np.ndarray) -> list[float | None]:
-    return [None if not np.isfinite(v) else round(float(v), 4) for v in values]
+def _finite_list(values: np.ndarray, digits: int = 4) -> list[float | None]:
+    return [None if not np.isfinite(v) else round(float(v), digits) for v in values]
 
 
 def _binned_compare(counts: np.ndarray, truth: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
@@ -705,8 +817,8 @@ def _binned_compare(counts: np.ndarray, truth: np.ndarray, edges: np.ndarray) ->
 def _summary(obs: dict[str, Any]) -> dict[str, Any]:
     """Fractions of bins with |pull| < 1 over all observables, per method and level."""
     out: dict[str, Any] = {}
-    for method, key in (("gan", "detector_pulls"), ("gan", "vertex_pulls"), ("ibu", "vertex_pulls"),
-                        ("omnifold", "vertex_pulls")):
+    for method, key in (("gan", "detector_pulls"), ("gan", "detector_pulls_stat"), ("gan", "vertex_pulls"),
+                        ("gan", "vertex_pulls_stat"), ("ibu", "vertex_pulls"), ("omnifold", "vertex_pulls")):
         bins = within = 0.0
         for entry in obs.values():
             s = entry.get(method, {}).get(key)
