@@ -233,6 +233,26 @@ def test_pooled_amplification_of_copying_generators_is_one_and_of_the_truth_larg
         pooled_amplification([], 10, 100)
 
 
+def test_flow_noise_augmentation_learns_the_density_smoothed_by_its_kernel() -> None:
+    """The camel flow's ``noise``: N(0, 1) events with noise σ = 1 (standardized units) are learned as N(0, 2)."""
+    from mlegpipe.context import StageContext
+    from mlegpipe.schema import build_params
+    from mlegpipe_builtins.generators.flow import FlowGenerator
+
+    rng = np.random.default_rng(8)
+    train = EventBatch.from_columns({"x": rng.normal(size=4000)})
+    valid = EventBatch.from_columns({"x": rng.normal(size=500)})
+    stds = {}
+    for noise in (0.0, 1.0):
+        raw = {"feature_map": "columns", "features": ["x"], "transforms": 1, "hidden": [16], "steps": 400,
+               "lr": 0.01, "batch_size": 500, "validate_every": 0, "checkpoint_every": 0, "noise": noise}
+        gen = FlowGenerator(build_params(FlowGenerator.Params, raw, "generator"), StageContext("generator", seed=2))
+        gen.fit(train, valid)
+        stds[noise] = float(gen.sample(20_000, np.random.SeedSequence(1)).column("x").std())
+    assert stds[0.0] == pytest.approx(1.0, abs=0.08)
+    assert stds[1.0] == pytest.approx(np.sqrt(2.0), abs=0.1)
+
+
 def test_asymptotic_mse_fit() -> None:
     n = np.array([100.0, 300.0, 1000.0, 3000.0])
     assert asymptotic_mse(n, 2e-4 + 0.09 / n, 10) == pytest.approx(2e-4, rel=1e-6)

@@ -18,8 +18,8 @@ events (benchmarks/bench_gans.py) α = 1 gives classifier AUC 0.54 but a
 nearest-neighbour memorization ratio of 0.57 (generated events lie closer to
 training events than independent ones do); α = 3 gives 0.97 and AUC 0.59;
 the prior gives AUC 0.81. ``buffer_calibration = "memorization"`` sets α
-from the data after training: it widens the buffer on a ×√2 ladder from
-``buffer_sigma_scale`` until decoded buffer events lie as far from their
+from the data after training: it widens the buffer on a ×2^¼ ladder from
+``buffer_sigma_scale`` until generated events lie as far from their
 nearest training event as the *validation* events do (median ratio ≥
 ``memorization_target``); the chosen α is kept in the checkpoint. Isotropic
 widening blurs the sharp Q² edge and p_T (α for ratio 0.95: Q² χ²/ndf 23× its
@@ -27,10 +27,22 @@ floor). ``buffer_smearing = "neighbours"`` instead steps from μᵢ toward a ran
 one of its nearest buffer means, z = μᵢ + σᵢ ε + λ g (μⱼ - μᵢ), which moves along
 the data; with the (ln Q², ln y, φ) map, calibration to 0.9 and
 ``reject_outside_training`` (the sample's selection edges) the 30 000-event
-benchmark gives ratio 0.91, AUC 0.51, joint Q²–x 1.19× its floor (row
-``bvae-calibrated`` of benchmarks/bench_gans.py). Check the
-ratio on independent events before trusting the B-VAE's statistics beyond its
-training sample. Events are learned through a feature map (default FAT-GAN's
+benchmark gave ratio 0.91, AUC 0.51, joint Q²–x 1.19× its floor, but Q²
+1.73× and p_T 2.0× their floors when a rejected event was replaced by a new
+buffer event: events next to the Q² edge lose the part of their smearing
+beyond it, so the edge is depleted. ``redraw = "smearing"`` (the default)
+smears the *same* buffer event anew instead (each training event keeps its
+weight), and the calibration measures the ratio on sampled events (rejections
+and redraws included) on a ×2^¼ ladder: ratio 0.911, AUC 0.513, joint 1.28×,
+Q² 0.90×, p_T 1.19×, but x 4.55× and p_z 1.54× (row ``bvae-calibrated`` of
+benchmarks/bench_gans.py). x fails because the sample's low-x edge
+(x ≈ 1.2·10⁻⁴ at HERA) runs diagonally through (ln Q², ln y) and the
+smearing needed for ratio 0.9 blurs it. ``frame = "lnx"`` (learn
+ln Q² - ln y = ln x + ln s, ln Q², φ) with ``preprocess = "gaussianize"``
+(each learned feature through its training quantiles to N(0, 1)) gives x
+2.72×, joint 1.18×, ratio 0.92, but E′ 1.84×, Q² 1.67×, θ 1.60× (row
+``bvae-calibrated-lnx``). Check the ratio on independent events before trusting the B-VAE's
+statistics beyond its training sample. Events are learned through a feature map (default FAT-GAN's
 (p_x, p_y, ln(E_b - p∥)), so p∥ < E_b), decoded with
 :func:`mlegpipe.features.decode_events`, and unphysical ones are redrawn and
 counted (:meth:`BVAEGenerator.info`).
@@ -180,6 +192,20 @@ class BVAEGenerator(Generator):
         memorization_target: float = param(0.95, min=0.1, max=2.0,
                                            doc="nearest-training-event distance ratio the calibration aims at")
         buffer_events: int = param(200_000, min=1, doc="at most this many training events in the buffer")
+        frame: str = param(
+            "features", choices=("features", "lnx"),
+            doc="'features': learn the map's features; 'lnx' (feature_map = 'nu_scaled' only): learn (ln Q² - ln y, "
+                "ln Q², φ) = (ln x + ln s, ln Q², φ), so the sample's sharp low-x edge lies along one axis")
+        preprocess: str = param(
+            "standardize", choices=("standardize", "gaussianize"),
+            doc="'standardize' the learned features, or first 'gaussianize' each one through its training "
+                "quantiles (a monotone map to N(0, 1)): smearing the buffer then keeps sharp edges and steep "
+                "falls of the marginals in place")
+        redraw: str = param(
+            "smearing", choices=("event", "smearing"),
+            doc="a rejected event is replaced by a new buffer event ('event') or by a new smearing of the same "
+                "buffer event ('smearing': every training event keeps its weight, so the density next to the "
+                "sample's edges is not depleted by rejected smearings)")
         reject_unphysical: bool = param(True, doc="redraw events outside the kinematic limits (counted)")
         reject_outside_training: bool = param(
             False, doc="also redraw events whose x, Q², W², y lie outside the training events' range (the sample's "
@@ -197,6 +223,9 @@ class BVAEGenerator(Generator):
         self.feature_map: FeatureMap | None = None
         self.beams: Beams | None = None
         self.scaler = Standardize()
+        #: the learned frame ('features' or 'lnx') and the gaussianization of the learned features (or None)
+        self.frame = str(params.frame)
+        self.gauss: _Gaussianize | None = None
         self.vae: VAE | None = None
         self.buffer_mu: torch.Tensor | None = None
         self.buffer_log_var: torch.Tensor | None = None
@@ -230,8 +259,22 @@ class BVAEGenerator(Generator):
     def _energies(self, events: EventBatch) -> np.ndarray:
         return beam_energy_of(events) if self.feature_map.needs_beam_energy else np.zeros(len(events))
 
+    def _to_model(self, raw: np.ndarray) -> np.ndarray:
+        """Feature-map features → the learned features (``frame``, then ``preprocess``), before standardizing."""
+        out = np.asarray(raw, dtype=np.float64)
+        if self.frame == "lnx":
+            out = np.stack([out[:, 0] - out[:, 1], out[:, 0], out[:, 2]], axis=1)
+        return out if self.gauss is None else self.gauss.transform(out)
+
+    def _from_model(self, learned: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`_to_model`."""
+        out = learned if self.gauss is None else self.gauss.inverse(learned)
+        if self.frame == "lnx":
+            out = np.stack([out[:, 1], out[:, 1] - out[:, 0], out[:, 2]], axis=1)
+        return out
+
     def _standardized(self, events: EventBatch) -> torch.Tensor:
-        return self.scaler.transform(torch.from_numpy(self.feature_map.encode(events))).float()
+        return self.scaler.transform(torch.from_numpy(self._to_model(self.feature_map.encode(events)))).float()
 
     def _build(self, n_features: int) -> VAE:
         s = self.settings
@@ -274,15 +317,23 @@ class BVAEGenerator(Generator):
         self.beams = train.beams
         self.feature_map = self._make_map(train)
         self.features = list(self.feature_map.fields)
+        if self.params.frame == "lnx" and self.params.feature_map != "nu_scaled":
+            raise ConfigError("frame = 'lnx' needs feature_map = 'nu_scaled'", path=f"{self.ctx.name}.frame",
+                              value=self.params.feature_map)
         raw = self.feature_map.encode(train)
+        self.frame = self.params.frame
         self.ranges = {}
         if self.params.reject_outside_training and self.beams is not None:
             with np.errstate(all="ignore"):
                 cols, _ = decode_events(self.feature_map, raw, self._energies(train), self.beams)
             self.ranges = {k: (float(np.nanmin(cols[k])), float(np.nanmax(cols[k])))
                            for k in ("x", "Q2", "W2", "y") if k in cols}
-        self.scaler.fit(raw, train.weights)
-        x = self.scaler.transform(torch.from_numpy(raw)).float()
+        self.gauss = None
+        if self.params.preprocess == "gaussianize":
+            self.gauss = _Gaussianize.fit(self._to_model(raw))
+        learned = self._to_model(raw)
+        self.scaler.fit(learned, train.weights)
+        x = self.scaler.transform(torch.from_numpy(learned)).float()
         self.vae = self._build(x.shape[1])
         opt = torch.optim.Adam(self.vae.parameters(), lr=s["lr"])
         batch_gen = self.ctx.torch_generator("batches")
@@ -325,7 +376,7 @@ class BVAEGenerator(Generator):
             if valid is None or len(valid) < 2:
                 raise DataError("buffer_calibration = 'memorization' needs validation events",
                                 path=f"{self.ctx.name}.buffer_calibration", value="memorization")
-            calibration = self._calibrate(x, self._standardized(valid.take(slice(0, s["valid_events"]))))
+            calibration = self._calibrate(raw, self.feature_map.encode(valid.take(slice(0, s["valid_events"]))))
         self._training = {"best_step": loop.best_step, "best_metric": loop.best_metric,
                           "seconds": time.perf_counter() - start, "steps": s["steps"],
                           "parameters": count_parameters(self.vae), "buffer_events": int(len(self.buffer_mu)),
@@ -355,42 +406,50 @@ class BVAEGenerator(Generator):
             _, idx = cKDTree(mu).query(mu, k=k + 1)
             self.buffer_neighbours = torch.from_numpy(np.asarray(idx, dtype=np.int64).reshape(len(mu), -1)[:, 1:])
 
-    def memorization_at(self, alpha: float, lam: float, x_train: torch.Tensor, x_valid: torch.Tensor,
-                        rng: np.random.Generator) -> float:
-        """Nearest-training-event distance ratio, decoded buffer events (width α) over validation events.
+    def memorization_at(self, alpha: float, lam: float, raw_train: np.ndarray, raw_valid: np.ndarray,
+                        seed: np.random.SeedSequence) -> float:
+        """Nearest-training-event distance ratio of generated events (buffer width α, λ) over validation events.
 
-        Distances are measured in the standardized feature space the VAE learns
-        (:func:`mlegpipe.metrics.memorization.memorization_ratio`); ≈ 1: new
-        events, ≪ 1: copies of training events.
+        The events are what :meth:`sample` gives at that width (rejected events redrawn as configured),
+        compared on the feature map's features standardized on the training events
+        (:func:`mlegpipe.metrics.memorization.memorization_ratio`); ≈ 1: new events, ≪ 1: copies of
+        training events. The generator's counters and widths are left as they were.
         """
         from mlegpipe.metrics.memorization import memorization_ratio
 
-        with torch.no_grad():
-            z = self._buffer_latent(len(x_valid), rng, alpha, lam)
-            decoded = self.vae.decode(z).double().numpy()
-        return float(memorization_ratio(decoded, x_valid.double().numpy(), x_train.double().numpy(),
+        kept = self.alpha, self.lam, dict(self._counts)
+        self.alpha, self.lam = alpha, lam
+        try:
+            generated = self.feature_map.encode(self.sample(len(raw_valid), seed))
+        finally:
+            self.alpha, self.lam, self._counts = kept
+        mean, std = raw_train.mean(0), raw_train.std(0)
+        std = np.where(std > 0, std, 1.0)
+        return float(memorization_ratio((generated - mean) / std, (raw_valid - mean) / std, (raw_train - mean) / std,
                                         max_events=20_000, standardize=False)["ratio"])
 
-    def _calibrate(self, x_train: torch.Tensor, x_valid: torch.Tensor) -> dict[str, Any]:
-        """Widen the buffer on a ×√2 ladder until the memorization ratio reaches the target; set α or λ.
+    def _calibrate(self, raw_train: np.ndarray, raw_valid: np.ndarray) -> dict[str, Any]:
+        """Widen the buffer on a ×2^¼ ladder until the memorization ratio reaches the target; set α or λ.
 
         The ladder widens α from ``buffer_sigma_scale`` (posterior smearing) or
         λ from ``neighbour_scale`` (first 0, then from 1/8; neighbour
         smearing) up to 64, and stops at the first value whose ratio reaches
-        ``memorization_target``. Only training and validation events are used.
+        ``memorization_target``. Only training and validation events are used;
+        the ratio is that of generated events (:meth:`memorization_at`), on the
+        feature map's features, whatever ``frame`` and ``preprocess`` the VAE learns.
         """
         target = self.params.memorization_target
-        rng = np.random.default_rng(self.ctx.seed_sequence("calibration"))
+        seeds = iter(self.ctx.seed_sequence("calibration").spawn(64))
         neighbours = self.params.buffer_smearing == "neighbours"
         value = self.lam if neighbours else max(self.alpha, 1e-3)
         ladder: list[list[float]] = []
         while True:
-            ratio = self.memorization_at(self.alpha, value, x_train, x_valid, rng) if neighbours \
-                else self.memorization_at(value, self.lam, x_train, x_valid, rng)
+            ratio = self.memorization_at(self.alpha, value, raw_train, raw_valid, next(seeds)) if neighbours \
+                else self.memorization_at(value, self.lam, raw_train, raw_valid, next(seeds))
             ladder.append([value, ratio])
             if ratio >= target or value >= 64.0:
                 break
-            value = max(value * 2.0**0.5, 0.125)
+            value = max(value * 2.0**0.25, 0.125)
         if ladder[-1][1] < target:
             self.ctx.log.warning("bvae buffer calibration: ratio %.3f < %.3f even at %.3g", ladder[-1][1], target,
                                  value)
@@ -402,24 +461,33 @@ class BVAEGenerator(Generator):
                 "ratio": float(ladder[-1][1]), "target": target, "ladder": ladder}
 
     # -- sampling -------------------------------------------------------------------------------------
-    def _buffer_latent(self, n: int, rng: np.random.Generator, alpha: float, lam: float) -> torch.Tensor:
-        """z = μᵢ + α σᵢ ε (+ λ g (μⱼ - μᵢ), j a random neighbour of i, with neighbour smearing)."""
+    def _buffer_latent(self, n: int, rng: np.random.Generator, alpha: float, lam: float,
+                       which: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z, i)``: z = μᵢ + α σᵢ ε (+ λ g (μⱼ - μᵢ), j a random neighbour of i, with neighbour smearing).
+
+        The buffer events i are drawn uniformly unless given (``which``).
+        """
         eps = torch.from_numpy(rng.standard_normal((n, self.settings["latent"]), dtype=np.float32))
-        which = torch.from_numpy(rng.integers(0, len(self.buffer_mu), n))
+        if which is None:
+            which = torch.from_numpy(rng.integers(0, len(self.buffer_mu), n))
         z = self.buffer_mu[which] + torch.exp(0.5 * self.buffer_log_var[which]) * alpha * eps
         if self.buffer_neighbours is not None and lam > 0:
             k = self.buffer_neighbours.shape[1]
             j = self.buffer_neighbours[which, torch.from_numpy(rng.integers(0, k, n))]
             g = torch.from_numpy(rng.standard_normal(n, dtype=np.float32))[:, None]
             z = z + lam * g * (self.buffer_mu[j] - self.buffer_mu[which])
-        return z
+        return z, which
 
     def sample_latent(self, n: int, rng: np.random.Generator) -> torch.Tensor:
         """``n`` latent points from the buffer (or the prior, with ``sampling = "prior"``)."""
         self._require_trained()
+        return self._sample_latent(n, rng)[0]
+
+    def _sample_latent(self, n: int, rng: np.random.Generator, which: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.settings["sampling"] == "prior":
-            return torch.from_numpy(rng.standard_normal((n, self.settings["latent"]), dtype=np.float32))
-        return self._buffer_latent(n, rng, self.alpha, self.lam)
+            return torch.from_numpy(rng.standard_normal((n, self.settings["latent"]), dtype=np.float32)), None
+        return self._buffer_latent(n, rng, self.alpha, self.lam, which)
 
     def encode(self, events: EventBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior ``(μ, log σ²)`` of ``events`` (for latent-space studies)."""
@@ -439,13 +507,18 @@ class BVAEGenerator(Generator):
         rng = np.random.default_rng(seed)
         energy = self.beams.lepton_energy if self.beams is not None and self.feature_map.needs_beam_energy else 0.0
         reject = self.params.reject_unphysical
+        # redraw = "smearing": each slot keeps its buffer event through the redraws of rejected smearings
+        fixed = torch.from_numpy(rng.integers(0, len(self.buffer_mu), n)) \
+            if self.params.redraw == "smearing" and self.settings["sampling"] == "buffer" else None
 
         def draw(slots: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
             out = np.empty((len(slots), len(self.feature_map.names)))
             with torch.no_grad():
                 for lo in range(0, len(slots), _SAMPLE_BLOCK):
                     hi = min(lo + _SAMPLE_BLOCK, len(slots))
-                    out[lo:hi] = self.scaler.inverse(self.vae.decode(self.sample_latent(hi - lo, rng)).double()).numpy()
+                    which = None if fixed is None else fixed[torch.from_numpy(slots[lo:hi])]
+                    z, _ = self._sample_latent(hi - lo, rng, which)
+                    out[lo:hi] = self._from_model(self.scaler.inverse(self.vae.decode(z).double()).numpy())
             with np.errstate(all="ignore"):
                 cols, ok = decode_events(self.feature_map, out, np.full(len(slots), energy), self.beams,
                                          self.ranges or None)
@@ -470,6 +543,8 @@ class BVAEGenerator(Generator):
             "buffer_mu": self.buffer_mu.clone(),
             "buffer_log_var": self.buffer_log_var.clone(),
             **({} if self.buffer_neighbours is None else {"buffer_neighbours": self.buffer_neighbours.clone()}),
+            **({} if self.gauss is None else {"gaussianize": self.gauss.state_dict()}),
+            "frame": self.frame,
             "ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()},
             "training": {k: v for k, v in self._training.items() if v is not None},
         }
@@ -490,6 +565,8 @@ class BVAEGenerator(Generator):
             self.lam = float(training.get("neighbour_scale", self.params.neighbour_scale))
             nbrs = state.get("buffer_neighbours")
             self.buffer_neighbours = None if nbrs is None else torch.as_tensor(nbrs).long()
+            self.frame = str(state.get("frame", "features"))
+            self.gauss = None if state.get("gaussianize") is None else _Gaussianize.from_state(state["gaussianize"])
             self.ranges = {k: (float(v[0]), float(v[1])) for k, v in dict(state.get("ranges", {})).items()}
         except (KeyError, RuntimeError, TypeError) as err:
             raise CheckpointError(f"state does not fit the bvae generator with these parameters: "
@@ -506,6 +583,56 @@ class BVAEGenerator(Generator):
             out["sampled_events"] = self._counts["sampled"]
         out["sampling"] = self.settings["sampling"]
         return out
+
+
+class _Gaussianize:
+    """Monotone per-feature map to N(0, 1) through the training quantiles (piecewise linear between knots).
+
+    Values beyond the outer knots map to the outer levels (and back to the training range).
+
+    Example:
+        >>> g = _Gaussianize.fit(np.random.default_rng(0).exponential(size=(5000, 1)))
+        >>> u = g.transform(np.array([[0.6931]]))             # the median of Exp(1)
+        >>> round(float(u[0, 0]), 1), round(float(g.inverse(u)[0, 0]), 2)
+        (0.0, 0.69)
+    """
+
+    def __init__(self, knots: np.ndarray, levels: np.ndarray) -> None:
+        self.knots = np.asarray(knots, dtype=np.float64)
+        self.levels = np.asarray(levels, dtype=np.float64)
+
+    @classmethod
+    def fit(cls, values: np.ndarray, max_knots: int = 4096) -> _Gaussianize:
+        """Knots at the quantiles (k + ½)/K of each column, K = min(events, ``max_knots``)."""
+        from scipy.special import ndtri
+
+        values = np.asarray(values, dtype=np.float64)
+        k = int(min(len(values), max_knots))
+        probs = (np.arange(k) + 0.5) / k
+        knots = np.quantile(values, probs, axis=0)
+        # strictly increasing knots (ties, e.g. repeated values, would make the map flat)
+        span = np.maximum(knots[-1] - knots[0], 1e-12)
+        knots = np.maximum.accumulate(knots + 1e-9 * span * np.arange(k)[:, None] / k, axis=0)
+        return cls(knots, ndtri(probs))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Feature values → N(0, 1) levels, column by column."""
+        return np.stack([np.interp(values[:, j], self.knots[:, j], self.levels) for j in range(self.knots.shape[1])],
+                        axis=1)
+
+    def inverse(self, levels: np.ndarray) -> np.ndarray:
+        """N(0, 1) levels → feature values."""
+        return np.stack([np.interp(levels[:, j], self.levels, self.knots[:, j]) for j in range(self.knots.shape[1])],
+                        axis=1)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Knots and levels as tensors (checkpoint-safe)."""
+        return {"knots": torch.from_numpy(self.knots.copy()), "levels": torch.from_numpy(self.levels.copy())}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> _Gaussianize:
+        """Rebuild from :meth:`state_dict`."""
+        return cls(torch.as_tensor(state["knots"]).double().numpy(), torch.as_tensor(state["levels"]).double().numpy())
 
 
 @hookimpl

@@ -123,6 +123,9 @@ class FlowParams:
                             doc="asinh on momentum components before standardizing (auto: on lepton_px/py/pz "
                                 "features; asinh: on every feature)")
     replicas: int = param(1, min=1, doc="bootstrap ensemble size (1: one flow on the full sample)")
+    noise: float = param(0.0, min=0.0, doc="Gaussian noise (standardized feature units) added to every training "
+                                           "batch: the flow learns the density smoothed by a kernel of this width "
+                                           "(0: none)")
     reject: str = param("physical", choices=("physical", "training_range", "none"),
                         doc="redraw events beyond the kinematic limits (and the training Q2/W2/y range)")
     checkpoint_every: int = param(500, min=0, doc="periodic training checkpoints in the run folder (0: none)")
@@ -373,6 +376,7 @@ class FlowGenerator(Generator):
                    ) -> tuple[list[dict[str, float]], dict[str, Any]]:
         batches = ctx.torch_generator("batches")
         sampler = MinibatchSampler(*tensors, batch_size=self.p.batch_size, generator=batches, weights=weights)
+        augment = ctx.torch_generator("augment") if self.p.noise > 0 else None
         opt = torch.optim.AdamW(flow.parameters(), lr=self.p.lr, weight_decay=self.p.weight_decay)
         schedule = cosine_schedule(self.p.steps, warmup=min(100, self.p.steps // 10), final=0.02) \
             if self.p.lr_schedule == "cosine" else warmup_schedule(min(100, self.p.steps // 10))
@@ -380,6 +384,8 @@ class FlowGenerator(Generator):
         def step(i: int) -> dict[str, float]:
             batch = ddp.shard_minibatch(sampler())  # this rank's share (all of it in one process)
             z, c = batch[0], (batch[1] if len(batch) > 1 else None)
+            if augment is not None:
+                z = z + self.p.noise * torch.randn(z.shape, generator=augment, dtype=z.dtype).to(z.device)
             opt.zero_grad(set_to_none=True)
             loss = self._nll(flow, z, c)
             loss.backward()
@@ -403,7 +409,8 @@ class FlowGenerator(Generator):
         loop = TrainLoop(ctx, step, self.p.steps, modules={"flow": flow}, optimizers={"opt": opt},
                          validate_fn=validate_fn, validate_every=self.p.validate_every, lr_schedule=schedule,
                          checkpoint_every=self.p.checkpoint_every if ctx.run_dir is not None else 0,
-                         generators={"batches": batches}, desc=f"{ctx.name} (flow)", fingerprint=fingerprint)
+                         generators={"batches": batches, **({} if augment is None else {"augment": augment})},
+                         desc=f"{ctx.name} (flow)", fingerprint=fingerprint)
         history = loop.run(resume=True if ctx.run_dir is not None and self.p.checkpoint_every else None)
         return history, {"best_step": loop.best_step, "best_metric": loop.best_metric}
 
