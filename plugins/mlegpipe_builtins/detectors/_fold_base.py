@@ -39,7 +39,7 @@ from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.nets import mlp
 from mlegpipe.schema import param
 from mlegpipe.stages import Detector
-from mlegpipe.training import MinibatchSampler, TrainLoop
+from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
 from mlegpipe_builtins.detectors._fold_features import FeatureScaler, feature_matrix
 from mlegpipe_builtins.detectors._fold_pass import electron_labels, resolve_pass_model
 
@@ -68,6 +68,9 @@ class FoldingParams:
     steps: int = param(2000, min=1, doc="optimizer steps")
     batch_size: int = param(512, min=2, doc="events per step")
     lr: float = param(1e-3, min=0.0, exclusive_min=True, doc="Adam learning rate")
+    lr_schedule: str = param("cosine", choices=("constant", "cosine"),
+                             doc="learning rate of the surrogate network: constant, or a cosine decay to 5 % of lr "
+                             "over the steps (less optimizer noise in the final weights)")
     hidden: int = param(64, min=1, doc="hidden units per layer")
     layers: int = param(3, min=1, doc="hidden layers")
     validate_every: int = param(200, min=1, doc="steps between validation (best checkpoint kept)")
@@ -252,9 +255,14 @@ class LearnedFolding(Detector):
     def loop(self, part: str, step_fn: Any, steps: int, modules: Mapping[str, nn.Module],
              optimizers: Mapping[str, torch.optim.Optimizer], generators: Mapping[str, torch.Generator],
              validate_fn: Any = None) -> TrainLoop:
-        """The shared :class:`~mlegpipe.training.TrainLoop` for one part (``model``, ``acceptance``) of the surrogate."""
+        """The shared :class:`~mlegpipe.training.TrainLoop` for one part (``model``, ``acceptance``) of the surrogate.
+
+        The ``model`` part follows ``lr_schedule``; the acceptance classifiers keep a constant rate.
+        """
         checkpoint = self.params.validate_every if self.ctx.run_dir is not None else 0
-        return TrainLoop(self.ctx, step_fn, steps, modules=modules, optimizers=optimizers,
+        schedule = cosine_schedule(steps, final=0.05) if part == "model" and self.params.lr_schedule == "cosine" \
+            else None
+        return TrainLoop(self.ctx, step_fn, steps, modules=modules, optimizers=optimizers, lr_schedule=schedule,
                          validate_fn=validate_fn, validate_every=self.params.validate_every if validate_fn else 0,
                          checkpoint_every=checkpoint, generators=generators,
                          checkpoint_name=f"{self.ctx.name}-{part}", desc=f"{self.ctx.name} {part}")

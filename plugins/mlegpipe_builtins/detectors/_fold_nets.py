@@ -108,8 +108,40 @@ class NoisyFolder(_ScaledTarget):
         out = self.net(torch.cat([vertex, noise, products], dim=1))
         if self.affine is None:
             return out
+        shift, log_scale = self.head(vertex)
+        return shift + torch.exp(log_scale) * out
+
+    def head(self, vertex: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The affine head's shift and log width per event and feature (scaled-target units).
+
+        Example:
+            >>> g = NoisyFolder(1, 2, 2, 8, 1, residual=False, affine=True)
+            >>> [t.shape for t in g.head(torch.zeros(3, 1))]
+            [torch.Size([3, 2]), torch.Size([3, 2])]
+        """
+        if self.affine is None:
+            raise ValueError("this generator has no affine head (affine=False)")
         shift, log_scale = self.affine(vertex).chunk(2, dim=1)
-        return shift + torch.exp(log_scale.clamp(-7.0, 3.0)) * out
+        return shift, log_scale.clamp(-7.0, 3.0)
+
+    def head_score(self, vertex: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean Dawid-Sebastiani score Σ_j [log s_j + ½((t_j - m_j)/s_j)²] of the head (m, s) against true targets.
+
+        The Gaussian negative log-likelihood up to a constant, but proper for the
+        conditional mean and width of ANY response shape: minimal when m(v) and s(v)
+        are the mean and standard deviation of the target given v. Its gradient in
+        log s is 1 - z², whatever the width, so narrow responses in sparse regions
+        are learned as well as wide ones (the energy score's pull on a width scales
+        with the width).
+
+        Example:
+            >>> g = NoisyFolder(1, 1, 2, 8, 1, residual=False, affine=True)
+            >>> bool(torch.isfinite(g.head_score(torch.zeros(4, 1), torch.ones(4, 1))))
+            True
+        """
+        shift, log_scale = self.head(vertex)
+        z = (target - shift) * torch.exp(-log_scale)
+        return (log_scale + 0.5 * z * z).sum(1).mean()
 
 
 class DirectFolder(_ScaledTarget):
