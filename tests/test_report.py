@@ -95,14 +95,21 @@ def test_learned_surrogates_are_compared_with_the_detector_they_learned() -> Non
     b = lambda a: EventBatch.from_columns({"v": a})  # noqa: E731
     vertex = {n: rng.uniform(1.0, 10.0, 20_000) for n in ("truth_test", "truth_valid")}
     smear = lambda v, width: v * (1 + width * rng.normal(size=v.size))  # noqa: E731
+    # the detector does not measure v > 9.5: zero-filled and flagged, as smear's output is
+    detector = lambda v, width: EventBatch.from_columns(  # noqa: E731
+        {"v": np.where(v > 9.5, 0.0, smear(v, width)), "measured": v <= 9.5})
     samples = {**{n: b(v) for n, v in vertex.items()},
-               **{f"{n}_detector": b(np.where(v > 9.5, 0.0, smear(v, 0.2))) for n, v in vertex.items()},
-               "truth_test_good": b(np.where(vertex["truth_test"] > 9.5, 0.0, smear(vertex["truth_test"], 0.2))),
+               **{f"{n}_detector": detector(v, 0.2) for n, v in vertex.items()},
+               "truth_test_good": detector(vertex["truth_test"], 0.2),
                "truth_test_narrow": b(smear(vertex["truth_test"], 0.07))}
     out = analyse_run(samples, classifier=False, dpi=40, surrogates=["good", "narrow"])
     comparisons = out.metrics["comparisons"]
     assert comparisons["truth_test_good"]["reference_sample"] == "truth_valid_detector"
     assert comparisons["truth_test_good"]["reference2_sample"] == "truth_test_detector"
+    # distributions compare the measured events (no spike at the zero fill); the fractions are reported
+    assert comparisons["truth_test_good"]["measured_fraction"]["model"] == pytest.approx(17 / 18, abs=0.01)
+    assert comparisons["truth_test_narrow"]["measured_fraction"]["model"] is None
+    assert comparisons["truth_test_good"]["features"]["v"]["range"][0] > 0.5  # the zero fill is not binned
     good, narrow = (comparisons[f"truth_test_{s}"]["features"]["v"] for s in ("good", "narrow"))
     assert good["chi2_ndf"] < 1.5 * good["chi2_ndf_floor"] < narrow["chi2_ndf"]
     assert "truth_test_good__v" in out.figures and "detector__v" in out.figures

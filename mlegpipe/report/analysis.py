@@ -36,6 +36,7 @@ from mlegpipe.metrics.targets import evaluate_targets, summarize_targets
 __all__ = ["RunAnalysis", "analyse_run", "comparison_plan", "learned_surrogates", "truth_setup"]
 
 _VERTEX_SAMPLES = ("truth_test", "truth_valid", "truth_train")
+MEASURED = "measured"  # the per-event flag of detector-level samples: the detector measured the event
 
 log = logging.getLogger("mlegpipe.report")
 
@@ -108,6 +109,30 @@ def comparison_plan(names: list[str], surrogates: Sequence[str] = ()) -> list[di
                              "reference2": same, "training": None})
                 break
     return plan
+
+
+def _measured_fraction(batch: EventBatch) -> float | None:
+    """Share of events flagged ``measured`` (None when the sample carries no such flag)."""
+    if not batch.has(MEASURED) or len(batch) == 0:
+        return None
+    return float(np.mean(np.asarray(batch.column(MEASURED), dtype=bool)))
+
+
+def _measured_only(batch: EventBatch) -> EventBatch:
+    """The events a detector measured, where the sample flags them (``measured``); else all of them.
+
+    Detector-level samples keep not-measured events index-aligned with the truth
+    (zero-filled, as eic-smear does, or with the surrogate's unpassed values);
+    distributions compare the measured ones, and the report gives the fractions.
+
+    Example:
+        >>> b = EventBatch.from_columns({"E": [1.0, 0.0, 3.0], MEASURED: [True, False, True]})
+        >>> _measured_only(b).column("E").tolist(), _measured_fraction(b)
+        ([1.0, 3.0], 0.6666666666666666)
+    """
+    if not batch.has(MEASURED):
+        return batch
+    return batch.take(np.asarray(batch.column(MEASURED), dtype=bool))
 
 
 def learned_surrogates(stages: Mapping[str, Any]) -> list[str]:
@@ -210,6 +235,11 @@ def analyse_run(
         model, ref = samples[str(entry["model"])], samples[str(entry["reference"])]
         ref2 = samples[str(entry["reference2"])] if entry["reference2"] else None
         train = samples[str(entry["training"])] if entry["training"] else None
+        fractions = None
+        if str(entry["reference"]).endswith("_detector"):  # compare what the detector measured
+            fractions = {"model": _measured_fraction(model), "reference": _measured_fraction(ref)}
+            model, ref = _measured_only(model), _measured_only(ref)
+            ref2 = _measured_only(ref2) if ref2 is not None else None
         try:
             table = compare_samples(model, ref, ref2, beams=beams or ref.beams, training=train, q2_min=q2_min,
                                     w2_min=w2_min if label in ("generated", "unfolded", "omnifold") else None, bins=bins,
@@ -220,6 +250,8 @@ def analyse_run(
             continue
         if label not in ("generated", "unfolded", "omnifold"):
             table.pop("physicality", None)  # detector-level events need not obey vertex-level limits
+        if fractions is not None:
+            table["measured_fraction"] = fractions
         table.update({"model_sample": entry["model"], "reference_sample": entry["reference"],
                       "reference2_sample": entry["reference2"], "training_sample": entry["training"]})
         out.metrics["comparisons"][label] = table
