@@ -362,3 +362,98 @@ def test_pipeline_trains_against_the_toml_discriminator(tmp_path):
     assert metrics["stages"]["generator"]["discriminator"] == "deepsets"
     generator = load_generator(run / "checkpoints" / "generator.pt", registry, expect_plugin="dsgan")
     assert len(generator.sample(50, np.random.SeedSequence(0))) == 50
+
+
+# -- cFAT-GAN levers: energy scaling, random azimuth, MMD per energy, EMA, training selection --------------
+def test_cpu_defaults_and_the_published_representation():
+    c = make(CFATGAN)
+    assert (c.settings["energy_scaling"], c.settings["random_azimuth"], c.settings["mmd_condition"]) == (True, True, 3.0)
+    f = make(FATGAN)
+    assert (f.settings["energy_scaling"], f.settings["random_azimuth"], f.settings["mmd_condition"]) == (False, True, 0.0)
+    published = make(FATGAN, preset="published")
+    assert published.settings["random_azimuth"] is False
+    assert make(CFATGAN, preset="published").settings["energy_scaling"] is False
+    assert f.settings["ema"] == 0.0 and f.settings["reject_outside_training"] is False
+
+
+def test_energy_scaling_generates_ln_y_like_t_and_inverts_exactly():
+    beams = Beams.preset("sym50")
+    events = EventBatch.concat([dis_events(800, beams, s, e) for s, e in ((0, 10.0), (1, 40.0))])
+    gan = make(CFATGAN).prepare(events)
+    eb = events.column("beam_energy")
+    z = gan.encode(events).double()
+    # the network's third feature is T - ln E_b = ln(1 - p_z/E_b) (electron along +z): before standardization
+    # and asinh (T is not asinh-scaled) it is an affine function of that variable
+    t_scaled = gan.scaler.inverse(z)[:, 2].numpy()
+    np.testing.assert_allclose(t_scaled, np.log(1.0 - events.column("lepton_pz") / eb), atol=1e-5)
+    raw = gan.to_physical(z, torch.from_numpy(eb)).numpy()  # (p_x, p_y, T) in GeV, float32 round trip
+    np.testing.assert_allclose(raw[:, 2], np.log(eb - events.column("lepton_pz")), atol=1e-5)
+    columns, ok = gan.decode_columns(gan.encode(events), eb)
+    np.testing.assert_allclose(columns["lepton_E"], events.column("lepton_E"), rtol=1e-4)
+    assert ok.mean() > 0.99
+    with pytest.raises(ConfigError, match="energy_scaling"):
+        gan.to_physical(z)
+    with pytest.raises(ConfigError, match="lepton_t"):
+        make(DSGAN, energy_scaling=True).prepare(events)
+
+
+def test_rotate_azimuth_keeps_pt_pz_and_rotates():
+    beams = Beams.preset("sym50")
+    events = EventBatch.concat([dis_events(500, beams, s, e) for s, e in ((0, 10.0), (1, 30.0))])
+    gan = make(CFATGAN).prepare(events)
+    eb = torch.from_numpy(events.column("beam_energy"))
+    z = gan.encode(events).double()
+    half_turn = gan.to_physical(gan.rotate_azimuth(z, torch.full((len(z),), math.pi)), eb).numpy()
+    np.testing.assert_allclose(half_turn[:, :2], -np.stack([events.column("lepton_px"), events.column("lepton_py")],
+                                                           axis=1), atol=1e-6)
+    phi = torch.from_numpy(np.random.default_rng(0).uniform(-np.pi, np.pi, len(z)))
+    back = gan.rotate_azimuth(gan.rotate_azimuth(z, phi), -phi)
+    np.testing.assert_allclose(back.numpy(), z.numpy(), atol=1e-9)
+    with pytest.raises(ConfigError, match="random_azimuth"):
+        make(LSGANGenerator, random_azimuth=True).prepare(dis_events(300, Beams.preset("hera"), 2))
+
+
+def test_cfatgan_azimuth_is_uniform_and_selection_kept(trained_cfatgan):
+    gan, train = trained_cfatgan
+    ev = gan.sample(8000, np.random.SeedSequence(4), {"beam_energy": 20.0})
+    counts = np.histogram(np.arctan2(ev.column("lepton_py"), ev.column("lepton_px")), 8, (-np.pi, np.pi))[0]
+    chi2 = float(((counts - 1000.0) ** 2 / 1000.0).sum())
+    assert chi2 < 24.3  # χ² with 7 dof, p = 0.001: uniform by construction
+    assert ev.meta["drawn"] >= 8000 and 0 <= ev.meta["unphysical_drawn"] <= ev.meta["drawn"] - 8000
+    assert gan.physical_mask(ev).all()
+
+
+def test_reject_outside_training_keeps_the_q2_cut_and_is_counted():
+    beams = Beams.preset("sym50")
+    train = EventBatch.concat([dis_events(1500, beams, s, e) for s, e in ((0, 10.0), (1, 30.0))])
+    gan = make(CFATGAN, steps=30, reject_outside_training=True)
+    gan.fit(train, train)
+    q2_min = float(np.exp(0.0))  # dis_events: Q² = e^u, u ≥ 0
+    assert gan.ranges["Q2"][0] == pytest.approx(q2_min, abs=0.05) and gan.ranges["Q2"][1] == math.inf
+    ev = gan.sample(3000, np.random.SeedSequence(5), {"beam_energy": 20.0})
+    assert (ev.column("Q2") >= gan.ranges["Q2"][0]).all()
+    info = gan.info()
+    assert info["outside_training_fraction"] > 0  # 30 steps: plenty below the cut, all redrawn
+    assert info["rejected_fraction"] >= info["outside_training_fraction"]
+    state = gan.state_dict()
+    loaded = make(CFATGAN, steps=30, reject_outside_training=True)
+    loaded.load_state_dict(state)
+    assert loaded.ranges == gan.ranges
+    from mlegpipe.exceptions import CheckpointError
+
+    with pytest.raises(CheckpointError, match="energy_scaling"):
+        make(CFATGAN, energy_scaling=False).load_state_dict(state)
+    unconditional = make(FATGAN, reject_outside_training=True).prepare(dis_events(1000, beams, 3))
+    assert set(unconditional.ranges) == {"Q2", "W2", "y"}
+
+
+def test_ema_samples_with_the_averaged_weights_reproducibly():
+    beams = Beams.preset("sym50")
+    train = EventBatch.concat([dis_events(1000, beams, s, e) for s, e in ((0, 10.0), (1, 30.0))])
+    runs = []
+    for _ in range(2):
+        gan = make(CFATGAN, steps=20, ema=0.9, seed=3)
+        gan.fit(train, train)
+        assert not any(p.requires_grad for p in gan.network.parameters())  # the average, not the trained net
+        runs.append(gan.sample(200, np.random.SeedSequence(1), {"beam_energy": 20.0}).column("lepton_E"))
+    np.testing.assert_array_equal(*runs)

@@ -30,6 +30,16 @@ layer is calibrated to unit spread (:func:`_calibrate_output`).
 ``preset = "published"`` gives the thesis sizes (5 × 512, noise 100, Adam
 10⁻⁴, 5 critic steps, 100 000 steps).
 
+Levers beyond the thesis (off unless a model's defaults switch them on; cFAT-GAN does):
+``energy_scaling`` generates T - ln E_b ≈ ln y instead of T, so the edge
+y ≤ 1 stays put across beam energies, and shows the critic its augmented
+features in units of E_b; ``random_azimuth`` rotates every generated
+(p_x, p_y) by a uniform angle (exact φ symmetry, p_x and p_y share the
+quality of p_T); ``mmd_condition`` adds the scaled condition to the MMD
+features so the kernel only compares events of like energies; ``ema``
+samples with a moving average of the generator weights;
+``reject_outside_training`` also redraws events below the training sample's Q² cut.
+
 Sampling draws all noise from a NumPy generator seeded by the caller's
 ``SeedSequence`` (which it does not alter), so the same seed gives the same
 events. Events are decoded with :func:`mlegpipe.features.decode_events`:
@@ -53,6 +63,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -187,11 +198,28 @@ class GANParams:
     mmd_sigmas: list[float] = param([0.2, 0.5, 1.0], min=0.0, exclusive_min=True,
                                     doc="Gaussian kernel widths of the MMD (standardized units)")
     mmd_events: int = param(256, min=2, doc="events of each batch used in the MMD (its cost grows as the square)")
+    mmd_condition: float | None = param(None, min=0.0,
+                                        doc="conditional models: the standardized beam energy times this factor "
+                                            "joins the MMD features, so the kernel compares events of nearby "
+                                            "energies only (0: MMD of the pooled energies)")
+    energy_scaling: bool | None = param(None, doc="generate T - ln E_b ≈ ln y instead of T = ln(E_b - p∥) and show the "
+                                                  "critic its augmented features in units of E_b: the edge y ≤ 1 sits "
+                                                  "at the same place at every beam energy (lepton_t map; p_x, p_y stay "
+                                                  "in GeV, as the low-Q² bulk of p_T does not scale with E_b)")
+    ema: float | None = param(None, min=0.0, max=0.9999,
+                              doc="decay of an exponential moving average of the generator weights, which "
+                                  "validation and sampling use (0: the trained weights themselves)")
+    random_azimuth: bool | None = param(None, doc="rotate every generated (p_x, p_y) by a uniform azimuth, in "
+                                                  "training and sampling (unpolarized scattering is φ-symmetric)")
     augment: list[str] | None = param(None, doc="augmented features shown to the discriminator (None: model's)")
     preprocess: str = param("asinh", choices=("asinh", "none"),
                             doc="asinh((x - median)/MAD) on p_x, p_y, p_z and the augmented features before "
                                 "standardizing (log-like tails); 'none': standardize only, as published")
     reject_unphysical: bool | None = param(None, doc="redraw events that break a physical limit (None: model's)")
+    reject_outside_training: bool | None = param(
+        None, doc="lepton models: also redraw events outside the training sample's selection: Q² below its "
+                  "smallest Q² (the sample's Q² cut), and for unconditional models Q², W², y outside its range "
+                  "(conditional models: those edges move with the beam energy, only the Q² cut is kept)")
     validate_every: int = param(250, min=0, doc="validate every this many steps (0: never)")
     valid_events: int = param(5000, min=10, doc="events generated for each validation")
     checkpoint_every: int = param(500, min=0, doc="in a run: write a resumable training checkpoint every this many "
@@ -210,6 +238,14 @@ PUBLISHED_PRESET: dict[str, Any] = {
     "residual": False, "norm": "none", "steps": 100_000, "batch_size": 1024, "critic_steps": 5,
     "lr": 1e-4, "beta1": 0.5, "beta2": 0.9, "lr_schedule": "constant",
 }
+
+
+#: Defaults of the parameters that neither the preset nor the model's ``MODEL_DEFAULTS`` gives.
+BASE_DEFAULTS: dict[str, Any] = {"reject_outside_training": False, "ema": 0.0, "mmd_condition": 0.0,
+                                 "random_azimuth": False, "energy_scaling": False}
+#: Generated features that ``energy_scaling`` shifts by -ln E_b. p_x, p_y stay in GeV: the low-Q² bulk of p_T
+#: does not scale with E_b, and dividing them by E_b too doubled their KL at 10 and 50 GeV.
+_SHIFTED_BY_LOG_ENERGY: tuple[str, ...] = ("lepton_T",)
 
 
 class AdversarialGenerator(Generator):
@@ -252,7 +288,9 @@ class AdversarialGenerator(Generator):
         self.network: nn.Module | None = None
         self.discriminator: Discriminator | None = None
         self.discriminator_net: nn.Module | None = None
-        self._stats: dict[str, float] = {"sampled": 0, "unphysical": 0, "rejected": 0}
+        self._stats: dict[str, float] = {"sampled": 0, "unphysical": 0, "outside_training": 0, "rejected": 0}
+        #: {field: (low, high)} of the training events, enforced with ``reject_outside_training``
+        self.ranges: dict[str, tuple[float, float]] = {}
         self._training: dict[str, Any] = {}
 
     # -- configuration ------------------------------------------------------------------------------
@@ -262,7 +300,8 @@ class AdversarialGenerator(Generator):
         for f in dataclasses.fields(self.params):
             value = getattr(self.params, f.name)
             if value is None:
-                value = preset[f.name] if f.name in preset else self.MODEL_DEFAULTS.get(f.name)
+                value = preset[f.name] if f.name in preset else self.MODEL_DEFAULTS.get(f.name,
+                                                                                        BASE_DEFAULTS.get(f.name))
             out[f.name] = value
         return out
 
@@ -326,7 +365,9 @@ class AdversarialGenerator(Generator):
         k = len(self.feature_map.names) - (1 if self.uniform_phi else 0)
         asinh = self.settings["preprocess"] == "asinh"
         self.pre = AsinhScale([asinh and n in _ASINH_FEATURES for n in self.feature_map.names[:k]])
-        generated = self.pre.fit(full[:, :k]).transform(torch.from_numpy(full[:, :k]))
+        self._check_energy_scaling(k)
+        scaled = self._to_scaled(torch.from_numpy(full[:, :k]), torch.from_numpy(self._beam_energy(events)))
+        generated = self.pre.fit(scaled).transform(scaled)
         self.scaler.fit(generated, events.weights)
         if self.settings["augment"]:
             if not self.is_lepton_model:
@@ -334,14 +375,75 @@ class AdversarialGenerator(Generator):
                                   f"model learns {list(self.feature_map.names)}", path=f"{self.ctx.name}.augment",
                                   value=self.settings["augment"])
             eb = torch.from_numpy(self._beam_energy(events))
-            aug = augment(self.feature_map.inverse(torch.from_numpy(full), eb), self.settings["augment"],
-                          path=f"{self.ctx.name}.augment")
+            aug = self._augment(self.feature_map.inverse(torch.from_numpy(full), eb), eb)
             self.aug_pre = AsinhScale([asinh] * aug.shape[1])
             self.aug_scaler.fit(self.aug_pre.fit(aug).transform(aug), events.weights)
         if self.conditional:
             self.cond_scaler.fit(self._beam_energy(events)[:, None], events.weights)
+        if self.settings["random_azimuth"] and list(self.feature_map.names[:2]) != ["lepton_px", "lepton_py"]:
+            raise ConfigError("random_azimuth rotates (lepton_px, lepton_py), the first two generated features; "
+                              f"this model generates {list(self.feature_map.names[:k])}",
+                              path=f"{self.ctx.name}.random_azimuth", value=True)
+        self.ranges = self._training_ranges(events)
         self.network = self._build_network(k)
         return self
+
+    def _training_ranges(self, events: EventBatch) -> dict[str, tuple[float, float]]:
+        """The selection edges ``reject_outside_training`` keeps (see :class:`GANParams`)."""
+        if not (self.settings["reject_outside_training"] and self.is_lepton_model and self.beams is not None):
+            return {}
+        from mlegpipe.metrics.physicality import dis_variables
+
+        labels = {k: events.column(k) for k in ("Q2", "W2", "y") if events.has(k)}
+        if len(labels) < 3:
+            labels = {k: v for k, v in dis_variables(events).items() if k in ("Q2", "W2", "y")}
+        if self.conditional:
+            return {"Q2": (float(np.min(labels["Q2"])), float("inf"))}
+        return {k: (float(np.min(v)), float(np.max(v))) for k, v in labels.items()}
+
+    def inside_training_ranges(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """True for events inside :attr:`ranges` (all True without ``reject_outside_training``)."""
+        n = len(next(iter(columns.values()))) if columns else 0
+        ok = np.ones(n, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            for name, (low, high) in self.ranges.items():
+                ok &= (columns[name] >= low) & (columns[name] <= high)
+        return ok
+
+    def _check_energy_scaling(self, k: int) -> None:
+        names = list(self.feature_map.names[:k])
+        if self.settings["energy_scaling"] and not any(n in _SHIFTED_BY_LOG_ENERGY for n in names):
+            raise ConfigError(f"energy_scaling needs T = ln(E_b - p∥) (feature map lepton_t); this model generates "
+                              f"{names}", path=f"{self.ctx.name}.energy_scaling", value=True)
+
+    def _energy_shift(self, eb: torch.Tensor | np.ndarray | float | None, n: int, k: int) -> torch.Tensor:
+        """Per-event shift ``(n, k)`` of the generated features under ``energy_scaling``: ln E_b on T, else 0."""
+        eb = self._require_energy(eb, n).to(torch.float64)[:, None]
+        shift = torch.tensor([name in _SHIFTED_BY_LOG_ENERGY for name in self.feature_map.names[:k]])
+        return torch.where(shift, torch.log(eb), torch.zeros_like(eb))
+
+    def _to_scaled(self, raw: torch.Tensor, eb: torch.Tensor | None) -> torch.Tensor:
+        if not self.settings["energy_scaling"]:
+            return raw
+        return raw - self._energy_shift(eb, len(raw), raw.shape[1]).to(raw.dtype)
+
+    def _from_scaled(self, scaled: torch.Tensor, eb: torch.Tensor | None) -> torch.Tensor:
+        if not self.settings["energy_scaling"]:
+            return scaled
+        return scaled + self._energy_shift(eb, len(scaled), scaled.shape[1]).to(scaled.dtype)
+
+    def _require_energy(self, eb: torch.Tensor | np.ndarray | float | None, n: int) -> torch.Tensor:
+        if eb is None:
+            raise ConfigError("this generator learns energy-scaled features (energy_scaling = true): give the beam "
+                              "energy", path=f"{self.ctx.name}.energy_scaling", value=None)
+        return torch.as_tensor(np.broadcast_to(np.asarray(eb, dtype=np.float64), (n,)).copy()) \
+            if not isinstance(eb, torch.Tensor) else eb.expand(n)
+
+    def _augment(self, lepton: torch.Tensor, eb: torch.Tensor) -> torch.Tensor:
+        """The augmented features of the ``(n, 4)`` leptons (in units of E_b with ``energy_scaling``)."""
+        if self.settings["energy_scaling"]:
+            lepton = lepton / eb.to(lepton.dtype)[:, None]
+        return augment(lepton, self.settings["augment"], path=f"{self.ctx.name}.augment")
 
     def _build_network(self, n_out: int, calibrate: bool = True) -> nn.Module:
         s = self.settings
@@ -358,15 +460,35 @@ class AdversarialGenerator(Generator):
     def encode(self, events: EventBatch) -> torch.Tensor:
         """Standardized generated features of ``events`` (float32 ``(n, n_generated)``)."""
         self._require_prepared()
-        full = self._full_features(events)
-        return self.scaler.transform(self.pre.transform(torch.from_numpy(full[:, : self.n_generated]))).float()
+        full = torch.from_numpy(self._full_features(events)[:, : self.n_generated])
+        scaled = self._to_scaled(full, torch.from_numpy(self._beam_energy(events)))
+        return self.scaler.transform(self.pre.transform(scaled)).float()
 
-    def to_physical(self, z: torch.Tensor) -> torch.Tensor:
+    def to_physical(self, z: torch.Tensor, beam_energy: torch.Tensor | np.ndarray | float | None = None
+                    ) -> torch.Tensor:
         """Undo the standardization (and asinh preprocessing): generated features in physical units.
 
-        Differentiable; compute in float64 for exact inverses.
+        Differentiable; compute in float64 for exact inverses. ``beam_energy``
+        (per event, GeV) is needed with ``energy_scaling``.
         """
-        return self.pre.inverse(self.scaler.inverse(z))
+        return self._from_scaled(self.pre.inverse(self.scaler.inverse(z)), beam_energy)
+
+    def rotate_azimuth(self, z: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """Standardized generated features ``z`` with (p_x, p_y) rotated by the angles ``phi`` (differentiable).
+
+        Rotations about the beam axis keep p_T, p_z and E, so physical events
+        stay physical; :attr:`settings` ``random_azimuth`` applies a uniform
+        one to every generated event.
+
+        Example:
+            >>> # gen.rotate_azimuth(z, torch.full((len(z),), np.pi))  # (p_x, p_y) -> (-p_x, -p_y)
+        """
+        raw = self.pre.inverse(self.scaler.inverse(z.to(torch.float64)))  # a rotation commutes with E_b scaling
+        phi = phi.to(torch.float64)
+        c, s = torch.cos(phi), torch.sin(phi)
+        px, py = raw[:, 0], raw[:, 1]
+        raw = torch.cat([torch.stack([c * px - s * py, s * px + c * py], dim=1), raw[:, 2:]], dim=1)
+        return self.scaler.transform(self.pre.transform(raw)).to(z.dtype)
 
     def condition_tensor(self, beam_energy: np.ndarray | torch.Tensor) -> torch.Tensor | None:
         """Standardized conditioning input ``(n, 1)`` for per-event beam energies (None if unconditional)."""
@@ -400,11 +522,11 @@ class AdversarialGenerator(Generator):
         if beam_energy is None:
             beam_energy = torch.full((len(z),), float(self.beams.lepton_energy) if self.beams else 0.0)
         eb = beam_energy.to(torch.float64)
-        raw = self.to_physical(z.to(torch.float64))
+        raw = self.to_physical(z.to(torch.float64), eb)
         if self.uniform_phi and phi is None:
             phi = torch.zeros(len(z), dtype=torch.float64)
         lepton = self._lepton(raw, eb, None if phi is None else phi.to(torch.float64))
-        aug = self.aug_scaler.transform(self.aug_pre.transform(augment(lepton, names)))
+        aug = self.aug_scaler.transform(self.aug_pre.transform(self._augment(lepton, eb)))
         return torch.cat([z, soft_clip(aug).to(z.dtype)], dim=1)
 
     def _real_discriminator_features(self, events: EventBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -440,8 +562,8 @@ class AdversarialGenerator(Generator):
         azimuth uniformly from ``seed``.
         """
         self._require_prepared()
-        raw = self.to_physical(z.detach().to(torch.float64)).numpy()
-        eb = self._sample_beam_energy(len(raw), beam_energy)
+        eb = self._sample_beam_energy(len(z), beam_energy)
+        raw = self.to_physical(z.detach().to(torch.float64), torch.from_numpy(eb)).numpy()
         if self.uniform_phi:
             rng = np.random.default_rng(seed if seed is not None else self.ctx.seed_sequence("phi"))
             raw = np.concatenate([raw, rng.uniform(-np.pi, np.pi, len(raw))[:, None]], axis=1)
@@ -530,6 +652,10 @@ class AdversarialGenerator(Generator):
         opt_d = make_opt(d_net.parameters()) if make_opt is not None else torch.optim.Adam(
             d_net.parameters(), lr=s["lr"], betas=(s["beta1"], s["beta2"]))
         opt_g = self._make_optimizer()
+        net = self.network  # the weights the optimizer trains
+        ema = float(s["ema"])
+        if ema > 0:  # validation and sampling use the moving average of net's weights
+            self.network = copy.deepcopy(net).requires_grad_(False)
         batch_gen = self.ctx.torch_generator("batches")
         noise_gen = self.ctx.torch_generator("noise")
         tensors = [real, eb_real] + ([cond_real] if cond_real is not None else [])
@@ -537,15 +663,20 @@ class AdversarialGenerator(Generator):
         sampler = MinibatchSampler(*tensors, batch_size=s["batch_size"], generator=batch_gen, weights=weights)
         mmd_weight = float(s["mmd_weight"])
         sigmas = list(s["mmd_sigmas"])
+        mmd_condition = float(s["mmd_condition"])
 
         def fake_batch(eb: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-            z = self.generate_tensor(self.noise(len(eb), noise_gen), cond)
+            noise = self.noise(len(eb), noise_gen)
+            z = net(noise if cond is None else torch.cat([noise, cond], dim=1))
+            if s["random_azimuth"]:
+                z = self.rotate_azimuth(z, (torch.rand(len(eb), generator=noise_gen, dtype=torch.float64) * 2 - 1)
+                                        * np.pi)
             phi = (torch.rand(len(eb), generator=noise_gen, dtype=torch.float64) * 2 - 1) * np.pi \
                 if self.uniform_phi and s["augment"] else None
             return self.discriminator_features(z, eb, phi)
 
         def step(i: int) -> dict[str, float]:
-            self.network.train()
+            net.train()
             d_net.train()
             loss_d = torch.zeros(())
             for _ in range(s["critic_steps"]):
@@ -570,11 +701,20 @@ class AdversarialGenerator(Generator):
             out = {"loss_d": float(loss_d.detach()), "loss_g": float(loss_adv.detach())}
             if mmd_weight > 0:
                 m = s["mmd_events"]
-                term = mmd2(x_fake[:m], x_real[:m], sigmas)
+                if cond is not None and mmd_condition > 0:  # (features, c·condition): compare like energies
+                    term = mmd2(torch.cat([x_fake[:m], mmd_condition * cond[:m]], dim=1),
+                                torch.cat([x_real[:m], mmd_condition * cond[:m]], dim=1), sigmas)
+                else:
+                    term = mmd2(x_fake[:m], x_real[:m], sigmas)
                 loss_g = loss_g + mmd_weight * term
                 out["mmd2"] = float(term.detach())
             loss_g.backward()
             opt_g.step()
+            if ema > 0:  # warm-up: the average forgets the early weights quickly
+                with torch.no_grad():
+                    decay = min(ema, (1.0 + i) / (10.0 + i))
+                    for p_avg, p in zip(self.network.parameters(), net.parameters(), strict=True):
+                        p_avg.lerp_(p, 1.0 - decay)
             for p in d_net.parameters():
                 p.requires_grad_(True)
             return out
@@ -586,7 +726,8 @@ class AdversarialGenerator(Generator):
             generators["discriminator"] = disc_gen()
         loop = TrainLoop(
             self.ctx, step, s["steps"],
-            modules={"generator": self.network, "discriminator": d_net},
+            modules={"generator": self.network, "discriminator": d_net,
+                     **({"generator_trained": net} if ema > 0 else {})},
             optimizers={"generator": opt_g, "discriminator": opt_d},
             validate_fn=validate, validate_every=s["validate_every"] if validate is not None else 0,
             lr_schedule=cosine_schedule(s["steps"]) if s["lr_schedule"] == "cosine" else None,
@@ -595,6 +736,7 @@ class AdversarialGenerator(Generator):
         )
         history = loop.run(resume=True if s["resume"] or getattr(self.ctx, "resume", False) else None)
         self.network.eval()
+        net.eval()
         d_net.eval()
         self._training = {
             "best_step": loop.best_step, "best_metric": loop.best_metric,
@@ -621,6 +763,8 @@ class AdversarialGenerator(Generator):
             self.network.eval()
             with torch.no_grad():
                 z = self.generate_tensor(self.noise(n, gen), cond)
+                if self.settings["random_azimuth"]:
+                    z = self.rotate_azimuth(z, (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * np.pi)
                 phi = (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * np.pi \
                     if self.uniform_phi and self.settings["augment"] else None
                 fake = self.discriminator_features(z, eb, phi).numpy()
@@ -656,7 +800,7 @@ class AdversarialGenerator(Generator):
         reject = bool(self.settings["reject_unphysical"])
         self.network.eval()
         rng = np.random.default_rng(seed)
-        counts = {"unphysical": 0}
+        counts = {"unphysical": 0, "outside_training": 0}
         # all threads go to data-parallel chunks with single-threaded kernels (see single_threaded_kernels)
         workers = torch.get_num_threads()
 
@@ -680,18 +824,24 @@ class AdversarialGenerator(Generator):
             else:
                 for chunk in chunks:
                     run(chunk)
+            if self.settings["random_azimuth"]:
+                z = self.rotate_azimuth(z, torch.from_numpy(rng.uniform(-np.pi, np.pi, len(slots))))
             phi_seed = np.random.SeedSequence(int(rng.integers(2**63)))
             columns, ok = self.decode_columns(z, eb, phi_seed)
+            inside = self.inside_training_ranges(columns)
             counts["unphysical"] += int((~ok).sum())
-            return columns, ok if reject else np.ones(len(slots), dtype=bool)
+            counts["outside_training"] += int((ok & ~inside).sum())
+            return columns, (ok if reject else np.ones(len(slots), dtype=bool)) & inside
 
         with single_threaded_kernels():
             columns, drawn, rejected = sample_with_rejection(draw, n, MAX_REJECTION_ROUNDS)
         self._stats["sampled"] += drawn
         self._stats["unphysical"] += counts["unphysical"]
+        self._stats["outside_training"] += counts["outside_training"]
         self._stats["rejected"] += rejected
         events = self._events(columns)
         events.meta.update({"drawn": drawn, "unphysical_drawn": counts["unphysical"],
+                            "outside_training_drawn": counts["outside_training"],
                             "rejected_fraction": rejected / drawn if drawn else 0.0})
         return events
 
@@ -706,6 +856,8 @@ class AdversarialGenerator(Generator):
             "feature_map": self.feature_map.config(),
             "beams": self.beams.to_dict() if self.beams is not None else None,
             "hadron_follows": self.hadron_follows,
+            "energy_scaling": bool(self.settings["energy_scaling"]),
+            "ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()},
             "training": {k: v for k, v in self._training.items() if v is not None},
         }
         if self.aug_scaler.fitted:
@@ -720,6 +872,11 @@ class AdversarialGenerator(Generator):
         try:
             self.beams = Beams.from_dict(dict(state["beams"])) if state.get("beams") else None
             self.hadron_follows = bool(state.get("hadron_follows", False))
+            if bool(state.get("energy_scaling", False)) != bool(self.settings["energy_scaling"]):
+                raise CheckpointError(f"the state was trained with energy_scaling = {state.get('energy_scaling', False)}"
+                                      f", these parameters say {self.settings['energy_scaling']}",
+                                      path=f"{self.ctx.name}.energy_scaling",
+                                      hint="set energy_scaling to the value it was trained with")
             self.feature_map = make_feature_map(dict(state["feature_map"]), self.beams)
             self.features = list(self.feature_map.fields)
             self.scaler.load_state_dict(state["scaler"])
@@ -727,6 +884,7 @@ class AdversarialGenerator(Generator):
             if "aug_scaler" in state:
                 self.aug_scaler.load_state_dict(state["aug_scaler"])
                 self.aug_pre.load_state_dict(state["aug_pre"])
+            self.ranges = {k: (float(v[0]), float(v[1])) for k, v in dict(state.get("ranges", {})).items()}
             if "cond_scaler" in state:
                 self.cond_scaler.load_state_dict(state["cond_scaler"])
             self.network = self._build_network(len(self.scaler.mean), calibrate=False)
@@ -744,6 +902,7 @@ class AdversarialGenerator(Generator):
         sampled = self._stats["sampled"]
         if sampled:
             out["unphysical_fraction"] = self._stats["unphysical"] / sampled
+            out["outside_training_fraction"] = self._stats["outside_training"] / sampled
             out["rejected_fraction"] = self._stats["rejected"] / sampled
             out["sampled_events"] = int(sampled)
         out["reject_unphysical"] = bool(self.settings["reject_unphysical"])
