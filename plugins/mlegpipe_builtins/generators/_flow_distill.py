@@ -118,8 +118,14 @@ class DistilledSampler(nn.Module):
             for span in spans:
                 run(span)
             return out
-        with single_threaded_kernels(), ThreadPoolExecutor(min(workers, len(spans))) as pool:
-            list(pool.map(run, spans))
+        workers = min(workers, len(spans))
+
+        def share(w: int) -> None:  # one long-lived task per thread: no per-chunk scheduling cost
+            for span in spans[w::workers]:
+                run(span)
+
+        with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
+            list(pool.map(share, range(workers)))
         return out
 
 
