@@ -90,6 +90,7 @@ _DISTILL_STEPS_PER_STEP, _DISTILL_STEPS_MAX = 2.4, 6000  # distill_steps = 0: me
 _CONTEXT_MARGIN = 0.5  # distil conditional flows this fraction of the trained context span beyond it
 _CHUNKED = (FastFlowSampler, DistilledSampler)  # samplers that run their chunks on data-parallel threads
 _DECODE_MIN = 8192  # events per decoding thread, at least
+_SPLINE_REACH = 4.5  # standardized reach beyond which preprocess = "auto" compresses a feature (splines: [-5, 5])
 
 
 @dataclass
@@ -121,7 +122,9 @@ class FlowParams:
                         doc="validation metric for the best state: negative log-likelihood or mean 1D chi2/ndf")
     preprocess: str = param("auto", choices=("auto", "asinh", "none"),
                             doc="asinh on momentum components before standardizing (auto: on lepton_px/py/pz "
-                                "features; asinh: on every feature)")
+                                "features, and for nsf on any feature whose standardized training values reach "
+                                "beyond ±4.5: the splines act on [-5, 5] only, so a flow cannot generate a tail "
+                                "beyond it, e.g. ln Q² above ~300 GeV² at HERA; asinh: on every feature)")
     replicas: int = param(1, min=1, doc="bootstrap ensemble size (1: one flow on the full sample)")
     noise: float = param(0.0, min=0.0, doc="Gaussian noise (standardized feature units) added to every training "
                                            "batch: the flow learns the density smoothed by a kernel of this width "
@@ -162,6 +165,20 @@ def _resolve_preset(params: FlowParams) -> FlowParams:
         ("fast" if params.feature_map == "columns" else "distilled")
     steps = params.distill_steps or min(_DISTILL_STEPS_MAX, math.ceil(_DISTILL_STEPS_PER_STEP * params.steps))
     return dataclasses.replace(params, sampler=sampler, distill_steps=steps)
+
+
+def _beyond_spline_reach(x: torch.Tensor) -> list[bool]:
+    """Columns whose standardized values reach beyond ±:data:`_SPLINE_REACH` (zuko's splines act on [-5, 5]).
+
+    Example:
+        >>> x = torch.tensor([[0.0, 0.0]] * 99 + [[1.0, 100.0]], dtype=torch.float64)
+        >>> _beyond_spline_reach(x)
+        [True, True]
+        >>> _beyond_spline_reach(torch.randn(1000, 2, generator=torch.Generator().manual_seed(0)))
+        [False, False]
+    """
+    z = (x - x.mean(dim=0)) / x.std(dim=0).clamp_min(1e-12)
+    return [bool(v > _SPLINE_REACH) for v in z.abs().max(dim=0).values]
 
 
 class FlowGenerator(Generator):
@@ -251,6 +268,9 @@ class FlowGenerator(Generator):
             x = np.delete(x, self._phi_col, axis=1)
         x = torch.from_numpy(np.ascontiguousarray(x))
         if self.pre.mask is None:
+            if self.p.preprocess == "auto" and self.p.flow == "nsf":
+                self.pre.columns = [a or b for a, b in zip(self.pre.columns or [False] * x.shape[1],
+                                                            _beyond_spline_reach(x), strict=True)]
             self.pre.fit(x)
         return self.pre.transform(x)
 
