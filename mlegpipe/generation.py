@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from mlegpipe.exceptions import ConfigError
 from mlegpipe.shared_setting import SharedSetting
 from mlegpipe.stages import Generator
 
-__all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_root", "single_threaded_kernels"]
+__all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_root", "map_in_chunks", "single_threaded_kernels"]
 
 #: Events per random-stream block.
 BLOCK = 65_536
@@ -59,6 +59,49 @@ def single_threaded_kernels() -> Iterator[None]:
     """
     with _ONE_THREAD():
         yield
+
+
+def map_in_chunks(
+    fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    noise: torch.Tensor,
+    context: torch.Tensor | None,
+    n_out: int,
+    chunk: int,
+    workers: int | None = None,
+) -> torch.Tensor:
+    """``fn(noise, context)`` row-wise in fixed ``chunk``-event pieces, on ``workers`` data-parallel threads.
+
+    Each thread takes every ``workers``-th chunk as one long-lived task (no
+    per-chunk scheduling cost), with :func:`single_threaded_kernels`; the
+    chunks are fixed, so the result does not depend on the thread count.
+    ``workers`` defaults to torch's thread count.
+
+    Example:
+        >>> x = torch.arange(10.0)[:, None]
+        >>> map_in_chunks(lambda n, c: 2 * n, x, None, 1, chunk=3, workers=2)[:, 0].tolist()
+        [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0]
+    """
+    out = noise.new_empty(len(noise), n_out)
+    spans = [(lo, min(lo + chunk, len(noise))) for lo in range(0, len(noise), chunk)]
+
+    def run(span: tuple[int, int]) -> None:
+        lo, hi = span
+        with torch.inference_mode():  # thread-local: enter it in every worker
+            out[lo:hi] = fn(noise[lo:hi], None if context is None else context[lo:hi])
+
+    workers = min(torch.get_num_threads() if workers is None else workers, len(spans))
+    if workers <= 1:
+        for span in spans:
+            run(span)
+        return out
+
+    def share(w: int) -> None:
+        for span in spans[w::workers]:
+            run(span)
+
+    with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
+        list(pool.map(share, range(workers)))
+    return out
 
 
 def block_seed(seed: int, block: int) -> np.random.SeedSequence:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -273,24 +276,36 @@ def test_critic_sees_the_vertex_features_the_surrogate_passes_through() -> None:
     assert CriticView(Surrogate(), None, real_v, real_d, exclude=[]).passthrough_names == ["theta", "phi"]
 
 
-def test_simulation_completion_takes_the_unseen_phase_space_from_the_simulation() -> None:
+def _partial_acceptance_setup(
+    rng: np.random.Generator, seen: Callable[[EventBatch], np.ndarray], *, sim_events: int, data_events: int,
+    shift: float, surrogate_seed: int,
+) -> tuple[dict[str, Any], EventBatch, EventBatch]:
+    """Toy simulation and pseudo-data (truth shifted by ``shift``) flagged ``measured`` by ``seen(vertex)``,
+    and a cfold surrogate with a learned acceptance trained on the simulation: ``(setup, truth, data)``."""
     torch.set_num_threads(1)
     registry = load_plugins()
-    rng = np.random.default_rng(5)
 
-    def pairs(n: int, shift: float) -> tuple[EventBatch, EventBatch]:
-        vertex, detector = _toy(rng, n, shift)
-        seen = vertex.column("a") < 1.0  # the detector never sees a ≥ 1
-        return vertex, detector.with_columns(measured=seen)
+    def pairs(n: int, offset: float) -> tuple[EventBatch, EventBatch]:
+        vertex, detector = _toy(rng, n, offset)
+        return vertex, detector.with_columns(measured=seen(vertex))
 
-    sim_v, sim_d = pairs(3000, 0.0)
-    truth, data = pairs(1500, 0.3)
+    sim_v, sim_d = pairs(sim_events, 0.0)
+    truth, data = pairs(data_events, shift)
     fold_cls = registry.get("detector", "cfold").cls
     surrogate = fold_cls(fold_cls.Params(vertex_features=["a", "b"], steps=60, validate_every=30,
-                                         acceptance_steps=300), StageContext("surrogate", seed=2))
+                                         acceptance_steps=300), StageContext("surrogate", seed=surrogate_seed))
     surrogate.fit(sim_v, sim_d)
     setup = {"registry": registry, "surrogate": surrogate, "samples": {
         "sim_train": sim_v, "sim_train_det": sim_d, "truth_test": truth, "truth_test_det": data}}
+    return setup, truth, data
+
+
+def test_simulation_completion_takes_the_unseen_phase_space_from_the_simulation() -> None:
+    rng = np.random.default_rng(5)
+    setup, truth, data = _partial_acceptance_setup(
+        rng, lambda vertex: vertex.column("a") < 1.0,  # the detector never sees a ≥ 1
+        sim_events=3000, data_events=1500, shift=0.3, surrogate_seed=2)
+    surrogate = setup["surrogate"]
     stage = _stage(setup, events=2000, pretrain_steps=50, complete="simulation")
     record = _record(setup, stage)
     out = stage.unfold(data, surrogate, record)
@@ -313,23 +328,11 @@ def test_unseen_completion_recovers_a_changed_truth_where_acceptance_is_partial(
     'simulation' mode) would put half of those events at the simulation's spectrum (mean shift 0.3).
     Beyond a = 1.5 the detector is blind: what the simulation fills in lies there.
     """
-    torch.set_num_threads(1)
-    registry = load_plugins()
     rng = np.random.default_rng(9)
-
-    def pairs(n: int, shift: float) -> tuple[EventBatch, EventBatch]:
-        vertex, detector = _toy(rng, n, shift)
-        seen = (rng.random(n) < 0.5) & (vertex.column("a") <= 1.5)
-        return vertex, detector.with_columns(measured=seen)
-
-    sim_v, sim_d = pairs(4000, 0.0)
-    truth, data = pairs(3000, 0.6)
-    fold_cls = registry.get("detector", "cfold").cls
-    surrogate = fold_cls(fold_cls.Params(vertex_features=["a", "b"], steps=60, validate_every=30,
-                                         acceptance_steps=300), StageContext("surrogate", seed=4))
-    surrogate.fit(sim_v, sim_d)
-    setup = {"registry": registry, "surrogate": surrogate, "samples": {
-        "sim_train": sim_v, "sim_train_det": sim_d, "truth_test": truth, "truth_test_det": data}}
+    setup, truth, data = _partial_acceptance_setup(
+        rng, lambda vertex: (rng.random(len(vertex)) < 0.5) & (vertex.column("a") <= 1.5),
+        sim_events=4000, data_events=3000, shift=0.6, surrogate_seed=4)
+    surrogate = setup["surrogate"]
     stage = _stage(setup, events=3000, steps=150, pretrain_steps=50, batch_size=256, baselines=[])
     out = stage.unfold(data, surrogate, _record(setup, stage))
     assert stage.info()["completion"]["mode"] == "unseen"

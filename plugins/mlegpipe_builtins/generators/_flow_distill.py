@@ -30,14 +30,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from mlegpipe.exceptions import CheckpointError
-from mlegpipe.generation import single_threaded_kernels
+from mlegpipe.generation import map_in_chunks
 
 __all__ = ["DistilledSampler", "distill"]
 
@@ -105,28 +104,7 @@ class DistilledSampler(nn.Module):
             raise ValueError("this distilled sampler is conditional: give the context")
         if len(noise) <= self.chunk:
             return self._map(noise, context)
-        out = noise.new_empty(len(noise), self.n_features)
-        spans = [(lo, min(lo + self.chunk, len(noise))) for lo in range(0, len(noise), self.chunk)]
-
-        def run(span: tuple[int, int]) -> None:
-            lo, hi = span
-            with torch.inference_mode():  # thread-local: enter it in every worker
-                out[lo:hi] = self._map(noise[lo:hi], None if context is None else context[lo:hi])
-
-        workers = torch.get_num_threads() if workers is None else workers
-        if workers <= 1:
-            for span in spans:
-                run(span)
-            return out
-        workers = min(workers, len(spans))
-
-        def share(w: int) -> None:  # one long-lived task per thread: no per-chunk scheduling cost
-            for span in spans[w::workers]:
-                run(span)
-
-        with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
-            list(pool.map(share, range(workers)))
-        return out
+        return map_in_chunks(self._map, noise, context, self.n_features, self.chunk, workers)
 
 
 def distill(teacher: Teacher, features: int, context: int, hidden: Sequence[int], *, steps: int = 3000,

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +44,7 @@ from zuko.flows.autoregressive import MaskedAutoregressiveTransform
 from zuko.nn import MaskedLinear, MaskedMLP
 from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform
 
-from mlegpipe.generation import single_threaded_kernels
+from mlegpipe.generation import map_in_chunks
 
 __all__ = ["FastFlowSampler", "rqs_invert", "rqs_inverse", "rqs_knots"]
 
@@ -278,19 +277,4 @@ class FastFlowSampler(nn.Module):
         """
         if self.n_context and context is None:
             raise ValueError("this flow is conditional: give the context")
-        out = torch.empty_like(noise)
-        spans = [(lo, min(lo + self.chunk, len(noise))) for lo in range(0, len(noise), self.chunk)]
-
-        def run(span: tuple[int, int]) -> None:
-            lo, hi = span
-            with torch.inference_mode():  # thread-local: enter it in every worker
-                out[lo:hi] = self._invert(noise[lo:hi], None if context is None else context[lo:hi])
-
-        workers = torch.get_num_threads() if workers is None else workers
-        if workers <= 1 or len(spans) <= 1:
-            for span in spans:
-                run(span)
-            return out
-        with single_threaded_kernels(), ThreadPoolExecutor(min(workers, len(spans))) as pool:
-            list(pool.map(run, spans))
-        return out
+        return map_in_chunks(self._invert, noise, context, noise.shape[1], self.chunk, workers)
