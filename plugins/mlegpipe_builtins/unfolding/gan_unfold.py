@@ -329,7 +329,8 @@ class GanUnfold(Unfolding):
 
     def _train_replica(self, replica: int, real_view: torch.Tensor, surrogate: Detector, decoder: VertexDecoder,
                        view: CriticView, record: RunRecord | None,
-                       prior: torch.Tensor | None = None) -> tuple[nn.Module, TrainLoop]:
+                       prior: torch.Tensor | None = None) -> tuple[nn.Module, TrainLoop, int]:
+        """Train one replica's generator; returns it, its loop and the generator steps skipped (non-finite)."""
         p = self.params
         ctx = self.ctx.child(f"replica{replica}")
         with torch.random.fork_rng(devices=[]):
@@ -405,8 +406,7 @@ class GanUnfold(Unfolding):
         gen_net.eval()
         if skipped[0]:
             ctx.log.warning("replica %d: %d generator steps skipped (non-finite gradients)", replica, skipped[0])
-        loop.skipped_steps = skipped[0]  # type: ignore[attr-defined]
-        return gen_net, loop
+        return gen_net, loop, skipped[0]
 
     def _completion(self, surrogate: Detector, decoder: VertexDecoder,
                     sim: tuple[EventBatch, EventBatch, list[str]] | None, fraction: float,
@@ -441,12 +441,12 @@ class GanUnfold(Unfolding):
         replicas: list[_Replica] = []
         for r in range(p.replicas):
             t0 = time.perf_counter()
-            gen_net, loop = self._train_replica(r, real_view[torch.as_tensor(boot[r])], surrogate, decoder, view,
+            gen_net, loop, skipped = self._train_replica(r, real_view[torch.as_tensor(boot[r])], surrogate, decoder, view,
                                                 record, prior)
             events = self._sample(gen_net, decoder, n_events, r, surrogate, completion)
             refolded = surrogate.fold(events, self.ctx.seed_sequence("refold", r))
             replicas.append(_Replica(events, refolded, loop.best_step, loop.best_metric,
-                                     round(time.perf_counter() - t0, 2), getattr(loop, "skipped_steps", 0)))
+                                     round(time.perf_counter() - t0, 2), skipped))
             self.ctx.log.info("replica %d/%d: best step %s, detector-level W1 %.4g (%.1f s)", r + 1, p.replicas,
                               loop.best_step, loop.best_metric or float("nan"), replicas[-1].seconds)
         return replicas
