@@ -71,6 +71,7 @@ from mlegpipe.generation import single_threaded_kernels
 from mlegpipe.schema import param
 from mlegpipe.stages import Discriminator, Generator, NetworkInputs, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule, warmup_schedule
+from mlegpipe.training.cuda_graph import GraphedLoss
 from mlegpipe_builtins.generators._flow_distill import DistilledSampler, distill
 from mlegpipe_builtins.generators._flow_fast import FastFlowSampler
 
@@ -400,15 +401,20 @@ class FlowGenerator(Generator):
         opt = torch.optim.AdamW(flow.parameters(), lr=self.p.lr, weight_decay=self.p.weight_decay)
         schedule = cosine_schedule(self.p.steps, warmup=min(100, self.p.steps // 10), final=0.02) \
             if self.p.lr_schedule == "cosine" else warmup_schedule(min(100, self.p.steps // 10))
+        graphed = GraphedLoss.maybe(lambda z, c: self._nll(flow, z, c), list(flow.parameters()), z_v.device,
+                                    log=self.ctx.log)  # None on the CPU
 
         def step(i: int) -> dict[str, float]:
             batch = ddp.shard_minibatch(sampler())  # this rank's share (all of it in one process)
             z, c = batch[0], (batch[1] if len(batch) > 1 else None)
             if augment is not None:
                 z = z + self.p.noise * torch.randn(z.shape, generator=augment, dtype=z.dtype).to(z.device)
-            opt.zero_grad(set_to_none=True)
-            loss = self._nll(flow, z, c)
-            loss.backward()
+            if graphed is not None:  # device = "cuda": forward and backward replayed as one CUDA graph
+                loss = graphed(z, c)
+            else:
+                opt.zero_grad(set_to_none=True)
+                loss = self._nll(flow, z, c)
+                loss.backward()
             ddp.sync_gradients(flow.parameters(), len(z))
             torch.nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
             opt.step()
