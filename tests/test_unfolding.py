@@ -351,3 +351,50 @@ def test_unseen_completion_recovers_a_changed_truth_where_acceptance_is_partial(
     assert abs((a > 1.5).mean() - (truth.column("a") > 1.5).mean()) < 0.05  # the simulation has 0.07 there
     # what the simulation fills in lies where the detector is blind
     assert prior.sum() == 0 or (a[prior] > 1.2).mean() > 0.9
+
+
+def test_replicas_resample_the_simulation_they_depend_on() -> None:
+    """bootstrap_simulation: replica r weighs simulation event i by k_i ~ Poisson(1) from ctx.rng("sim-bootstrap", r).
+
+    Known answers: the pretraining target holds row j exactly k[rows[j]] times, the completion pool's
+    probabilities are ∝ p_j k[rows[j]], and the ν quantile maps are those of the resampled simulation;
+    two replicas differ, the same replica is reproducible, and the maps move by bootstrap noise only.
+    """
+    from mlegpipe_builtins.truth.dis import DISTruth
+    from mlegpipe_builtins.unfolding._observables import observable
+    from mlegpipe_builtins.unfolding._vertex_model import nu_quantiles
+    from mlegpipe_builtins.unfolding.gan_unfold import _Completion
+
+    sim = DISTruth(DISTruth.Params(events=4000, q2_min=2.0), StageContext("sim", seed=1)).read()
+    data = DISTruth(DISTruth.Params(events=1000, q2_min=2.0), StageContext("truth", seed=2)).read()
+
+    class Surrogate:
+        vertex_scaler = None
+
+    cls = load_plugins().get("unfolding", "gan-unfold").cls
+    stage = cls(cls.Params(replicas=2), StageContext("unfolding", seed=3))
+    names = ["lepton_E", "lepton_P", "lepton_theta", "lepton_phi"]
+    decoder = stage._decoder(Surrogate(), data, names, sim)
+    rows = np.arange(0, len(sim), 2)  # e.g. the events with finite vertex features
+    prior = torch.as_tensor(rows, dtype=torch.float64)[:, None]
+    p0 = np.linspace(1.0, 2.0, len(rows))
+    completion = _Completion(0.6, sim.take(rows), p0 / p0.sum(), "unseen", 0.05)
+    resample = (sim, rows, data, Surrogate())
+    out = [stage._replica_prior(r, decoder, prior, completion, resample) for r in (0, 1, 0)]
+    for r, (dec, pri, comp) in zip((0, 1), out[:2], strict=True):
+        k = stage.ctx.rng("sim-bootstrap", r).poisson(1.0, len(sim))
+        counts = np.bincount(pri[:, 0].numpy().astype(int), minlength=len(sim))
+        np.testing.assert_array_equal(counts[rows], k[rows])
+        np.testing.assert_allclose(comp.probabilities, p0 * k[rows] / (p0 * k[rows]).sum())
+        again = sim.take(np.repeat(np.arange(len(sim)), k))
+        q = nu_quantiles(observable(again, "nu1"), observable(again, "nu2"))
+        expected = np.maximum.accumulate(q, axis=1) + 1e-6 * np.arange(q.shape[1])
+        np.testing.assert_allclose(dec.nu_quantiles.numpy(), expected, rtol=1e-12)
+        # bootstrap noise only: the median knot moves by far less than the spread of ν
+        middle = q.shape[1] // 2
+        shift = abs(float(dec.nu_quantiles[0, middle] - decoder.nu_quantiles[0, middle]))
+        assert 0 < shift < 0.1 * float(observable(sim, "nu1").std())
+    assert not torch.equal(out[0][0].nu_quantiles, out[1][0].nu_quantiles)
+    assert torch.equal(out[0][0].nu_quantiles, out[2][0].nu_quantiles) and torch.equal(out[0][1], out[2][1])
+    # without resampling the inputs pass through untouched
+    assert stage._replica_prior(0, decoder, prior, completion, None) == (decoder, prior, completion)

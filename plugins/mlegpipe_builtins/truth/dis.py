@@ -5,6 +5,14 @@ ALLM97, F_L from a fixed R) inside the cuts, with an adaptive importance grid
 in (ln x, ln Q²) and accept-reject (:mod:`mlegpipe.physics.sampler`), then
 turned into the scattered lepton in the lab frame (:mod:`mlegpipe.kinematics`).
 
+Closure tests (not physics): ``x_power`` = a and ``q2_power`` = b multiply the
+sampled density by the smooth factor (x/x_ref)^a (Q²/Q²_ref)^b *before* the
+unweighting, so the events stay unweighted but follow a deliberately distorted
+spectrum (e.g. pseudo-data whose truth differs from a simulation's, to check that
+an unfolding does not just return its prior). With both powers 0 (the default)
+the events are the physics ones, bit for bit; otherwise ``cross_section_pb`` is
+the integral of the reweighted density and ``info()["reweighted"]`` is True.
+
 Reproducibility: events come in fixed blocks of :data:`BLOCK_SIZE`; block k
 draws from ``ctx.seed_sequence("events", k)``, so the same seed gives the same
 events whatever ``chunk_size`` (which only sets how many events each yielded
@@ -75,6 +83,12 @@ class DISTruth(TruthSource):
         grid_iterations: int = param(6, min=0, doc="VEGAS refinement iterations")
         grid_points: int = param(20_000, min=100, doc="density evaluations per refinement iteration")
         grid_safety: float = param(1.1, min=1.0, doc="safety factor on the cell maxima")
+        x_power: float = param(0.0, min=-3.0, max=3.0,
+                               doc="closure tests only: weight the spectrum by (x/x_ref)^x_power (0: physics)")
+        q2_power: float = param(0.0, min=-3.0, max=3.0,
+                                doc="closure tests only: weight the spectrum by (Q²/q2_ref)^q2_power (0: physics)")
+        x_ref: float = param(0.01, min=0.0, exclusive_min=True, doc="reference x of the x_power weight")
+        q2_ref: float = param(10.0, min=0.0, exclusive_min=True, doc="reference Q² (GeV²) of the q2_power weight")
 
     def __init__(self, params: Any, ctx: Any) -> None:
         super().__init__(params, ctx)
@@ -112,6 +126,32 @@ class DISTruth(TruthSource):
         """The beam set-up of the events."""
         return self._beams
 
+    @property
+    def reweighted(self) -> bool:
+        """True when ``x_power`` or ``q2_power`` distorts the spectrum (closure tests, not physics)."""
+        return self.params.x_power != 0.0 or self.params.q2_power != 0.0
+
+    def spectrum_weight(self, x: np.ndarray, q2: np.ndarray) -> np.ndarray:
+        """The closure-test weight (x/x_ref)^x_power (Q²/q2_ref)^q2_power (1 for the physics spectrum).
+
+        Example:
+            >>> from mlegpipe.stages import StageContext
+            >>> src = DISTruth(DISTruth.Params(q2_power=-1.0, q2_ref=10.0), StageContext("truth", seed=1))
+            >>> src.spectrum_weight(np.array([0.01]), np.array([20.0])).tolist()
+            [0.5]
+        """
+        p = self.params
+        x, q2 = np.asarray(x, dtype=np.float64), np.asarray(q2, dtype=np.float64)
+        return np.exp(p.x_power * np.log(x / p.x_ref) + p.q2_power * np.log(q2 / p.q2_ref))
+
+    def density_log(self, z: np.ndarray) -> np.ndarray:
+        """The sampled density in (ln x, ln Q²): the Born one times :meth:`spectrum_weight` (if reweighted)."""
+        density = self.cross_section.density_log(z)
+        if not self.reweighted:
+            return density
+        z = np.asarray(z, dtype=np.float64)
+        return density * self.spectrum_weight(np.exp(z[:, 0]), np.exp(z[:, 1]))
+
     def sampler(self) -> UnweightedSampler:
         """The importance-grid sampler (built on first use from ``ctx.seed_sequence("grid")``)."""
         if self._sampler is None:
@@ -120,7 +160,7 @@ class DISTruth(TruthSource):
             settings = GridSettings(bins=p.grid_bins, adapt_iterations=p.grid_iterations,
                                     adapt_points=p.grid_points, safety=p.grid_safety)
             try:
-                self._sampler = UnweightedSampler(self.cross_section.density_log, lo, hi, settings,
+                self._sampler = UnweightedSampler(self.density_log, lo, hi, settings,
                                                   self.ctx.seed_sequence("grid"))
             except ValueError as err:  # zero or negative cross section everywhere the grid looked
                 sec = self.ctx.name
@@ -150,7 +190,8 @@ class DISTruth(TruthSource):
         p = self.params
         sampler = self.sampler()
         sampler.stats = SamplerStats()
-        meta = {"generator": "mlegpipe dis (ALLM97 Born)", "seed": self.ctx.seed, "settings": self.settings()}
+        name = "mlegpipe dis (ALLM97 Born" + (", spectrum reweighted for closure tests)" if self.reweighted else ")")
+        meta = {"generator": name, "seed": self.ctx.seed, "settings": self.settings()}
         pending: list[dict[str, np.ndarray]] = []
         pending_n = 0
         self._generated = 0
@@ -185,12 +226,14 @@ class DISTruth(TruthSource):
         p = self.params
         return {"beams": self._beams.to_dict(), "preset": p.beams, **self.region.settings(),
                 "r_longitudinal": p.r_longitudinal, "structure_function": "ALLM97",
+                **({"reweight": {"x_power": p.x_power, "q2_power": p.q2_power, "x_ref": p.x_ref,
+                                 "q2_ref": p.q2_ref}} if self.reweighted else {}),
                 "grid": {"bins": p.grid_bins, "iterations": p.grid_iterations, "points": p.grid_points,
                          "safety": p.grid_safety}}
 
     def info(self) -> dict[str, Any]:
         """Cross section (pb) inside the cuts with its MC error, unweighting efficiency, settings."""
-        out: dict[str, Any] = {"n_events": self._generated, "settings": self.settings()}
+        out: dict[str, Any] = {"n_events": self._generated, "settings": self.settings(), "reweighted": self.reweighted}
         if self._sampler is not None and self._sampler.stats.trials:
             r = self._sampler.report()
             out.update({

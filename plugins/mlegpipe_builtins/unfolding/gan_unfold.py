@@ -28,7 +28,13 @@ What makes it work on HERA DIS through Matrix 0.2 (issue 6):
 - the pulls add the surrogate's own uncertainty to the GAN's variance: its
   non-closure on held-out simulation pairs folded by it and by the detector
   (``surrogate_uncertainty``; ``_surrogate_syst``); the statistical-only pulls
-  are kept beside them (``*_stat``).
+  are kept beside them (``*_stat``);
+- each replica resamples the simulation too (``bootstrap_simulation``): the ν
+  quantile maps, the pretraining target and the completion pool come from a
+  finite simulation sample whose fluctuations below the detector's resolution
+  the data cannot correct (in the closure run the GAN's deviations from the
+  truth correlated at 0.4-0.8 with the simulation's own); resampling it puts
+  that uncertainty into the bands instead of leaving it out.
 
 Beside the GAN the stage runs the baselines (binned iterative Bayesian
 unfolding per observable, unbinned OmniFold) on the surrogate's training pairs,
@@ -48,7 +54,7 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +161,11 @@ class _Replica:
     skipped_steps: int = 0
 
 
+#: (simulation vertex events, rows of its finite vertex features, measured data, surrogate) for the
+#: per-replica bootstrap of the simulation (``bootstrap_simulation``).
+_SimulationResample = tuple[EventBatch, np.ndarray, EventBatch, Detector]
+
+
 @dataclass
 class _Completion:
     """Simulation prior for what the detector does not see.
@@ -248,6 +259,10 @@ class GanUnfold(Unfolding):
         surrogate_uncertainty: bool = param(True, doc="add the surrogate's non-closure on held-out simulation pairs "
                                             "(folded by it and by the detector) to the GAN's variance in the pulls; "
                                             "vertex level: the same propagated through IBU of the data")
+        bootstrap_simulation: bool = param(True, doc="each replica also resamples the simulation (Poisson(1) "
+                                           "multiplicities) for its nu quantile maps, pretraining target and "
+                                           "completion pool: the result depends on that finite sample, so the "
+                                           "bands and pulls must include its fluctuations")
         plots: bool = param(True, doc="draw the unfolding plots into the run folder (when a plotting module exists)")
 
         def __post_init__(self) -> None:
@@ -433,17 +448,46 @@ class GanUnfold(Unfolding):
             return None
         return _Completion(fraction, decoder.from_events(sim[0].take(ok)), weights / weights.sum(), mode, threshold)
 
+    def _replica_prior(self, replica: int, decoder: VertexDecoder, prior: torch.Tensor | None,
+                       completion: _Completion | None, resample: _SimulationResample | None,
+                       ) -> tuple[VertexDecoder, torch.Tensor | None, _Completion | None]:
+        """The simulation-derived inputs of one replica: as given, or from a bootstrap resample of the simulation.
+
+        With ``bootstrap_simulation`` every simulation event gets a Poisson(1) multiplicity k
+        (``ctx.rng("sim-bootstrap", replica)``): the ν quantile maps are those of the resample, the
+        pretraining target repeats each event k times and the completion pool weighs it by k. The
+        replicas' spread then includes the finite simulation sample the unfolded result depends on
+        (below the detector's resolution the data cannot correct the prior's fluctuations).
+        """
+        if resample is None:
+            return decoder, prior, completion
+        sim_vertex, rows, measured, surrogate = resample
+        k = self.ctx.rng("sim-bootstrap", replica).poisson(1.0, len(sim_vertex))
+        if decoder.nu_quantiles is not None:
+            decoder = self._decoder(surrogate, measured, list(decoder.vertex_features),
+                                    sim_vertex.take(np.repeat(np.arange(len(sim_vertex)), k)))
+        if prior is not None:
+            prior = prior[torch.as_tensor(np.repeat(np.arange(len(rows)), k[rows]))]
+        if completion is not None:
+            weights = completion.probabilities * k[rows]
+            if weights.sum() > 0:
+                completion = replace(completion, probabilities=weights / weights.sum())
+        return decoder, prior, completion
+
     def _train_replicas(self, boot: list[np.ndarray], real_view: torch.Tensor, surrogate: Detector,
                         decoder: VertexDecoder, view: CriticView, record: RunRecord, prior: torch.Tensor | None,
-                        n_events: int, completion: _Completion | None) -> list[_Replica]:
-        """Train one generator per bootstrap resample ``boot[r]`` of the data; sample and refold its events."""
+                        n_events: int, completion: _Completion | None,
+                        resample: _SimulationResample | None = None) -> list[_Replica]:
+        """Train one generator per bootstrap resample ``boot[r]`` of the data (and of the simulation, with
+        ``resample``: see :meth:`_replica_prior`); sample and refold its events."""
         p = self.params
         replicas: list[_Replica] = []
         for r in range(p.replicas):
             t0 = time.perf_counter()
-            gen_net, loop, skipped = self._train_replica(r, real_view[torch.as_tensor(boot[r])], surrogate, decoder, view,
-                                                record, prior)
-            events = self._sample(gen_net, decoder, n_events, r, surrogate, completion)
+            dec, pri, comp = self._replica_prior(r, decoder, prior, completion, resample)
+            gen_net, loop, skipped = self._train_replica(r, real_view[torch.as_tensor(boot[r])], surrogate, dec, view,
+                                                         record, pri)
+            events = self._sample(gen_net, dec, n_events, r, surrogate, comp)
             refolded = surrogate.fold(events, self.ctx.seed_sequence("refold", r))
             replicas.append(_Replica(events, refolded, loop.best_step, loop.best_metric,
                                      round(time.perf_counter() - t0, 2), skipped))
@@ -547,11 +591,14 @@ class GanUnfold(Unfolding):
         completion = self._completion(surrogate, decoder, sim, float(pass_mask.mean()), pass_mask.all())
         # a completed sample stands for all data events, measured or not (its GAN part folds to the measured ones)
         n_events = p.events or (len(data) if completion is not None else len(measured))
-        prior = None
-        if sim is not None and p.pretrain_steps:
+        prior = resample = None
+        if sim is not None:
             pm = _feature_columns(sim[0], vtx_names, sim[2][0], sur_name)
-            pm = pm[np.isfinite(pm).all(axis=1)]
-            prior = surrogate.vertex_scaler.transform(torch.as_tensor(pm, dtype=torch.float32))  # type: ignore[attr-defined]
+            rows = np.flatnonzero(np.isfinite(pm).all(axis=1))  # the events of the prior and the completion pool
+            if p.pretrain_steps:
+                prior = surrogate.vertex_scaler.transform(torch.as_tensor(pm[rows], dtype=torch.float32))  # type: ignore[attr-defined]
+            if p.bootstrap_simulation:
+                resample = (sim[0], rows, measured, surrogate)
 
         saved = freeze(surrogate)
         before = _fingerprint(saved)
@@ -562,7 +609,7 @@ class GanUnfold(Unfolding):
             # oversubscribed machine a replica took 5-10x longer (threads spin at every op's barrier)
             with single_threaded_kernels():
                 replicas = self._train_replicas(boot, real_view, surrogate, decoder, view, record, prior, n_events,
-                                                completion)
+                                                completion, resample)
             heldout = self._heldout(record, sim, surrogate) if p.surrogate_uncertainty else None
         finally:
             after = _fingerprint(saved)
@@ -581,7 +628,7 @@ class GanUnfold(Unfolding):
             "data": data_name, "surrogate": sur_name, "truth": p.truth or _truth_name(record, data_name),
             "simulation": sim[2] if sim else None, "parametrization": decoder.mode,
             "discriminator": p.discriminator, "critic_passthrough": view.passthrough_names,
-            "critic_nu": view.augmented, "completion": None if completion is None else {
+            "critic_nu": view.augmented, "bootstrap_simulation": resample is not None, "completion": None if completion is None else {
                 "measured_fraction": round(completion.measured_fraction, 5), "prior": "simulation",
                 "mode": completion.mode, "threshold": completion.threshold},
             "data_events": len(data), "measured_data_events": len(measured),
