@@ -368,6 +368,8 @@ def test_pipeline_trains_against_the_toml_discriminator(tmp_path):
 def test_cpu_defaults_and_the_published_representation():
     c = make(CFATGAN)
     assert (c.settings["energy_scaling"], c.settings["random_azimuth"], c.settings["mmd_condition"]) == (True, True, 3.0)
+    assert (c.settings["log_condition"], c.settings["linear_augment"], c.settings["steps"]) == (True, [], 6000)
+    assert make(CFATGAN, preset="published").settings["log_condition"] is False
     f = make(FATGAN)
     assert (f.settings["energy_scaling"], f.settings["random_azimuth"], f.settings["mmd_condition"]) == (False, True, 0.0)
     published = make(FATGAN, preset="published")
@@ -457,3 +459,45 @@ def test_ema_samples_with_the_averaged_weights_reproducibly():
         assert not any(p.requires_grad for p in gan.network.parameters())  # the average, not the trained net
         runs.append(gan.sample(200, np.random.SeedSequence(1), {"beam_energy": 20.0}).column("lepton_E"))
     np.testing.assert_array_equal(*runs)
+
+
+def test_log_condition_centres_the_geometric_mean_and_is_checked_on_load():
+    from mlegpipe.exceptions import CheckpointError
+
+    beams = Beams.preset("sym50")
+    events = EventBatch.concat([dis_events(400, beams, s, e) for s, e in ((0, 10.0), (1, 40.0))])
+    for log_condition, fraction in ((True, 0.5), (False, 1.0 / 3.0)):
+        gan = make(CFATGAN, log_condition=log_condition).prepare(events)
+        # 20 GeV, the geometric mean of 10 and 40, lies halfway between them only on the ln E_b scale
+        low, mid, high = gan.condition_tensor(np.array([10.0, 20.0, 40.0]))[:, 0].numpy()
+        assert (mid - low) / (high - low) == pytest.approx(fraction, abs=1e-5)
+        assert abs(low + high) < 0.1 and high - low == pytest.approx(2.0, abs=0.05)  # standardized: ≈ ±1
+    state = make(CFATGAN, log_condition=True).prepare(events).state_dict()
+    with pytest.raises(CheckpointError, match="log_condition"):
+        make(CFATGAN, log_condition=False).load_state_dict(state)
+    make(CFATGAN, log_condition=True).load_state_dict(state)
+
+
+def test_linear_augment_adds_linear_copies_that_resolve_the_low_energy_tail():
+    beams = Beams.preset("sym50")
+    events = EventBatch.concat([dis_events(800, beams, s, e) for s, e in ((0, 10.0), (1, 40.0))])
+    ratio = events.column("lepton_E") / events.column("beam_energy")
+    gan = make(CFATGAN, linear_augment=["E", "pz"]).prepare(events)
+    n_aug = len(gan.settings["augment"])
+    assert gan.aug_pre.mask.tolist() == [True] * n_aug + [False, False]
+    feats = gan._real_discriminator_features(events)[0].numpy()
+    assert feats.shape[1] == gan.n_generated + n_aug + 2
+    asinh_e = feats[:, gan.n_generated + gan.settings["augment"].index("E")]
+    linear_e = feats[:, -2]
+    # the copy is affine in E'/E_b (up to the soft clip c·tanh(x/c) in the far tail), the asinh column is not ...
+    assert np.corrcoef(linear_e, ratio)[0, 1] == pytest.approx(1.0, abs=1e-4)
+    assert np.corrcoef(asinh_e, ratio)[0, 1] < 0.99
+    # ... so the lowest 2 % of E'/E_b span more of it than under asinh((x - median)/MAD)
+    tail = ratio < np.quantile(ratio, 0.02)
+
+    def tail_share(col: np.ndarray) -> float:
+        return float(np.ptp(col[tail]) / np.ptp(col))
+
+    assert tail_share(linear_e) > 1.5 * tail_share(asinh_e)  # 1.9x on these toy events
+    with pytest.raises(ConfigError, match="linear_augment"):
+        make(CFATGAN, linear_augment=["W2"]).prepare(events)

@@ -36,7 +36,10 @@ y ≤ 1 stays put across beam energies, and shows the critic its augmented
 features in units of E_b; ``random_azimuth`` rotates every generated
 (p_x, p_y) by a uniform angle (exact φ symmetry, p_x and p_y share the
 quality of p_T); ``mmd_condition`` adds the scaled condition to the MMD
-features so the kernel only compares events of like energies; ``ema``
+features so the kernel only compares events of like energies; ``log_condition``
+feeds the networks the standardized ln E_b (the kinematic edges move linearly
+in ln E_b); ``linear_augment`` shows the critic linear copies of augmented
+features whose asinh view squeezes a tail (E', p_z below the kinematic peak); ``ema``
 samples with a moving average of the generator weights;
 ``reject_outside_training`` also redraws events below the training sample's Q² cut.
 
@@ -101,6 +104,7 @@ __all__ = [
     "AUG_CLIP",
     "AdversarialGenerator",
     "GANParams",
+    "LogStandardize",
     "SAMPLE_CHUNK",
     "sliced_wasserstein",
     "soft_clip",
@@ -151,6 +155,32 @@ def sliced_wasserstein(a: np.ndarray, b: np.ndarray, n_random: int = 16, seed: i
     proj = np.concatenate(dirs)
     pa, pb = np.sort(a @ proj.T, axis=0), np.sort(b @ proj.T, axis=0)
     return float(np.abs(pa - pb).mean())
+
+
+class LogStandardize(Standardize):
+    """:class:`Standardize` of ln x: the condition scaler of ``log_condition`` (x: beam energies in GeV).
+
+    ``transform`` takes the energies themselves, so every user of a model's
+    ``cond_scaler`` (sampling, the interpretation probes) feeds the network alike.
+
+    Example:
+        >>> s = LogStandardize().fit(np.array([[10.0], [40.0]]))
+        >>> [round(v, 6) for v in s.transform(torch.tensor([[10.0], [20.0], [40.0]])).flatten().tolist()]
+        [-1.0, 0.0, 1.0]
+    """
+
+    def fit(self, x: torch.Tensor | np.ndarray, weights: torch.Tensor | np.ndarray | None = None) -> LogStandardize:
+        """Learn mean and standard deviation of ln x; returns self."""
+        super().fit(torch.log(torch.as_tensor(x, dtype=torch.float64)), weights)
+        return self
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """(ln x - mean) / std."""
+        return super().transform(torch.log(torch.as_tensor(x)))
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """exp(z · std + mean)."""
+        return torch.exp(super().inverse(z))
 
 
 def _calibrate_output(net: nn.Sequential, inputs: torch.Tensor) -> None:
@@ -206,6 +236,9 @@ class GANParams:
                                                   "critic its augmented features in units of E_b: the edge y ≤ 1 sits "
                                                   "at the same place at every beam energy (lepton_t map; p_x, p_y stay "
                                                   "in GeV, as the low-Q² bulk of p_T does not scale with E_b)")
+    log_condition: bool | None = param(None, doc="conditional models: the networks see the standardized ln E_b instead of "
+                                                 "E_b (the kinematic edges, e.g. y_min = Q²_min / 4E_b², move "
+                                                 "linearly in ln E_b, so the low energies are not squeezed together)")
     ema: float | None = param(None, min=0.0, max=0.9999,
                               doc="decay of an exponential moving average of the generator weights, which "
                                   "validation and sampling use (0: the trained weights themselves)")
@@ -215,6 +248,11 @@ class GANParams:
     preprocess: str = param("asinh", choices=("asinh", "none"),
                             doc="asinh((x - median)/MAD) on p_x, p_y, p_z and the augmented features before "
                                 "standardizing (log-like tails); 'none': standardize only, as published")
+    linear_augment: list[str] | None = param(None, doc="augmented features shown to the critic once more, standardized "
+                                                       "without the asinh map (None: model's). Under energy_scaling E "
+                                                       "and p_z are bounded by E_b and peak just below it: asinh((x - "
+                                                       "median)/MAD) resolves the peak but squeezes the whole low-E' "
+                                                       "tail into a sliver; the linear copy resolves the tail")
     reject_unphysical: bool | None = param(None, doc="redraw events that break a physical limit (None: model's)")
     reject_outside_training: bool | None = param(
         None, doc="lepton models: also redraw events outside the training sample's selection: Q² below its "
@@ -242,6 +280,7 @@ PUBLISHED_PRESET: dict[str, Any] = {
 
 #: Defaults of the parameters that neither the preset nor the model's ``MODEL_DEFAULTS`` gives.
 BASE_DEFAULTS: dict[str, Any] = {"reject_outside_training": False, "ema": 0.0, "mmd_condition": 0.0,
+                                 "log_condition": False, "linear_augment": [],
                                  "random_azimuth": False, "energy_scaling": False}
 #: Generated features that ``energy_scaling`` shifts by -ln E_b. p_x, p_y stay in GeV: the low-Q² bulk of p_T
 #: does not scale with E_b, and dividing them by E_b too doubled their KL at 10 and 50 GeV.
@@ -284,7 +323,7 @@ class AdversarialGenerator(Generator):
         self.scaler = Standardize()
         self.aug_pre = AsinhScale([])
         self.aug_scaler = Standardize()
-        self.cond_scaler = Standardize()
+        self.cond_scaler = LogStandardize() if self.settings["log_condition"] else Standardize()
         self.network: nn.Module | None = None
         self.discriminator: Discriminator | None = None
         self.discriminator_net: nn.Module | None = None
@@ -369,14 +408,15 @@ class AdversarialGenerator(Generator):
         scaled = self._to_scaled(torch.from_numpy(full[:, :k]), torch.from_numpy(self._beam_energy(events)))
         generated = self.pre.fit(scaled).transform(scaled)
         self.scaler.fit(generated, events.weights)
-        if self.settings["augment"]:
+        if self.settings["augment"] or self.settings["linear_augment"]:
             if not self.is_lepton_model:
                 raise ConfigError("augmented features need a lepton feature map (lepton_E, lepton_px, ...); this "
                                   f"model learns {list(self.feature_map.names)}", path=f"{self.ctx.name}.augment",
                                   value=self.settings["augment"])
             eb = torch.from_numpy(self._beam_energy(events))
             aug = self._augment(self.feature_map.inverse(torch.from_numpy(full), eb), eb)
-            self.aug_pre = AsinhScale([asinh] * aug.shape[1])
+            self.aug_pre = AsinhScale([asinh] * len(self.settings["augment"])
+                                      + [False] * len(self.settings["linear_augment"]))
             self.aug_scaler.fit(self.aug_pre.fit(aug).transform(aug), events.weights)
         if self.conditional:
             self.cond_scaler.fit(self._beam_energy(events)[:, None], events.weights)
@@ -443,7 +483,11 @@ class AdversarialGenerator(Generator):
         """The augmented features of the ``(n, 4)`` leptons (in units of E_b with ``energy_scaling``)."""
         if self.settings["energy_scaling"]:
             lepton = lepton / eb.to(lepton.dtype)[:, None]
-        return augment(lepton, self.settings["augment"], path=f"{self.ctx.name}.augment")
+        out = augment(lepton, self.settings["augment"], path=f"{self.ctx.name}.augment")
+        if self.settings["linear_augment"]:  # the linear copies (see GANParams.linear_augment)
+            out = torch.cat([out, augment(lepton, self.settings["linear_augment"],
+                                          path=f"{self.ctx.name}.linear_augment")], dim=1)
+        return out
 
     def _build_network(self, n_out: int, calibrate: bool = True) -> nn.Module:
         s = self.settings
@@ -516,7 +560,7 @@ class AdversarialGenerator(Generator):
             beam_energy: per-event lepton beam energy (GeV), for maps that need it.
             phi: azimuths for models that draw φ uniformly (only used by augmentations).
         """
-        names = self.settings["augment"]
+        names = [*self.settings["augment"], *self.settings["linear_augment"]]
         if not names:
             return z
         if beam_energy is None:
@@ -857,6 +901,7 @@ class AdversarialGenerator(Generator):
             "beams": self.beams.to_dict() if self.beams is not None else None,
             "hadron_follows": self.hadron_follows,
             "energy_scaling": bool(self.settings["energy_scaling"]),
+            "log_condition": bool(self.settings["log_condition"]),
             "ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()},
             "training": {k: v for k, v in self._training.items() if v is not None},
         }
@@ -877,6 +922,11 @@ class AdversarialGenerator(Generator):
                                       f", these parameters say {self.settings['energy_scaling']}",
                                       path=f"{self.ctx.name}.energy_scaling",
                                       hint="set energy_scaling to the value it was trained with")
+            if self.conditional and bool(state.get("log_condition", False)) != bool(self.settings["log_condition"]):
+                raise CheckpointError(f"the state was trained with log_condition = {state.get('log_condition', False)}"
+                                      f", these parameters say {self.settings['log_condition']}",
+                                      path=f"{self.ctx.name}.log_condition",
+                                      hint="set log_condition to the value it was trained with")
             self.feature_map = make_feature_map(dict(state["feature_map"]), self.beams)
             self.features = list(self.feature_map.fields)
             self.scaler.load_state_dict(state["scaler"])
