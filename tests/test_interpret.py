@@ -362,11 +362,12 @@ def test_gans_expose_what_their_networks_see_through_the_public_interface(cfat_r
     inputs = gen.interpretation_inputs(truth)
     assert isinstance(inputs, NetworkInputs) and inputs.features.dtype == torch.float32
     np.testing.assert_array_equal(inputs.beam_energy, truth.column("beam_energy"))
-    # the condition is the beam energy standardized over the training energies 10-50 GeV (mean 30)
+    # the condition is ln E_b standardized over the training energies 10-50 GeV (log_condition, the default)
     standardized = inputs.condition.numpy().ravel()
-    assert np.corrcoef(standardized, inputs.beam_energy)[0, 1] == pytest.approx(1.0, abs=1e-6)
+    assert np.corrcoef(standardized, np.log(inputs.beam_energy))[0, 1] == pytest.approx(1.0, abs=1e-6)
     torch.testing.assert_close(inputs.condition, gen.condition_tensor(inputs.beam_energy))
-    assert abs(float(gen.condition_tensor(np.array([30.0])))) < 0.1
+    geometric_mean = float(np.exp(np.mean(np.log(inputs.beam_energy))))  # the test split's: close to training's
+    assert abs(float(gen.condition_tensor(np.array([geometric_mean])))) < 0.1
     # the features are the generator's standardized encoding of the events
     torch.testing.assert_close(gen.encode(truth), inputs.features)
     assert discriminator_inputs(gen, truth).shape[1] == gen.discriminator_features(inputs.features).shape[1] + 1
