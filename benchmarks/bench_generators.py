@@ -40,7 +40,8 @@ from mlegpipe.registry import StageRegistry, load_plugins
 from mlegpipe.schema import build_params
 
 __all__ = ["FEATURES", "MODELS", "SAMPLES", "add_observables", "drawn_fractions", "evaluate_model", "format_table",
-           "load_truth", "main", "register_model", "run_conditional", "run_flow_samplers", "run_model", "split_truth", "train_model"]
+           "load_truth", "main", "perfect_model_null", "register_model", "run_conditional", "run_flow_samplers", "run_model",
+           "split_truth", "train_model"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -60,9 +61,9 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "flow-nu": ("flow", {"feature_map": "nu"}),
     "flow-maf": ("flow", {"flow": "maf", "transforms": 6, "steps": 5000}),
     "flow-small": ("flow", {"preset": "small"}),
-    # conditional by construction: use with --conditional. 4000 steps: 2.6 CPU-minutes (load 4), max KL at
-    # 10-50 GeV against validation Pythia (seed 9001, not the benchmark's) 2.7e-3, against 7.3e-3 with 2000
-    "cfatgan": ("cfatgan", {"steps": 4000}),
+    # conditional by construction: use with --conditional. Its cpu defaults (6000 steps, ln E_b condition; see
+    # CFATGAN): with 4000 steps and the E_b condition, training seed 2 left 7.4e-3 at 10 GeV
+    "cfatgan": ("cfatgan", {}),
 }
 
 
@@ -268,6 +269,42 @@ def run_conditional(plugin: str, params: Mapping[str, Any], energies: Sequence[f
     return rows
 
 
+def perfect_model_null(truth: EventBatch, n_train: int, n_valid: int, n_test: int, splits: int = 40,
+                       threshold: float = 1.5) -> dict[str, Any]:
+    """The benchmark's ratios for a *perfect* generator: independent truth events in the model's place.
+
+    For each of ``splits`` splits (seeds 1, 2, ...) the same split as the benchmark is made, ``n_test``
+    events of its training part stand in for the generated sample, and the χ²/ndf ratios to the floor
+    (the 1D features and the joint Q²–x) are computed as for a model. How often a perfect model exceeds
+    ``threshold`` says how much of a single run's miss is the scatter of the measurement itself.
+
+    Example:
+        >>> # null = perfect_model_null(load_truth("sym50"), 10_000, 2_000, 4_000, splits=40)
+        >>> # null["p_any_above"]  # 0.225 on sym50 with 40 splits
+    """
+    from mlegpipe.metrics import compare_samples
+
+    if n_train < n_test:
+        raise SystemExit(f"a perfect-model null needs --train >= --test ({n_train} < {n_test})")
+    maxima, ratios = [], {}
+    for seed in range(1, splits + 1):
+        train, _, test, reference = split_truth(truth, n_train, n_valid, n_test, seed=seed)
+        model = train.take(np.arange(n_test))
+        table = compare_samples(*(add_observables(b) for b in (model, test, reference)), features=list(FEATURES),
+                                beams=test.beams, classifier=False)
+        row = {k: v["chi2_ndf"] / v["chi2_ndf_floor"] for k, v in table["features"].items()}
+        joint = table["joint_q2x"]
+        row["joint_q2x"] = joint["chi2_ndf"] / joint["chi2_ndf_floor"]
+        for k, v in row.items():
+            ratios.setdefault(k, []).append(v)
+        maxima.append(max(row.values()))
+    return {"splits": splits, "threshold": threshold, "n_test": n_test,
+            "p_any_above": float(np.mean(np.asarray(maxima) > threshold)),
+            "median_max_ratio": float(np.median(maxima)),
+            "p_above_by_feature": {k: float(np.mean(np.asarray(v) > threshold)) for k, v in ratios.items()},
+            "q90_by_feature": {k: float(np.quantile(v, 0.9)) for k, v in ratios.items()}}
+
+
 def drawn_fractions(events: EventBatch) -> dict[str, float]:
     """This sample's fractions of drawn events beyond the kinematic limits (before rejection) and redrawn.
 
@@ -392,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-classifier", action="store_true")
     ap.add_argument("--samplers", default="", help="for flow models: train once, measure each of these samplers "
                     "side by side (e.g. fast,distilled)")
+    ap.add_argument("--null-splits", type=int, default=0, help="also the ratios of a perfect generator (independent "
+                    "truth in the model's place) over this many splits (e.g. 40): how often the scatter alone misses")
     ap.add_argument("--kl-events", type=int, default=0, help="with --conditional: also the KL of E', p_x, p_y, p_z "
                     "on this many events a side against fresh Pythia truth at each energy (e.g. 200000)")
     args = ap.parse_args(argv)
@@ -437,10 +476,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cells += (f"  unphysical drawn {kl['unphysical_before_rejection']:.2e}, kept "
                           f"{kl.get('unphysical_after_rejection', float('nan')):.1e}")
             print(f"KL x 1, {kl['events_per_side']} events a side, {row['model']}: {cells}")
+    null = None
+    if args.null_splits and not args.conditional:
+        null = perfect_model_null(truth, args.train, args.valid, args.test, splits=args.null_splits)
+        print(f"perfect generator over {null['splits']} splits: some ratio > {null['threshold']} in "
+              f"{100 * null['p_any_above']:.0f} %, median largest ratio {null['median_max_ratio']:.2f}; 90 % quantile "
+              "by feature: " + ", ".join(f"{k} {v:.2f}" for k, v in null["q90_by_feature"].items()))
     out = Path(args.out or RESULTS / ("bench_generators_conditional.json" if args.conditional
                                       else "bench_generators.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"sample": args.sample, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows}
+    if null is not None:
+        payload["perfect_model_null"] = null
     out.write_text(json.dumps(payload, indent=1, default=float))
     print(f"wrote {out}")
     return 0

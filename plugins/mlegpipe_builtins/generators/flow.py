@@ -16,6 +16,13 @@ at 15 GeV reached Q² χ²/ndf 0.92 where ``"nu"`` gave 7.99
 four-momentum plus x, Q², y, W², ν; events outside the kinematic limits (and,
 with ``reject = "training_range"``, outside the training sample's Q², W², y
 range) are redrawn and counted: :meth:`FlowGenerator.info` reports the fraction.
+Two bounds are mapped to infinity before the flow sees the features
+(:mod:`~mlegpipe_builtins.generators._flow_edges`): ln y is learned as
+ln(y / (1 - y)) (``y_transform = "logit"``: ln y where y << 1, the kinematic
+limit y -> 1 at infinity), and a feature with a hard edge in the training
+sample, a generation cut such as Q² > 1 GeV², is learned as ln of its distance
+to a bound just past the training extreme (``edges = "auto"``): a flow cannot
+draw a step, and rounding it off put events past the cut and too few at it.
 Sampling uses the exact autoregressive inverse pruned to what each step needs
 (``sampler = "fast"``, :mod:`~mlegpipe_builtins.generators._flow_fast`: 3.5x
 fewer FLOPs than zuko's ``transform.inv`` for three features, same events up
@@ -73,6 +80,7 @@ from mlegpipe.stages import Discriminator, Generator, NetworkInputs, StageContex
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule, warmup_schedule
 from mlegpipe.training.cuda_graph import GraphedLoss
 from mlegpipe_builtins.generators._flow_distill import DistilledSampler, distill
+from mlegpipe_builtins.generators._flow_edges import EdgeLog, ln_y_from_logit, logit_y_from_ln
 from mlegpipe_builtins.generators._flow_fast import FastFlowSampler
 
 __all__ = ["PRESETS", "FlowGenerator", "mlegpipe_register_stages"]
@@ -126,6 +134,17 @@ class FlowParams:
                                 "features, and for nsf on any feature whose standardized training values reach "
                                 "beyond ±4.5: the splines act on [-5, 5] only, so a flow cannot generate a tail "
                                 "beyond it, e.g. ln Q² above ~300 GeV² at HERA; asinh: on every feature)")
+    y_transform: str = param("logit", choices=("logit", "log"),
+                             doc="how the nu_scaled map's ln y is learned: logit (ln(y / (1 - y)): ln y where y << 1, "
+                                 "the kinematic limit y -> 1 moved to infinity, so the steep fall of the spectrum "
+                                 "below it is spread out and no event reaches y >= 1) or log (ln y itself)")
+    edges: str = param("auto", choices=("auto", "none"),
+                       doc="auto: a learned feature with a hard edge in the training sample (>= 1 % of the events "
+                           "within 0.05 standard deviations of its minimum or maximum, e.g. ln Q2 at a Q2 > Q2_min "
+                           "generation cut) is learned as ln of its distance to a bound just past the training "
+                           "extreme, so the flow need not draw a step and generates nothing beyond it (not for "
+                           "conditional flows on maps other than nu_scaled, whose edges move with the beam energy); "
+                           "none: off")
     replicas: int = param(1, min=1, doc="bootstrap ensemble size (1: one flow on the full sample)")
     noise: float = param(0.0, min=0.0, doc="Gaussian noise (standardized feature units) added to every training "
                                            "batch: the flow learns the density smoothed by a kernel of this width "
@@ -205,6 +224,8 @@ class FlowGenerator(Generator):
         self.beams: Beams | None = None
         self.features = self._feature_names()
         self._set_azimuth(self.p.azimuth)
+        self.y_transform = self.p.y_transform
+        self.edge = EdgeLog(self._edges_enabled())
         self.pre = AsinhScale(self._asinh_columns())
         self.scaler = Standardize()
         self.cond_scaler = Standardize()
@@ -239,6 +260,14 @@ class FlowGenerator(Generator):
         """Dimensions of the flow's base noise: the learned features (``lepton_phi`` excluded when uniform)."""
         return len(self.learned)
 
+    def _lny_column(self) -> int | None:
+        """The learned column holding ln y when it is learned as ln(y / (1 - y)) (``y_transform = "logit"``)."""
+        return self.learned.index("lny") if self.y_transform == "logit" and "lny" in self.learned else None
+
+    def _edges_enabled(self) -> bool:
+        """Edge maps where the edges stay put: unconditional flows, or (ln Q², ln y) at any beam energy."""
+        return self.p.edges == "auto" and (not self.p.conditional or self.p.feature_map == "nu_scaled")
+
     def _asinh_columns(self) -> list[bool]:
         if self.p.preprocess == "none":
             return [False] * len(self.learned)
@@ -268,6 +297,11 @@ class FlowGenerator(Generator):
         if self._phi_col is not None:
             x = np.delete(x, self._phi_col, axis=1)
         x = torch.from_numpy(np.ascontiguousarray(x))
+        if (j := self._lny_column()) is not None:
+            x[:, j] = logit_y_from_ln(x[:, j])
+        if self.edge.lo is None:
+            self.edge.fit(x)
+        x = self.edge.transform(x)
         if self.pre.mask is None:
             if self.p.preprocess == "auto" and self.p.flow == "nsf":
                 self.pre.columns = [a or b for a, b in zip(self.pre.columns or [False] * x.shape[1],
@@ -301,6 +335,8 @@ class FlowGenerator(Generator):
         self.beams = train.beams
         self.hadron_follows = dict(train.meta.get("beam_setup") or {}).get("hadron_energy") == BEAM_ENERGY
         self.fmap = self._make_map(self.beams)
+        self.y_transform = self.p.y_transform
+        self.edge = EdgeLog(self._edges_enabled())
         self.pre = AsinhScale(self._asinh_columns())
         x_train = self._features_of(train)
         x_valid = self._features_of(valid)
@@ -502,7 +538,10 @@ class FlowGenerator(Generator):
                 noise = torch.randn((hi - lo, len(self.learned)), generator=gen)
                 c = self._context(energies[lo:hi])
                 z = sampler(noise, c, workers=workers) if isinstance(sampler, _CHUNKED) else sampler(noise, c)
-                out[lo:hi, learned] = self.pre.inverse(self.scaler.inverse(z.double())).numpy()
+                x = self.edge.inverse(self.pre.inverse(self.scaler.inverse(z.double())))
+                if (j := self._lny_column()) is not None:
+                    x[:, j] = ln_y_from_logit(x[:, j])
+                out[lo:hi, learned] = x.numpy()
                 if self._phi_col is not None:
                     u = torch.rand(hi - lo, generator=gen, dtype=torch.float64).numpy()
                     out[lo:hi, self._phi_col] = (2.0 * u - 1.0) * math.pi
@@ -572,6 +611,8 @@ class FlowGenerator(Generator):
             "events_per_second": self._sampled / self._sample_seconds if self._sample_seconds else None,
             "parameters": sum(p.numel() for f in self.flows for p in f.parameters()),
             "replicas": len(self.flows),
+            "edges": dict(zip(self.learned, self.edge.edged(), strict=True)) if self.edge.lo is not None else {},
+            "y_transform": self.y_transform if "lny" in self.learned else None,
             "sampler": type(self.samplers()[0]).__name__ if self.flows else None,
             "distill": list(self.distill_report),
         }
@@ -587,6 +628,8 @@ class FlowGenerator(Generator):
             "conditions": list(self.conditions),
             "feature_map": self.fmap.config(),
             "beams": self.beams.to_dict() if self.beams is not None else {},
+            "edges": self.edge.state_dict(),
+            "y_transform": self.y_transform,
             "preprocess": self.pre.state_dict(),
             "scaler": self.scaler.state_dict(),
             "cond_scaler": self.cond_scaler.state_dict() if self.conditions else {},
@@ -613,6 +656,14 @@ class FlowGenerator(Generator):
         self._set_azimuth(azimuth)
         self.beams = Beams.from_dict(dict(state["beams"])) if state.get("beams") else None
         self.fmap = make_feature_map(dict(state["feature_map"]))
+        try:
+            self.edge = EdgeLog().load_state_dict(state.get("edges"), len(self.learned))  # None: before edges
+        except DataError as err:
+            raise CheckpointError(str(err), path=f"{self.ctx.name}.edges") from None
+        self.y_transform = str(state.get("y_transform", "log"))  # states before the option learned ln y
+        if self.y_transform not in ("logit", "log"):
+            raise CheckpointError("unknown y_transform in the checkpoint", path=f"{self.ctx.name}.y_transform",
+                                  value=self.y_transform)
         self.pre = AsinhScale().load_state_dict(state["preprocess"])
         self.scaler = Standardize().load_state_dict(state["scaler"])
         if self.conditions:
