@@ -71,9 +71,9 @@ if has fulltests; then
         2>&1 | tail -15 | tee -a "$LOG"
 fi
 
-if has bench; then
-    say "bench: flow training steps/s, cuda vs cpu"
-    timeout 300 python3 - "$OUT/bench.json" "$BENCH_SCALE" <<'EOF' 2>&1 | tee -a "$LOG"
+if has bench || has graphs; then
+    say "bench / graphs: flow training steps/s, cuda vs cpu; CUDA-graph replay vs eager"
+    timeout 600 python3 - "$OUT/bench.json" "$OUT/graphs.json" "$BENCH_SCALE" "$(has bench && echo bench) $(has graphs && echo graphs)" <<'EOF' 2>&1 | tee -a "$LOG"
 import dataclasses, json, os, sys, time
 import numpy as np
 import torch
@@ -82,13 +82,16 @@ from test_flow import dis_like  # DIS-like HERA leptons (ln Q2, ln y learned; ph
 from mlegpipe.context import StageContext
 from mlegpipe.registry import load_plugins
 
-out, scale = sys.argv[1], float(sys.argv[2])
+out, graphs_out, scale, parts = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4].split()
 cls = load_plugins().get("generator", "flow").cls
 train, valid = dis_like(60_000, 1), dis_like(20_000, 2)
 cpu_threads = torch.get_num_threads()
 
-def fit(preset, device, steps, threads=cpu_threads, **kw):
+def fit(preset, device, steps, threads=cpu_threads, graphs=None, **kw):
+    """Train a flow for ``steps`` steps; ``graphs`` True / False forces CUDA-graph replay on / off (None: default)."""
     torch.set_num_threads(threads)
+    if graphs is not None:
+        os.environ["MLEGPIPE_CUDA_GRAPHS"] = "1" if graphs else "0"
     p = dataclasses.replace(cls.Params(), preset=preset, steps=steps, device=device, validate_every=0,
                             checkpoint_every=0, sampler="fast", **kw)
     gen = cls(p, StageContext("generator", seed=3))
@@ -99,134 +102,107 @@ def fit(preset, device, steps, threads=cpu_threads, **kw):
     dt = time.perf_counter() - t
     return gen, hist, dt
 
-rows = []
-fit("default", "cpu", 10)  # imports, first-call overheads
-if torch.cuda.is_available():
-    fit("default", "cuda", 30)  # CUDA context, kernels, caching allocator
-configs = [("default", {}, 400), ("default", {"batch_size": 8192}, 200), ("large", {}, 300), ("large", {"batch_size": 8192}, 120),
-           ("large", {"batch_size": 32768}, 50)]
-for preset, kw, n in configs:
-    n = max(20, int(n * scale))
-    runs = [("cuda", cpu_threads)] if torch.cuda.is_available() else []
-    runs += [("cpu", cpu_threads), ("cpu", 1)]
-    for device, threads in runs:
-        if device == "cpu" and threads == 1 and kw.get("batch_size", 0) >= 8192:
-            continue
-        gen, hist, dt = fit(preset, device, n, threads, **kw)
-        last = float(np.mean([h["nll"] for h in hist["steps"][-20:]]))
-        row = {"preset": preset, **kw, "batch_size": gen.p.batch_size, "transforms": gen.p.transforms,
-               "hidden": gen.p.hidden, "device": device, "threads": threads, "steps": n, "seconds": round(dt, 3),
-               "steps_per_s": round(n / dt, 2), "ms_per_step": round(1000 * dt / n, 3), "nll_last20": round(last, 4)}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-torch.set_num_threads(cpu_threads)
-
-# where the time goes: the same optimizer step outside the TrainLoop, with on-device batch indices and a
-# host-device synchronisation (loss.item()) every step or never
-import copy
-
-def sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-def manual(preset, device, steps, sync_each, **kw):
-    gen, _, _ = fit(preset, "cpu", 2, **kw)
-    flow = copy.deepcopy(gen.flows[0]).to(device).train()
-    z = torch.randn(60_000, gen.noise_dim, device=device)
-    g = torch.Generator(device=device).manual_seed(0)
-    opt = torch.optim.AdamW(flow.parameters(), lr=1e-3)
-    bs = gen.p.batch_size
-    def one():
-        idx = torch.randint(0, len(z), (bs,), generator=g, device=device)
-        loss = -flow(None).log_prob(z[idx]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
-        opt.step()
-        return loss
-    for _ in range(5):
-        one().item()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        loss = one()
-        if sync_each:
-            loss.item()
-    sync(device)
-    dt = time.perf_counter() - t
-    return one, 1000 * dt / steps
-
-manual_rows = []
-for preset, kw in (("default", {}), ("large", {})):
-    for device in (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]:
-        for sync_each in (True, False):
-            if device == "cpu" and not sync_each:
-                continue
-            one, ms = manual(preset, device, max(20, int(200 * scale)), sync_each, **kw)
-            row = {"preset": preset, **kw, "device": device, "sync_each_step": sync_each, "ms_per_step": round(ms, 3)}
-            manual_rows.append(row)
-            print("manual", json.dumps(row), flush=True)
-            if device == "cuda" and sync_each:
-              try:
-                from torch.profiler import ProfilerActivity, profile
-                with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                    for _ in range(5):
-                        one().item()
-                kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-                gpu_us = sum(e.device_time for e in kernels) / 5 if kernels else float("nan")
-                print(f"profile {preset}: {len(kernels) / 5:.0f} CUDA kernels per step, {gpu_us / 1000:.2f} ms of "
-                      "GPU kernel time per step", flush=True)
-                manual_rows[-1].update(kernels_per_step=len(kernels) / 5, gpu_kernel_ms_per_step=gpu_us / 1000)
-                print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12), flush=True)
-              except Exception as err:  # noqa: BLE001
-                print("profile failed:", repr(err), flush=True)
-json.dump({"rows": rows, "manual": manual_rows, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-           "torch": torch.__version__, "cpu_threads": cpu_threads}, open(out, "w"), indent=1)
-EOF
-fi
-
-if has graphs; then
-    say "graphs: flow training through fit() on cuda, CUDA-graph replay vs eager (MLEGPIPE_CUDA_GRAPHS=0)"
-    timeout 300 python3 - "$OUT/graphs.json" "$BENCH_SCALE" <<'EOF' 2>&1 | tee -a "$LOG"
-import dataclasses, json, os, sys, time
-import numpy as np
-import torch
-sys.path.insert(0, "tests")
-from test_flow import dis_like
-from mlegpipe.context import StageContext
-from mlegpipe.registry import load_plugins
-
-out, scale = sys.argv[1], float(sys.argv[2])
-cls = load_plugins().get("generator", "flow").cls
-train, valid = dis_like(60_000, 1), dis_like(20_000, 2)
-
-def fit(preset, steps, graphs, **kw):
-    os.environ["MLEGPIPE_CUDA_GRAPHS"] = "1" if graphs else "0"
-    p = dataclasses.replace(cls.Params(), preset=preset, steps=steps, device="cuda", validate_every=0,
-                            checkpoint_every=0, sampler="fast", **kw)
-    gen = cls(p, StageContext("generator", seed=3))
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    hist = gen.fit(train, valid)
-    return gen, hist, time.perf_counter() - t
-
-rows = []
-if torch.cuda.is_available():
-    fit("default", 30, True)
-    fit("default", 30, False)
-    for preset, kw, n in (("default", {}, 400), ("default", {"batch_size": 8192}, 200), ("large", {}, 300),
-                          ("large", {"batch_size": 32768}, 60)):
+rows, manual_rows = [], []
+if "bench" in parts:
+    fit("default", "cpu", 10)  # imports, first-call overheads
+    if torch.cuda.is_available():
+        fit("default", "cuda", 30)  # CUDA context, kernels, caching allocator
+    configs = [("default", {}, 400), ("default", {"batch_size": 8192}, 200), ("large", {}, 300), ("large", {"batch_size": 8192}, 120),
+               ("large", {"batch_size": 32768}, 50)]
+    for preset, kw, n in configs:
         n = max(20, int(n * scale))
-        for graphs in (True, False):
-            gen, hist, dt = fit(preset, n, graphs, **kw)
-            nll = [h["nll"] for h in hist["steps"]]
-            row = {"preset": preset, "batch_size": gen.p.batch_size, "graphs": graphs, "steps": n,
-                   "ms_per_step": round(1000 * dt / n, 3), "nll_first": round(nll[0], 5),
-                   "nll_last20": round(float(np.mean(nll[-20:])), 5)}
+        runs = [("cuda", cpu_threads)] if torch.cuda.is_available() else []
+        runs += [("cpu", cpu_threads), ("cpu", 1)]
+        for device, threads in runs:
+            if device == "cpu" and threads == 1 and kw.get("batch_size", 0) >= 8192:
+                continue
+            gen, hist, dt = fit(preset, device, n, threads, **kw)
+            last = float(np.mean([h["nll"] for h in hist["steps"][-20:]]))
+            row = {"preset": preset, **kw, "batch_size": gen.p.batch_size, "transforms": gen.p.transforms,
+                   "hidden": gen.p.hidden, "device": device, "threads": threads, "steps": n, "seconds": round(dt, 3),
+                   "steps_per_s": round(n / dt, 2), "ms_per_step": round(1000 * dt / n, 3), "nll_last20": round(last, 4)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-os.environ.pop("MLEGPIPE_CUDA_GRAPHS", None)
-json.dump({"rows": rows}, open(out, "w"), indent=1)
+    torch.set_num_threads(cpu_threads)
+
+    # where the time goes: the same optimizer step outside the TrainLoop, with on-device batch indices and a
+    # host-device synchronisation (loss.item()) every step or never
+    import copy
+
+    def sync(device):
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def manual(preset, device, steps, sync_each, **kw):
+        gen, _, _ = fit(preset, "cpu", 2, **kw)
+        flow = copy.deepcopy(gen.flows[0]).to(device).train()
+        z = torch.randn(60_000, gen.noise_dim, device=device)
+        g = torch.Generator(device=device).manual_seed(0)
+        opt = torch.optim.AdamW(flow.parameters(), lr=1e-3)
+        bs = gen.p.batch_size
+        def one():
+            idx = torch.randint(0, len(z), (bs,), generator=g, device=device)
+            loss = -flow(None).log_prob(z[idx]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
+            opt.step()
+            return loss
+        for _ in range(5):
+            one().item()
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(steps):
+            loss = one()
+            if sync_each:
+                loss.item()
+        sync(device)
+        dt = time.perf_counter() - t
+        return one, 1000 * dt / steps
+
+    for preset, kw in (("default", {}), ("large", {})):
+        for device in (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]:
+            for sync_each in (True, False):
+                if device == "cpu" and not sync_each:
+                    continue
+                one, ms = manual(preset, device, max(20, int(200 * scale)), sync_each, **kw)
+                row = {"preset": preset, **kw, "device": device, "sync_each_step": sync_each, "ms_per_step": round(ms, 3)}
+                manual_rows.append(row)
+                print("manual", json.dumps(row), flush=True)
+                if device == "cuda" and sync_each:
+                  try:
+                    from torch.profiler import ProfilerActivity, profile
+                    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                        for _ in range(5):
+                            one().item()
+                    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+                    gpu_us = sum(e.device_time for e in kernels) / 5 if kernels else float("nan")
+                    print(f"profile {preset}: {len(kernels) / 5:.0f} CUDA kernels per step, {gpu_us / 1000:.2f} ms of "
+                          "GPU kernel time per step", flush=True)
+                    manual_rows[-1].update(kernels_per_step=len(kernels) / 5, gpu_kernel_ms_per_step=gpu_us / 1000)
+                    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12), flush=True)
+                  except Exception as err:  # noqa: BLE001
+                    print("profile failed:", repr(err), flush=True)
+    json.dump({"rows": rows, "manual": manual_rows, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+               "torch": torch.__version__, "cpu_threads": cpu_threads}, open(out, "w"), indent=1)
+if "graphs" in parts:  # CUDA-graph replay vs eager (MLEGPIPE_CUDA_GRAPHS=0), through fit() on cuda
+    graph_rows = []
+    if torch.cuda.is_available():
+        fit("default", "cuda", 30, graphs=True)
+        fit("default", "cuda", 30, graphs=False)
+        for preset, kw, n in (("default", {}, 400), ("default", {"batch_size": 8192}, 200), ("large", {}, 300),
+                              ("large", {"batch_size": 32768}, 60)):
+            n = max(20, int(n * scale))
+            for graphs in (True, False):
+                gen, hist, dt = fit(preset, "cuda", n, graphs=graphs, **kw)
+                nll = [h["nll"] for h in hist["steps"]]
+                row = {"preset": preset, "batch_size": gen.p.batch_size, "graphs": graphs, "steps": n,
+                       "ms_per_step": round(1000 * dt / n, 3), "nll_first": round(nll[0], 5),
+                       "nll_last20": round(float(np.mean(nll[-20:])), 5)}
+                graph_rows.append(row)
+                print("graphs", json.dumps(row), flush=True)
+    os.environ.pop("MLEGPIPE_CUDA_GRAPHS", None)
+    json.dump({"rows": graph_rows}, open(graphs_out, "w"), indent=1)
 EOF
 fi
 
