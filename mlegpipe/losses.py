@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["mmd2"]
+__all__ = ["mmd2", "sliced_wasserstein2"]
 
 
 def mmd2(x: torch.Tensor, y: torch.Tensor, sigmas: list[float] | tuple[float, ...] = (1.0,)) -> torch.Tensor:
@@ -29,3 +29,33 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, sigmas: list[float] | tuple[float, ..
     k = sum(torch.exp(-d2 / (2.0 * s * s)) for s in sigmas)
     n = len(x)
     return k[:n, :n].mean() + k[n:, n:].mean() - 2.0 * k[:n, n:].mean()
+
+
+def sliced_wasserstein2(x: torch.Tensor, y: torch.Tensor, projections: int = 64,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Differentiable sliced squared Wasserstein-2 distance between two equal-size samples.
+
+    The mean over directions u (the coordinate axes and ``projections`` random unit
+    vectors) of the 1-D W₂² between the projections ⟨x, u⟩ and ⟨y, u⟩, each computed
+    exactly by sorting (the optimal 1-D transport pairs the i-th smallest with the
+    i-th smallest). Unlike a Gaussian-kernel MMD² it matches every quantile, tails
+    included, at O(n log n) per direction.
+
+    Raises:
+        ValueError: the samples differ in size or in dimension.
+
+    Example:
+        >>> x = torch.zeros(3, 2)
+        >>> float(sliced_wasserstein2(x, x + torch.tensor([3.0, 0.0]), projections=0))  # axes: (9 + 0) / 2
+        4.5
+    """
+    if x.shape != y.shape:
+        raise ValueError(f"sliced_wasserstein2 needs samples of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    dims = x.shape[1]
+    dirs = torch.eye(dims, dtype=x.dtype)
+    if projections > 0:
+        rand = torch.randn(dims, projections, generator=generator, dtype=x.dtype)
+        dirs = torch.cat([dirs, rand / rand.norm(dim=0, keepdim=True).clamp_min(1e-12)], dim=1)
+    px = torch.sort(x @ dirs, dim=0).values
+    py = torch.sort(y @ dirs, dim=0).values
+    return ((px - py) ** 2).mean()

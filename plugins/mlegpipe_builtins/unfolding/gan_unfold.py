@@ -21,6 +21,11 @@ What makes it work on HERA DIS through Matrix 0.2 (issue 6):
   standardized (E, P, θ), where ν₂ < −4 is MeV-wide, left G_v a third short at
   y < 3·10⁻⁴ (x > 0.1), which the data could not correct. The ν₂ map saturates
   at y = 0.999 only beyond its last knot (a softplus bound on top capped y at 0.986);
+- below the detector's resolution the result is the start, so the start must be
+  the simulation itself, not an approximation of it: ``generator = "flow"``
+  (``_flow_generator``) fits a neural spline flow by maximum likelihood, where
+  the MLP fitted by MMD² or sliced Wasserstein (``pretrain_loss``) left ripples
+  of ±3σ in x and θ against 20k events that the result kept;
 - the detector sees ≈ 66 % of the events (ε(v): the surrogate's pass
   probability): G_v learned the full density wherever ε > 0, through the
   thinned fakes, so the unfolded sample is G_v where ε(v) ≥ 5 % and the
@@ -71,6 +76,7 @@ from mlegpipe import hookimpl
 from mlegpipe.events import LEPTON_FIELDS, EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, PluginError
 from mlegpipe.generation import single_threaded_kernels
+from mlegpipe.losses import mmd2, sliced_wasserstein2
 from mlegpipe.metrics.distances import wasserstein1
 from mlegpipe.metrics.pulls import bootstrap_densities
 from mlegpipe.nets import mlp
@@ -81,6 +87,7 @@ from mlegpipe.unfold import Band, pull_summary, response_matrix, unrecoverable_b
 from mlegpipe_builtins.unfolding._baselines import ibu_unfold, omnifold_unfold
 from mlegpipe_builtins.unfolding._compare2d import compare_2d
 from mlegpipe_builtins.unfolding._critic_view import CriticView
+from mlegpipe_builtins.unfolding._flow_generator import FlowGenerator
 from mlegpipe_builtins.unfolding._observables import binning, compare, density, observable
 from mlegpipe_builtins.unfolding._surrogate_syst import nonclosure_variance, unfolding_nonclosure_variance
 from mlegpipe_builtins.unfolding._vertex_model import LEPTON_DERIVED, NU_BOUND, VertexDecoder, nu_quantiles
@@ -91,6 +98,12 @@ __all__ = ["GanUnfold", "freeze", "mlegpipe_register_stages", "mmd2"]
 PASS_FIELDS: tuple[str, ...] = ("measured", "lepton_measured", "accepted", "pass")
 _VALID_EVENTS = 8192
 _REFERENCE_REPLICAS = 20
+#: events per side and random directions of the sliced-Wasserstein pretraining
+_PRETRAIN_EVENTS = 4096
+_SLICED_PROJECTIONS = 64
+#: batch and learning rate of the maximum-likelihood pretraining of a flow G_v
+_FLOW_PRETRAIN_BATCH = 1024
+_FLOW_PRETRAIN_LR = 3e-3
 
 
 def freeze(stage: Detector) -> list[tuple[nn.Module, bool, list[bool]]]:
@@ -120,23 +133,6 @@ def _unfreeze(saved: list[tuple[nn.Module, bool, list[bool]]]) -> None:
 
 def _fingerprint(saved: list[tuple[nn.Module, bool, list[bool]]]) -> list[torch.Tensor]:
     return [t.detach().clone() for m, _, _ in saved for t in m.state_dict().values()]
-
-
-def mmd2(x: torch.Tensor, y: torch.Tensor, widths: list[float]) -> torch.Tensor:
-    """Biased estimate of MMD² between samples ``x`` and ``y`` with a sum of Gaussian kernels (differentiable).
-
-    Example:
-        >>> x = torch.zeros(4, 1)
-        >>> float(mmd2(x, x, [1.0]))
-        0.0
-    """
-    xy = torch.cat([x, y])
-    sq = (xy * xy).sum(dim=1)
-    # squared distances without a square root: cdist's gradient is NaN for coinciding points
-    d2 = (sq[:, None] + sq[None, :] - 2.0 * xy @ xy.T).clamp_min(0.0)
-    k = sum(torch.exp(-d2 / (2.0 * w * w)) for w in widths)
-    n = len(x)
-    return k[:n, :n].mean() + k[n:, n:].mean() - 2.0 * k[:n, n:].mean()
 
 
 def _pass_mask(batch: EventBatch) -> np.ndarray:
@@ -209,14 +205,27 @@ class GanUnfold(Unfolding):
         batch_size: int = param(512, min=8, doc="events per batch")
         lr: float = param(1e-3, min=0.0, exclusive_min=True, doc="Adam learning rate of the generator")
         critic_steps: int = param(1, min=1, doc="discriminator updates per generator update (thesis: 5)")
-        mmd_weight: float = param(10.0, min=0.0, doc="weight η of the MMD² term added to the generator loss (as in "
-                                  "FAT-GAN; 0: purely adversarial, as in the thesis ch. 7)")
+        match_loss: str = param("mmd", choices=("mmd", "sliced"),
+                                doc="distance between folded fakes and data added to the generator loss: 'mmd': "
+                                "MMD² with mmd_widths on mmd_events per side (as in FAT-GAN); 'sliced': sliced "
+                                "Wasserstein-2 on the whole batch (MLP closure run: detector pulls 87.5 % but only "
+                                "through a 1.3-2.4x wider replica spread, 2D triangular 3.93 against 2.19)")
+        match_weight: float = param(10.0, min=0.0, doc="weight η of the match_loss term in the generator loss "
+                                    "(0: purely adversarial, as in the thesis ch. 7)")
         mmd_widths: list[float] = param([0.05, 0.2, 0.5, 1.0], min=0.0, exclusive_min=True,
                                         doc="Gaussian kernel widths of the MMD² (standardized units)")
         mmd_events: int = param(256, min=8, doc="events per side in the MMD² (its cost grows as their square)")
         lr_decay: bool = param(True, doc="cosine decay of the learning rates to 0 over the steps")
-        noise_dim: int = param(8, min=1, doc="noise dimensions of G_v (thesis: 100)")
-        hidden: int = param(64, min=1, doc="hidden units per layer of G_v (thesis: 512)")
+        generator: str = param("flow", choices=("flow", "mlp"),
+                               doc="G_v: 'flow': a neural spline flow (noise = its base), pretrained by maximum "
+                               "likelihood: it reproduces the simulation's structure below the detector's resolution, "
+                               "which the result keeps (closure run: vertex pulls 78.4 %, 2D triangular 1.71); "
+                               "'mlp': noise → MLP as in the thesis (76.5 %, 2.03 with pretrain_loss = 'mmd')")
+        flow_transforms: int = param(3, min=1, doc="spline transforms of the 'flow' generator")
+        flow_bins: int = param(8, min=2, doc="spline bins per transform of the 'flow' generator")
+        noise_dim: int = param(8, min=1, doc="noise dimensions of the 'mlp' G_v (thesis: 100; a flow has as many "
+                               "as outputs)")
+        hidden: int = param(64, min=1, doc="hidden units per layer of G_v (thesis: 512; a flow's hyper-networks)")
         layers: int = param(3, min=1, doc="hidden layers of G_v (thesis: 5)")
         parametrization: str = param("auto", choices=("auto", "nu", "features"),
                                      doc="'nu': G_v generates (nu1, nu2) of the lepton, phi uniform; 'features': "
@@ -230,8 +239,14 @@ class GanUnfold(Unfolding):
                             doc="'simulation': the nu outputs pass through the quantile maps of the simulation's "
                             "(nu1, nu2) (Gaussian outputs give the prior's marginals, tails included); 'linear': "
                             "mean + std of the data")
-        pretrain_steps: int = param(500, min=0, doc="steps that first fit G_v to the simulation's vertex features "
-                                    "(MMD²), so that the adversarial training starts at the prior (0: from scratch)")
+        pretrain_steps: int | None = param(None, min=0, doc="steps that first fit G_v to the simulation (maximum "
+                                           "likelihood for a flow, pretrain_loss for an MLP), so that the adversarial "
+                                           "training starts at the prior (default: 2000 for a flow, 500 for an MLP; "
+                                           "0: from scratch)")
+        pretrain_loss: str = param("sliced", choices=("sliced", "mmd"),
+                                   doc="distance an MLP G_v's pretraining minimizes: 'sliced': sliced Wasserstein-2 "
+                                   "(exact 1-D transport along random directions, every quantile matched, tails "
+                                   "included; closure run 73.9 % / 2D 2.19, 11.0 min); 'mmd': MMD² with mmd_widths")
         pretrain_space: str = param("latent", choices=("latent", "both", "features"),
                                     doc="where the pretraining MMD² compares G_v with the simulation: 'latent': its "
                                     "own outputs against the simulation's (nu1, nu2) mapped back through the nu_map "
@@ -278,6 +293,8 @@ class GanUnfold(Unfolding):
         plots: bool = param(True, doc="draw the unfolding plots into the run folder (when a plotting module exists)")
 
         def __post_init__(self) -> None:
+            if self.pretrain_steps is None:
+                self.pretrain_steps = 2000 if self.generator == "flow" else 500
             unknown = [b for b in self.baselines if b not in ("ibu", "omnifold")]
             if unknown:
                 raise ConfigError("unknown baseline; known: ibu, omnifold", path="baselines", value=unknown[0])
@@ -337,36 +354,66 @@ class GanUnfold(Unfolding):
     # -- training one replica ----------------------------------------------------------------------------
     def _pretrain(self, gen_net: nn.Module, decoder: VertexDecoder, prior: torch.Tensor, columns: list[int],
                   replica: int) -> float:
-        """Start ``G_v`` at the simulation: MMD² to the simulation's events; returns the last MMD².
+        """Start ``G_v`` at the simulation: fit it to the simulation's events; returns the last loss.
 
         ``prior`` holds the simulation's standardized vertex features and, when the decoder has
         the simulation's quantile maps, its (ν₁, ν₂) in two more columns (see ``unfold``). With
-        ``pretrain_space = 'latent'`` and those columns the MMD² compares the generator's bounded
+        ``pretrain_space = 'latent'`` and those columns the loss compares the generator's bounded
         outputs with :meth:`VertexDecoder.latent` of the simulation's ν (the φ of both is uniform);
         with 'features' (or without them) the standardized vertex features ``columns``; 'both' sums the two.
+        The loss is ``pretrain_loss``: sliced Wasserstein-2 on batches of ``_PRETRAIN_EVENTS`` events
+        per side, or MMD² on ``2 · mmd_events``; with ``lr_decay`` the learning rate falls to 0 on a
+        cosine (a constant rate leaves the last iterate as noisy as one batch's loss).
         """
         p = self.params
         opt = torch.optim.Adam(gen_net.parameters(), lr=p.lr, betas=(0.5, 0.9))
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(p.pretrain_steps)) if p.lr_decay else None
         gen = self.ctx.torch_generator("pretrain", replica)
-        m = min(p.mmd_events * 2, len(prior))
+        sliced = p.pretrain_loss == "sliced"
+        m = min(_PRETRAIN_EVENTS if sliced else p.mmd_events * 2, len(prior))
+
+        def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return sliced_wasserstein2(a, b, _SLICED_PROJECTIONS, gen) if sliced else mmd2(a, b, p.mmd_widths)
+
         n_vtx = len(decoder.vertex_features)
         latent = None
         if p.pretrain_space != "features" and decoder.nu_quantiles is not None and prior.shape[1] == n_vtx + 2:
             nus = prior[:, n_vtx:].double().numpy()
             latent = torch.as_tensor(decoder.latent(nus[:, 0], nus[:, 1]), dtype=torch.float32)
+        if isinstance(gen_net, FlowGenerator):
+            # outputs whose bounded image (NU_BOUND tanh) is the simulation's latent point, else its features
+            target = NU_BOUND * torch.atanh(latent / NU_BOUND) if latent is not None else prior[:, :decoder.n_out]
+            return self._fit_flow(gen_net, target, gen)
         loss = torch.zeros(())
         for _ in range(p.pretrain_steps):
-            out = gen_net(torch.randn(m, p.noise_dim, generator=gen))
+            out = gen_net(torch.randn(m, _noise_dim(gen_net, p), generator=gen))
             idx = torch.randint(len(prior), (m,), generator=gen)
             loss = torch.zeros(())
             if latent is not None:
-                loss = mmd2(NU_BOUND * torch.tanh(out / NU_BOUND), latent[idx], p.mmd_widths)
+                loss = distance(NU_BOUND * torch.tanh(out / NU_BOUND), latent[idx])
             if latent is None or p.pretrain_space == "both":
                 phi = 2 * np.pi * torch.rand(m, generator=gen) if decoder.needs_phi else None
-                loss = loss + mmd2(decoder.to_surrogate(out, phi)[:, columns], prior[idx][:, columns], p.mmd_widths)
+                loss = loss + distance(decoder.to_surrogate(out, phi)[:, columns], prior[idx][:, columns])
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if schedule is not None:
+                schedule.step()
+        return float(loss.item())
+
+    def _fit_flow(self, flow: FlowGenerator, target: torch.Tensor, gen: torch.Generator) -> float:
+        """Maximum-likelihood fit of a flow ``G_v`` to ``target`` (its outputs); returns the last mean −log p."""
+        p = self.params
+        opt = torch.optim.Adam(flow.parameters(), lr=_FLOW_PRETRAIN_LR)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(p.pretrain_steps))
+        loss = torch.zeros(())
+        for _ in range(p.pretrain_steps):
+            idx = torch.randint(len(target), (min(_FLOW_PRETRAIN_BATCH, len(target)),), generator=gen)
+            loss = -flow.log_prob(target[idx]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            schedule.step()
         return float(loss.item())
 
     def _train_replica(self, replica: int, real_view: torch.Tensor, surrogate: Detector, decoder: VertexDecoder,
@@ -377,23 +424,25 @@ class GanUnfold(Unfolding):
         ctx = self.ctx.child(f"replica{replica}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.ctx.torch_seed("init", replica))
-            gen_net = mlp(p.noise_dim, decoder.n_out, [p.hidden] * p.layers, activation="leaky_relu")
+            gen_net = FlowGenerator(decoder.n_out, p.hidden, p.flow_transforms, p.flow_bins) if p.generator == "flow" \
+                else mlp(p.noise_dim, decoder.n_out, [p.hidden] * p.layers, activation="leaky_relu")
         if prior is not None and p.pretrain_steps:
             names = list(surrogate.vertex_features)  # type: ignore[attr-defined]
             columns = [j for j, n in enumerate(names) if n not in p.critic_exclude] or list(range(len(names)))
-            mmd = self._pretrain(gen_net, decoder, prior, columns, replica)
-            ctx.log.info("replica %d: started at the simulation (%d steps, MMD² %.3g)", replica, p.pretrain_steps, mmd)
+            last = self._pretrain(gen_net, decoder, prior, columns, replica)
+            ctx.log.info("replica %d: started at the simulation (%d steps, %s %.3g)", replica, p.pretrain_steps,
+                         "-log p" if isinstance(gen_net, FlowGenerator) else p.pretrain_loss, last)
         adversary = self._adversary(record, replica)
         critic = adversary.build(real_view.shape[1])
         opt_c = adversary.make_optimizer(critic.parameters()) if hasattr(adversary, "make_optimizer") else \
             torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.9))
         opt_g = torch.optim.Adam(gen_net.parameters(), lr=p.lr, betas=(0.5, 0.9))
-        gens = {n: self.ctx.torch_generator(n, replica) for n in ("batches", "noise", "accept")}
+        gens = {n: self.ctx.torch_generator(n, replica) for n in ("batches", "noise", "accept", "projections")}
         batches = MinibatchSampler(real_view, batch_size=p.batch_size, generator=gens["batches"])
         accept = _pass_fn(surrogate)
 
         def fake(n: int, noise: torch.Generator, accept_gen: torch.Generator | None) -> torch.Tensor:
-            out = gen_net(torch.randn(n, p.noise_dim, generator=noise))
+            out = gen_net(torch.randn(n, _noise_dim(gen_net, p), generator=noise))
             phi = 2 * np.pi * torch.rand(n, generator=noise) if decoder.needs_phi else None
             v_std = decoder.to_surrogate(out, phi)
             d_std = surrogate.fold_tensor(v_std, noise)
@@ -419,9 +468,15 @@ class GanUnfold(Unfolding):
                 opt_c.step()
             fb = fake(p.batch_size, gens["noise"], gens["accept"])
             loss_g = adversary.generator_loss(critic, fb)
-            if p.mmd_weight > 0:
-                m = min(p.mmd_events, len(fb))
-                loss_g = loss_g + p.mmd_weight * mmd2(fb[:m], batches()[0][:m], p.mmd_widths)
+            if p.match_weight > 0:
+                (rb,) = batches()
+                if p.match_loss == "sliced":
+                    m = min(len(fb), len(rb))
+                    match = sliced_wasserstein2(fb[:m], rb[:m], _SLICED_PROJECTIONS, gens["projections"])
+                else:
+                    m = min(p.mmd_events, len(fb))
+                    match = mmd2(fb[:m], rb[:m], p.mmd_widths)
+                loss_g = loss_g + p.match_weight * match
             opt_g.zero_grad()
             loss_g.backward()
             if all(bool(torch.isfinite(q.grad).all()) for q in gen_net.parameters() if q.grad is not None):
@@ -543,7 +598,7 @@ class GanUnfold(Unfolding):
         eps_sum = eps_count = 0.0
         for _ in range(50):
             m = n_gan if completion is None else max(2 * (n_gan - have), 1024)
-            noise = torch.as_tensor(rng.standard_normal((m, self.params.noise_dim)), dtype=torch.float32)
+            noise = torch.as_tensor(rng.standard_normal((m, _noise_dim(gen_net, self.params))), dtype=torch.float32)
             phi = rng.uniform(0.0, 2 * np.pi, size=m)
             with torch.no_grad():
                 out_t = gen_net(noise)
@@ -852,6 +907,11 @@ class GanUnfold(Unfolding):
             self._info["plots"] = [str(f) for f in files]
         except (OSError, ValueError) as err:  # a failed figure must not lose a finished unfolding
             self.ctx.log.warning("unfolding plots failed: %s", err)
+
+
+def _noise_dim(net: nn.Module, params: Any) -> int:
+    """Noise dimensions ``G_v`` takes: a flow's own (its outputs), else ``params.noise_dim``."""
+    return int(getattr(net, "noise_dim", params.noise_dim))
 
 
 def _pass_fn(surrogate: Detector) -> Any:
