@@ -359,6 +359,16 @@ def test_flow_pretraining_reproduces_the_simulation_within_its_statistics() -> N
         assert chi2 < 1.8, (name, chi2)
 
 
+def test_flow_generating_nu_without_latent_coordinates_is_a_config_error() -> None:
+    from mlegpipe.exceptions import ConfigError
+    from mlegpipe_builtins.unfolding._flow_generator import FlowGenerator
+
+    stage, decoder, prior, _, _ = _dis_pretraining(pretrain_steps=5, generator="flow", pretrain_space="features")
+    with pytest.raises(ConfigError, match="latent coordinates") as err:
+        stage._pretrain(FlowGenerator(2), decoder, prior, [0, 1, 2], 0)
+    assert "pretrain_space" in str(err.value) and "features" in str(err.value)
+
+
 def test_critic_sees_the_vertex_features_the_surrogate_passes_through() -> None:
     from mlegpipe_builtins.unfolding._critic_view import CriticView
 

@@ -381,6 +381,10 @@ class GanUnfold(Unfolding):
             nus = prior[:, n_vtx:].double().numpy()
             latent = torch.as_tensor(decoder.latent(nus[:, 0], nus[:, 1]), dtype=torch.float32)
         if isinstance(gen_net, FlowGenerator):
+            if latent is None and decoder.mode == "nu":
+                raise ConfigError("a flow G_v generating nu is fitted in its latent coordinates: it needs "
+                                  "nu_map = 'simulation' and pretrain_space 'latent' or 'both'",
+                                  path=f"{self.ctx.name}.pretrain_space", value=p.pretrain_space)
             # outputs whose bounded image (NU_BOUND tanh) is the simulation's latent point, else its features
             target = NU_BOUND * torch.atanh(latent / NU_BOUND) if latent is not None else prior[:, :decoder.n_out]
             return self._fit_flow(gen_net, target, gen)
