@@ -1,4 +1,4 @@
-"""A normalizing flow as the unfolding generator ``G_v``: exact prior by maximum likelihood, then adversarial.
+"""A normalizing flow as the unfolding generator ``G_v``: prior by maximum likelihood, then adversarial.
 
 The detector does not resolve the vertex-level structure finer than its
 resolution, so there the unfolded result is whatever the generator starts
@@ -7,9 +7,11 @@ fed Gaussian noise and fitted to the simulation (MMD² or sliced Wasserstein)
 leaves ripples of a few per cent (±3σ against 20k events in x and θ of HERA
 DIS) that the adversarial training cannot see and the result keeps. A
 normalizing flow (zuko NSF) fitted by maximum likelihood reproduces the
-simulation to within its statistics, and stays a differentiable sampler
-(``forward(noise)`` is the flow's inverse transform of standard-normal noise),
-so the same adversarial training through the frozen surrogate fine-tunes it.
+simulation far more closely (χ²/ndf 0.6-1.5 per observable against an
+independent 25k-event sample, where the MLP left 2.2-3.0 in x), and stays a
+differentiable sampler (``forward(noise)`` is the flow's inverse transform of
+standard-normal noise), so the same adversarial training through the frozen
+surrogate fine-tunes it.
 
 Example:
     >>> import torch
