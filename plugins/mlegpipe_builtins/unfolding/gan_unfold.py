@@ -366,15 +366,7 @@ class GanUnfold(Unfolding):
         cosine (a constant rate leaves the last iterate as noisy as one batch's loss).
         """
         p = self.params
-        opt = torch.optim.Adam(gen_net.parameters(), lr=p.lr, betas=(0.5, 0.9))
-        schedule = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(p.pretrain_steps)) if p.lr_decay else None
         gen = self.ctx.torch_generator("pretrain", replica)
-        sliced = p.pretrain_loss == "sliced"
-        m = min(_PRETRAIN_EVENTS if sliced else p.mmd_events * 2, len(prior))
-
-        def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return sliced_wasserstein2(a, b, _SLICED_PROJECTIONS, gen) if sliced else mmd2(a, b, p.mmd_widths)
-
         n_vtx = len(decoder.vertex_features)
         latent = None
         if p.pretrain_space != "features" and decoder.nu_quantiles is not None and prior.shape[1] == n_vtx + 2:
@@ -387,9 +379,20 @@ class GanUnfold(Unfolding):
                                   path=f"{self.ctx.name}.pretrain_space", value=p.pretrain_space)
             # outputs whose bounded image (NU_BOUND tanh) is the simulation's latent point, else its features
             target = NU_BOUND * torch.atanh(latent / NU_BOUND) if latent is not None else prior[:, :decoder.n_out]
-            return self._fit_flow(gen_net, target, gen)
-        loss = torch.zeros(())
-        for _ in range(p.pretrain_steps):
+            batch = min(_FLOW_PRETRAIN_BATCH, len(target))
+
+            def neg_log_likelihood() -> torch.Tensor:
+                return -gen_net.log_prob(target[torch.randint(len(target), (batch,), generator=gen)]).mean()
+
+            return _adam_steps(gen_net, neg_log_likelihood, p.pretrain_steps, _FLOW_PRETRAIN_LR, decay=True)
+
+        sliced = p.pretrain_loss == "sliced"
+        m = min(_PRETRAIN_EVENTS if sliced else p.mmd_events * 2, len(prior))
+
+        def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return sliced_wasserstein2(a, b, _SLICED_PROJECTIONS, gen) if sliced else mmd2(a, b, p.mmd_widths)
+
+        def to_simulation() -> torch.Tensor:
             out = gen_net(torch.randn(m, _noise_dim(gen_net, p), generator=gen))
             idx = torch.randint(len(prior), (m,), generator=gen)
             loss = torch.zeros(())
@@ -398,27 +401,9 @@ class GanUnfold(Unfolding):
             if latent is None or p.pretrain_space == "both":
                 phi = 2 * np.pi * torch.rand(m, generator=gen) if decoder.needs_phi else None
                 loss = loss + distance(decoder.to_surrogate(out, phi)[:, columns], prior[idx][:, columns])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if schedule is not None:
-                schedule.step()
-        return float(loss.item())
+            return loss
 
-    def _fit_flow(self, flow: FlowGenerator, target: torch.Tensor, gen: torch.Generator) -> float:
-        """Maximum-likelihood fit of a flow ``G_v`` to ``target`` (its outputs); returns the last mean −log p."""
-        p = self.params
-        opt = torch.optim.Adam(flow.parameters(), lr=_FLOW_PRETRAIN_LR)
-        schedule = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(p.pretrain_steps))
-        loss = torch.zeros(())
-        for _ in range(p.pretrain_steps):
-            idx = torch.randint(len(target), (min(_FLOW_PRETRAIN_BATCH, len(target)),), generator=gen)
-            loss = -flow.log_prob(target[idx]).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            schedule.step()
-        return float(loss.item())
+        return _adam_steps(gen_net, to_simulation, p.pretrain_steps, p.lr, decay=p.lr_decay, betas=(0.5, 0.9))
 
     def _train_replica(self, replica: int, real_view: torch.Tensor, surrogate: Detector, decoder: VertexDecoder,
                        view: CriticView, record: RunRecord | None,
@@ -911,6 +896,23 @@ class GanUnfold(Unfolding):
             self._info["plots"] = [str(f) for f in files]
         except (OSError, ValueError) as err:  # a failed figure must not lose a finished unfolding
             self.ctx.log.warning("unfolding plots failed: %s", err)
+
+
+def _adam_steps(net: nn.Module, loss_fn: Any, steps: int, lr: float, decay: bool,
+                betas: tuple[float, float] = (0.9, 0.999)) -> float:
+    """``steps`` Adam updates of ``net`` on ``loss_fn()`` (learning rate cosine-decayed to 0 with ``decay``);
+    returns the last loss."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(steps)) if decay else None
+    loss = torch.zeros(())
+    for _ in range(steps):
+        loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if schedule is not None:
+            schedule.step()
+    return float(loss.item())
 
 
 def _noise_dim(net: nn.Module, params: Any) -> int:
