@@ -25,6 +25,9 @@ reweighted by x^0.5 → harder x). Every test sample is folded K = 4 times
   independent ``smear`` runs ("med fl", the statistical floor of that figure).
   With one fold of 2.3 × 10⁴ harder-x events (the earlier set-up) that floor was
   6 %, most of the 10 % target; with K = 4 and 5 × 10⁴ events it is ~2 %.
+- the width of E'(detector) - E'(vertex) over smear's per bin of the lepton's η
+  across Matrix 0.2's zones (``ETA_EDGES``: its calorimeter resolution steps at
+  η = -2), beside the same ratio for a second ``smear`` run (the floor).
 - classifier two-sample AUC (detector-level lepton; and (detector, vertex) pairs),
   acceptance.
 
@@ -56,6 +59,7 @@ from mlegpipe.kinematics import nu_from_lepton
 from mlegpipe.metrics import classifier_auc
 from mlegpipe.registry import load_plugins
 from mlegpipe.toys import VertexGaussian, VertexUniform
+from mlegpipe_builtins.detectors._fold_features import DERIVED_FEATURES
 from mlegpipe_builtins.detectors._fold_metrics import chi2_ndf, resolution_deviation, resolution_profile
 
 SURROGATES = ("cfold", "dfold", "flowfold")
@@ -63,6 +67,8 @@ TOY_NAMES = ["v1", "v2"]
 LEPTON_VERTEX = ["lepton_E", "lepton_P", "lepton_eta", "lepton_phi"]  # η: the detector zones are bounded in η
 LEPTON_DETECTOR = ["lepton_E", "lepton_P"]
 OVERRIDES: dict[str, Any] = {}  # --set: surrogate parameters of the DIS part
+#: η bins of the E' resolution across Matrix 0.2's zones (its calorimeter resolution steps at η = -2)
+ETA_EDGES = np.array([-3.5, -3.0, -2.5, -2.25, -2.0, -1.75, -1.5, -1.0])
 
 
 def _smear_toy(v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -186,6 +192,14 @@ def _compare(refs: list[EventBatch], ref_vertex: EventBatch, models: list[EventB
         floor_median[name] = again["median_deviation"]
         out.setdefault("resolution_events_per_bin", {})[name] = dev["events_per_bin"]
     out["resolution_floor_median_deviation"] = floor_median
+    # E' resolution across the detector's η zones (Matrix 0.2's calorimeter changes at η = -2 and -1)
+    eta = DERIVED_FEATURES["lepton_eta"](model_vertex)
+    e_rows = [np.array([np.where(_measured(b), b.column("lepton_E"), np.nan) for b in bs])
+              for bs in (models, floors, floors_again)]
+    zones = resolution_deviation(model_vertex.column("lepton_E"), e_rows[0], e_rows[1], ETA_EDGES, by=eta)
+    zones_floor = resolution_deviation(model_vertex.column("lepton_E"), e_rows[2], e_rows[1], ETA_EDGES, by=eta)
+    out["energy_resolution_ratio_by_eta"] = [round(float(x), 3) for x in zones["ratio"]]
+    out["energy_resolution_ratio_by_eta_floor"] = [round(float(x), 3) for x in zones_floor["ratio"]]
     out["resolution_worst_deviation"] = worst
     out["resolution_median_deviation"] = median
     out["resolution_median_deviation_error"] = error
@@ -302,8 +316,17 @@ def _print_dis(dis_rows: dict[str, Any]) -> None:
                   f"{max(r['resolution_worst_deviation'].values()):8.3f} "
                   f"{med:7.3f} ± {err:5.3f} "
                   f"{max(r['resolution_floor_median_deviation'].values()):7.3f}")
+        for sample in ("like_training", "hard_x"):
+            r = dis_rows[name][sample]
+            print(f"{'':10s} {sample:13s} E' width / smear by η {_eta_bins()}: "
+                  + " ".join(f"{x:.2f}" for x in r["energy_resolution_ratio_by_eta"])
+                  + "  (smear again: " + " ".join(f"{x:.2f}" for x in r["energy_resolution_ratio_by_eta_floor"]) + ")")
         print(f"{'':10s} train CPU {dis_rows[name]['train_cpu_s']:.0f} s, fold "
               f"{dis_rows[name]['fold_events_per_s']:.3g} events/s")
+
+
+def _eta_bins() -> str:
+    return ",".join(f"{lo:g}" for lo in ETA_EDGES[:-1]) + f"..{ETA_EDGES[-1]:g}"
 
 
 def _resolution_summary(r: dict[str, Any]) -> tuple[float, float]:

@@ -318,6 +318,9 @@ def test_load_refuses_other_architecture(trained: dict) -> None:
     plain = FlowFolding(FlowFolding.Params(**TINY, transforms=2, affine=False), StageContext("detector"))
     with pytest.raises(CheckpointError, match="affine"):
         plain.load_state_dict(trained["flowfold"].state_dict())
+    unencoded = FlowFolding(FlowFolding.Params(**TINY, transforms=2, context_bins=0), StageContext("detector"))
+    with pytest.raises(CheckpointError, match="context_bins"):
+        unencoded.load_state_dict(trained["flowfold"].state_dict())
 
 
 def test_lepton_eta_feature() -> None:
@@ -353,6 +356,23 @@ def test_resolution_deviation_known_answers() -> None:
                                  v + 0.1 * rng.standard_normal((4, v.size)), edges)["median_deviation"]
             for _ in range(4)]
     assert np.mean(four) < np.mean(one)
+
+
+def test_resolution_deviation_binned_by_another_quantity() -> None:
+    """``by``: widths of model - vertex per bin of another vertex quantity (E' resolution across η zones).
+
+    The reference width jumps from 0.01 to 0.04 at eta = 0; a model with the same step scores ≈ 1 on both
+    sides, one that smooths it into the mean 0.025 scores ≈ 2.5 and ≈ 0.6.
+    """
+    rng = np.random.default_rng(5)
+    v, eta = rng.uniform(1.0, 2.0, 40000), rng.uniform(-1.0, 1.0, 40000)
+    step = np.where(eta < 0.0, 0.01, 0.04)
+    ref = v + step * rng.standard_normal((4, v.size))
+    same = resolution_deviation(v, v + step * rng.standard_normal((4, v.size)), ref, np.array([-1.0, 0.0, 1.0]), by=eta)
+    smooth = resolution_deviation(v, v + 0.025 * rng.standard_normal((4, v.size)), ref, np.array([-1.0, 0.0, 1.0]),
+                                  by=eta)
+    assert np.allclose(same["ratio"], 1.0, atol=0.03), same["ratio"]
+    assert np.allclose(smooth["ratio"], [2.5, 0.625], rtol=0.03), smooth["ratio"]
 
 
 def test_cosine_learning_rate() -> None:

@@ -452,7 +452,7 @@ class LearnedFolding(Detector):
             self.model.load_state_dict(state["model"])
         except RuntimeError as err:
             raise CheckpointError("the saved surrogate weights do not fit this stage's network (were it saved "
-                                  f"with other hidden, layers, transforms or affine settings?): {err}",
+                                  f"with other hidden, layers, transforms, affine or context_bins settings?): {err}",
                                   path=self.ctx.name) from None
         self.acceptance_net = self.lepton_net = None
         if "acceptance" in state:

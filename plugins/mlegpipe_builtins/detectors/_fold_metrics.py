@@ -80,7 +80,7 @@ def _bin_widths(index: np.ndarray, diff: np.ndarray, bins: int) -> np.ndarray:
 
 
 def resolution_deviation(vertex: np.ndarray, model: np.ndarray, reference: np.ndarray, edges: np.ndarray, *,
-                         bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
+                         bootstrap: int = 0, seed: int = 0, by: np.ndarray | None = None) -> dict[str, Any]:
     """Per-bin ratio of the widths of ``model - vertex`` and ``reference - vertex``, its median deviation and error.
 
     Both detectors fold the SAME vertex events, so the comparison is free of
@@ -88,7 +88,8 @@ def resolution_deviation(vertex: np.ndarray, model: np.ndarray, reference: np.nd
     vertex event ``K`` times (arrays of shape ``(K, n)``: replica k of event i
     at ``[k, i]``) divides that noise by about √K. Entries that are NaN (event not
     measured in that replica) are left out. Widths are robust (half the
-    16-84 % range) in the bins ``edges`` of the vertex value.
+    16-84 % range) in the bins ``edges`` of the vertex value, or of ``by`` (another
+    vertex quantity per event: the energy resolution across the η zones of a detector).
 
     The error of the median deviation ``median_i |ratio_i - 1|`` is the standard
     deviation over ``bootstrap`` resamplings of the vertex events (each with all
@@ -110,7 +111,7 @@ def resolution_deviation(vertex: np.ndarray, model: np.ndarray, reference: np.nd
     """
     model, reference = np.atleast_2d(model), np.atleast_2d(reference)
     bins = len(edges) - 1
-    index = np.broadcast_to(np.digitize(vertex, edges) - 1, model.shape)
+    index = np.broadcast_to(np.digitize(vertex if by is None else by, edges) - 1, model.shape)
     d_model, d_ref = model - vertex, reference - vertex
 
     def figures(cols: np.ndarray | slice) -> tuple[np.ndarray, float]:

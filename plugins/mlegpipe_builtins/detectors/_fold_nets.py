@@ -23,6 +23,7 @@ import torch
 import zuko
 from torch import nn
 
+from mlegpipe.encodings import PiecewiseLinearEncoding
 from mlegpipe.nets import mlp
 
 __all__ = [
@@ -170,8 +171,11 @@ class FlowFolder(_ScaledTarget):
     With ``residual=True`` the flow models ``detector - vertex``. With
     ``affine=True`` a conditional affine autoregressive transform precedes the
     splines, so the width of the response can follow the vertex over orders of
-    magnitude. Sampling maps Gaussian noise through the inverse transform, so it
-    is reparametrized and differentiable in the vertex features.
+    magnitude. With ``context_bins`` > 0 the flow is conditioned on the vertex
+    features and their :class:`~mlegpipe.encodings.PiecewiseLinearEncoding` on that
+    many intervals over ±4 standard deviations. Sampling maps Gaussian noise
+    through the inverse transform, so it is reparametrized and differentiable in
+    the vertex features.
 
     Example:
         >>> f = FlowFolder(1, 1, transforms=2, hidden=8, bins=4, residual=True)
@@ -180,25 +184,29 @@ class FlowFolder(_ScaledTarget):
     """
 
     def __init__(self, n_vertex: int, n_detector: int, transforms: int, hidden: int, bins: int,
-                 residual: Residual, affine: bool = False) -> None:
+                 residual: Residual, affine: bool = False, context_bins: int = 0) -> None:
         super().__init__(n_detector, residual)
-        nsf = zuko.flows.NSF(features=n_detector, context=n_vertex, transforms=transforms,
+        # the conditioners see the vertex through a piecewise-linear encoding: sharp changes of the
+        # response with the vertex (resolution steps at detector zone edges) in one weight each
+        self.encode: nn.Module = PiecewiseLinearEncoding(n_vertex, context_bins) if context_bins else nn.Identity()
+        n_context = n_vertex * (context_bins + 1)
+        nsf = zuko.flows.NSF(features=n_detector, context=n_context, transforms=transforms,
                              hidden_features=(hidden, hidden), bins=bins)
         if affine:
             # a conditional shift and scale per event first: the splines (bounded to ±5) then see an
             # O(1) residual even where the response width varies by 10× with the vertex (detector zones)
-            first = zuko.flows.MaskedAutoregressiveTransform(features=n_detector, context=n_vertex,
+            first = zuko.flows.MaskedAutoregressiveTransform(features=n_detector, context=n_context,
                                                              hidden_features=(hidden, hidden))
             nsf = zuko.flows.Flow([first, *nsf.transform.transforms], nsf.base)
         self.flow = nsf
 
     def log_prob(self, detector: torch.Tensor, vertex: torch.Tensor) -> torch.Tensor:
         """Log density of the scaled target given ``vertex`` (standardized units; up to a constant)."""
-        return self.flow(vertex).log_prob(self.to_target(vertex, detector))
+        return self.flow(self.encode(vertex)).log_prob(self.to_target(vertex, detector))
 
     def sample(self, vertex: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Detector features from standard-normal ``noise`` of shape ``(n, n_detector)``."""
-        return self._to_detector(vertex, self.flow(vertex).transform.inv(noise))
+        return self._to_detector(vertex, self.flow(self.encode(vertex)).transform.inv(noise))
 
 
 class PairCritic(nn.Module):
