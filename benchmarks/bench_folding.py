@@ -135,10 +135,12 @@ def _reweight_x(events: EventBatch, rng: np.random.Generator, power: float = 0.5
 
 
 def _observable_rows(batches: list[EventBatch], name: str) -> np.ndarray:
-    """``(K, n)`` values of observable ``name`` for K folds of the same vertex events; NaN where not measured."""
+    """``(K, n)`` values of observable ``name`` (a DIS observable or an event field) for K folds of the same
+    vertex events; NaN where not measured."""
     rows = []
     for b in batches:
-        value = _dis_observables(b)[name]
+        observables = _dis_observables(b)
+        value = observables[name] if name in observables else b.column(name)
         rows.append(np.where(_measured(b) & np.isfinite(value), value, np.nan))
     return np.array(rows)
 
@@ -194,8 +196,7 @@ def _compare(refs: list[EventBatch], ref_vertex: EventBatch, models: list[EventB
     out["resolution_floor_median_deviation"] = floor_median
     # E' resolution across the detector's η zones (Matrix 0.2's calorimeter changes at η = -2 and -1)
     eta = DERIVED_FEATURES["lepton_eta"](model_vertex)
-    e_rows = [np.array([np.where(_measured(b), b.column("lepton_E"), np.nan) for b in bs])
-              for bs in (models, floors, floors_again)]
+    e_rows = [_observable_rows(bs, "lepton_E") for bs in (models, floors, floors_again)]
     zones = resolution_deviation(model_vertex.column("lepton_E"), e_rows[0], e_rows[1], ETA_EDGES, by=eta)
     zones_floor = resolution_deviation(model_vertex.column("lepton_E"), e_rows[2], e_rows[1], ETA_EDGES, by=eta)
     out["energy_resolution_ratio_by_eta"] = [round(float(x), 3) for x in zones["ratio"]]

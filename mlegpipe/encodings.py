@@ -54,7 +54,6 @@ class PiecewiseLinearEncoding(nn.Module):
                               value=(n_features, bins))
         if not high > low:
             raise ConfigError("the encoding's range must have high > low", value=(low, high))
-        self.n_features = n_features
         self.n_out = n_features * (bins + 1)
         edges = torch.linspace(low, high, bins + 1)
         self.register_buffer("lower", edges[:-1].clone())

@@ -188,8 +188,11 @@ class FlowFolder(_ScaledTarget):
         super().__init__(n_detector, residual)
         # the conditioners see the vertex through a piecewise-linear encoding: sharp changes of the
         # response with the vertex (resolution steps at detector zone edges) in one weight each
-        self.encode: nn.Module = PiecewiseLinearEncoding(n_vertex, context_bins) if context_bins else nn.Identity()
-        n_context = n_vertex * (context_bins + 1)
+        self.encode: nn.Module = nn.Identity()
+        n_context = n_vertex
+        if context_bins:
+            encoding = PiecewiseLinearEncoding(n_vertex, context_bins)
+            self.encode, n_context = encoding, encoding.n_out
         nsf = zuko.flows.NSF(features=n_detector, context=n_context, transforms=transforms,
                              hidden_features=(hidden, hidden), bins=bins)
         if affine:
