@@ -2,4 +2,5 @@
 
 from mlegpipe.cli import entry
 
-entry()
+if __name__ == "__main__":  # worker processes import the main module again: only the command runs it
+    entry()

@@ -80,6 +80,7 @@ from mlegpipe.losses import mmd2, sliced_wasserstein2
 from mlegpipe.metrics.distances import wasserstein1
 from mlegpipe.metrics.pulls import bootstrap_densities
 from mlegpipe.nets import mlp
+from mlegpipe.processes import process_map, usable_cores
 from mlegpipe.schema import param
 from mlegpipe.stages import Detector, Discriminator, RunRecord, Unfolding
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule
@@ -266,6 +267,10 @@ class GanUnfold(Unfolding):
                                            doc="'unseen' completion: pass probability below which the detector "
                                            "counts as blind and the simulation fills in")
         replicas: int = param(3, min=2, max=200, doc="bootstrap replicas (retrained generators; thesis: 10)")
+        workers: int = param(1, min=0, doc="processes that train the replicas in parallel (0: one per usable "
+                             "CPU core, at most one per replica); the events do not depend on it. Each takes one "
+                             "core: with 2 on 2 idle cores the closure run took 10.4 min instead of 15.8 with 1. The "
+                             "workers are fresh interpreters: a custom discriminator must be importable by name")
         events: int = param(0, min=0, doc="unfolded events per replica (0: as many as data events, measured or "
                             "not, when the sample is completed; else as many as measured data events)")
         validate_every: int = param(250, min=1, doc="steps between validations (the best generator is kept)")
@@ -314,7 +319,8 @@ class GanUnfold(Unfolding):
         return self._info
 
     # -- set-up ---------------------------------------------------------------------------------------
-    def _adversary(self, record: RunRecord | None, replica: int) -> Discriminator:
+    def _adversary_spec(self, record: RunRecord | None) -> tuple[type[Discriminator], Any]:
+        """The adversary's plugin class and parameters (each replica builds its own from them)."""
         name = self.params.discriminator
         if name == "pipeline":
             stage = next((s for s in (record.stages.values() if record else []) if s.kind == "discriminator"), None)
@@ -327,7 +333,7 @@ class GanUnfold(Unfolding):
 
             cls = load_plugins().get("discriminator", name, path=f"{self.ctx.name}.discriminator").cls
             params = cls.Params()
-        return cls(params, self.ctx.child(f"replica{replica}/critic"))
+        return cls, params
 
     def _decoder(self, surrogate: Detector, data: EventBatch, names: list[str],
                  sim: EventBatch | None = None) -> VertexDecoder:
@@ -407,7 +413,7 @@ class GanUnfold(Unfolding):
         return _adam_steps(gen_net, to_simulation, p.pretrain_steps, p.lr, decay=p.lr_decay, betas=(0.5, 0.9))
 
     def _train_replica(self, replica: int, real_view: torch.Tensor, surrogate: Detector, decoder: VertexDecoder,
-                       view: CriticView, record: RunRecord | None,
+                       view: CriticView, adversary_spec: tuple[type[Discriminator], Any],
                        prior: torch.Tensor | None = None) -> tuple[nn.Module, TrainLoop, int]:
         """Train one replica's generator; returns it, its loop and the generator steps skipped (non-finite)."""
         p = self.params
@@ -422,7 +428,7 @@ class GanUnfold(Unfolding):
             last = self._pretrain(gen_net, decoder, prior, columns, replica)
             ctx.log.info("replica %d: started at the simulation (%d steps, %s %.3g)", replica, p.pretrain_steps,
                          "-log p" if isinstance(gen_net, FlowGenerator) else p.pretrain_loss, last)
-        adversary = self._adversary(record, replica)
+        adversary = adversary_spec[0](adversary_spec[1], self.ctx.child(f"replica{replica}/critic"))
         critic = adversary.build(real_view.shape[1])
         opt_c = adversary.make_optimizer(critic.parameters()) if hasattr(adversary, "make_optimizer") else \
             torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.9))
@@ -491,8 +497,6 @@ class GanUnfold(Unfolding):
                          lr_schedule=cosine_schedule(p.steps) if p.lr_decay else None, desc=f"{self.ctx.name} replica {replica}")
         loop.run()
         gen_net.eval()
-        if skipped[0]:
-            ctx.log.warning("replica %d: %d generator steps skipped (non-finite gradients)", replica, skipped[0])
         return gen_net, loop, skipped[0]
 
     def _completion(self, surrogate: Detector, decoder: VertexDecoder,
@@ -553,19 +557,30 @@ class GanUnfold(Unfolding):
         """Train one generator per bootstrap resample ``boot[r]`` of the data (and of the simulation, with
         ``resample``: see :meth:`_replica_prior`); sample and refold its events."""
         p = self.params
-        replicas: list[_Replica] = []
-        for r in range(p.replicas):
-            t0 = time.perf_counter()
-            dec, pri, comp = self._replica_prior(r, decoder, prior, completion, resample)
-            gen_net, loop, skipped = self._train_replica(r, real_view[torch.as_tensor(boot[r])], surrogate, dec, view,
-                                                         record, pri)
-            events = self._sample(gen_net, dec, n_events, r, surrogate, comp)
-            refolded = surrogate.fold(events, self.ctx.seed_sequence("refold", r))
-            replicas.append(_Replica(events, refolded, loop.best_step, loop.best_metric,
-                                     round(time.perf_counter() - t0, 2), skipped))
+        workers = min(p.workers or usable_cores(), p.replicas)
+        if workers > 1:
+            self.ctx.log.info("training %d replicas on %d worker processes", p.replicas, workers)
+        task = _ReplicaTask(self, boot, real_view, surrogate, decoder, view, self._adversary_spec(record), prior,
+                            n_events, completion, resample, quiet=workers > 1)
+
+        def done(r: int, rep: _Replica) -> None:  # logged here: worker processes have no log handlers
             self.ctx.log.info("replica %d/%d: best step %s, detector-level W1 %.4g (%.1f s)", r + 1, p.replicas,
-                              loop.best_step, loop.best_metric or float("nan"), replicas[-1].seconds)
-        return replicas
+                              rep.best_step, rep.best_metric or float("nan"), rep.seconds)
+            if rep.skipped_steps:
+                self.ctx.log.warning("replica %d: %d generator steps skipped (non-finite gradients)", r,
+                                     rep.skipped_steps)
+
+        return process_map(task, range(p.replicas), workers, on_result=done)
+
+    def _one_replica(self, r: int, task: _ReplicaTask) -> _Replica:
+        """Replica ``r``: its simulation prior, its generator trained on ``task.boot[r]``, its events refolded."""
+        t0 = time.perf_counter()
+        dec, pri, comp = self._replica_prior(r, task.decoder, task.prior, task.completion, task.resample)
+        gen_net, loop, skipped = self._train_replica(r, task.real_view[torch.as_tensor(task.boot[r])], task.surrogate,
+                                                     dec, task.view, task.adversary, pri)
+        events = self._sample(gen_net, dec, task.n_events, r, task.surrogate, comp)
+        refolded = task.surrogate.fold(events, self.ctx.seed_sequence("refold", r))
+        return _Replica(events, refolded, loop.best_step, loop.best_metric, round(time.perf_counter() - t0, 2), skipped)
 
     def _sample(self, gen_net: nn.Module, decoder: VertexDecoder, n: int, replica: int, surrogate: Detector,
                 completion: _Completion | None = None) -> EventBatch:
@@ -1048,3 +1063,25 @@ def mlegpipe_register_stages(registry: Any) -> None:
     """Register ``gan-unfold``."""
     registry.add(GanUnfold, "gan-unfold")
 
+
+@dataclass
+class _ReplicaTask:
+    """Everything a replica needs, picklable: ``task(r)`` is replica ``r``, here or in a worker process."""
+
+    stage: GanUnfold
+    boot: list[np.ndarray]
+    real_view: torch.Tensor
+    surrogate: Detector
+    decoder: VertexDecoder
+    view: CriticView
+    adversary: tuple[type[Discriminator], Any]
+    prior: torch.Tensor | None
+    n_events: int
+    completion: _Completion | None
+    resample: _SimulationResample | None
+    quiet: bool = False  # in worker processes: no progress bars interleaved with the other workers'
+
+    def __call__(self, r: int) -> _Replica:
+        if self.quiet:
+            self.stage.ctx = replace(self.stage.ctx, progress=False)
+        return self.stage._one_replica(r, self)
