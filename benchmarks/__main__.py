@@ -53,6 +53,8 @@ SCRIPTS: dict[str, dict[str, Any]] = {
     # the two HERA closure pipelines take ~13 min on 2 cores: run them on their own
     # (python benchmarks/bench_unfold.py); the suite runs the 2D toy closure (~1.5 min)
     "bench_unfold": {"quick": ["--toy", "--quick"], "full": ["--toy"], "json": "bench_unfold"},
+    # what the detector-level pull target asks of an exact model (~1 min)
+    "bench_pull_ceiling": {"quick": ["--samples", "2"], "full": [], "json": "bench_pull_ceiling"},
     # the full interpretation study (python benchmarks/bench_interpret.py) takes ~6 min
     "bench_interpret": {"quick": ["--quick"], "full": ["--quick"], "json": "bench_interpret_quick"},
 }
