@@ -114,7 +114,7 @@ def process_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
         raise TypeError(f"the task cannot be sent to worker processes ({err}): or run with one worker") from None
     context = multiprocessing.get_context("spawn")
     log_queue = context.Queue()
-    levels = {"": logging.getLogger().getEffectiveLevel(), "mlegpipe": logging.getLogger("mlegpipe").getEffectiveLevel()}
+    levels = {name: logging.getLogger(name or None).getEffectiveLevel() for name in ("", "mlegpipe")}
     listener = QueueListener(log_queue, _ToParentLoggers())
     listener.start()
     try:

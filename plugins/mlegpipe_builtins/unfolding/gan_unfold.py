@@ -63,6 +63,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -71,6 +72,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from mlegpipe import hookimpl
 from mlegpipe.events import LEPTON_FIELDS, EventBatch
@@ -562,15 +564,20 @@ class GanUnfold(Unfolding):
             self.ctx.log.info("training %d replicas on %d worker processes", p.replicas, workers)
         task = _ReplicaTask(self, boot, real_view, surrogate, decoder, view, self._adversary_spec(record), prior,
                             n_events, completion, resample, quiet=workers > 1)
+        # with workers, one bar over the replicas here instead of one bar per training step in each worker
+        bar = tqdm(total=p.replicas, desc=f"{self.ctx.name} replicas", unit="replica", file=sys.stderr,
+                   disable=not (self.ctx.progress and workers > 1))
 
-        def done(r: int, rep: _Replica) -> None:  # logged here: worker processes have no log handlers
+        def done(r: int, rep: _Replica) -> None:  # in this process, as the replicas finish
             self.ctx.log.info("replica %d/%d: best step %s, detector-level W1 %.4g (%.1f s)", r + 1, p.replicas,
                               rep.best_step, rep.best_metric or float("nan"), rep.seconds)
             if rep.skipped_steps:
                 self.ctx.log.warning("replica %d: %d generator steps skipped (non-finite gradients)", r,
                                      rep.skipped_steps)
+            bar.update()
 
-        return process_map(task, range(p.replicas), workers, on_result=done)
+        with bar:
+            return process_map(task, range(p.replicas), workers, on_result=done)
 
     def _one_replica(self, r: int, task: _ReplicaTask) -> _Replica:
         """Replica ``r``: its simulation prior, its generator trained on ``task.boot[r]``, its events refolded."""
