@@ -42,14 +42,13 @@ from mlegpipe.unfold import Band
 from mlegpipe_builtins.detectors.smear import SmearDetector
 from mlegpipe_builtins.truth.dis import DISTruth
 from mlegpipe_builtins.unfolding._observables import binning, observable
+from mlegpipe_builtins.unfolding.gan_unfold import _REFERENCE_REPLICAS, _pass_mask
 
 __all__ = ["main", "exact_model_fractions"]
 
 OBSERVABLES = ("nu1", "nu2", "x", "Q2")
 #: the closure pipeline's data: the test half of 40 000 truth events
 DATA_EVENTS = 20_000
-#: bootstrap replicas of the data's band (gan-unfold's reference band)
-DATA_REPLICAS = 20
 BINS = 30
 
 
@@ -61,9 +60,8 @@ def _folded(seed: int, events: int) -> tuple[EventBatch, EventBatch]:
 
 
 def _measured(batch: EventBatch, name: str) -> np.ndarray:
-    values = observable(batch, name)
-    if batch.has("measured"):
-        values = np.where(batch.column("measured") > 0, values, np.nan)
+    """Finite values of ``name`` in the events the detector measured (gan-unfold's pass flag)."""
+    values = observable(batch, name)[_pass_mask(batch)]
     return values[np.isfinite(values)]
 
 
@@ -77,8 +75,7 @@ def exact_model_fractions(sample_seed: int, replicas: int, alphas: list[float]) 
     for name in OBSERVABLES:
         values = _measured(data, name)
         edges = binning(name, [values, observable(truth, name)], BINS)
-        data_replicas = bootstrap_densities(values, edges, DATA_REPLICAS, rng)
-        data_band = Band.from_replicas(data_replicas)
+        data_band = Band.from_replicas(bootstrap_densities(values, edges, _REFERENCE_REPLICAS, rng))
         exact = np.stack([np.histogram(_measured(m, name), edges)[0] for m in models]).astype(float)
         exact /= exact.sum(axis=1, keepdims=True)
         follow = bootstrap_densities(values, edges, replicas, rng)
