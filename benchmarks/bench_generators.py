@@ -34,10 +34,11 @@ import numpy as np
 import torch
 
 from mlegpipe.context import StageContext
-from mlegpipe.events import LEPTON_FIELDS, EventBatch
+from mlegpipe.events import EventBatch
 from mlegpipe.features import beams_at
 from mlegpipe.registry import StageRegistry, load_plugins
 from mlegpipe.schema import build_params
+from mlegpipe_builtins.dis import LEPTON_FIELDS
 
 __all__ = ["FEATURES", "MODELS", "SAMPLES", "add_observables", "drawn_fractions", "evaluate_model", "format_table",
            "load_truth", "main", "perfect_model_null", "register_model", "run_conditional", "run_flow_samplers", "run_model",
@@ -109,7 +110,7 @@ def add_observables(batch: EventBatch) -> EventBatch:
     pt = np.hypot(px, py)
     out = batch.with_columns(lepton_pT=pt, lepton_theta=np.arctan2(pt, pz), lepton_phi=np.arctan2(py, px))
     if not batch.has("x"):
-        from mlegpipe.metrics.physicality import dis_variables
+        from mlegpipe_builtins.dis.physicality import dis_variables
 
         dis = dis_variables(batch)
         out = out.with_columns(**{k: dis[k] for k in ("x", "Q2", "y", "W2", "nu")})

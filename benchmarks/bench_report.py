@@ -2,7 +2,7 @@
 
 Four DIS samples (truth_train, truth_valid, truth_test, generated) of N events
 each at HERA beams, the scattered lepton made from (x, Q², φ) with
-mlegpipe.kinematics; the "generated" sample has a slightly distorted x
+mlegpipe_builtins.dis.kinematics; the "generated" sample has a slightly distorted x
 distribution so the report has something to find. Times each part (metrics,
 plots, page) and the classifier test on 2 × 50k events (target < 10 s).
 
@@ -24,9 +24,9 @@ import numpy as np
 
 from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
-from mlegpipe.kinematics import dis_from_lepton, lepton_from_dis
 from mlegpipe.metrics import classifier_auc, compare_samples
 from mlegpipe.report import analyse_run, write_report
+from mlegpipe_builtins.dis.kinematics import dis_from_lepton, lepton_from_dis
 
 
 def dis_sample(n: int, rng: np.random.Generator, beams: Beams, x_shift: float = 0.0) -> EventBatch:

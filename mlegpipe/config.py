@@ -1,9 +1,11 @@
 """Pipeline files: TOML parsing, command-line overrides, validation against plugin schemas.
 
-A pipeline file has a ``[pipeline]`` table and stage sections that run in file
-order. A section is named after its kind (``[truth]``, ``[generator]``, ...)
-or carries ``kind = "..."``; ``plugin`` names the plugin, every other key is a
-parameter of that plugin's ``Params`` dataclass.
+A pipeline file has a ``[pipeline]`` table, optionally an ``[observables]``
+table (:func:`mlegpipe.observables.observable_set`: derived observables, what
+the report compares, 2D pairs), and stage sections that run in file order. A
+section is named after its kind (``[truth]``, ``[generator]``, ...) or carries
+``kind = "..."``; ``plugin`` names the plugin, every other key is a parameter of
+that plugin's ``Params`` dataclass.
 
 Example:
     >>> text = '''
@@ -41,6 +43,8 @@ __all__ = ["PipelineConfig", "PipelineSettings", "StageSpec", "apply_override", 
 #: ``"truth"``; learned detector: ``[vertex_sample, detector_sample]``).
 #: ``surrogate``: the section of the frozen detector surrogate an unfolding uses.
 RESERVED_KEYS = ("plugin", "kind", "inputs", "train_on", "surrogate")
+#: Top-level tables that are not stages.
+NON_STAGE_SECTIONS = ("pipeline", "observables")
 
 
 @dataclass
@@ -88,10 +92,20 @@ class PipelineConfig:
     registry: StageRegistry
     raw: dict[str, Any] = field(default_factory=dict)
     steps: list[Any] = field(default_factory=list)
+    observables: Any = None
+
+    @property
+    def report_plan(self) -> Any:
+        """What the report compares (:func:`mlegpipe.plan.plan_report` of the planned steps)."""
+        from mlegpipe.plan import plan_report
+
+        return plan_report(self.steps)
 
     def resolved(self) -> dict[str, Any]:
         """The configuration with every default filled in (TOML-able: no None)."""
         out: dict[str, Any] = {"pipeline": _drop_none(dataclasses.asdict(self.settings))}
+        if isinstance(self.raw.get("observables"), dict):
+            out["observables"] = dict(self.raw["observables"])
         for spec in self.stages:
             table: dict[str, Any] = {}
             if spec.section != spec.kind:
@@ -228,14 +242,21 @@ def _validate(
     registry = registry or load_plugins()
     settings_raw = raw.get("pipeline", {})
     settings = build_params(PipelineSettings, settings_raw, "pipeline")
+    from mlegpipe.observables import observable_set
+
+    observables_raw = raw.get("observables", {})
+    if not isinstance(observables_raw, dict):
+        raise ConfigError("expected a table of observables, e.g. [observables] m_jj = \"mass(jets[0] + jets[1])\"",
+                          path="observables", value=observables_raw)
+    observables = observable_set(observables_raw, "observables", registry)
     stages: list[StageSpec] = []
     for section, table in raw.items():
-        if section == "pipeline":
+        if section in NON_STAGE_SECTIONS:
             continue
         if not isinstance(table, dict):
             raise ConfigError("expected a table ([section]) describing a stage; stage kinds: "
                               + ", ".join(STAGE_KINDS), path=section, value=table,
-                              hint=suggest(section, list(STAGE_KINDS) + ["pipeline"]))
+                              hint=suggest(section, list(STAGE_KINDS) + list(NON_STAGE_SECTIONS)))
         kind = table.get("kind", section)
         if not isinstance(kind, str):
             raise ConfigError("expected a stage kind (string): " + ", ".join(STAGE_KINDS), path=f"{section}.kind",
@@ -264,4 +285,4 @@ def _validate(
         stages.append(StageSpec(section, kind, info, params, params_raw, surrogate=surrogate, **wiring))
     if not stages:
         raise ConfigError("the pipeline declares no stage; add at least a [truth] section")
-    return PipelineConfig(source, settings, stages, registry, raw)
+    return PipelineConfig(source, settings, stages, registry, raw, observables=observables)

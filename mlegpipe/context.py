@@ -19,6 +19,7 @@ import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,10 @@ class StageContext:
         progress: show progress bars on long work.
         threads: CPU threads torch may use (None: leave torch's default).
         resume: continue from checkpoints found in ``run_dir`` (``mlegpipe run --resume``).
+        log: the stage's logger (default ``mlegpipe.<name>``).
+        registry: the plugin registry names are looked up in (feature maps, observables, ...;
+            None: :func:`mlegpipe.registry.default_registry`).
+        observables: the pipeline's :class:`~mlegpipe.observables.ObservableSet` (None: registered ones only).
     """
 
     name: str
@@ -50,6 +55,8 @@ class StageContext:
     threads: int | None = None
     resume: bool = False
     log: logging.Logger = field(default=None)  # type: ignore[assignment]
+    registry: Any = None
+    observables: Any = None
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -83,4 +90,20 @@ class StageContext:
     def child(self, name: str) -> StageContext:
         """A context for a sub-component (a replica, an internal model)."""
         return StageContext(f"{self.name}/{name}", self.seed, self.run_dir, self.progress, self.threads,
-                            self.resume, logging.getLogger(f"mlegpipe.{self.name}.{name}"))
+                            self.resume, logging.getLogger(f"mlegpipe.{self.name}.{name}"), self.registry,
+                            self.observables)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the registry and observables (functions of plugins): a worker process looks them up
+        in its own registry."""
+        state = dict(self.__dict__)
+        state["registry"] = state["observables"] = None
+        return state
+
+    def lookup(self) -> Any:
+        """The registry this stage looks names up in."""
+        if self.registry is not None:
+            return self.registry
+        from mlegpipe.registry import default_registry
+
+        return default_registry()

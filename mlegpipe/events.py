@@ -1,16 +1,30 @@
-"""The event model: batches of events as awkward arrays with beams and metadata.
+"""The event model: event-level fields plus named particle collections, with beams and metadata.
 
-An :class:`EventBatch` is one record per event. Event-level quantities are flat
-numeric fields (``lepton_px``, ``x``, ``Q2``, ``weight``, ``beam_energy``);
-particle collections are jagged record fields (``particles`` with ``px, py, pz,
-E, pid, charge``) that :meth:`EventBatch.momenta` exposes as vector
-``Momentum4D`` records. Units are GeV throughout.
+An :class:`EventBatch` is one awkward record per event. Event-level quantities
+are flat numeric fields (``x``, ``Q2``, ``weight``, ``n_jets``, a per-event beam
+energy); particle collections are named lists of four-momenta, each particle a
+record ``px, py, pz, E`` with optional ``pid`` and ``charge``:
+
+* a jagged (or regular) record field ``jets: var * {px, py, pz, E, ...}``, of
+  variable multiplicity (jets above a threshold) or fixed (the six quarks of a
+  top pair);
+* a group of flat fields ``NAME_E, NAME_px, NAME_py, NAME_pz``: a collection of
+  multiplicity one (the scattered DIS lepton is ``lepton``).
+
+:meth:`EventBatch.collection` returns either as vector ``Momentum4D`` records;
+:meth:`EventBatch.particles` as padded NumPy arrays. Inputs given as
+``pt, eta, phi, mass`` are converted by :func:`cartesian`. Units are GeV.
 
 Example:
     >>> import numpy as np
     >>> b = EventBatch.from_columns({"x": np.array([0.1, 0.2]), "Q2": np.array([2.0, 5.0])})
     >>> len(b), b.matrix(["x", "Q2"]).shape
     (2, (2, 2))
+    >>> jets = particle_lists({"px": [[30.0, -20.0], [40.0]], "py": [[0.0, 5.0], [1.0]],
+    ...                        "pz": [[10.0, 0.0], [-3.0]], "E": [[32.0, 21.0], [41.0]]})
+    >>> b = EventBatch.from_columns({"jets": jets})
+    >>> b.collections, b.multiplicity("jets").tolist(), b.particles("jets", 2)["px"].tolist()
+    (['jets'], [2, 1], [[30.0, -20.0], [40.0, nan]])
 """
 
 from __future__ import annotations
@@ -29,24 +43,75 @@ from mlegpipe.exceptions import DataError
 vector.register_awkward()
 
 __all__ = [
-    "BEAM_ENERGY",
-    "DIS_LABELS",
-    "LEPTON_FIELDS",
+    "FOUR_MOMENTUM",
     "PARTICLE_FIELDS",
     "WEIGHT",
     "EventBatch",
+    "cartesian",
+    "particle_lists",
 ]
 
-#: Scattered-lepton four-momentum fields (GeV).
-LEPTON_FIELDS: tuple[str, ...] = ("lepton_E", "lepton_px", "lepton_py", "lepton_pz")
-#: Inclusive DIS truth labels.
-DIS_LABELS: tuple[str, ...] = ("x", "Q2", "y", "W2", "nu")
-#: Per-event lepton beam energy (conditional models).
-BEAM_ENERGY = "beam_energy"
 #: Per-event weight; absent means 1.
 WEIGHT = "weight"
-#: Fields of a particle record in a jagged collection.
+#: Components of a particle's four-momentum, in storage order.
+FOUR_MOMENTUM: tuple[str, ...] = ("px", "py", "pz", "E")
+#: Fields of a particle record in a collection (pid and charge optional).
 PARTICLE_FIELDS: tuple[str, ...] = ("px", "py", "pz", "E", "pid", "charge")
+
+
+def cartesian(components: Mapping[str, Any]) -> dict[str, Any]:
+    """``px, py, pz, E`` from ``pt, eta, phi, mass`` (or ``px, py, pz, E`` unchanged); other fields kept.
+
+    Works on NumPy arrays and awkward arrays alike, flat or jagged.
+
+    Example:
+        >>> out = cartesian({"pt": np.array([10.0]), "eta": np.array([0.0]), "phi": np.array([0.0]),
+        ...                  "mass": np.array([0.0]), "pid": np.array([21])})
+        >>> [round(float(out[k][0]), 9) for k in ("px", "py", "pz", "E")], sorted(out)
+        ([10.0, 0.0, 0.0, 10.0], ['E', 'pid', 'px', 'py', 'pz'])
+    """
+    keys = set(components)
+    if set(FOUR_MOMENTUM) <= keys:
+        return dict(components)
+    polar = ("pt", "eta", "phi")
+    if not set(polar) <= keys:
+        raise DataError("a particle needs px, py, pz, E or pt, eta, phi (and mass or E); have: "
+                        + ", ".join(sorted(keys)), path="collection")
+    pt, eta, phi = (components[k] for k in polar)
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    if "E" in keys:
+        energy = components["E"]
+    else:
+        mass = components["mass"] if "mass" in keys else 0.0 * pt
+        energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
+    rest = {k: v for k, v in components.items() if k not in (*polar, "mass", "E")}
+    return {"px": px, "py": py, "pz": pz, "E": energy, **rest}
+
+
+def particle_lists(components: Mapping[str, Any]) -> ak.Array:
+    """A jagged collection (one list of particle records per event) from per-component lists or arrays.
+
+    ``components`` maps ``px, py, pz, E`` (or ``pt, eta, phi, mass``) and
+    optional ``pid``, ``charge`` to jagged lists or ``(n, k)`` arrays (a fixed
+    multiplicity k).
+
+    Example:
+        >>> particle_lists({"px": np.ones((2, 3)), "py": np.zeros((2, 3)), "pz": np.zeros((2, 3)),
+        ...                 "E": np.ones((2, 3))}).type.show()
+        2 * var * Momentum4D[
+            px: float64,
+            py: float64,
+            pz: float64,
+            E: float64
+        ]
+    """
+    arrays = {}
+    for name, values in cartesian(components).items():
+        arr = ak.Array(values) if not isinstance(values, ak.Array) else values
+        if isinstance(ak.type(arr).content, ak.types.RegularType):
+            arr = ak.from_regular(arr, axis=1)
+        arrays[name] = arr
+    return ak.zip(arrays, with_name="Momentum4D")
 
 
 @dataclass
@@ -144,6 +209,10 @@ class EventBatch:
                             path=name, hint=suggest(name, self.fields))
         col = self.arrays[name]
         if col.ndim != 1 or isinstance(ak.type(col).content, ak.types.ListType | ak.types.RecordType):
+            if _is_collection(col):
+                raise DataError("is a particle collection, not one number per event: learn it through a "
+                                "collection feature map (features = [\"" + name + "\"]) or compare an observable of "
+                                f"it (e.g. {name}1_pt, n_{name})", path=name)
             raise DataError("expected one number per event, found a jagged or record field", path=name)
         return np.asarray(ak.to_numpy(col), dtype=np.float64)
 
@@ -158,20 +227,77 @@ class EventBatch:
         """Per-event weights (ones when the batch has no ``weight`` field)."""
         return self.column(WEIGHT) if self.has(WEIGHT) else np.ones(len(self))
 
-    def momenta(self, collection: str = "particles") -> ak.Array:
-        """A jagged collection as vector ``Momentum4D`` records (pid, charge kept)."""
-        if collection not in self.arrays.fields:
-            raise DataError("no such particle collection", path=collection)
-        parts = self.arrays[collection]
-        return ak.zip({f: parts[f] for f in parts.fields}, with_name="Momentum4D")
+    # -- particle collections ----------------------------------------------------
+    @property
+    def collections(self) -> list[str]:
+        """Names of the particle collections: record fields, and groups ``NAME_E, NAME_px, NAME_py, NAME_pz``."""
+        names = [name for name in self.fields if _is_collection(self.arrays[name])]
+        flat = set(self.fields)
+        names += [name[: -len("_px")] for name in self.fields if name.endswith("_px")
+                  and all(f"{name[: -len('_px')]}_{c}" in flat for c in FOUR_MOMENTUM)]
+        return names
 
-    def lepton(self) -> ak.Array:
-        """The scattered lepton as a flat ``Momentum4D`` array."""
-        return ak.zip(
-            {"E": self.column("lepton_E"), "px": self.column("lepton_px"),
-             "py": self.column("lepton_py"), "pz": self.column("lepton_pz")},
-            with_name="Momentum4D",
-        )
+    def has_collection(self, name: str) -> bool:
+        """True if ``name`` is a particle collection of these events."""
+        return name in self.collections
+
+    def _require_collection(self, name: str) -> None:
+        if not self.has_collection(name):
+            from mlegpipe.schema import suggest
+
+            have = self.collections
+            raise DataError("no such particle collection in the events; collections: " + (", ".join(have) or "none"),
+                            path=name, hint=suggest(name, have))
+
+    def collection(self, name: str = "particles") -> ak.Array:
+        """A collection as jagged vector ``Momentum4D`` records (pid, charge kept); a flat group gives lists of one.
+
+        Example:
+            >>> b = EventBatch.from_columns({f"lepton_{c}": [v] for c, v in zip(FOUR_MOMENTUM, (3.0, 0.0, 4.0, 5.0))})
+            >>> b.collection("lepton").mass.tolist()
+            [[0.0]]
+        """
+        self._require_collection(name)
+        if name in self.fields:
+            parts = self.arrays[name]
+            if isinstance(ak.type(parts).content, ak.types.RegularType):
+                parts = ak.from_regular(parts, axis=1)
+            return ak.zip({f: parts[f] for f in parts.fields}, with_name="Momentum4D")
+        extra = [c for c in ("pid", "charge") if f"{name}_{c}" in self.fields]
+        return ak.zip({c: ak.unflatten(self.arrays[f"{name}_{c}"], 1) for c in (*FOUR_MOMENTUM, *extra)},
+                      with_name="Momentum4D")
+
+    def momenta(self, collection: str = "particles") -> ak.Array:
+        """Same as :meth:`collection` (kept for scripts written against the first event model)."""
+        return self.collection(collection)
+
+    def multiplicity(self, name: str) -> np.ndarray:
+        """Particles per event in collection ``name`` (int64)."""
+        self._require_collection(name)
+        if name not in self.fields:
+            return np.ones(len(self), dtype=np.int64)
+        parts = self.arrays[name]
+        return np.asarray(ak.to_numpy(ak.num(parts, axis=1)), dtype=np.int64)
+
+    def particles(self, name: str, slots: int | None = None) -> dict[str, np.ndarray]:
+        """The collection as ``(n, slots)`` float64 arrays per component, padded with NaN.
+
+        ``slots`` defaults to the largest multiplicity; particles beyond it are dropped.
+        """
+        self._require_collection(name)
+        if name not in self.fields:
+            comps = [c for c in PARTICLE_FIELDS if f"{name}_{c}" in self.fields]
+            out = {c: self.column(f"{name}_{c}")[:, None] for c in comps}
+            if slots is not None and slots != 1:
+                out = {c: np.pad(v, ((0, 0), (0, max(slots - 1, 0))), constant_values=np.nan)[:, :slots]
+                       for c, v in out.items()}
+            return out
+        parts = self.arrays[name]
+        if slots is None:
+            slots = int(self.multiplicity(name).max(initial=0))
+        padded = ak.pad_none(parts, slots, axis=1, clip=True)
+        return {c: np.asarray(ak.to_numpy(ak.fill_none(padded[c], np.nan)), dtype=np.float64).reshape(len(self), slots)
+                for c in parts.fields}
 
     # -- transformation --------------------------------------------------------
     def with_columns(self, **columns: Any) -> EventBatch:
@@ -193,13 +319,28 @@ class EventBatch:
         return EventBatch(self.arrays[index], self.beams, dict(self.meta))
 
     def check_finite(self, names: Sequence[str] | None = None, where: str = "events") -> None:
-        """Raise :class:`DataError` naming the first field holding NaN or inf."""
+        """Raise :class:`DataError` naming the first field holding NaN or inf (collections: every component)."""
         for name in names or self.fields:
             values = self.arrays[name]
+            parts = [(name, values)]
             if isinstance(ak.type(values).content, ak.types.RecordType):
                 continue
-            flat = np.asarray(ak.to_numpy(ak.flatten(values, axis=None)), dtype=np.float64)
-            bad = ~np.isfinite(flat)
-            if bad.any():
-                raise DataError(f"{int(bad.sum())} non-finite values (NaN or inf), first at entry "
-                                f"{int(np.argmax(bad))}", path=f"{where}: {name}")
+            if _is_collection(values):
+                parts = [(f"{name}.{c}", values[c]) for c in values.fields]
+            for label, part in parts:
+                flat = np.asarray(ak.to_numpy(ak.flatten(part, axis=None)), dtype=np.float64)
+                bad = ~np.isfinite(flat)
+                if bad.any():
+                    raise DataError(f"{int(bad.sum())} non-finite values (NaN or inf), first at entry "
+                                    f"{int(np.argmax(bad))}", path=f"{where}: {label}")
+
+
+def _is_collection(values: ak.Array) -> bool:
+    """A list (jagged or regular) of records: a particle collection."""
+    content = ak.type(values).content
+    if not isinstance(content, ak.types.ListType | ak.types.RegularType):
+        return False
+    inner = content.content
+    while isinstance(inner, ak.types.OptionType):
+        inner = inner.content
+    return isinstance(inner, ak.types.RecordType)

@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,9 @@ from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError, OutputError
 from mlegpipe.plan import Step, plan_pipeline
-from mlegpipe.stages import Detector, Generator, Report, RunRecord, Stage, TruthSource, Unfolding
+from mlegpipe.stages import Detector, Generator, Report, RunRecord, Stage, TruthSource, Unfolding, UnfoldingInputs
 
-__all__ = ["build_stages", "run_pipeline", "run_folder"]
+__all__ = ["build_stages", "generator_conditions", "run_pipeline", "run_folder"]
 
 log = logging.getLogger("mlegpipe")
 
@@ -53,9 +54,16 @@ def build_stages(config: PipelineConfig, run_dir: Path | None = None, progress: 
     stages: dict[str, Stage] = {}
     with in_file(config.source):
         for spec in config.stages:
-            ctx = StageContext(spec.section, config.settings.seed, run_dir, progress, config.settings.threads, resume)
+            ctx = StageContext(spec.section, config.settings.seed, run_dir, progress, config.settings.threads, resume,
+                               registry=config.registry, observables=config.observables)
             stages[spec.section] = spec.plugin.cls(spec.params, ctx)
     return stages
+
+
+def generator_conditions(config: PipelineConfig, stages: Mapping[str, Stage]) -> dict[str, list[str]]:
+    """Per generated sample, the fields its generator is conditioned on."""
+    return {step.outputs[0]: list(getattr(stages[step.section], "conditions", [])) for step in config.steps
+            if step.spec.kind == "generator"}
 
 
 def _split(batch: EventBatch, fractions: list[float], rng: np.random.Generator) -> list[EventBatch]:
@@ -76,7 +84,8 @@ class _Runner:
         self.steps = config.steps or plan_pipeline(config)
         self.stages = build_stages(config, work_dir, progress, resume)
         self.record = RunRecord(config=config.resolved(), samples={}, stages=self.stages, metrics={},
-                                histories={}, timings={}, run_dir=work_dir, seed=config.settings.seed)
+                                histories={}, timings={}, run_dir=work_dir, seed=config.settings.seed,
+                                plan=config.report_plan, observables=config.observables)
 
     # -- per kind ---------------------------------------------------------------
     def truth(self, step: Step, stage: TruthSource) -> None:
@@ -91,6 +100,8 @@ class _Runner:
         for name, part in zip(step.outputs, _split(batch, self.config.settings.split, rng), strict=True):
             self.record.samples[name] = part
         self.record.metrics[step.section] = {"events": len(batch), **stage.info()}
+        self.record.truths[step.section] = {"beams": batch.beams, "cuts": stage.cuts(),
+                                            "exact_density": stage.exact_density()}
 
     def generator(self, step: Step, stage: Generator) -> None:
         train, valid = (self.record.samples[n] for n in step.train_on)
@@ -98,14 +109,14 @@ class _Runner:
         history = stage.fit(train, valid, discriminator)
         self.record.histories[step.section] = history
         self._save_checkpoint(step.section, stage)
-        reference = self.record.samples[step.train_on[0].rsplit("_", 1)[0] + "_test"]
+        reference = self.record.samples[step.reference]
         n = self.config.settings.generate or len(reference)
         conditions: dict[str, Any] = {}
-        for name in getattr(stage, "conditions", []) or []:
-            values = reference.column(name)
-            if n != len(values):
-                values = stage.ctx.rng("conditions").choice(values, size=n)
-            conditions[name] = values
+        if stage.conditions:  # the truth's own condition values, event by event (resampled jointly if n differs)
+            rows = np.arange(len(reference)) if n == len(reference) else \
+                stage.ctx.rng("conditions").choice(len(reference), size=n)
+            for name in stage.conditions:
+                conditions[name] = self.config.observables.values(reference, name)[rows]
         generated = stage.sample(n, stage.ctx.seed_sequence("generate"), conditions or None)
         self.record.samples[step.outputs[0]] = generated
         self.record.metrics[step.section] = stage.info()
@@ -120,9 +131,12 @@ class _Runner:
         self.record.metrics[step.section] = stage.info()
 
     def unfolding(self, step: Step, stage: Unfolding) -> None:
-        data = self.record.samples[step.inputs[0]]
-        surrogate = self.stages[step.surrogate]  # type: ignore[index]
-        results = stage.unfold(data, surrogate, self.record)  # type: ignore[arg-type]
+        samples = self.record.samples
+        simulation = tuple(samples[n] for n in step.simulation) if step.simulation else None
+        inputs = UnfoldingInputs(samples[step.inputs[0]], step.inputs[0], self.stages[step.surrogate],
+                                 str(step.surrogate), samples.get(step.reference) if step.reference else None,
+                                 step.reference, simulation, list(step.simulation))  # type: ignore[arg-type]
+        results = stage.unfold(inputs, self.record)
         prefix = "" if step.section == "unfolding" else f"{step.section}_"
         for key, batch in results.items():
             self.record.samples[f"{prefix}{key}"] = batch

@@ -8,7 +8,7 @@ JSON string stored beside the tree as a ``TObjString`` named ``mlegpipe_meta``.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
-    >>> from mlegpipe.events import BEAM_ENERGY, WEIGHT, EventBatch
+    >>> from mlegpipe.events import EventBatch
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "ev.root"
     >>> _ = write_events(path, EventBatch.from_columns({"x": np.array([0.1, 0.2])}), meta={"seed": 1})
     >>> [len(b) for b in read_events(path)], read_meta(path)["seed"]
@@ -34,8 +34,8 @@ import numpy as np
 import uproot
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import BEAM_ENERGY, WEIGHT, EventBatch
-from mlegpipe.exceptions import DataError, OutputError
+from mlegpipe.events import WEIGHT, EventBatch, particle_lists
+from mlegpipe.exceptions import DataError, MlegpipeError, OutputError
 from mlegpipe.rootstamp import fixed_write_time, uuid_sequence
 
 __all__ = [
@@ -116,7 +116,7 @@ class RootWriter:
         chunk_events: int = 100_000,
         overwrite: bool = False,
         float32: bool = False,
-        keep_float64: Sequence[str] = (BEAM_ENERGY, WEIGHT),
+        keep_float64: Sequence[str] = (WEIGHT,),
     ) -> None:
         self.path = Path(path)
         self.tree_name = tree
@@ -187,6 +187,8 @@ class RootWriter:
         if self._fields is None:
             self._fields = list(arrays.fields)
             self._beams = batch.beams
+            if batch.beams is not None:  # per-event beam energies keep their precision, as weights do
+                self.keep_float64 = self.keep_float64 | {f for f in batch.beams.fields if f}
             self._batch_meta = dict(batch.meta)
         elif list(arrays.fields) != self._fields:
             raise DataError(f"batch fields {list(arrays.fields)} differ from the first batch's {self._fields}",
@@ -392,14 +394,30 @@ def read_meta(path: PathLike) -> dict[str, Any]:
 
 
 def beams_from_meta(meta: Mapping[str, Any]) -> Beams | None:
-    """The :class:`Beams` recorded in file metadata, or None."""
+    """The :class:`Beams` recorded in file metadata, or None.
+
+    Files of several beam energies written before beams declared their
+    per-event fields carry ``beam_setup`` (a preset and, per beam role, the
+    branch of its energy); those are read as that preset with those fields.
+
+    Example:
+        >>> beams_from_meta({"beams": None, "beam_setup": {"preset": "sym50", "lepton_energy": "beam_energy",
+        ...                  "hadron_energy": "beam_energy"}}).fields
+        ('beam_energy', 'beam_energy')
+    """
     data = meta.get("beams")
-    if not isinstance(data, dict):
-        return None
-    try:
-        return Beams.from_dict(data)
-    except (TypeError, ValueError):
-        return None
+    if isinstance(data, dict):
+        try:
+            return Beams.from_dict(data)
+        except (TypeError, ValueError, MlegpipeError):
+            return None
+    setup = meta.get("beam_setup")
+    if isinstance(setup, dict) and isinstance(setup.get("preset"), str):
+        try:
+            return Beams.from_table(dict(setup))
+        except (TypeError, ValueError, MlegpipeError):
+            return None
+    return None
 
 
 def describe_tree(path: PathLike, tree: str = "events") -> dict[str, Any]:
@@ -467,7 +485,7 @@ def _resolve_columns(
         auto = _auto_collections(available)
         used = {b for fields in auto.values() for b in fields.values()} | _counters(tree)
         rest = [b for b in available if b not in used]
-        flat = {b: b for b in rest if not _branch_is_jagged(tree[b])}
+        flat = {b: b for b in rest if not _branch_is_jagged(tree[b]) and not _branch_is_fixed_array(tree[b])}
         lists = {b: b for b in rest if b not in flat}
         colls: dict[str, dict[str, str]] = {k: dict(v) for k, v in auto.items()}
     else:
@@ -477,15 +495,15 @@ def _resolve_columns(
         if branch not in available:
             raise DataError(f"no such branch in tree {tree.name!r} (needed for {feature!r})",
                             path=f"{path}: {branch}", hint=_close_branch(branch, available))
-        if _branch_is_jagged(tree[branch]):
-            raise DataError(f"branch is jagged ({tree[branch].typename}) but {feature!r} needs one number per "
-                            "event; declare it under collections", path=f"{path}: {branch}")
+        if _branch_is_jagged(tree[branch]) or _branch_is_fixed_array(tree[branch]):
+            raise DataError(f"branch holds a list per event ({tree[branch].typename}) but {feature!r} needs one "
+                            "number per event; declare it under collections", path=f"{path}: {branch}")
     for coll, fields in colls.items():
         for field, branch in fields.items():
             if branch not in available:
                 raise DataError(f"no such branch in tree {tree.name!r} (needed for {coll}.{field})",
                                 path=f"{path}: {branch}", hint=_close_branch(branch, available))
-            if not _branch_is_jagged(tree[branch]):
+            if not (_branch_is_jagged(tree[branch]) or _branch_is_fixed_array(tree[branch])):
                 raise DataError(f"branch holds one number per event but {coll}.{field} needs a list per event",
                                 path=f"{path}: {branch}")
     return flat, colls, lists
@@ -496,6 +514,11 @@ def _branch_is_jagged(branch: Any) -> bool:
     if isinstance(interp, uproot.interpretation.jagged.AsJagged | uproot.interpretation.objects.AsObjects):
         return True
     return branch.count_branch is not None
+
+
+def _branch_is_fixed_array(branch: Any) -> bool:
+    """A fixed-size array per event (``q_px[6]/D``): a collection of fixed multiplicity."""
+    return bool(getattr(branch.interpretation, "inner_shape", ()))
 
 
 def _check_finite(array: ak.Array, path: Path, branch: str, start: int) -> None:
@@ -565,8 +588,8 @@ def read_events(
                 for branch in needed:
                     _check_finite(chunk[branch], path, branch, start)
                 columns: dict[str, Any] = {feature: chunk[branch] for feature, branch in {**flat, **lists}.items()}
-                for coll, fields in colls.items():
-                    columns[coll] = ak.zip({f: chunk[b] for f, b in fields.items()})
+                for coll, fields in colls.items():  # px, py, pz, E (or pt, eta, phi, mass), pid, charge
+                    columns[coll] = particle_lists({f: chunk[b] for f, b in fields.items()})
                 start += len(chunk)
                 batch = EventBatch.from_columns(columns, beams, meta)
                 if selection is not None:

@@ -28,9 +28,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STAGE_KINDS",
     "Detector",
+    "DifferentiableSurrogate",
     "Discriminator",
     "Generator",
     "NetworkInputs",
@@ -53,6 +54,7 @@ __all__ = [
     "StageContext",
     "TruthSource",
     "Unfolding",
+    "UnfoldingInputs",
 ]
 
 
@@ -66,8 +68,8 @@ class Stage:
 
     Class attributes:
         kind: the stage kind (one of :data:`STAGE_KINDS`).
-        plugin_name: the name users write in TOML (``plugin = "dis"``); set by
-            the registry when the plugin registers the class.
+        plugin_name: the name users write in TOML (``plugin = "dis"``), declared
+            once on the class; the registry registers the class under it.
         Params: a dataclass of the stage's parameters (see :mod:`mlegpipe.schema`).
 
     Arguments:
@@ -115,6 +117,10 @@ class TruthSource(Stage):
         """For toy densities: an object with exact ``pdf`` and quantile boundaries (else None)."""
         return None
 
+    def cuts(self) -> dict[str, float]:
+        """The generation cuts of the sample, by name (``{"q2_min": 1.0}``): physicality checks may enforce them."""
+        return {}
+
 
 @dataclass
 class NetworkInputs:
@@ -149,13 +155,16 @@ class Generator(Stage):
     """Learns an event generator from truth events and samples new ones.
 
     Attributes:
-        features: names of the event fields the model learns and produces.
-        conditions: names of conditioning fields (``beam_energy``), possibly empty.
+        features: names of the event fields (and collections) the model learns and produces.
+        conditions: names of the event-level fields the model is conditioned on
+            (``beam_energy``, ``sqrt_s``, ``n_jets``; empty for an unconditional
+            model): :meth:`sample` needs a value for each, and a pipeline takes
+            them from the truth the generator is judged against.
     """
 
     kind: ClassVar[str] = "generator"
     features: list[str]
-    conditions: list[str]
+    conditions: list[str] = []
 
     def fit(
         self,
@@ -212,8 +221,8 @@ class Detector(Stage):
 
     Parametric detectors only implement :meth:`fold`; learned surrogates set
     ``trainable = True`` and implement :meth:`fit` on (vertex, detector) pairs
-    and the state methods. Differentiable surrogates also implement
-    :meth:`fold_tensor`, used to train generators through a frozen surrogate.
+    and the state methods. Differentiable surrogates also meet the
+    :class:`DifferentiableSurrogate` protocol, used to train generators through a frozen surrogate.
     """
 
     kind: ClassVar[str] = "detector"
@@ -227,16 +236,67 @@ class Detector(Stage):
         """Learn the folding from index-aligned (vertex, detector) pairs."""
         raise NotImplementedError(f"detector {self.plugin_name!r} is not trainable")
 
-    def fold_tensor(self, vertex: torch.Tensor, noise_generator: torch.Generator | None = None) -> torch.Tensor:
-        """Differentiable folding of standardized vertex features (learned surrogates)."""
-        raise NotImplementedError(f"detector {self.plugin_name!r} is not differentiable")
-
     def state_dict(self) -> dict[str, Any]:
         """Learned state (trainable detectors)."""
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore from :meth:`state_dict`."""
+
+
+@runtime_checkable
+class DifferentiableSurrogate(Protocol):
+    """What an unfolding may call on a trained, differentiable detector surrogate (``flowfold``, ``cfold``, ...).
+
+    Vertex and detector features are named; networks work on them
+    standardized by ``vertex_scaler`` and ``detector_scaler`` (:class:`~mlegpipe.features.Scaler` s).
+
+    Attributes:
+        vertex_features: the vertex-level features the surrogate folds (observable names).
+        detector_features: the detector-level features it produces.
+        vertex_scaler, detector_scaler: the standardization of each side.
+        has_pass_model: whether events can fail to pass the detector (:meth:`pass_tensor` not always 1).
+    """
+
+    vertex_features: Sequence[str]
+    detector_features: Sequence[str]
+    vertex_scaler: Any
+    detector_scaler: Any
+    has_pass_model: bool
+
+    def fold(self, events: EventBatch, seed: np.random.SeedSequence) -> EventBatch:
+        """The detector-level version of ``events`` (index-aligned)."""
+
+    def fold_tensor(self, vertex: torch.Tensor, noise_generator: torch.Generator | None = None) -> torch.Tensor:
+        """Differentiable folding of standardized vertex features into standardized detector features."""
+
+    def pass_tensor(self, vertex: torch.Tensor, detector: torch.Tensor) -> torch.Tensor:
+        """p(pass | vertex, folded detector features), shape ``(n,)`` (ones without a pass model)."""
+
+    def acceptance_tensor(self, vertex: torch.Tensor) -> torch.Tensor:
+        """p(pass | vertex), shape ``(n,)`` (ones without an acceptance model)."""
+
+
+@dataclass
+class UnfoldingInputs:
+    """What the planner hands an unfolding: the data, its truth when known, the simulation, the surrogate.
+
+    Attributes:
+        data: the detector-level events to unfold; ``data_name`` their sample name.
+        surrogate: the frozen detector surrogate; ``surrogate_name`` its TOML section.
+        truth: the vertex-level truth of the data (closure tests), else None; ``truth_name`` its name.
+        simulation: index-aligned (vertex, detector) simulation pairs (the surrogate's training pairs), else
+            None; ``simulation_names`` their names.
+    """
+
+    data: EventBatch
+    data_name: str
+    surrogate: Any
+    surrogate_name: str
+    truth: EventBatch | None = None
+    truth_name: str | None = None
+    simulation: tuple[EventBatch, EventBatch] | None = None
+    simulation_names: list[str] = field(default_factory=list)
 
 
 class Discriminator(Stage):
@@ -264,7 +324,7 @@ class Unfolding(Stage):
 
     kind: ClassVar[str] = "unfolding"
 
-    def unfold(self, data: EventBatch, surrogate: Detector, record: RunRecord) -> dict[str, EventBatch]:
+    def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
         """Return named samples: at least ``unfolded`` (vertex level) and ``refolded``."""
         raise NotImplementedError
 
@@ -281,6 +341,10 @@ class RunRecord:
         histories: training histories by section name.
         timings: seconds spent per section.
         run_dir: the run folder.
+        seed: the pipeline seed.
+        plan: what the report compares (:class:`~mlegpipe.plan.ReportPlan`).
+        observables: the pipeline's :class:`~mlegpipe.observables.ObservableSet`.
+        truths: per truth section, its beams, cuts and exact density (toys).
     """
 
     config: dict[str, Any]
@@ -291,6 +355,9 @@ class RunRecord:
     timings: dict[str, float]
     run_dir: Any = None
     seed: int = 0
+    plan: Any = None
+    observables: Any = None
+    truths: dict[str, Any] = field(default_factory=dict)
 
 
 class Report(Stage):

@@ -12,7 +12,7 @@ import numpy as np
 
 from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
-from mlegpipe.kinematics import lepton_from_dis
+from mlegpipe_builtins.dis.kinematics import lepton_from_dis
 
 __all__ = ["dis_events"]
 

@@ -11,9 +11,9 @@ from mlegpipe.checkpoint import load_generator, save_stage
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
-from mlegpipe.kinematics import lepton_from_dis
 from mlegpipe.registry import load_plugins
 from mlegpipe.schema import build_params
+from mlegpipe_builtins.dis.kinematics import lepton_from_dis
 from mlegpipe_builtins.generators._gan_base import sliced_wasserstein
 from mlegpipe_builtins.generators.bvae import VAE, BVAEGenerator, gaussian_kl
 
@@ -253,7 +253,7 @@ def test_redrawing_the_smearing_keeps_the_density_at_a_selection_edge():
 
 
 def dis_q2(events: EventBatch) -> np.ndarray:
-    from mlegpipe.metrics.physicality import dis_variables
+    from mlegpipe_builtins.dis.physicality import dis_variables
 
     return events.column("Q2") if events.has("Q2") else dis_variables(events)["Q2"]
 

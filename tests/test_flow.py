@@ -12,9 +12,10 @@ from mlegpipe import kinematics
 from mlegpipe.beams import Beams
 from mlegpipe.checkpoint import load_generator, save_stage
 from mlegpipe.context import StageContext
-from mlegpipe.events import LEPTON_FIELDS, EventBatch
+from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError
 from mlegpipe.registry import load_plugins
+from mlegpipe_builtins.dis import LEPTON_FIELDS
 
 HERA = Beams.preset("hera")
 

@@ -14,10 +14,10 @@ from mlegpipe.checkpoint import load_generator, save_stage
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
-from mlegpipe.kinematics import dis_from_lepton
 from mlegpipe.losses import mmd2
 from mlegpipe.registry import load_plugins
 from mlegpipe.schema import build_params
+from mlegpipe_builtins.dis.kinematics import dis_from_lepton
 from mlegpipe_builtins.discriminators.critics import WGANGP, DeepSetsDiscriminator
 from mlegpipe_builtins.generators._gan_base import sliced_wasserstein, soft_clip
 from mlegpipe_builtins.generators.gans import CFATGAN, DSGAN, FATGAN, LSGANGenerator

@@ -1,4 +1,4 @@
-"""Tests of mlegpipe.kinematics against the closed forms of physics.md §1."""
+"""Tests of mlegpipe_builtins.dis.kinematics against the closed forms of physics.md §1."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from mlegpipe.beams import PROTON_MASS, Beams
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
-from mlegpipe.kinematics import (
+from mlegpipe_builtins.dis.kinematics import (
     dis_from_batch,
     dis_from_lepton,
     kinematic_limits,

@@ -272,7 +272,7 @@ def test_memorization_ratio_of_copies_and_of_new_events() -> None:
 
 # -- physicality ----------------------------------------------------------------------------------
 def _dis_events(beams: Beams, n: int, rng: np.random.Generator) -> EventBatch:
-    from mlegpipe.kinematics import lepton_from_dis
+    from mlegpipe_builtins.dis.kinematics import lepton_from_dis
 
     x = 10 ** rng.uniform(-2, -0.3, n)
     q2 = np.minimum(10 ** rng.uniform(0, 2, n), 0.9 * x * (beams.s - beams.hadron_mass**2))
@@ -315,7 +315,7 @@ def test_physicality_from_labels_and_cuts() -> None:
 # -- the standard table and targets -----------------------------------------------------------------
 def _sample(rng: np.random.Generator, n: int, shift: float = 0.0) -> EventBatch:
     beams = Beams.preset("eic10x100")
-    from mlegpipe.kinematics import lepton_from_dis
+    from mlegpipe_builtins.dis.kinematics import lepton_from_dis
 
     x = 10 ** rng.normal(-1.7 + shift, 0.35, n).clip(-2.9, -0.05)
     q2 = 10 ** rng.uniform(0.1, 1.5, n)

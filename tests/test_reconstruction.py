@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mlegpipe.beams import Beams
-from mlegpipe.kinematics import lepton_from_dis
-from mlegpipe.reconstruction import (
+from mlegpipe_builtins.dis.kinematics import lepton_from_dis
+from mlegpipe_builtins.dis.reconstruction import (
     dis_from_y_q2,
     double_angle,
     electron_method,

@@ -15,10 +15,10 @@ from mlegpipe.beams import Beams
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, FormulaError
-from mlegpipe.kinematics import lepton_from_dis
 from mlegpipe.schema import build_params
 from mlegpipe_builtins.detectors.presets import MATRIX_ETA_EDGES, preset_devices
 from mlegpipe_builtins.detectors.smear import PION_MASS, SmearDetector, SmearParams
+from mlegpipe_builtins.dis.kinematics import lepton_from_dis
 
 EIC = Beams.preset("eic18x275")  # hadron along +z: lab frame = eic-smear frame
 LEPTON_FORWARD = Beams.preset("sym50")  # lepton along +z: the frame is mirrored

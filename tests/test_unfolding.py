@@ -237,7 +237,7 @@ def test_empty_data_is_a_data_error(toy_setup: dict) -> None:
 
 def test_nu_parametrization_gives_physical_leptons_with_the_generated_nus() -> None:
     from mlegpipe.beams import Beams
-    from mlegpipe.kinematics import nu_from_lepton
+    from mlegpipe_builtins.dis.kinematics import nu_from_lepton
     from mlegpipe_builtins.unfolding._vertex_model import VertexDecoder
 
     hera = Beams.preset("hera")

@@ -1,49 +1,39 @@
 """Feature maps, scalers and augmented features shared by every model.
 
+Domain-specific maps (the DIS lepton maps) and augmentations are registered by
+their domain plugins; :func:`make_feature_map` and :func:`augment` look them up by name.
+
 Example:
     >>> from mlegpipe.features import make_feature_map
     >>> make_feature_map("nu").names
     ('nu1', 'nu2', 'lepton_phi')
 """
 
-from mlegpipe.features.augment import AUGMENTATIONS, CFATGAN_AUGMENT, FATGAN_AUGMENT, augment
+from mlegpipe.features.augment import Augmentation, augment
+from mlegpipe.features.collections import CollectionMap
 from mlegpipe.features.maps import (
-    FEATURE_MAPS,
-    AsinhScale,
-    CartesianLepton,
     Columns,
     FeatureMap,
-    NuMap,
-    ScaledNuMap,
-    Standardize,
-    TransformedLepton,
-    beam_energy_of,
+    as_context,
+    decode_events,
     make_feature_map,
-    t_pz,
-    t_pz_inverse,
+    sample_with_rejection,
 )
-from mlegpipe.features.physical import beams_at, decode_events, dis_labels, sample_with_rejection
+from mlegpipe.features.scalers import AsinhScale, Chain, LogStandardize, Scaler, Standardize
 
 __all__ = [
-    "AUGMENTATIONS",
-    "CFATGAN_AUGMENT",
-    "FATGAN_AUGMENT",
-    "FEATURE_MAPS",
     "AsinhScale",
-    "CartesianLepton",
+    "Augmentation",
+    "Chain",
+    "CollectionMap",
     "Columns",
     "FeatureMap",
-    "NuMap",
-    "ScaledNuMap",
+    "LogStandardize",
+    "Scaler",
     "Standardize",
-    "TransformedLepton",
+    "as_context",
     "augment",
-    "beam_energy_of",
-    "beams_at",
     "decode_events",
-    "dis_labels",
     "make_feature_map",
     "sample_with_rejection",
-    "t_pz",
-    "t_pz_inverse",
 ]

@@ -1,78 +1,94 @@
-"""Differentiable augmented features of the scattered lepton, shown to discriminators.
+"""Augmented features: differentiable functions of decoded event fields, shown to discriminators.
 
-FAT-GAN's discriminator sees, beside the generated ``(p_x, p_y, p_z)``, the
-energy ``E``, ``p_T`` and ``p_z / p_T``; cFAT-GAN adds the products
-``p_x p_y``, ``p_x p_z`` and ``p_y p_z`` (thesis ch. 4-5). Every function here
-takes the lepton four-momentum as a ``(n, 4)`` tensor ``(E, p_x, p_y, p_z)``
-and returns ``(n,)``, so gradients flow back to the generator.
+A GAN's critic judges, beside the generated features, quantities computed
+from them (FAT-GAN's E, p_T, p_z/p_T of the scattered lepton). An
+:class:`Augmentation` names the decoded fields it reads and maps them to one
+value per event; domains register theirs through the
+``mlegpipe_register_augmentations`` hook, and :func:`augment` stacks the named
+ones, keeping the gradient to the generator.
 
 Example:
     >>> import torch
-    >>> lep = torch.tensor([[5.0, 3.0, 0.0, 4.0]])
-    >>> augment(lep, ["E", "pT", "pz_over_pT"]).tolist()
-    [[5.0, 3.0, 1.3333333730697632]]
+    >>> double = Augmentation("double_a", ("a",), lambda t: 2 * t[:, 0])
+    >>> augment(torch.tensor([[1.0, 5.0]]), ("a", "b"), ["double_a"], augmentations={"double_a": double}).tolist()
+    [[2.0]]
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from mlegpipe.exceptions import ConfigError
 
-__all__ = ["AUGMENTATIONS", "CFATGAN_AUGMENT", "FATGAN_AUGMENT", "augment"]
-
-_PT_FLOOR = 1e-6  # GeV: keeps p_z / p_T finite for a lepton exactly along the beam
+__all__ = ["Augmentation", "augment"]
 
 
-def _pt(p: torch.Tensor) -> torch.Tensor:
-    return torch.sqrt(p[:, 1] ** 2 + p[:, 2] ** 2 + _PT_FLOOR**2)
+@dataclass(frozen=True)
+class Augmentation:
+    """One augmented feature.
+
+    Arguments:
+        name: what GANs list in ``augment = [...]``.
+        fields: the decoded event fields it reads, in the order its function expects them.
+        fn: ``fn(t)`` with ``t`` of shape ``(n, len(fields))`` -> ``(n,)`` (differentiable).
+        doc: one line for the documentation.
+    """
+
+    name: str
+    fields: tuple[str, ...]
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    doc: str = ""
 
 
-AUGMENTATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "E": lambda p: p[:, 0],
-    "px": lambda p: p[:, 1],
-    "py": lambda p: p[:, 2],
-    "pz": lambda p: p[:, 3],
-    "pT": _pt,
-    "pz_over_pT": lambda p: p[:, 3] / _pt(p),
-    "px_py": lambda p: p[:, 1] * p[:, 2],
-    "px_pz": lambda p: p[:, 1] * p[:, 3],
-    "py_pz": lambda p: p[:, 2] * p[:, 3],
-    "theta": lambda p: torch.atan2(_pt(p), p[:, 3]),
-    "phi": lambda p: torch.atan2(p[:, 2], p[:, 1]),
-    "log_E": lambda p: torch.log(p[:, 0]),
-}
-"""Augmented features by name: functions of the ``(n, 4)`` lepton tensor ``(E, px, py, pz)``."""
+def augment(
+    decoded: torch.Tensor,
+    fields: Sequence[str],
+    names: Sequence[str],
+    path: str = "augment",
+    *,
+    augmentations: Mapping[str, Augmentation] | None = None,
+    registry: Any = None,
+) -> torch.Tensor:
+    """Stack the named augmented features of ``decoded`` ``(n, len(fields))`` into ``(n, len(names))``.
 
-#: What the FAT-GAN discriminator sees besides the generated features.
-FATGAN_AUGMENT: tuple[str, ...] = ("E", "pT", "pz_over_pT")
-#: What the cFAT-GAN discriminator sees besides the generated features.
-CFATGAN_AUGMENT: tuple[str, ...] = ("E", "pT", "pz_over_pT", "px_py", "px_pz", "py_pz")
-
-
-def augment(lepton: torch.Tensor, names: Sequence[str], path: str = "augment") -> torch.Tensor:
-    """Stack the named augmented features of ``lepton`` ``(n, 4)`` into ``(n, len(names))``.
+    Arguments:
+        decoded: decoded event fields, columns in the order of ``fields``.
+        fields: the field names of ``decoded``'s columns.
+        names: augmented features to compute.
+        path: TOML path for error messages.
+        augmentations: the augmentations by name (default: the registered ones).
 
     Raises:
-        ConfigError: an unknown name (the error lists the known ones).
-
-    Example:
-        >>> augment(torch.tensor([[5.0, 3.0, 0.0, 4.0]]), ["px_pz"]).tolist()
-        [[12.0]]
+        ConfigError: an unknown name (the error lists the known ones), or one that reads a field ``decoded`` lacks.
     """
-    if lepton.ndim != 2 or lepton.shape[1] != 4:
-        raise ConfigError(f"expected a (n, 4) lepton tensor (E, px, py, pz), got shape {tuple(lepton.shape)}",
+    if augmentations is None:
+        if registry is None:
+            from mlegpipe.registry import default_registry
+
+            registry = default_registry()
+        augmentations = registry.augmentations.items()
+    fields = list(fields)
+    if decoded.ndim != 2 or decoded.shape[1] != len(fields):
+        raise ConfigError(f"expected a (n, {len(fields)}) tensor of {fields}, got shape {tuple(decoded.shape)}",
                           path=path)
     cols = []
     for name in names:
-        if name not in AUGMENTATIONS:
+        if name not in augmentations:
             from mlegpipe.schema import suggest
 
-            raise ConfigError("unknown augmented feature; known: " + ", ".join(AUGMENTATIONS), path=path,
-                              value=name, hint=suggest(name, AUGMENTATIONS))
-        cols.append(AUGMENTATIONS[name](lepton))
+            raise ConfigError("unknown augmented feature; known: " + ", ".join(augmentations), path=path,
+                              value=name, hint=suggest(name, augmentations))
+        aug = augmentations[name]
+        missing = [f for f in aug.fields if f not in fields]
+        if missing:
+            raise ConfigError(f"augmented feature {name!r} reads {list(aug.fields)}, but the model decodes "
+                              f"{fields}", path=path, value=name)
+        index = [fields.index(f) for f in aug.fields]
+        cols.append(aug.fn(decoded if index == list(range(len(fields))) else decoded[:, index]))
     if not cols:
-        return lepton.new_zeros((len(lepton), 0))
+        return decoded.new_zeros((len(decoded), 0))
     return torch.stack(cols, dim=1)

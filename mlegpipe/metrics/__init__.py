@@ -29,27 +29,14 @@ from mlegpipe.metrics.distances import (
     triangular_discriminator,
     wasserstein1,
 )
-from mlegpipe.metrics.evaluate import (
-    LEPTON_OBSERVABLES,
-    THESIS_Q2X_BINS,
-    add_lepton_observables,
-    compare_feature,
-    compare_joint_q2x,
-    compare_samples,
-    default_features,
-)
-from mlegpipe.metrics.histograms import LOG_FEATURES, edges_for, histogram, histogram2d, log_edges
+from mlegpipe.metrics.evaluate import compare_feature, compare_joint, compare_samples, with_beams
+from mlegpipe.metrics.histograms import edges_for, histogram, histogram2d, log_edges
 from mlegpipe.metrics.memorization import memorization_ratio, nearest_distances
-from mlegpipe.metrics.physicality import dis_variables, energy_limit_applies, physicality
 from mlegpipe.metrics.pulls import bootstrap_densities, pulls, replica_densities, replica_stats
 from mlegpipe.metrics.targets import TARGETS, evaluate_targets, summarize_targets
 
 __all__ = [
-    "LEPTON_OBSERVABLES",
-    "LOG_FEATURES",
     "TARGETS",
-    "THESIS_Q2X_BINS",
-    "add_lepton_observables",
     "amplification",
     "amplification_factor",
     "amplification_from_cells",
@@ -58,12 +45,9 @@ __all__ = [
     "chi2_ndf",
     "classifier_auc",
     "compare_feature",
-    "compare_joint_q2x",
+    "compare_joint",
     "compare_samples",
-    "default_features",
-    "dis_variables",
     "edges_for",
-    "energy_limit_applies",
     "equivalent_events",
     "evaluate_targets",
     "expected_sample_mse",
@@ -75,7 +59,6 @@ __all__ = [
     "mmd2",
     "mse_curve",
     "nearest_distances",
-    "physicality",
     "pulls",
     "quantile_cells",
     "quantile_edges",
@@ -87,4 +70,5 @@ __all__ = [
     "thesis_chi2",
     "triangular_discriminator",
     "wasserstein1",
+    "with_beams",
 ]

@@ -1,4 +1,4 @@
-"""The standard comparison table of a model sample against a reference (truth) sample.
+"""The standard comparison table of a model sample against a reference (truth) sample, on any observables.
 
 Example:
     >>> import numpy as np
@@ -12,15 +12,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import awkward as ak
 import numpy as np
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import BEAM_ENERGY, DIS_LABELS, LEPTON_FIELDS, WEIGHT, EventBatch
-from mlegpipe.exceptions import DataError
+from mlegpipe.events import EventBatch
+from mlegpipe.exceptions import DataError, MlegpipeError
 from mlegpipe.metrics.classifier import classifier_auc
 from mlegpipe.metrics.distances import (
     chi2_ndf,
@@ -31,68 +30,34 @@ from mlegpipe.metrics.distances import (
     triangular_discriminator,
     wasserstein1,
 )
-from mlegpipe.metrics.histograms import LOG_FEATURES, edges_for, histogram, histogram2d, log_edges
+from mlegpipe.metrics.histograms import edges_for, histogram, histogram2d, log_edges
 from mlegpipe.metrics.memorization import memorization_ratio
-from mlegpipe.metrics.physicality import dis_variables, physicality
+from mlegpipe.observables import ObservableSet, Pair, is_log
+from mlegpipe.physicality import applicable_checks, physicality
 
 __all__ = [
-    "LEPTON_OBSERVABLES",
-    "THESIS_Q2X_BINS",
-    "add_lepton_observables",
     "compare_feature",
-    "compare_joint_q2x",
+    "compare_joint",
     "compare_samples",
-    "default_features",
+    "pair_values",
+    "with_beams",
 ]
 
-#: The thesis's joint Q²–x binning: 49 × 49 log bins, x in [1e-3, 1], Q² in [1, 1e3] GeV².
-THESIS_Q2X_BINS: dict[str, tuple[float, float, int]] = {"x": (1e-3, 1.0, 49), "Q2": (1.0, 1e3, 49)}
+_UNDEFINED = -1.0e6  # stands for an observable undefined in an event (an absent particle) in the classifier
+_STRUCTURAL_NAN = 0.01  # reference events without a value above which an observable counts as sometimes undefined
 
 
-#: Derived scattered-lepton observables: p_T, polar angle θ from the +z axis, azimuth φ (rad).
-LEPTON_OBSERVABLES: tuple[str, ...] = ("lepton_pt", "lepton_theta", "lepton_phi")
-
-
-def add_lepton_observables(batch: EventBatch) -> EventBatch:
-    """The batch with p_T = √(p_x² + p_y²), θ = atan2(p_T, p_z), φ = atan2(p_y, p_x) of the lepton added.
-
-    Returned unchanged when the lepton fields are missing or the observables are there already.
+def with_beams(batch: EventBatch, beams: Beams | None) -> EventBatch:
+    """``batch`` seen with ``beams`` (itself when ``beams`` is None or already its own).
 
     Example:
-        >>> b = EventBatch.from_columns({"lepton_E": [5.0], "lepton_px": [3.0], "lepton_py": [0.0], "lepton_pz": [4.0]})
-        >>> round(float(add_lepton_observables(b).column("lepton_theta")[0]), 4)
-        0.6435
+        >>> b = EventBatch.from_columns({"a": [1.0]})
+        >>> with_beams(b, Beams.preset("hera")).beams.name
+        'hera'
     """
-    if not all(batch.has(f) for f in LEPTON_FIELDS) or all(batch.has(f) for f in LEPTON_OBSERVABLES):
+    if beams is None or batch.beams is beams:
         return batch
-    px, py, pz = batch.column("lepton_px"), batch.column("lepton_py"), batch.column("lepton_pz")
-    pt = np.hypot(px, py)
-    return batch.with_columns(lepton_pt=pt, lepton_theta=np.arctan2(pt, pz), lepton_phi=np.arctan2(py, px))
-
-
-def _flat_numeric(batch: EventBatch) -> list[str]:
-    names = []
-    for name in batch.fields:
-        content = ak.type(batch.arrays[name]).content
-        if isinstance(content, ak.types.NumpyType):
-            names.append(name)
-    return names
-
-
-def default_features(model: EventBatch, reference: EventBatch) -> list[str]:
-    """Features to compare: the lepton fields, lepton observables and DIS labels both samples have,
-    else every shared flat field.
-
-    ``weight`` and ``beam_energy`` are never features.
-
-    Example:
-        >>> b = EventBatch.from_columns({"x": [0.1], "weight": [1.0], "lepton_E": [5.0]})
-        >>> default_features(b, b)
-        ['lepton_E', 'x']
-    """
-    shared = [n for n in _flat_numeric(model) if reference.has(n) and n not in (WEIGHT, BEAM_ENERGY)]
-    physics = [n for n in (*LEPTON_FIELDS, *LEPTON_OBSERVABLES, *DIS_LABELS) if n in shared]
-    return physics or shared
+    return EventBatch(batch.arrays, beams, batch.meta)
 
 
 def _binned(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,12 +71,15 @@ def compare_feature(
     reference: EventBatch,
     reference2: EventBatch | None = None,
     bins: int = 50,
+    observables: ObservableSet | None = None,
 ) -> dict[str, Any]:
-    """1D figures of one feature: χ²/ndf, KL, triangular discriminator, W1, each with its truth-vs-truth floor.
+    """1D figures of one observable: χ²/ndf, KL, triangular discriminator, W1, each with its truth-vs-truth floor.
 
-    Bins: ``bins`` equal-width bins (log10 for x, Q², W², ν) between the
-    0.05 % and 99.95 % quantiles of the reference and model samples. Floors compare
-    ``reference2`` (an independent truth sample) with ``reference``.
+    Bins: ``bins`` equal-width bins (log10 for observables declared log, when
+    all values are positive) between the 0.05 % and 99.95 % quantiles of the
+    reference and model samples. Floors compare ``reference2`` (an independent
+    truth sample) with ``reference``. Events where the observable is undefined
+    (NaN: a particle the event does not have) fall outside every bin.
 
     Example:
         >>> rng = np.random.default_rng(1)
@@ -120,9 +88,12 @@ def compare_feature(
         >>> compare_feature("a", b, a)["chi2_ndf"] > 100
         True
     """
-    ref_values, mod_values = reference.column(name), model.column(name)
-    samples = [ref_values] + ([reference2.column(name)] if reference2 is not None else [])
-    log = name in LOG_FEATURES and all(np.nanmin(s) > 0 for s in samples)
+    observables = observables or ObservableSet()
+    observable = observables.get(name)
+    ref_values, mod_values = observable(reference), observable(model)
+    r2_values = observable(reference2) if reference2 is not None else None
+    samples = [ref_values] + ([r2_values] if r2_values is not None else [])
+    log = is_log(observable, *samples)
     # The model's bulk widens the range too: a shifted model must not fall outside the bins.
     model_bulk = mod_values[mod_values > 0] if log else mod_values
     edges = edges_for([*samples, model_bulk], bins=bins, log=log)
@@ -142,7 +113,6 @@ def compare_feature(
         "nonfinite": float(1.0 - finite.mean()),
     }
     if reference2 is not None:
-        r2_values = reference2.column(name)
         r2_c, r2_v = _binned(r2_values, reference2.weights, edges)
         out["chi2_ndf_floor"] = chi2_ndf(r2_c, r2_v, ref_c, ref_v)[0]
         out["kl_floor"] = kl_divergence(ref_c, r2_c)
@@ -152,50 +122,70 @@ def compare_feature(
     return out
 
 
-def compare_joint_q2x(
-    model: dict[str, np.ndarray],
-    reference: dict[str, np.ndarray],
-    reference2: dict[str, np.ndarray] | None = None,
-    weights: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
-    bins: int = 20,
-) -> dict[str, Any]:
-    """Joint Q²–x figures: χ²/ndf on ``bins`` × ``bins`` log bins over the samples' range, and the thesis χ².
+def pair_values(pair: Pair, batch: EventBatch, observables: ObservableSet) -> tuple[np.ndarray, np.ndarray]:
+    """The (x, y) values of a pair for every event (the pair's own function where it has one)."""
+    if pair.values is not None:
+        return pair.values(batch)
+    return observables.values(batch, pair.x), observables.values(batch, pair.y)
 
-    The thesis form (:func:`~mlegpipe.metrics.distances.thesis_chi2`) uses the
-    fixed 49 × 49 log bins of :data:`THESIS_Q2X_BINS`; sample sizes are
-    returned beside it because it scales with them.
+
+def _axis_edges(samples: list[np.ndarray], bins: int, log: bool) -> np.ndarray:
+    finite = [s[np.isfinite(s) & (s > 0)] if log else s[np.isfinite(s)] for s in samples]
+    return edges_for(finite, bins=bins, log=log)
+
+
+def _fixed_edges(spec: tuple[float, float, int], log: bool) -> np.ndarray:
+    low, high, n = spec
+    return log_edges(low, high, n) if log else np.linspace(low, high, n + 1)
+
+
+def compare_joint(
+    pair: Pair,
+    model: EventBatch,
+    reference: EventBatch,
+    reference2: EventBatch | None = None,
+    bins: int = 20,
+    observables: ObservableSet | None = None,
+) -> dict[str, Any]:
+    """Joint figures of two observables: χ²/ndf on ``bins`` × ``bins`` bins over the samples' range
+    (log axes for log observables), and, where the pair declares a fixed binning, the thesis χ² on it.
+
+    The fixed-binning form (:func:`~mlegpipe.metrics.distances.thesis_chi2`) scales
+    with the sample sizes, which are returned beside it.
 
     Example:
         >>> rng = np.random.default_rng(2)
-        >>> s = lambda: {"x": 10 ** rng.uniform(-3, 0, 4000), "Q2": 10 ** rng.uniform(0, 3, 4000)}
-        >>> round(compare_joint_q2x(s(), s(), bins=5)["chi2_ndf"], 0)
+        >>> s = lambda: EventBatch.from_columns({"a": rng.normal(size=4000), "b": rng.normal(size=4000)})
+        >>> round(compare_joint(Pair("a", "b"), s(), s(), bins=5)["chi2_ndf"], 0)
         1.0
     """
-    w_mod, w_ref, w_ref2 = weights or (None, None, None)
+    observables = observables or ObservableSet()
+    logs = (observables.get(pair.x).log, observables.get(pair.y).log)
+    batches = [model, reference] + ([reference2] if reference2 is not None else [])
+    values = [pair_values(pair, b, observables) for b in batches]
+    refs = values[1:]
+    x_edges = _axis_edges([v[0] for v in [*refs, values[0]]], bins, logs[0])
+    y_edges = _axis_edges([v[1] for v in [*refs, values[0]]], bins, logs[1])
+    fixed = (_fixed_edges(pair.bins[0], logs[0]), _fixed_edges(pair.bins[1], logs[1])) if pair.bins else None
 
-    def positive(d: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return [d["x"][d["x"] > 0], d["Q2"][d["Q2"] > 0]]
+    def hists(v: tuple[np.ndarray, np.ndarray], w: np.ndarray) -> tuple[Any, Any]:
+        main = histogram2d(v[0], v[1], x_edges, y_edges, w)
+        return main, (histogram2d(v[0], v[1], fixed[0], fixed[1], w) if fixed else None)
 
-    refs = [reference] + ([reference2] if reference2 is not None else [])
-    x_edges = edges_for([positive(r)[0] for r in [*refs, model]], bins=bins, log=True)
-    q_edges = edges_for([positive(r)[1] for r in [*refs, model]], bins=bins, log=True)
-    th_x, th_q = log_edges(*THESIS_Q2X_BINS["x"]), log_edges(*THESIS_Q2X_BINS["Q2"])
-
-    def hists(d: dict[str, np.ndarray], w: np.ndarray | None) -> tuple[Any, Any]:
-        return histogram2d(d["x"], d["Q2"], x_edges, q_edges, w), histogram2d(d["x"], d["Q2"], th_x, th_q, w)
-
-    mod_h, mod_t = hists(model, w_mod)
-    ref_h, ref_t = hists(reference, w_ref)
+    mod_h, mod_f = hists(values[0], model.weights)
+    ref_h, ref_f = hists(values[1], reference.weights)
     chi, ndf = chi2_ndf(mod_h.values(), mod_h.variances(), ref_h.values(), ref_h.variances())
-    out: dict[str, Any] = {"bins": [bins, bins], "chi2_ndf": chi, "ndf": ndf,
-                           "thesis_chi2": thesis_chi2(mod_t.values(), ref_t.values()),
-                           "thesis_bins": [49, 49], "n_model": int(len(model["x"])),
-                           "n_reference": int(len(reference["x"]))}
+    out: dict[str, Any] = {"x": pair.x, "y": pair.y, "bins": [bins, bins], "chi2_ndf": chi, "ndf": ndf,
+                           "n_model": len(model), "n_reference": len(reference)}
+    if fixed:
+        out.update({"thesis_chi2": thesis_chi2(mod_f.values(), ref_f.values()),
+                    "thesis_bins": [pair.bins[0][2], pair.bins[1][2]]})
     if reference2 is not None:
-        r2_h, r2_t = hists(reference2, w_ref2)
+        r2_h, r2_f = hists(values[2], reference2.weights)
         out["chi2_ndf_floor"] = chi2_ndf(r2_h.values(), r2_h.variances(), ref_h.values(), ref_h.variances())[0]
-        out["thesis_chi2_floor"] = thesis_chi2(r2_t.values(), ref_t.values())
-        out["n_reference2"] = int(len(reference2["x"]))
+        if fixed:
+            out["thesis_chi2_floor"] = thesis_chi2(r2_f.values(), ref_f.values())
+        out["n_reference2"] = len(reference2)
     return out
 
 
@@ -207,8 +197,9 @@ def compare_samples(
     beams: Beams | None = None,
     *,
     training: EventBatch | None = None,
-    q2_min: float | None = None,
-    w2_min: float | None = None,
+    cuts: Mapping[str, float | None] | None = None,
+    observables: ObservableSet | None = None,
+    physical: bool = True,
     bins: int = 50,
     classifier: bool = True,
     max_classifier_events: int = 50_000,
@@ -221,47 +212,71 @@ def compare_samples(
         reference: the truth sample they should match (e.g. ``truth_test``).
         reference2: an independent truth sample (e.g. ``truth_valid``) for the
             floors: the same figures between two truth samples.
-        features: flat fields to compare (default :func:`default_features`).
-        beams: beam set-up for x, Q² from the lepton and for physicality
+        features: observables to compare (default: :meth:`ObservableSet.default_names`
+            of ``observables``: the pipeline's, else every available one).
+        beams: beam set-up the observables, pairs and physicality checks see
             (default: the reference's beams).
         training: the generator's training events, for the memorization test.
-        q2_min, w2_min: generation cuts checked by the physicality test.
-        bins: 1D bins per feature.
+        cuts: the truth's generation cuts, enforced by physicality checks that know them.
+        observables: the pipeline's observables (declared, chosen, pairs).
+        physical: run the physicality checks that apply (vertex-level samples).
+        bins: 1D bins per observable.
         classifier: run the classifier two-sample test (AUC).
         max_classifier_events: events per sample for the classifier.
         seed: seed of the subsampling in the classifier, MMD and memorization tests.
 
     Returns:
-        JSON-able dict: ``n_model``, ``n_reference``, ``features`` (per feature
-        :func:`compare_feature`), ``joint_q2x`` (:func:`compare_joint_q2x`),
+        JSON-able dict: ``n_model``, ``n_reference``, ``features`` (per observable
+        :func:`compare_feature`), ``joints`` (per pair :func:`compare_joint`),
         ``classifier`` (:func:`~mlegpipe.metrics.classifier.classifier_auc`),
-        ``mmd2`` (standardized features, Gaussian σ = 1, 2000 events; with
+        ``mmd2`` (standardized observables, Gaussian σ = 1, 2000 events; with
         ``mmd2_floor``), ``memorization``, ``physicality`` and
-        ``physicality_reference``; a part that cannot be computed is
-        absent and named in ``skipped`` with the reason.
+        ``physicality_reference`` (:func:`mlegpipe.physicality.physicality`); a
+        part that cannot be computed is absent and named in ``skipped`` with the reason.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> make = lambda: EventBatch.from_columns({"a": rng.normal(size=5000)})
+        >>> out = compare_samples(make(), make(), make(), classifier=False)
+        >>> 0.5 < out["features"]["a"]["chi2_ndf"] < 2.0
+        True
     """
     if len(model) == 0 or len(reference) == 0:
         raise DataError(f"cannot compare empty samples ({len(model)} model, {len(reference)} reference events)")
-    features = list(features) if features is not None else default_features(model, reference)
+    observables = observables or ObservableSet()
     beams = beams or reference.beams or model.beams
+    model, reference = with_beams(model, beams), with_beams(reference, beams)
+    reference2 = with_beams(reference2, beams) if reference2 is not None else None
+    features = list(features) if features is not None else observables.default_names(model, reference)
     out: dict[str, Any] = {"n_model": len(model), "n_reference": len(reference),
                            "n_reference2": len(reference2) if reference2 is not None else None,
-                           "feature_names": features, "features": {}, "skipped": {}}
+                           "feature_names": features, "features": {}, "joints": {}, "skipped": {}}
     for name in features:
-        out["features"][name] = compare_feature(name, model, reference, reference2, bins)
-
-    try:
-        dis_mod, dis_ref = dis_variables(model, beams), dis_variables(reference, beams)
-        dis_ref2 = dis_variables(reference2, beams) if reference2 is not None else None
-        weights = (model.weights, reference.weights, reference2.weights if reference2 is not None else None)
-        out["joint_q2x"] = compare_joint_q2x(dis_mod, dis_ref, dis_ref2, weights)
-        out["physicality"] = physicality(model, beams, q2_min, w2_min)
-        out["physicality_reference"] = physicality(reference, beams, q2_min, w2_min)
-    except DataError as err:
-        out["skipped"]["joint_q2x"] = out["skipped"]["physicality"] = str(err)
+        out["features"][name] = compare_feature(name, model, reference, reference2, bins, observables)
+    for pair in observables.default_pairs(features):
+        try:
+            out["joints"][pair.name] = compare_joint(pair, model, reference, reference2, observables=observables)
+        except MlegpipeError as err:
+            out["skipped"][f"joint {pair.name}"] = str(err)
+    if physical:
+        if applicable_checks(model, observables.registry) and applicable_checks(reference, observables.registry):
+            try:
+                out["physicality"] = physicality(model, beams, cuts, registry=observables.registry)
+                out["physicality_reference"] = physicality(reference, beams, cuts, registry=observables.registry)
+            except DataError as err:
+                out["skipped"]["physicality"] = str(err)
+        else:
+            out["skipped"]["physicality"] = "no registered physicality check applies to these events"
 
     if features:
-        m, r = model.matrix(features), reference.matrix(features)
+        m = np.stack([observables.values(model, n) for n in features], axis=1)
+        r = np.stack([observables.values(reference, n) for n in features], axis=1)
+        r2 = np.stack([observables.values(reference2, n) for n in features], axis=1) if reference2 is not None \
+            else None
+        sometimes = np.mean(~np.isfinite(r), axis=0) > _STRUCTURAL_NAN  # observables of absent particles
+        if sometimes.any():
+            m, r = _fill_undefined(m, sometimes), _fill_undefined(r, sometimes)
+            r2 = _fill_undefined(r2, sometimes) if r2 is not None else None
         r = r[np.isfinite(r).all(1)]
         if classifier:
             out["classifier"] = classifier_auc(m, r, seed=seed, max_events=max_classifier_events)
@@ -270,15 +285,22 @@ def compare_samples(
         finite = np.isfinite(m).all(1)
         rng = np.random.default_rng(seed)
         out["mmd2"] = mmd2((m[finite] - mean) / std, (r - mean) / std, sigma=1.0, rng=rng)
-        r2 = None
-        if reference2 is not None:
-            r2 = reference2.matrix(features)
+        if r2 is not None:
             r2 = r2[np.isfinite(r2).all(1)]
             out["mmd2_floor"] = mmd2((r2 - mean) / std, (r - mean) / std, sigma=1.0, rng=rng)
         if training is not None:
-            t = training.matrix(features)
+            t = np.stack([observables.values(training, n) for n in features], axis=1)
+            if sometimes.any():
+                t = _fill_undefined(t, sometimes)
             out["memorization"] = memorization_ratio(m[finite], r2 if r2 is not None else r,
                                                      t[np.isfinite(t).all(1)], seed=seed)
         else:
             out["skipped"]["memorization"] = "no training events given"
+    return out
+
+
+def _fill_undefined(matrix: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Undefined values (NaN) of the given columns replaced by a far-away constant, so events keep them."""
+    out = matrix.copy()
+    out[:, columns] = np.where(np.isfinite(out[:, columns]), out[:, columns], _UNDEFINED)
     return out

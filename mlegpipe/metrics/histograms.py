@@ -20,10 +20,7 @@ import numpy as np
 
 from mlegpipe.exceptions import DataError
 
-__all__ = ["LOG_FEATURES", "edges_for", "histogram", "histogram2d", "log_edges"]
-
-#: Features binned on a logarithmic axis when all their values are positive.
-LOG_FEATURES: frozenset[str] = frozenset({"x", "Q2", "W2", "nu"})
+__all__ = ["edges_for", "histogram", "histogram2d", "log_edges"]
 
 
 def log_edges(low: float, high: float, bins: int) -> np.ndarray:

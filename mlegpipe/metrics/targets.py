@@ -41,7 +41,7 @@ def evaluate_targets(table: Mapping[str, Any], targets: Mapping[str, float] | No
     """Each available metric of ``table`` against its target: rows of metric, value, target text, passed.
 
     Rows: χ²/ndf ≤ 1.5 × floor and KL ≤ 5e-3 per feature (KL ≤ 1.5 × its
-    truth-vs-truth floor where that floor is larger: small samples); joint Q²–x χ²/ndf ≤
+    truth-vs-truth floor where that floor is larger: small samples); each joint pair's χ²/ndf ≤
     1.5 × floor; classifier AUC ≤ 0.55; unphysical fraction = 0; memorization
     ratio ≥ 0.9. ``passed`` is None where the value is undefined (NaN).
     """
@@ -58,8 +58,9 @@ def evaluate_targets(table: Mapping[str, Any], targets: Mapping[str, float] | No
             text = f"≤ max({t['kl_max']:g}, {t['chi2_floor_factor']:g} × floor) = {limit:.3g}" \
                 if kl_floor is not None and limit > t["kl_max"] else f"≤ {t['kl_max']:g}"
             rows.append(_row(f"KL {name}", kl, text, bool(kl <= limit)))
-    if "joint_q2x" in table:
-        rows.append(_chi2_row("χ²/ndf joint Q²–x", table["joint_q2x"], t["chi2_floor_factor"]))
+    for name, entry in table.get("joints", {}).items():
+        rows.append(_chi2_row(f"χ²/ndf joint {entry.get('x', name)}–{entry.get('y', '')}".rstrip("–"), entry,
+                              t["chi2_floor_factor"]))
     if "classifier" in table:
         auc = table["classifier"]["auc"]
         rows.append(_row("classifier AUC", auc, f"≤ {t['auc_max']:g}", bool(auc <= t["auc_max"])))

@@ -1,4 +1,4 @@
-"""Physics plots of a run (mplhep style, Agg canvases): distributions, Q²–x maps, detector, unfolding, training.
+"""Physics plots of a run (mplhep style, Agg canvases): distributions, 2D pair maps, detector, unfolding, training.
 
 Example:
     >>> import numpy as np
@@ -12,14 +12,14 @@ from mlegpipe.plots._style import STYLE, new_figure, png_bytes, save_png, styled
 from mlegpipe.plots.amplification import plot_amplification
 from mlegpipe.plots.conditional import conditional_kl, energy_regime, plot_conditional
 from mlegpipe.plots.detector import plot_resolution, resolution_profile
-from mlegpipe.plots.dis2d import plot_q2x
-from mlegpipe.plots.distributions import AXIS_LABELS, normalized, plot_distribution
+from mlegpipe.plots.distributions import axis_label, normalized, plot_distribution
+from mlegpipe.plots.pairs import plot_pair
 from mlegpipe.plots.training import history_columns, plot_history
 from mlegpipe.plots.unfolding import plot_unfolding, plot_unfolding_bands, plot_unfolding_info
 
 __all__ = [
-    "AXIS_LABELS",
     "STYLE",
+    "axis_label",
     "conditional_kl",
     "energy_regime",
     "history_columns",
@@ -29,7 +29,7 @@ __all__ = [
     "plot_conditional",
     "plot_distribution",
     "plot_history",
-    "plot_q2x",
+    "plot_pair",
     "plot_resolution",
     "plot_unfolding",
     "plot_unfolding_bands",

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from mlegpipe.metrics.distances import kl_divergence
 from mlegpipe.metrics.histograms import edges_for, histogram
 from mlegpipe.plots._style import MODEL_COLOR, REFERENCE_COLOR, new_figure, styled
-from mlegpipe.plots.distributions import AXIS_LABELS, normalized
+from mlegpipe.plots.distributions import axis_label, normalized
 
 __all__ = ["conditional_kl", "energy_regime", "plot_conditional"]
 
@@ -89,7 +89,7 @@ def plot_conditional(
             info = kls[energy]
             ax.set_title(f"$E_b$ = {energy:g} GeV, {info['regime']}\nKL = {info['kl']:.2e}", fontsize=10,
                          color=_REGIME_COLORS[info["regime"]])
-            ax.set_xlabel(AXIS_LABELS.get(name, name), fontsize=10)
+            ax.set_xlabel(axis_label(name), fontsize=10)
             ax.tick_params(labelsize=8)
         if energies:
             axes.flat[0].legend(fontsize=8)

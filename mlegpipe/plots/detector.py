@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from mlegpipe.metrics.histograms import edges_for, histogram, histogram2d
 from mlegpipe.plots._style import MODEL_COLOR, REFERENCE_COLOR, new_figure, styled
-from mlegpipe.plots.distributions import AXIS_LABELS
+from mlegpipe.plots.distributions import axis_label
 
 __all__ = ["plot_resolution", "resolution_profile"]
 
@@ -82,7 +82,7 @@ def plot_resolution(
     if relative is None:
         relative = bool(np.nanmin(vertex) > 0)
     edges = edges_for([vertex], bins=bins)
-    label = AXIS_LABELS.get(name, name)
+    label = axis_label(name)
     with styled():
         fig, (left, right) = new_figure(1, 2, figsize=(11.5, 4.8))
         fine = edges_for([vertex, detector], bins=60)

@@ -17,18 +17,21 @@ import mplhep
 import numpy as np
 from matplotlib.figure import Figure
 
-from mlegpipe.metrics.histograms import LOG_FEATURES, edges_for, histogram
+from mlegpipe.metrics.histograms import edges_for, histogram
+from mlegpipe.observables import Observable, resolve
 from mlegpipe.plots._style import MODEL_COLOR, REFERENCE_COLOR, new_figure, styled
 
-__all__ = ["AXIS_LABELS", "normalized", "plot_distribution"]
+__all__ = ["axis_label", "normalized", "plot_distribution"]
 
-#: Axis labels of the canonical fields.
-AXIS_LABELS: dict[str, str] = {
-    "lepton_E": r"$E'$ [GeV]", "lepton_px": r"$k'_x$ [GeV]", "lepton_py": r"$k'_y$ [GeV]",
-    "lepton_pz": r"$k'_z$ [GeV]", "lepton_pt": r"$k'_T$ [GeV]", "lepton_theta": r"$\theta'$ [rad]",
-    "lepton_phi": r"$\phi'$ [rad]", "x": r"$x_{bj}$", "Q2": r"$Q^2$ [GeV$^2$]", "y": r"$y$",
-    "W2": r"$W^2$ [GeV$^2$]", "nu": r"$\nu$ [GeV]", "beam_energy": r"$E_b$ [GeV]",
-}
+
+def axis_label(name: str, observable: Observable | None = None) -> str:
+    """The axis label of an observable: its registered label and unit, else its name.
+
+    Example:
+        >>> axis_label("Q2"), axis_label("my_field")
+        ('$Q^2$ [GeV$^2$]', 'my_field')
+    """
+    return (observable or resolve(name)).axis_label
 
 
 def normalized(
@@ -65,21 +68,24 @@ def plot_distribution(
     panel: Literal["pull", "ratio"] = "pull",
     extra: Mapping[str, np.ndarray] | None = None,
     log_y: bool = True,
+    observable: Observable | None = None,
 ) -> Figure:
     """Normalized distributions of one feature: reference as points, model as a band; pulls or ratio below.
 
     Arguments:
-        name: feature name (canonical names get physics axis labels).
+        name: observable name (registered observables get their axis label, log axis if declared).
         reference, model: the values; weights optional.
-        edges: bin edges (default: 50 bins over both samples, log for x, Q², W², ν).
+        edges: bin edges (default: 50 bins over both samples, log for observables declared log).
         labels: legend labels of reference and model.
         panel: lower panel, ``"pull"`` = (model - ref)/√(σ²_model + σ²_ref) or ``"ratio"`` = model/ref.
         extra: more samples drawn as lines (baselines), label → values.
         log_y: logarithmic density axis (rare regions visible).
+        observable: the observable (default: :func:`mlegpipe.observables.resolve` of ``name``).
     """
+    observable = observable or resolve(name)
     reference = np.asarray(reference, dtype=np.float64)
     model = np.asarray(model, dtype=np.float64)
-    log_x = name in LOG_FEATURES and reference.min() > 0 and (edges is None or edges[0] > 0)
+    log_x = observable.log and not observable.periodic and reference.min() > 0 and (edges is None or edges[0] > 0)
     if edges is None:
         edges = edges_for([reference, model[model > 0] if log_x else model], bins=50, log=log_x)
     ref_d, ref_e = normalized(reference, edges, reference_weights, log_x)
@@ -118,7 +124,7 @@ def plot_distribution(
                 finite = pull[np.isfinite(pull)]
                 lim = max(3.0, float(np.abs(finite).max()) * 1.1) if finite.size else 3.0
                 low.set_ylim(-min(lim, 10.0), min(lim, 10.0))
-        low.set_xlabel(AXIS_LABELS.get(name, name))
+        low.set_xlabel(observable.axis_label)
         if log_x:
             ax.set_xscale("log")
     return fig

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from mlegpipe.metrics.histograms import edges_for
 from mlegpipe.metrics.pulls import pulls, replica_densities, replica_stats
 from mlegpipe.plots._style import MODEL_COLOR, REFERENCE_COLOR, new_figure, save_png, styled
-from mlegpipe.plots.distributions import AXIS_LABELS, normalized
+from mlegpipe.plots.distributions import axis_label, normalized
 
 __all__ = ["plot_unfolding", "plot_unfolding_bands", "plot_unfolding_info"]
 
@@ -85,7 +85,7 @@ def plot_unfolding(
         finite = pull[np.isfinite(pull)]
         lim = min(max(3.0, float(np.abs(finite).max()) * 1.1), 10.0) if finite.size else 3.0
         low.set_ylim(-lim, lim)
-        low.set_xlabel(AXIS_LABELS.get(name, name))
+        low.set_xlabel(axis_label(name))
     return fig
 
 
@@ -150,7 +150,7 @@ def plot_unfolding_bands(
         for level, style in ((0, "-"), (1, ":"), (-1, ":")):
             low.axhline(level, color="grey", linestyle=style, linewidth=1)
         low.set_ylabel("pull")
-        low.set_xlabel(AXIS_LABELS.get(name, name))
+        low.set_xlabel(axis_label(name))
     return fig
 
 

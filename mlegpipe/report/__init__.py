@@ -7,7 +7,7 @@ Example:
     True
 """
 
-from mlegpipe.report.analysis import RunAnalysis, analyse_run, comparison_plan, learned_surrogates, truth_setup
+from mlegpipe.report.analysis import RunAnalysis, analyse_run, truth_setups
 from mlegpipe.report.compare import compare_runs
 from mlegpipe.report.html import build_report, load_run, render_report, versions, write_report
 
@@ -16,11 +16,9 @@ __all__ = [
     "analyse_run",
     "build_report",
     "compare_runs",
-    "comparison_plan",
-    "learned_surrogates",
     "load_run",
     "render_report",
-    "truth_setup",
+    "truth_setups",
     "versions",
     "write_report",
 ]

@@ -2,15 +2,20 @@
 
 :func:`analyse_run` is shared by the ``html`` report stage (from a live
 :class:`~mlegpipe.stages.RunRecord`) and ``mlegpipe report`` (from the files
-of a run folder), so both give the same page.
+of a run folder), so both give the same page. What is compared with what
+comes from the pipeline's plan (:func:`mlegpipe.plan.plan_report`): every
+generated, folded and unfolded sample against its own reference, on the
+pipeline's observables (:class:`~mlegpipe.observables.ObservableSet`), with 2D
+maps of its pairs.
 
 Example:
     >>> import numpy as np
     >>> from mlegpipe.events import EventBatch
+    >>> from mlegpipe.plan import ReportPlan
     >>> rng = np.random.default_rng(0)
     >>> s = {n: EventBatch.from_columns({"a": rng.normal(size=3000)})
     ...      for n in ("truth_train", "truth_valid", "truth_test", "generated")}
-    >>> result = analyse_run(s, classifier=False, plots=False)
+    >>> result = analyse_run(s, ReportPlan.generated("generated"), classifier=False, plots=False)
     >>> sorted(result.metrics["comparisons"])
     ['generated']
 """
@@ -26,16 +31,16 @@ from typing import Any
 import numpy as np
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import BEAM_ENERGY, EventBatch
+from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import MlegpipeError
 from mlegpipe.metrics.amplification import amplification_from_cells, equivalent_events
-from mlegpipe.metrics.evaluate import add_lepton_observables, compare_samples, default_features
-from mlegpipe.metrics.physicality import dis_variables
+from mlegpipe.metrics.evaluate import compare_samples, pair_values, with_beams
 from mlegpipe.metrics.targets import evaluate_targets, summarize_targets
+from mlegpipe.observables import ObservableSet
+from mlegpipe.plan import Comparison, ReportPlan
 
-__all__ = ["RunAnalysis", "analyse_run", "comparison_plan", "learned_surrogates", "truth_setup"]
+__all__ = ["RunAnalysis", "analyse_run", "truth_setups"]
 
-_VERTEX_SAMPLES = ("truth_test", "truth_valid", "truth_train")
 MEASURED = "measured"  # the per-event flag of detector-level samples: the detector measured the event
 
 log = logging.getLogger("mlegpipe.report")
@@ -53,62 +58,6 @@ class RunAnalysis:
         """Append a section of figures (skipped when empty)."""
         if names:
             self.sections.append((title, names))
-
-
-def comparison_plan(names: list[str], surrogates: Sequence[str] = ()) -> list[dict[str, str | None]]:
-    """Which model sample to compare with which truth sample, from the sample names of a run.
-
-    Returns entries with ``label``, ``model``, ``reference``, ``reference2``
-    (independent truth for floors) and ``training`` (for memorization); samples
-    absent from the run are None. ``generated`` → ``truth_test`` (floor
-    ``truth_valid``, training ``truth_train``); ``generated_detector`` →
-    ``truth_test_detector``; ``unfolded`` (and the ``omnifold`` baseline) → the
-    vertex truth of the unfolded detector data; ``refolded`` → that detector data.
-    A learned surrogate section ``s`` (see :func:`learned_surrogates`) that folded
-    the vertex sample ``v`` gives ``v_s``; it is compared with the ``detector``
-    output of another, independent vertex sample, and the ``detector`` output
-    of ``v`` itself gives the floor, so both χ² see independent vertex events.
-
-    Example:
-        >>> [p["label"] for p in comparison_plan(["truth_test", "truth_valid", "generated"])]
-        ['generated']
-        >>> names = ["truth_valid_detector", "truth_test_detector", "truth_test_flowfold"]
-        >>> [(p["model"], p["reference"], p["reference2"]) for p in comparison_plan(names, ["flowfold"])]
-        [('truth_test_flowfold', 'truth_valid_detector', 'truth_test_detector')]
-    """
-    have = set(names)
-
-    def opt(name: str) -> str | None:
-        return name if name in have else None
-
-    plan: list[dict[str, str | None]] = []
-    if "generated" in have and "truth_test" in have:
-        plan.append({"label": "generated", "model": "generated", "reference": "truth_test",
-                     "reference2": opt("truth_valid"), "training": opt("truth_train")})
-    if "generated_detector" in have and "truth_test_detector" in have:
-        plan.append({"label": "generated_detector", "model": "generated_detector",
-                     "reference": "truth_test_detector", "reference2": opt("truth_valid_detector"),
-                     "training": None})
-    detector_data = next((n for n in ("truth_test_detector", "truth_valid_detector", "truth_train_detector")
-                          if n in have), None)
-    if detector_data is not None and detector_data.removesuffix("_detector") in have:
-        truth = detector_data.removesuffix("_detector")
-        for unfolded in ("unfolded", "omnifold"):
-            if unfolded in have:
-                plan.append({"label": unfolded, "model": unfolded, "reference": truth, "reference2": None,
-                             "training": None})
-    if "refolded" in have and detector_data is not None:
-        plan.append({"label": "refolded", "model": "refolded", "reference": detector_data, "reference2": None,
-                     "training": None})
-    for section in surrogates:
-        for vertex in _VERTEX_SAMPLES:
-            same = f"{vertex}_detector"
-            other = next((f"{v}_detector" for v in _VERTEX_SAMPLES if v != vertex and f"{v}_detector" in have), None)
-            if f"{vertex}_{section}" in have and same in have and other is not None:
-                plan.append({"label": f"{vertex}_{section}", "model": f"{vertex}_{section}", "reference": other,
-                             "reference2": same, "training": None})
-                break
-    return plan
 
 
 def _measured_fraction(batch: EventBatch) -> float | None:
@@ -135,37 +84,25 @@ def _measured_only(batch: EventBatch) -> EventBatch:
     return batch.take(np.asarray(batch.column(MEASURED), dtype=bool))
 
 
-def learned_surrogates(stages: Mapping[str, Any]) -> list[str]:
-    """Section names of a run's trainable detector stages (learned surrogates).
+def truth_setups(stages: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per truth section of a run's stages: its beams, generation cuts and exact density (toys; None otherwise).
 
     Example:
-        >>> learned_surrogates({})
-        []
+        >>> truth_setups({})
+        {}
     """
-    return [name for name, stage in stages.items()
-            if getattr(stage, "kind", "") == "detector" and getattr(stage, "trainable", False)]
-
-
-def truth_setup(stages: Mapping[str, Any]) -> dict[str, Any]:
-    """From a run's stages: the first truth source's exact density, beams and Q², W² cuts (None when absent).
-
-    Example:
-        >>> truth_setup({})
-        {'exact_density': None, 'beams': None, 'q2_min': None, 'w2_min': None}
-    """
-    out: dict[str, Any] = {"exact_density": None, "beams": None, "q2_min": None, "w2_min": None}
-    for stage in stages.values():
+    out: dict[str, dict[str, Any]] = {}
+    for section, stage in stages.items():
         if getattr(stage, "kind", "") != "truth":
             continue
-        params = getattr(stage, "params", None)
-        out["q2_min"] = getattr(params, "q2_min", None)
-        out["w2_min"] = getattr(params, "w2_min", None)
+        setup: dict[str, Any] = {"beams": None, "cuts": {}, "exact_density": None}
         try:
-            out["exact_density"] = stage.exact_density()
-            out["beams"] = stage.beams
+            setup["cuts"] = dict(stage.cuts())
+            setup["exact_density"] = stage.exact_density()
+            setup["beams"] = stage.beams
         except (MlegpipeError, NotImplementedError):
             pass
-        break
+        out[section] = setup
     return out
 
 
@@ -175,15 +112,7 @@ def _png(fig: Any, dpi: int) -> bytes:
     return png_bytes(fig, dpi)
 
 
-def _safe_dis(batch: EventBatch, beams: Beams | None) -> dict[str, np.ndarray] | None:
-    try:
-        return dis_variables(batch, beams)
-    except MlegpipeError:
-        return None
-
-
-def _replicas(batch: EventBatch, name: str) -> list[np.ndarray]:
-    values = batch.column(name)
+def _replicas(values: np.ndarray, batch: EventBatch) -> list[np.ndarray]:
     if batch.has("replica"):
         rep = batch.column("replica")
         return [values[rep == r] for r in np.unique(rep)]
@@ -197,129 +126,144 @@ def _n_quantiles(dim: int, n_train: int) -> int:
 
 def analyse_run(
     samples: Mapping[str, EventBatch],
+    plan: ReportPlan,
     *,
     histories: Mapping[str, Any] | None = None,
+    observables: ObservableSet | None = None,
+    truths: Mapping[str, Mapping[str, Any]] | None = None,
+    conditions: Mapping[str, Sequence[str]] | None = None,
     beams: Beams | None = None,
-    exact_density: Any = None,
-    q2_min: float | None = None,
-    w2_min: float | None = None,
     bins: int = 50,
     classifier: bool = True,
     max_classifier_events: int = 50_000,
     plots: bool = True,
     dpi: int = 90,
     seed: int = 0,
-    surrogates: Sequence[str] = (),
 ) -> RunAnalysis:
-    """Compute every metric and figure that the run's samples allow.
+    """Compute every metric and figure of the run's planned comparisons.
 
     Arguments:
-        samples: the run's named samples (see :func:`comparison_plan`).
+        samples: the run's named samples.
+        plan: what to compare with what (:func:`mlegpipe.plan.plan_report`, or :meth:`ReportPlan.generated`).
         histories: training histories by section name (plotted).
-        beams: beam set-up (default: the samples' own).
-        exact_density: a toy density with ``quantile_index``, ``n_cells`` and
-            ``features`` (``TruthSource.exact_density()``) for the amplification factor.
-        q2_min, w2_min: the truth cuts, checked by the physicality test.
+        observables: the pipeline's observables (default: the registered ones).
+        truths: per truth section, ``beams``, ``cuts`` and ``exact_density`` (:func:`truth_setups`): the
+            cuts are enforced by the physicality checks, a toy's exact density gives the amplification factor.
+        conditions: per generated sample, the fields its generator is conditioned on (distributions per value).
+        beams: beam set-up for every comparison (default: the truth section's, else the reference's).
         bins, classifier, max_classifier_events, seed: see :func:`~mlegpipe.metrics.compare_samples`.
         plots: draw figures (False: metrics only).
         dpi: PNG resolution.
-        surrogates: section names of learned detector surrogates (:func:`learned_surrogates`): their
-            folded samples are compared with the reference detector and drawn in its response plots.
     """
     out = RunAnalysis()
     out.metrics = {"comparisons": {}, "targets": {}, "skipped": {}}
-    samples = {name: add_lepton_observables(batch) for name, batch in samples.items()}
-    names = list(samples)
-    for entry in comparison_plan(names, surrogates):
-        label = str(entry["label"])
-        model, ref = samples[str(entry["model"])], samples[str(entry["reference"])]
-        ref2 = samples[str(entry["reference2"])] if entry["reference2"] else None
-        train = samples[str(entry["training"])] if entry["training"] else None
+    observables = observables or ObservableSet()
+    truths = truths or {}
+    for entry in plan.comparisons:
+        label = entry.label
+        needed = [n for n in (entry.model, entry.reference, entry.reference2, entry.training) if n]
+        missing = [n for n in needed if n not in samples]
+        if missing:
+            if not (entry.optional and entry.model in missing):
+                out.metrics["skipped"][label] = "samples not in the run: " + ", ".join(missing)
+                log.warning("report: %s not compared: samples not in the run: %s", label, ", ".join(missing))
+            continue
+        model, ref = samples[entry.model], samples[entry.reference]
+        ref2 = samples[entry.reference2] if entry.reference2 else None
+        train = samples[entry.training] if entry.training else None
+        truth = truths.get(entry.truth_section or "", {})
         fractions = None
-        if str(entry["reference"]).endswith("_detector"):  # compare what the detector measured
+        if entry.level == "detector":  # compare what the detector measured
             fractions = {"model": _measured_fraction(model), "reference": _measured_fraction(ref)}
             model, ref = _measured_only(model), _measured_only(ref)
             ref2 = _measured_only(ref2) if ref2 is not None else None
+        seen_beams = beams or truth.get("beams") or ref.beams
         try:
-            table = compare_samples(model, ref, ref2, beams=beams or ref.beams, training=train, q2_min=q2_min,
-                                    w2_min=w2_min if label in ("generated", "unfolded", "omnifold") else None, bins=bins,
+            table = compare_samples(model, ref, ref2, beams=seen_beams, training=train,
+                                    cuts=truth.get("cuts") if entry.level == "vertex" else None,
+                                    observables=observables, physical=entry.level == "vertex", bins=bins,
                                     classifier=classifier, max_classifier_events=max_classifier_events, seed=seed)
         except MlegpipeError as err:
             out.metrics["skipped"][label] = str(err)
             log.warning("report: %s not compared: %s", label, err)
             continue
-        if label not in ("generated", "unfolded", "omnifold"):
-            table.pop("physicality", None)  # detector-level events need not obey vertex-level limits
         if fractions is not None:
             table["measured_fraction"] = fractions
-        table.update({"model_sample": entry["model"], "reference_sample": entry["reference"],
-                      "reference2_sample": entry["reference2"], "training_sample": entry["training"]})
+        table.update({"model_sample": entry.model, "reference_sample": entry.reference,
+                      "reference2_sample": entry.reference2, "training_sample": entry.training})
         out.metrics["comparisons"][label] = table
         out.metrics["targets"][label] = evaluate_targets(table)
         if plots:
-            unfolding = label == "unfolded"
-            _plot_comparison(out, label, model, ref, str(entry["reference"]), table["feature_names"],
-                             beams or ref.beams, q2_min, dpi,
-                             unfolding=unfolding,
-                             detector=samples.get(str(entry["reference"]) + "_detector") if unfolding else None,
-                             baselines={"OmniFold": samples["omnifold"]} if unfolding and "omnifold" in samples
-                             else None)
+            _plot_comparison(out, entry, with_beams(model, seen_beams), with_beams(ref, seen_beams), table,
+                             observables, truth.get("cuts"), dpi, samples)
+        if entry.kind == "generator":
+            toy = truth.get("exact_density")
+            if toy is not None and train is not None:
+                _amplification(out, label, model, train, toy, plots, dpi)
+            for name in (conditions or {}).get(label, ()):
+                _conditional(out, label, name, model, ref, train, table["feature_names"][:4], observables, bins,
+                             plots, dpi)
     all_rows = [r for rows in out.metrics["targets"].values() for r in rows]
     out.metrics["summary"] = summarize_targets(all_rows)
-
-    if "generated" in samples and "truth_train" in samples and exact_density is not None:
-        _amplification(out, samples["generated"], samples["truth_train"], exact_density, plots, dpi)
-    if "generated" in samples and "truth_test" in samples:
-        _conditional(out, samples["generated"], samples["truth_test"], samples.get("truth_train"), bins, plots, dpi)
     if plots:
-        _detector_response(out, samples, dpi, surrogates)
+        _detector_response(out, samples, plan, observables, dpi)
         _training(out, histories or {}, dpi)
     return out
 
 
 def _plot_comparison(
     out: RunAnalysis,
-    label: str,
+    entry: Comparison,
     model: EventBatch,
     ref: EventBatch,
-    reference: str,
-    features: list[str],
-    beams: Beams | None,
-    q2_min: float | None,
+    table: Mapping[str, Any],
+    observables: ObservableSet,
+    cuts: Mapping[str, Any] | None,
     dpi: int,
-    unfolding: bool = False,
-    detector: EventBatch | None = None,
-    baselines: Mapping[str, EventBatch] | None = None,
+    samples: Mapping[str, EventBatch],
 ) -> None:
-    from mlegpipe.plots import plot_distribution, plot_q2x, plot_unfolding
+    from mlegpipe.plots import plot_distribution, plot_pair, plot_unfolding
 
+    label = entry.label
     names = []
-    ref_label = "truth (detector level)" if reference.endswith("_detector") else "truth"
-    for f in features:
+    ref_label = "truth (detector level)" if entry.level == "detector" else "truth"
+    data = samples.get(entry.data) if entry.data else None
+    baselines = {b: samples[b] for b in entry.baselines if b in samples}
+    for f in table["feature_names"]:
         key = f"{label}__{f}"
-        if unfolding:
-            extra = {k: (b.column(f), b.weights) for k, b in (baselines or {}).items() if b.has(f)}
-            fig = plot_unfolding(f, ref.column(f), detector.column(f) if detector is not None and detector.has(f)
-                                 else None, _replicas(model, f), baselines=extra)
+        observable = observables.get(f)
+        if entry.kind == "unfolding" and entry.level == "vertex" and label not in entry.baselines:
+            extra = {name: (observable(b), b.weights) for name, b in baselines.items() if observable.available(b)}
+            detector = observable(data) if data is not None and observable.available(data) else None
+            fig = plot_unfolding(f, observable(ref), detector, _replicas(observable(model), model),
+                                 baselines={("OmniFold" if "omnifold" in k else k): v for k, v in extra.items()})
         else:
-            fig = plot_distribution(f, ref.column(f), model.column(f), reference_weights=ref.weights,
-                                    model_weights=model.weights, labels=(ref_label, label))
+            fig = plot_distribution(f, observable(ref), observable(model), reference_weights=ref.weights,
+                                    model_weights=model.weights, labels=(ref_label, label), observable=observable)
         out.figures[key] = _png(fig, dpi)
         names.append(key)
-    dis_m, dis_r = _safe_dis(model, beams), _safe_dis(ref, beams)
-    if dis_m is not None and dis_r is not None:
-        key = f"{label}__q2x"
-        out.figures[key] = _png(plot_q2x(dis_r["x"], dis_r["Q2"], dis_m["x"], dis_m["Q2"], beams=beams,
-                                         q2_min=q2_min, labels=(ref_label, label)), dpi)
+    pairs = {p.name: p for p in observables.default_pairs(table["feature_names"])}
+    for pair_name in table.get("joints", {}):
+        pair = pairs.get(pair_name)
+        if pair is None:
+            continue
+        try:
+            fig = plot_pair(pair, pair_values(pair, ref, observables), pair_values(pair, model, observables),
+                            beams=ref.beams, cuts=cuts, labels=(ref_label, label))
+        except MlegpipeError as err:
+            out.metrics["skipped"][f"{label} {pair_name} map"] = str(err)
+            continue
+        key = f"{label}__pair__{pair.x}__{pair.y}"
+        out.figures[key] = _png(fig, dpi)
         names.append(key)
     out.add_section(f"{label} vs {ref_label}", names)
 
 
-def _amplification(out: RunAnalysis, generated: EventBatch, train: EventBatch, toy: Any, plots: bool,
+def _amplification(out: RunAnalysis, label: str, generated: EventBatch, train: EventBatch, toy: Any, plots: bool,
                    dpi: int) -> None:
     features = list(getattr(toy, "features", ()))
     if not features or not all(generated.has(f) for f in features):
-        out.metrics["skipped"]["amplification"] = "generated events lack the toy density's features"
+        out.metrics["skipped"][f"amplification {label}"] = "generated events lack the toy density's features"
         return
     n_train = len(train)
     n_q = _n_quantiles(len(features), n_train)
@@ -329,63 +273,66 @@ def _amplification(out: RunAnalysis, generated: EventBatch, train: EventBatch, t
     train_mse = float(toy.quantile_mse(train.matrix(features), n_q))
     result.update({"quantiles_per_coordinate": n_q, "train_mse": train_mse,
                    "train_equivalent_events": equivalent_events(train_mse, n_cells)})
-    out.metrics["amplification"] = result
+    key = "amplification" if "amplification" not in out.metrics else f"amplification__{label}"
+    out.metrics[key] = {**result, "sample": label}
     if plots:
         from mlegpipe.plots import plot_amplification
 
-        out.figures["amplification"] = _png(plot_amplification(result), dpi)
-        out.add_section("Amplification (quantile MSE)", ["amplification"])
+        out.figures[key] = _png(plot_amplification(result), dpi)
+        out.add_section(f"Amplification (quantile MSE) of {label}", [key])
 
 
-def _conditional(out: RunAnalysis, generated: EventBatch, truth: EventBatch, train: EventBatch | None, bins: int,
+def _conditional(out: RunAnalysis, label: str, condition: str, generated: EventBatch, truth: EventBatch,
+                 train: EventBatch | None, features: Sequence[str], observables: ObservableSet, bins: int,
                  plots: bool, dpi: int) -> None:
-    if not (generated.has(BEAM_ENERGY) and truth.has(BEAM_ENERGY)):
+    """Distributions and KL per value of a condition with a few values (trained / interpolated / extrapolated)."""
+    if not (generated.has(condition) and truth.has(condition)):
         return
-    e_gen, e_ref = generated.column(BEAM_ENERGY), truth.column(BEAM_ENERGY)
-    energies = np.unique(e_ref)
-    if not 1 < energies.size <= 30:
+    c_gen, c_ref = generated.column(condition), truth.column(condition)
+    values = np.unique(c_ref)
+    if not 1 < values.size <= 30:
         return
-    trained = np.unique(train.column(BEAM_ENERGY)).tolist() if train is not None and train.has(BEAM_ENERGY) \
-        else energies.tolist()
+    trained = np.unique(train.column(condition)).tolist() if train is not None and train.has(condition) \
+        else values.tolist()
     from mlegpipe.plots import conditional_kl, plot_conditional
 
-    features = [f for f in default_features(generated, truth) if f in ("lepton_E", "lepton_px", "lepton_py",
-                                                                        "lepton_pz")] or \
-        default_features(generated, truth)[:2]
     per_feature: dict[str, Any] = {}
     names = []
     for f in features:
-        ref = {float(e): truth.column(f)[e_ref == e] for e in energies}
-        mod = {float(e): generated.column(f)[e_gen == e] for e in energies if (e_gen == e).sum() > 1}
+        ref_values, gen_values = observables.values(truth, f), observables.values(generated, f)
+        ref = {float(e): ref_values[c_ref == e] for e in values}
+        mod = {float(e): gen_values[c_gen == e] for e in values if (c_gen == e).sum() > 1}
         kls = conditional_kl(ref, mod, trained, bins)
         per_feature[f] = {f"{e:g}": v for e, v in kls.items()}
         if plots and kls:
-            key = f"conditional__{f}"
+            key = f"conditional__{f}" if label == "generated" else f"conditional__{label}__{f}"
             out.figures[key] = _png(plot_conditional(f, ref, mod, trained, bins), dpi)
             names.append(key)
-    out.metrics["conditional_kl"] = per_feature
-    out.add_section("Per beam energy (trained / interpolated / extrapolated)", names)
+    key = "conditional_kl" if "conditional_kl" not in out.metrics else f"conditional_kl__{label}"
+    out.metrics[key] = per_feature
+    out.add_section(f"{label} per {condition} (trained / interpolated / extrapolated)", names)
 
 
-def _detector_response(out: RunAnalysis, samples: Mapping[str, EventBatch], dpi: int,
-                       surrogates: Sequence[str] = ()) -> None:
+def _detector_response(out: RunAnalysis, samples: Mapping[str, EventBatch], plan: ReportPlan,
+                       observables: ObservableSet, dpi: int) -> None:
     from mlegpipe.plots import plot_resolution
 
-    for vertex_name in _VERTEX_SAMPLES:
-        det_name = f"{vertex_name}_detector"
-        if vertex_name in samples and det_name in samples and len(samples[vertex_name]) == len(samples[det_name]):
-            vertex, det = samples[vertex_name], samples[det_name]
-            learned = {s: samples[f"{vertex_name}_{s}"] for s in surrogates
-                       if len(samples.get(f"{vertex_name}_{s}", ())) == len(vertex)}
-            names = []
-            for f in default_features(det, vertex):
-                key = f"detector__{f}"
-                folded = {s: b.column(f) for s, b in learned.items() if b.has(f)}
-                out.figures[key] = _png(plot_resolution(f, vertex.column(f), det.column(f), surrogate=folded), dpi)
-                names.append(key)
-            extra = f"; learned surrogates: {', '.join(learned)}" if learned else ""
-            out.add_section(f"Detector response ({vertex_name} → {det_name}{extra})", names)
-            return
+    for response in plan.responses:
+        vertex, det = samples.get(response.vertex), samples.get(response.detector)
+        if vertex is None or det is None or len(vertex) != len(det):
+            continue
+        learned = {s: samples[name] for s, name in response.surrogates.items()
+                   if name in samples and len(samples[name]) == len(vertex)}
+        names = []
+        for f in observables.default_names(det, vertex):
+            key = f"detector__{f}"
+            obs = observables.get(f)
+            folded = {s: obs(b) for s, b in learned.items() if obs.available(b)}
+            out.figures[key] = _png(plot_resolution(f, obs(vertex), obs(det), surrogate=folded), dpi)
+            names.append(key)
+        extra = f"; learned surrogates: {', '.join(learned)}" if learned else ""
+        out.add_section(f"Detector response ({response.vertex} → {response.detector}{extra})", names)
+        return
 
 
 def _training(out: RunAnalysis, histories: Mapping[str, Any], dpi: int) -> None:

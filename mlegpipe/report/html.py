@@ -27,7 +27,7 @@ from typing import Any
 from mlegpipe import __version__
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError, OutputError
-from mlegpipe.report.analysis import RunAnalysis, analyse_run, learned_surrogates, truth_setup
+from mlegpipe.report.analysis import RunAnalysis, analyse_run, truth_setups
 
 __all__ = ["build_report", "load_run", "render_report", "versions", "write_report"]
 
@@ -132,11 +132,14 @@ def _comparison_tables(label: str, table: Mapping[str, Any]) -> str:
         parts.append(_table(["feature", "bins", "χ²/ndf", "floor", "KL", "KL floor", "W1", "W1 floor", "Δ×10³",
                              "Δ floor×10³", "outside bins"], rows))
     extra = []
-    if "joint_q2x" in table:
-        j = table["joint_q2x"]
-        extra.append(["joint Q²–x χ²/ndf (20×20 log bins)", j.get("chi2_ndf"), j.get("chi2_ndf_floor")])
-        extra.append([f"thesis χ² per bin (49×49, x∈[1e-3,1], Q²∈[1,1e3]; n = {j.get('n_model')} vs "
-                      f"{j.get('n_reference')})", j.get("thesis_chi2"), j.get("thesis_chi2_floor")])
+    for j in table.get("joints", {}).values():
+        bins = "×".join(str(b) for b in j.get("bins", []))
+        extra.append([f"joint {j.get('x')}–{j.get('y')} χ²/ndf ({bins} bins)", j.get("chi2_ndf"),
+                      j.get("chi2_ndf_floor")])
+        if "thesis_chi2" in j:
+            fixed = "×".join(str(b) for b in j.get("thesis_bins", []))
+            extra.append([f"thesis χ² per bin ({fixed} fixed bins; n = {j.get('n_model')} vs {j.get('n_reference')})",
+                          j.get("thesis_chi2"), j.get("thesis_chi2_floor")])
     if "classifier" in table:
         c = table["classifier"]
         extra.append([f"classifier AUC (null std {c['auc_null_std']:.4f}, {c['n_test']} test events per class)",
@@ -169,7 +172,7 @@ def _figures(sections: Sequence[tuple[str, Sequence[str]]], figures: Mapping[str
             if name not in figures:
                 continue
             data = base64.b64encode(figures[name]).decode("ascii")
-            wide = " class='wide'" if name.endswith("__q2x") or name.startswith(("detector__", "conditional__")) else ""
+            wide = " class='wide'" if "__pair__" in name or name.startswith(("detector__", "conditional__")) else ""
             imgs.append(f"<figure{wide}><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
                         f"<figcaption class='meta'>{html.escape(name)}</figcaption></figure>")
         if imgs:
@@ -337,11 +340,10 @@ def build_report(
         samples = {name: EventBatch.concat(read_events(path)) for name, path in run["samples"].items()}
         setup = _setup_from_config(run["run_dir"] / "config.toml")
         params = run["config"].get(section, {}) if isinstance(run["config"].get(section), Mapping) else {}
-        analysis = analyse_run(samples, histories=run["histories"], beams=setup["beams"],
-                               exact_density=setup["exact_density"], q2_min=setup["q2_min"],
-                               w2_min=setup["w2_min"], bins=int(params.get("bins", 50)),
+        analysis = analyse_run(samples, setup["plan"], histories=run["histories"], observables=setup["observables"],
+                               truths=setup["truths"], conditions=setup["conditions"], bins=int(params.get("bins", 50)),
                                classifier=classifier and bool(params.get("classifier", True)),
-                               seed=int(page["seed"] or 0), dpi=dpi, surrogates=setup["surrogates"])
+                               seed=int(page["seed"] or 0), dpi=dpi)
         return write_report(run["run_dir"], analysis, output, write_plots=output is None, **page)[-1]
     analysis = RunAnalysis(metrics={k: v for k, v in report_metrics.items() if k != "files"})
     plot_dir = run["run_dir"] / "plots"
@@ -352,15 +354,19 @@ def build_report(
 
 
 def _setup_from_config(config_path: Path) -> dict[str, Any]:
-    """Truth cuts, beams and toy density of the run's truth stage, and its learned surrogates, from its config."""
-    empty = {"exact_density": None, "beams": None, "q2_min": None, "w2_min": None, "surrogates": []}
+    """The report plan, observables, truth set-ups and generator conditions of a run, from its config."""
+    from mlegpipe.plan import ReportPlan
+
+    empty: dict[str, Any] = {"plan": ReportPlan(), "observables": None, "truths": {}, "conditions": {}}
     if not config_path.is_file():
         return empty
     try:
         from mlegpipe.config import load_config
-        from mlegpipe.pipeline import build_stages
+        from mlegpipe.pipeline import build_stages, generator_conditions
 
-        stages = build_stages(load_config(config_path))
-        return {**truth_setup(stages), "surrogates": learned_surrogates(stages)}
+        config = load_config(config_path)
+        stages = build_stages(config)
+        return {"plan": config.report_plan, "observables": config.observables, "truths": truth_setups(stages),
+                "conditions": generator_conditions(config, stages)}
     except MlegpipeError:
         return empty

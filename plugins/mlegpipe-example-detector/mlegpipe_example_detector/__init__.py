@@ -16,21 +16,24 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from mlegpipe import hookimpl
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
-from mlegpipe.kinematics import dis_from_lepton
 from mlegpipe.schema import param
 from mlegpipe.stages import Detector
+from mlegpipe_builtins.dis.kinematics import dis_from_lepton
 
 __all__ = ["Calorimeter", "mlegpipe_register_stages"]
 
 
 class Calorimeter(Detector):
     """Calorimeter-only measurement of the scattered lepton (example third-party plugin)."""
+
+    plugin_name: ClassVar[str] = "calorimeter"
 
     @dataclass
     class Params:
@@ -61,4 +64,4 @@ class Calorimeter(Detector):
 @hookimpl
 def mlegpipe_register_stages(registry) -> None:  # noqa: ANN001 - registry type from mlegpipe.registry
     """Register the calorimeter detector."""
-    registry.add(Calorimeter, "calorimeter")
+    registry.add(Calorimeter)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import DIS_LABELS, LEPTON_FIELDS, EventBatch
+from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.nets import mlp
 from mlegpipe.schema import param
@@ -42,6 +42,7 @@ from mlegpipe.stages import Detector
 from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
 from mlegpipe_builtins.detectors._fold_features import FeatureScaler, feature_matrix
 from mlegpipe_builtins.detectors._fold_pass import electron_labels, resolve_pass_model
+from mlegpipe_builtins.dis import DIS_LABELS, LEPTON_FIELDS
 
 __all__ = ["ACCEPTANCE_FIELDS", "BLOCK_EVENTS", "FoldingParams", "LearnedFolding"]
 

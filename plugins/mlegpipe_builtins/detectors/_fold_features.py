@@ -1,9 +1,10 @@
 """Feature columns of learned detector surrogates: extraction from events and standardization.
 
 A surrogate learns detector-level features given vertex-level features. A
-feature is either an event field (``lepton_E``, ``x``, a toy's ``nu1``) or one
-of the derived lepton quantities in :data:`DERIVED_FEATURES` (``lepton_P``,
-``lepton_theta``, ``nu1``/``nu2`` of the thesis ch. 7, which need the beams).
+feature is an event field (``lepton_E``, ``x``, a toy's ``nu1``) or any
+observable computable from the events (:mod:`mlegpipe.observables`: the DIS
+domain's ``lepton_P``, ``lepton_theta``, ``nu1``/``nu2`` of the thesis ch. 7,
+a collection's ``jets1_pt``, ...).
 Networks see standardized features: ``(value - mean) / std`` with the mean and
 width of the training vertex sample (:class:`FeatureScaler`).
 
@@ -18,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,58 +28,27 @@ import torch
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
 from mlegpipe.features import Standardize
-from mlegpipe.kinematics import nu_from_lepton
-from mlegpipe.schema import suggest
+from mlegpipe.observables import resolve, values_of
 
-__all__ = ["DERIVED_FEATURES", "FeatureScaler", "feature_matrix"]
-
-
-def _nu(batch: EventBatch, index: int) -> np.ndarray:
-    if batch.beams is None:
-        raise DataError("nu1/nu2 need the beam set-up, but these events carry none", path="beams")
-    return nu_from_lepton(batch.column("lepton_E"), batch.column("lepton_pz"), batch.beams)[index]
+__all__ = ["FeatureScaler", "feature_matrix", "feature_values"]
 
 
-def _nu1(batch: EventBatch) -> np.ndarray:
-    return _nu(batch, 0)
+def feature_values(batch: EventBatch, name: str, where: str) -> np.ndarray:
+    """One feature of every event: the event field, else the observable of that name
+    (:func:`mlegpipe.observables.values_of`: ``lepton_P``, ``lepton_eta``, ``nu1``, a collection's ``jets1_pt``, ...).
 
+    Computed azimuths (periodic observables) are taken in [0, 2π): the surrogates' networks see one
+    continuous range for the usual detector conventions.
 
-def _nu2(batch: EventBatch) -> np.ndarray:
-    return _nu(batch, 1)
-
-
-def _p(batch: EventBatch) -> np.ndarray:
-    return np.sqrt(batch.column("lepton_px") ** 2 + batch.column("lepton_py") ** 2 + batch.column("lepton_pz") ** 2)
-
-
-def _pt(batch: EventBatch) -> np.ndarray:
-    return np.hypot(batch.column("lepton_px"), batch.column("lepton_py"))
-
-
-def _theta(batch: EventBatch) -> np.ndarray:
-    return np.arctan2(_pt(batch), batch.column("lepton_pz"))
-
-
-def _eta(batch: EventBatch) -> np.ndarray:
-    """Pseudorapidity -ln tan(θ/2) (hadron beam +z): detector zones are bounded in η."""
-    return np.arcsinh(batch.column("lepton_pz") / np.maximum(_pt(batch), 1e-300))
-
-
-def _phi(batch: EventBatch) -> np.ndarray:
-    return np.mod(np.arctan2(batch.column("lepton_py"), batch.column("lepton_px")), 2 * np.pi)
-
-
-#: Quantities computed from the scattered-lepton fields when the events lack a field of that name.
-#: ``nu1 = ln(k'0 - k'par)``, ``nu2 = ln(2 E_e - k'0 - k'par)`` (thesis ch. 7; k'par along the lepton beam).
-DERIVED_FEATURES: Mapping[str, Callable[[EventBatch], np.ndarray]] = {
-    "nu1": _nu1,
-    "nu2": _nu2,
-    "lepton_P": _p,
-    "lepton_pt": _pt,
-    "lepton_theta": _theta,
-    "lepton_eta": _eta,
-    "lepton_phi": _phi,
-}
+    Example:
+        >>> b = EventBatch.from_columns({"lepton_E": [1.0], "lepton_px": [0.0], "lepton_py": [-1.0], "lepton_pz": [0.0]})
+        >>> round(float(feature_values(b, "lepton_phi", "vertex")[0]), 4)
+        4.7124
+    """
+    if batch.has(name):
+        return batch.column(name)
+    values = values_of(batch, name, where)
+    return np.mod(values, 2 * np.pi) if resolve(name).periodic else values
 
 
 def feature_matrix(batch: EventBatch, names: Sequence[str], where: str) -> np.ndarray:
@@ -86,7 +56,7 @@ def feature_matrix(batch: EventBatch, names: Sequence[str], where: str) -> np.nd
 
     Arguments:
         batch: the events.
-        names: event fields or names of :data:`DERIVED_FEATURES`.
+        names: event fields or observables (:func:`feature_values`).
         where: what the events are, for error messages (``"detector: vertex sample"``).
 
     Raises:
@@ -97,19 +67,7 @@ def feature_matrix(batch: EventBatch, names: Sequence[str], where: str) -> np.nd
         >>> feature_matrix(b, ["lepton_pt"], "vertex").tolist()
         [[5.0]]
     """
-    columns = []
-    for name in names:
-        if batch.has(name):
-            columns.append(batch.column(name))
-        elif name in DERIVED_FEATURES:
-            try:
-                columns.append(DERIVED_FEATURES[name](batch))
-            except DataError as err:
-                raise DataError(f"cannot compute feature {name!r}: {err.message}", path=where, value=name) from None
-        else:
-            known = list(batch.fields) + list(DERIVED_FEATURES)
-            raise DataError("no such feature; have: " + ", ".join(known), path=where, value=name,
-                            hint=suggest(name, known))
+    columns = [feature_values(batch, name, where) for name in names]
     matrix = np.stack(columns, axis=1) if columns else np.zeros((len(batch), 0))
     bad = ~np.isfinite(matrix)
     if bad.any():

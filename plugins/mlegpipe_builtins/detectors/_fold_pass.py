@@ -30,8 +30,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mlegpipe.events import LEPTON_FIELDS, EventBatch
+from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError
+from mlegpipe_builtins.dis import LEPTON_FIELDS
 
 __all__ = ["ELECTRON_FLAGS", "LEPTON_FLAGS", "electron_labels", "resolve_pass_model"]
 
@@ -93,7 +94,7 @@ def electron_labels(events: EventBatch) -> tuple[dict[str, np.ndarray], np.ndarr
         >>> electron_labels(b)[1].tolist()  # the second lepton has E' > E_e along the beam: y < 0
         [True, False]
     """
-    from mlegpipe.reconstruction import electron_method
+    from mlegpipe_builtins.dis.reconstruction import electron_method
 
     px, py, pz = (events.column(n) for n in LEPTON_FIELDS[1:])
     e_beam = events.column("beam_energy") if events.has("beam_energy") else None

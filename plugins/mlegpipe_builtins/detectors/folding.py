@@ -69,7 +69,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -130,6 +130,8 @@ class ConditionalFolding(LearnedFolding):
         >>> ConditionalFolding(ConditionalFolding.Params(), StageContext("detector")).params.loss
         'lsgan'
     """
+
+    plugin_name: ClassVar[str] = "cfold"
 
     @dataclass
     class Params(FoldingParams):
@@ -227,6 +229,8 @@ class DirectFolding(LearnedFolding):
         False
     """
 
+    plugin_name: ClassVar[str] = "dfold"
+
     @dataclass
     class Params(FoldingParams):
         """Parameters of ``dfold``."""
@@ -261,6 +265,8 @@ class FlowFolding(LearnedFolding):
         >>> FlowFolding(FlowFolding.Params(), StageContext("detector")).params.transforms
         3
     """
+
+    plugin_name: ClassVar[str] = "flowfold"
 
     @dataclass
     class Params(FoldingParams):
@@ -329,6 +335,6 @@ def _minimize(
 @hookimpl
 def mlegpipe_register_stages(registry: Any) -> None:
     """Register ``cfold``, ``dfold`` and ``flowfold``."""
-    registry.add(ConditionalFolding, "cfold")
-    registry.add(DirectFolding, "dfold")
-    registry.add(FlowFolding, "flowfold")
+    registry.add(ConditionalFolding)
+    registry.add(DirectFolding)
+    registry.add(FlowFolding)

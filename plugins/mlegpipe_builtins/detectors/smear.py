@@ -78,15 +78,16 @@ from tqdm.auto import tqdm
 
 from mlegpipe import hookimpl
 from mlegpipe.beams import Beams
-from mlegpipe.events import DIS_LABELS, LEPTON_FIELDS, EventBatch
+from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.formula import compile_formula
-from mlegpipe.reconstruction import double_angle, electron_method, jacquet_blondel, sigma_method
 from mlegpipe.schema import build_params, param, suggest
 from mlegpipe.stages import Detector, StageContext
 from mlegpipe_builtins.detectors._devices import FORMULA_VARIABLES, Device, DeviceParams, compile_devices
 from mlegpipe_builtins.detectors._smearing import SmearOptions, smear_flat
 from mlegpipe_builtins.detectors.presets import PRESETS, preset_devices
+from mlegpipe_builtins.dis import DIS_LABELS, LEPTON_FIELDS
+from mlegpipe_builtins.dis.reconstruction import double_angle, electron_method, jacquet_blondel, sigma_method
 
 __all__ = ["CHUNK_EVENTS", "SmearDetector", "SmearParams", "mlegpipe_register_stages"]
 
@@ -118,6 +119,8 @@ class SmearParams:
 
 class SmearDetector(Detector):
     """eic-smear-like detector: Gaussian smearing by device, acceptance zones, measured flags."""
+
+    plugin_name: ClassVar[str] = "smear"
 
     Params: ClassVar[type] = SmearParams
 
@@ -364,4 +367,4 @@ def _lepton_index(truth: dict[str, np.ndarray], event: np.ndarray, counts: np.nd
 @hookimpl
 def mlegpipe_register_stages(registry: Any) -> None:
     """Register the `smear` detector."""
-    registry.add(SmearDetector, "smear")
+    registry.add(SmearDetector)

@@ -435,6 +435,6 @@ class DeepSetsDiscriminator(_Adversary):
 @hookimpl
 def mlegpipe_register_stages(registry: Any) -> None:
     """Register the adversaries: ``wgan-gp``, ``lsgan``, ``deepsets``."""
-    registry.add(WGANGP, "wgan-gp")
-    registry.add(LSGAN, "lsgan")
-    registry.add(DeepSetsDiscriminator, "deepsets")
+    registry.add(WGANGP)
+    registry.add(LSGAN)
+    registry.add(DeepSetsDiscriminator)

@@ -79,32 +79,33 @@ import torch
 from torch import nn
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import BEAM_ENERGY, LEPTON_FIELDS, EventBatch
+from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError, PhysicsError
 from mlegpipe.features import (
     AsinhScale,
+    CollectionMap,
     FeatureMap,
+    LogStandardize,
     Standardize,
     augment,
-    beam_energy_of,
-    beams_at,
     decode_events,
     make_feature_map,
     sample_with_rejection,
 )
 from mlegpipe.generation import single_threaded_kernels
-from mlegpipe.kinematics import physical_mask
 from mlegpipe.losses import mmd2
 from mlegpipe.nets import ACTIVATIONS, NORMS, count_parameters, mlp
 from mlegpipe.schema import param
 from mlegpipe.stages import Discriminator, Generator, NetworkInputs, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
+from mlegpipe_builtins.dis import BEAM_ENERGY
+from mlegpipe_builtins.dis.kinematics import physical_mask
+from mlegpipe_builtins.dis.labels import beams_at
 
 __all__ = [
     "AUG_CLIP",
     "AdversarialGenerator",
     "GANParams",
-    "LogStandardize",
     "SAMPLE_CHUNK",
     "sliced_wasserstein",
     "soft_clip",
@@ -115,8 +116,6 @@ __all__ = [
 SAMPLE_CHUNK = 8_192
 #: Soft bound (in standard deviations) on augmented discriminator features.
 AUG_CLIP = 10.0
-#: Generated features that get the asinh preprocessing (momentum components with power-law tails).
-_ASINH_FEATURES = ("lepton_px", "lepton_py", "lepton_pz")
 #: Redraw rounds before rejection sampling gives up.
 MAX_REJECTION_ROUNDS = 64
 
@@ -155,32 +154,6 @@ def sliced_wasserstein(a: np.ndarray, b: np.ndarray, n_random: int = 16, seed: i
     proj = np.concatenate(dirs)
     pa, pb = np.sort(a @ proj.T, axis=0), np.sort(b @ proj.T, axis=0)
     return float(np.abs(pa - pb).mean())
-
-
-class LogStandardize(Standardize):
-    """:class:`Standardize` of ln x: the condition scaler of ``log_condition`` (x: beam energies in GeV).
-
-    ``transform`` takes the energies themselves, so every user of a model's
-    ``cond_scaler`` (sampling, the interpretation probes) feeds the network alike.
-
-    Example:
-        >>> s = LogStandardize().fit(np.array([[10.0], [40.0]]))
-        >>> [round(v, 6) for v in s.transform(torch.tensor([[10.0], [20.0], [40.0]])).flatten().tolist()]
-        [-1.0, 0.0, 1.0]
-    """
-
-    def fit(self, x: torch.Tensor | np.ndarray, weights: torch.Tensor | np.ndarray | None = None) -> LogStandardize:
-        """Learn mean and standard deviation of ln x; returns self."""
-        super().fit(torch.log(torch.as_tensor(x, dtype=torch.float64)), weights)
-        return self
-
-    def transform(self, x: torch.Tensor) -> torch.Tensor:
-        """(ln x - mean) / std."""
-        return super().transform(torch.log(torch.as_tensor(x)))
-
-    def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        """exp(z · std + mean)."""
-        return torch.exp(super().inverse(z))
 
 
 def _calibrate_output(net: nn.Sequential, inputs: torch.Tensor) -> None:
@@ -318,7 +291,6 @@ class AdversarialGenerator(Generator):
         self.conditions: list[str] = [BEAM_ENERGY] if self.conditional else []
         self.feature_map: FeatureMap | None = None
         self.beams: Beams | None = None
-        self.hadron_follows = False
         self.pre = AsinhScale([])
         self.scaler = Standardize()
         self.aug_pre = AsinhScale([])
@@ -361,9 +333,9 @@ class AdversarialGenerator(Generator):
         return list(self.feature_map.names[: self.n_generated])
 
     @property
-    def is_lepton_model(self) -> bool:
-        """True when the events are scattered leptons (DIS invariants and physicality apply)."""
-        return self.feature_map is not None and tuple(self.feature_map.fields) == LEPTON_FIELDS
+    def has_physical_limits(self) -> bool:
+        """True when the feature map's decoded events have domain limits to check (the DIS lepton maps)."""
+        return self.feature_map is not None and bool(self.feature_map.range_fields)
 
     def _require_prepared(self) -> None:
         if self.feature_map is None or self.network is None:
@@ -372,9 +344,9 @@ class AdversarialGenerator(Generator):
 
     # -- preparation: feature map, scalers, network ----------------------------------------------------
     def _beam_energy(self, events: EventBatch) -> np.ndarray:
-        """Per-event lepton beam energy (zeros for events without beams, e.g. toys)."""
-        if events.has(BEAM_ENERGY) or events.beams is not None:
-            return beam_energy_of(events)
+        """The feature map's per-event context (the lepton beam energy of DIS maps; zeros for maps without one)."""
+        if self.feature_map is not None and self.feature_map.needs_context:
+            return self.feature_map.context_of(events)
         return np.zeros(len(events))
 
     def _full_features(self, events: EventBatch) -> np.ndarray:
@@ -396,23 +368,21 @@ class AdversarialGenerator(Generator):
         if len(events) < 2:
             raise DataError("a GAN needs at least two training events", path=self.ctx.name, value=len(events))
         self.beams = events.beams
-        # symmetric E × E samples (sym_multienergy): the hadron beam energy follows the lepton's
-        self.hadron_follows = dict(events.meta.get("beam_setup") or {}).get("hadron_energy") == BEAM_ENERGY
-        self.feature_map = self.make_feature_map(events)
+        self.feature_map = self.make_feature_map(events).fit(events)
+        if isinstance(self.feature_map, CollectionMap) and self.feature_map.variable is not None:
+            raise ConfigError(f"collection {self.feature_map.variable!r} has a variable multiplicity: learn it with "
+                              "plugin = \"flow\", which draws the multiplicity and generates the particles given it",
+                              path=f"{self.ctx.name}.features", value=self.feature_map.variable)
         self.features = list(self.feature_map.fields)
         full = self._full_features(events)
         k = len(self.feature_map.names) - (1 if self.uniform_phi else 0)
         asinh = self.settings["preprocess"] == "asinh"
-        self.pre = AsinhScale([asinh and n in _ASINH_FEATURES for n in self.feature_map.names[:k]])
+        self.pre = AsinhScale([asinh and n in self.feature_map.heavy_tailed for n in self.feature_map.names[:k]])
         self._check_energy_scaling(k)
         scaled = self._to_scaled(torch.from_numpy(full[:, :k]), torch.from_numpy(self._beam_energy(events)))
         generated = self.pre.fit(scaled).transform(scaled)
         self.scaler.fit(generated, events.weights)
         if self.settings["augment"] or self.settings["linear_augment"]:
-            if not self.is_lepton_model:
-                raise ConfigError("augmented features need a lepton feature map (lepton_E, lepton_px, ...); this "
-                                  f"model learns {list(self.feature_map.names)}", path=f"{self.ctx.name}.augment",
-                                  value=self.settings["augment"])
             eb = torch.from_numpy(self._beam_energy(events))
             aug = self._augment(self.feature_map.inverse(torch.from_numpy(full), eb), eb)
             self.aug_pre = AsinhScale([asinh] * len(self.settings["augment"])
@@ -430,9 +400,9 @@ class AdversarialGenerator(Generator):
 
     def _training_ranges(self, events: EventBatch) -> dict[str, tuple[float, float]]:
         """The selection edges ``reject_outside_training`` keeps (see :class:`GANParams`)."""
-        if not (self.settings["reject_outside_training"] and self.is_lepton_model and self.beams is not None):
+        if not (self.settings["reject_outside_training"] and self.has_physical_limits and self.beams is not None):
             return {}
-        from mlegpipe.metrics.physicality import dis_variables
+        from mlegpipe_builtins.dis.physicality import dis_variables
 
         labels = {k: events.column(k) for k in ("Q2", "W2", "y") if events.has(k)}
         if len(labels) < 3:
@@ -483,10 +453,11 @@ class AdversarialGenerator(Generator):
         """The augmented features of the ``(n, 4)`` leptons (in units of E_b with ``energy_scaling``)."""
         if self.settings["energy_scaling"]:
             lepton = lepton / eb.to(lepton.dtype)[:, None]
-        out = augment(lepton, self.settings["augment"], path=f"{self.ctx.name}.augment")
+        fields, registry = self.feature_map.fields, self.ctx.lookup()
+        out = augment(lepton, fields, self.settings["augment"], path=f"{self.ctx.name}.augment", registry=registry)
         if self.settings["linear_augment"]:  # the linear copies (see GANParams.linear_augment)
-            out = torch.cat([out, augment(lepton, self.settings["linear_augment"],
-                                          path=f"{self.ctx.name}.linear_augment")], dim=1)
+            out = torch.cat([out, augment(lepton, fields, self.settings["linear_augment"],
+                                          path=f"{self.ctx.name}.linear_augment", registry=registry)], dim=1)
         return out
 
     def _build_network(self, n_out: int, calibrate: bool = True) -> nn.Module:
@@ -612,7 +583,7 @@ class AdversarialGenerator(Generator):
             rng = np.random.default_rng(seed if seed is not None else self.ctx.seed_sequence("phi"))
             raw = np.concatenate([raw, rng.uniform(-np.pi, np.pi, len(raw))[:, None]], axis=1)
         with np.errstate(all="ignore"):
-            return decode_events(self.feature_map, raw, eb, self.beams, hadron_follows=self.hadron_follows)
+            return decode_events(self.feature_map, raw, eb, self.beams)
 
     def decode(self, z: torch.Tensor, beam_energy: np.ndarray | float | None = None,
                seed: np.random.SeedSequence | None = None) -> EventBatch:
@@ -640,19 +611,19 @@ class AdversarialGenerator(Generator):
         beams = self.beams
         eb = columns.get(BEAM_ENERGY)
         if self.conditional and beams is not None and eb is not None and len(eb) and np.all(eb == eb[0]):
-            beams = beams_at(beams, float(eb[0]), self.hadron_follows)
-        return EventBatch.from_columns(columns, beams, {"generator": self.plugin_name})
+            beams = beams_at(beams, float(eb[0]))
+        return EventBatch.from_columns(self.feature_map.assemble(columns), beams, {"generator": self.plugin_name})
 
     def physical_mask(self, events: EventBatch) -> np.ndarray:
         """True for events inside the kinematic limits (finite; lepton models: 0 < x, y ≤ 1, W² ≥ M², ...)."""
         values = events.matrix(self.features)
         ok = np.isfinite(values).all(axis=1)
-        if self.is_lepton_model and self.beams is not None:
+        if self.has_physical_limits and self.beams is not None:
             eb = events.column(BEAM_ENERGY) if events.has(BEAM_ENERGY) else np.full(len(events),
                                                                                  self.beams.lepton_energy)
             for energy in np.unique(eb):
                 sel = eb == energy
-                beams = beams_at(self.beams, float(energy), self.hadron_follows)
+                beams = beams_at(self.beams, float(energy))
                 ok[sel] &= physical_mask(events.column("x")[sel], events.column("Q2")[sel],
                                          events.column("y")[sel], events.column("W2")[sel], beams)
         return ok
@@ -813,7 +784,7 @@ class AdversarialGenerator(Generator):
                     if self.uniform_phi and self.settings["augment"] else None
                 fake = self.discriminator_features(z, eb, phi).numpy()
             out = {"metric": sliced_wasserstein(real_np, np.nan_to_num(fake, nan=1e6, posinf=1e6, neginf=-1e6))}
-            if self.is_lepton_model:
+            if self.has_physical_limits:
                 _, ok = self.decode_columns(z, eb.numpy(), np.random.SeedSequence(seed))
                 out["unphysical"] = float(1.0 - ok.mean())
             return out
@@ -899,7 +870,6 @@ class AdversarialGenerator(Generator):
             "pre": self.pre.state_dict(),
             "feature_map": self.feature_map.config(),
             "beams": self.beams.to_dict() if self.beams is not None else None,
-            "hadron_follows": self.hadron_follows,
             "energy_scaling": bool(self.settings["energy_scaling"]),
             "log_condition": bool(self.settings["log_condition"]),
             "ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()},
@@ -916,7 +886,9 @@ class AdversarialGenerator(Generator):
         """Restore from :meth:`state_dict` (the ``Params`` must match the saved ones)."""
         try:
             self.beams = Beams.from_dict(dict(state["beams"])) if state.get("beams") else None
-            self.hadron_follows = bool(state.get("hadron_follows", False))
+            if state.get("hadron_follows") and self.beams is not None and not any(self.beams.fields):
+                # states written before beams declared their per-event energy fields (symmetric scans)
+                self.beams = self.beams.overridden({"lepton_energy": BEAM_ENERGY, "hadron_energy": BEAM_ENERGY})
             if bool(state.get("energy_scaling", False)) != bool(self.settings["energy_scaling"]):
                 raise CheckpointError(f"the state was trained with energy_scaling = {state.get('energy_scaling', False)}"
                                       f", these parameters say {self.settings['energy_scaling']}",
@@ -927,7 +899,7 @@ class AdversarialGenerator(Generator):
                                       f", these parameters say {self.settings['log_condition']}",
                                       path=f"{self.ctx.name}.log_condition",
                                       hint="set log_condition to the value it was trained with")
-            self.feature_map = make_feature_map(dict(state["feature_map"]), self.beams)
+            self.feature_map = make_feature_map(dict(state["feature_map"]), self.beams, registry=self.ctx.lookup())
             self.features = list(self.feature_map.fields)
             self.scaler.load_state_dict(state["scaler"])
             self.pre.load_state_dict(state["pre"])

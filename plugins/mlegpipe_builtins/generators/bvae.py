@@ -76,10 +76,9 @@ from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.features import (
-    FEATURE_MAPS,
+    CollectionMap,
     FeatureMap,
     Standardize,
-    beam_energy_of,
     decode_events,
     make_feature_map,
     sample_with_rejection,
@@ -163,9 +162,11 @@ class BVAEGenerator(Generator):
     @dataclass
     class Params:
         preset: str = param("cpu", choices=tuple(PRESETS), doc="'cpu' (small, fast) or 'published' (6 × 128, latent 20)")
-        feature_map: str = param("lepton_t", choices=tuple(FEATURE_MAPS),
-                                 doc="how events become features: lepton_t, nu, lepton_cartesian, or columns")
-        features: list[str] = param([], doc="event fields to learn with feature_map = 'columns'")
+        feature_map: str = param("auto", doc="how events become features: a registered map (DIS: lepton_t, nu, "
+                                             "nu_scaled, lepton_cartesian), columns or collection (the fields and "
+                                             "fixed-multiplicity particle collections in `features`); auto: "
+                                             "collection when `features` are given, else lepton_t")
+        features: list[str] = param([], doc="event fields and particle collections to learn (columns / collection)")
         latent: int | None = param(None, min=1, max=512, doc="latent dimension (None: from the preset)")
         layers: int | None = param(None, min=1, max=32, doc="hidden layers of encoder and decoder")
         width: int | None = param(None, min=1, max=4096, doc="neurons per hidden layer")
@@ -240,24 +241,39 @@ class BVAEGenerator(Generator):
         self.ranges: dict[str, tuple[float, float]] = {}
 
     # -- helpers --------------------------------------------------------------------------------------
-    def _make_map(self, events: EventBatch) -> FeatureMap:
+    @property
+    def map_name(self) -> str:
+        """The feature map: ``feature_map``, or for ``auto`` collection (with ``features``) or lepton_t."""
         name = self.params.feature_map
-        if name == "columns":
+        if name == "auto":
+            return "collection" if self.params.features else "lepton_t"
+        return name
+
+    def _make_map(self, events: EventBatch) -> FeatureMap:
+        name, where = self.map_name, self.ctx.name
+        if name in ("columns", "collection"):
             if not self.params.features:
-                raise ConfigError("feature_map = 'columns' needs the list of fields in `features`",
-                                  path=f"{self.ctx.name}.features", value=[])
-            missing = [f for f in self.params.features if not events.has(f)]
+                raise ConfigError(f"feature_map = {name!r} needs the list of fields in `features`",
+                                  path=f"{where}.features", value=[])
+            have = set(events.fields) | set(events.collections)
+            missing = [f for f in self.params.features if f not in have]
             if missing:
-                raise DataError("the training events have no such field (fields: " + ", ".join(events.fields) + ")",
-                                path=f"{self.ctx.name}.features", value=missing[0])
-            return make_feature_map({"name": "columns", "features": list(self.params.features)})
-        if events.beams is None:
+                raise DataError("the training events have no such field or collection (fields: "
+                                + ", ".join(events.fields) + ")", path=f"{where}.features", value=missing[0])
+            fmap = make_feature_map({"name": name, "features": list(self.params.features)},
+                                    registry=self.ctx.lookup()).fit(events)
+            if isinstance(fmap, CollectionMap) and fmap.variable is not None:
+                raise ConfigError(f"collection {fmap.variable!r} has a variable multiplicity: learn it with plugin = "
+                                  "\"flow\"", path=f"{where}.features", value=fmap.variable)
+            return fmap
+        fmap = make_feature_map(name, events.beams, path=f"{where}.feature_map", registry=self.ctx.lookup())
+        if fmap.needs_context and events.beams is None:
             raise DataError(f"feature map {name!r} needs the beam set-up; the training events carry no beams",
-                            path=f"{self.ctx.name}.feature_map", value=name)
-        return make_feature_map(name, events.beams)
+                            path=f"{where}.feature_map", value=name)
+        return fmap.fit(events)
 
     def _energies(self, events: EventBatch) -> np.ndarray:
-        return beam_energy_of(events) if self.feature_map.needs_beam_energy else np.zeros(len(events))
+        return self.feature_map.context_of(events) if self.feature_map.needs_context else np.zeros(len(events))
 
     def _to_model(self, raw: np.ndarray) -> np.ndarray:
         """Feature-map features → the learned features (``frame``, then ``preprocess``), before standardizing."""
@@ -317,7 +333,7 @@ class BVAEGenerator(Generator):
         self.beams = train.beams
         self.feature_map = self._make_map(train)
         self.features = list(self.feature_map.fields)
-        if self.params.frame == "lnx" and self.params.feature_map != "nu_scaled":
+        if self.params.frame == "lnx" and self.map_name != "nu_scaled":
             raise ConfigError("frame = 'lnx' needs feature_map = 'nu_scaled'", path=f"{self.ctx.name}.frame",
                               value=self.params.feature_map)
         raw = self.feature_map.encode(train)
@@ -505,7 +521,7 @@ class BVAEGenerator(Generator):
         if n < 0:
             raise ConfigError("the number of events must be >= 0", path=f"{self.ctx.name}.sample", value=n)
         rng = np.random.default_rng(seed)
-        energy = self.beams.lepton_energy if self.beams is not None and self.feature_map.needs_beam_energy else 0.0
+        energy = self.feature_map.context_from({}, 1, self.beams)[0] if self.feature_map.needs_context else 0.0
         reject = self.params.reject_unphysical
         # redraw = "smearing": each slot keeps its buffer event through the redraws of rejected smearings
         fixed = torch.from_numpy(rng.integers(0, len(self.buffer_mu), n)) \
@@ -528,7 +544,8 @@ class BVAEGenerator(Generator):
         self._counts["drawn"] += drawn
         self._counts["rejected"] += rejected
         self._counts["sampled"] += n
-        return EventBatch.from_columns(cols, self.beams, {"generator": "bvae", "sampling": self.settings["sampling"],
+        return EventBatch.from_columns(self.feature_map.assemble(cols), self.beams,
+                                       {"generator": "bvae", "sampling": self.settings["sampling"],
                                                           "rejected_fraction": rejected / drawn if drawn else 0.0})
 
     # -- state ----------------------------------------------------------------------------------------
@@ -553,7 +570,7 @@ class BVAEGenerator(Generator):
         """Restore from :meth:`state_dict`."""
         try:
             self.beams = Beams.from_dict(dict(state["beams"])) if state.get("beams") else None
-            self.feature_map = make_feature_map(dict(state["feature_map"]), self.beams)
+            self.feature_map = make_feature_map(dict(state["feature_map"]), self.beams, registry=self.ctx.lookup())
             self.features = list(self.feature_map.fields)
             self.scaler.load_state_dict(state["scaler"])
             self.vae = self._build(len(self.scaler.mean))
@@ -638,4 +655,4 @@ class _Gaussianize:
 @hookimpl
 def mlegpipe_register_stages(registry: Any) -> None:
     """Register the ``bvae`` generator."""
-    registry.add(BVAEGenerator, "bvae")
+    registry.add(BVAEGenerator)

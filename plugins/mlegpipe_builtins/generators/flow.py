@@ -1,44 +1,38 @@
 """The ``flow`` generator: a normalizing flow (zuko NSF or MAF) trained by maximum likelihood.
 
 The flow learns the features of a :mod:`feature map <mlegpipe.features.maps>`,
-standardized, optionally conditional on the standardized lepton beam energy.
-The default is the thesis ch. 7 map shifted by the beam energy,
-``(nu1 + ln 2E_b, nu2 - ln 2E_b, phi)`` with ``nu1 = ln(E' - p_par)``,
-``nu2 = ln(2E_b - E' - p_par)``: ``(ln Q², ln y, phi)`` at a collider
-(``feature_map = "nu_scaled"``; for one beam energy the same model as
-``"nu"``). On the HERA Pythia sample it matched at least as well as FAT-GAN's
-``(p_x, p_y, T(p_z))`` (``"lepton_t"``, ``p_par < E_b`` by construction):
-after 2500 steps χ²/ndf of Q² 1.14 vs 1.13, x 1.27 vs 1.35, classifier AUC
-0.499 vs 0.516; after 1500 steps Q² 1.15 vs 2.25. Conditional on E_b
-(trained at 10-50 GeV) it keeps the Q² cut and y ≤ 1 at fixed places, and
-at 15 GeV reached Q² χ²/ndf 0.92 where ``"nu"`` gave 7.99
-(benchmarks/bench_generators.py). Generated events are decoded to the lepton
-four-momentum plus x, Q², y, W², ν; events outside the kinematic limits (and,
-with ``reject = "training_range"``, outside the training sample's Q², W², y
-range) are redrawn and counted: :meth:`FlowGenerator.info` reports the fraction.
-Two bounds are mapped to infinity before the flow sees the features
-(:mod:`~mlegpipe_builtins.generators._flow_edges`): ln y is learned as
-ln(y / (1 - y)) (``y_transform = "logit"``: ln y where y << 1, the kinematic
-limit y -> 1 at infinity), and a feature with a hard edge in the training
-sample, a generation cut such as Q² > 1 GeV², is learned as ln of its distance
-to a bound just past the training extreme (``edges = "auto"``): a flow cannot
-draw a step, and rounding it off put events past the cut and too few at it.
+standardized, optionally conditional on any event-level fields
+(``conditions = ["beam_energy"]``, ``["sqrt_s"]``, ``["n_jets"]``). The events
+become features in :class:`~mlegpipe_builtins.generators._flow_space.FlowSpace`:
+a domain's map (the DIS default ``nu_scaled``: ``(ln Q², ln y, φ)`` of the
+scattered lepton at a collider, φ drawn uniformly, ln y learned as a logit),
+or, given ``features``, the event fields and particle collections themselves
+(``collection``: per particle ln p_T, η, φ, mass; a variable multiplicity is
+learned as a categorical and conditions the rest). Hard edges of the training
+sample (a generation cut) are mapped to infinity (``edges = "auto"``), heavy
+tails compressed (``preprocess = "auto"``). Generated events outside the
+map's physical limits (and, with ``reject = "training_range"``, outside the
+training range of the map's ``range_fields``) are redrawn and counted:
+:meth:`FlowGenerator.info` reports the fraction.
+
 Sampling uses the exact autoregressive inverse pruned to what each step needs
 (``sampler = "fast"``, :mod:`~mlegpipe_builtins.generators._flow_fast`: 3.5x
 fewer FLOPs than zuko's ``transform.inv`` for three features, same events up
 to float rounding); ``sampler = "zuko"`` keeps zuko's own inverse.
 ``sampler = "distilled"`` (:mod:`~mlegpipe_builtins.generators._flow_distill`)
 regresses a ReLU MLP (``distill_hidden``) on the exact inverse at the end of
-``fit`` (``distill_steps``; saved with the flow, and distilled on first use for
-a state written without one) and samples with it: one matmul-dominated pass
-without spline work, an approximation of the flow judged on held-out truth
-like any generator (README, benchmarks/bench_generators.py ``--samplers``).
+``fit`` and samples with it: an approximation of the flow judged on held-out
+truth like any generator (``benchmarks/bench_generators.py --samplers``).
+``sampler = "auto"`` takes the feature map's hint (distilled for the DIS lepton
+maps, where it was measured; fast otherwise). Checkpoints of earlier versions
+are migrated on loading (:mod:`~mlegpipe_builtins.generators._flow_state`).
 
 Example (TOML):
     [generator]
     plugin = "flow"
     steps = 2500
-    conditional = false
+    features = ["jets", "met"]      # particle collections and fields, or a domain map by default
+    conditions = ["n_jets"]         # optional
 """
 
 from __future__ import annotations
@@ -52,7 +46,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -60,28 +54,19 @@ import zuko
 
 from mlegpipe import distributed as ddp
 from mlegpipe import hookimpl
-from mlegpipe.beams import Beams
-from mlegpipe.events import BEAM_ENERGY, EventBatch
+from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
-from mlegpipe.features import (
-    FEATURE_MAPS,
-    AsinhScale,
-    FeatureMap,
-    Standardize,
-    beam_energy_of,
-    decode_events,
-    dis_labels,
-    make_feature_map,
-    sample_with_rejection,
-)
+from mlegpipe.features import sample_with_rejection
 from mlegpipe.generation import single_threaded_kernels
+from mlegpipe.metrics.distances import chi2_ndf
 from mlegpipe.schema import param
 from mlegpipe.stages import Discriminator, Generator, NetworkInputs, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule, warmup_schedule
 from mlegpipe.training.cuda_graph import GraphedLoss
 from mlegpipe_builtins.generators._flow_distill import DistilledSampler, distill
-from mlegpipe_builtins.generators._flow_edges import EdgeLog, ln_y_from_logit, logit_y_from_ln
 from mlegpipe_builtins.generators._flow_fast import FastFlowSampler
+from mlegpipe_builtins.generators._flow_space import FlowSpace
+from mlegpipe_builtins.generators._flow_state import migrate_state
 
 __all__ = ["PRESETS", "FlowGenerator", "mlegpipe_register_stages"]
 
@@ -91,30 +76,32 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": {"steps": 400, "transforms": 3, "hidden": [32, 32], "batch_size": 512, "validate_every": 100},
     "large": {"steps": 8000, "transforms": 6, "hidden": [128, 128], "bins": 12, "batch_size": 2048},
 }
-_RANGE_FIELDS = ("Q2", "W2", "y")
-_PHI = "lepton_phi"
 _SAMPLE_BLOCK = 262_144
 _DISTILL_POOL = 1 << 20  # (noise, features) pairs the distilled sampler is regressed on
 _DISTILL_STEPS_PER_STEP, _DISTILL_STEPS_MAX = 2.4, 6000  # distill_steps = 0: measured at 6000 for 2500 steps
 _CONTEXT_MARGIN = 0.5  # distil conditional flows this fraction of the trained context span beyond it
 _CHUNKED = (FastFlowSampler, DistilledSampler)  # samplers that run their chunks on data-parallel threads
 _DECODE_MIN = 8192  # events per decoding thread, at least
-_SPLINE_REACH = 4.5  # standardized reach beyond which preprocess = "auto" compresses a feature (splines: [-5, 5])
+_DEFAULT_MAP = "nu_scaled"  # without `features`: the DIS map measured best (README)
 
 
 @dataclass
 class FlowParams:
     """Parameters of the ``flow`` generator."""
 
-    feature_map: str = param("nu_scaled", choices=tuple(FEATURE_MAPS),
-                             doc="how events become features: nu_scaled (ln Q2, ln y, phi at a collider; best "
-                                 "measured), nu (ln(E'-p_par), ln(2E_b-E'-p_par), phi), lepton_t (p_x, p_y, "
-                                 "ln(E_b - p_par)), lepton_cartesian, or columns (the fields in `features`)")
-    features: list[str] = param([], doc="event fields to learn with feature_map = 'columns'")
-    conditional: bool = param(False, doc="condition on the (standardized) lepton beam energy")
+    feature_map: str = param("auto",
+                             doc="how events become features: a registered map (DIS: nu_scaled (ln Q2, ln y, phi at a "
+                                 "collider; best measured), nu, lepton_t, lepton_cartesian), columns (the flat fields "
+                                 "in `features`) or collection (fields and particle collections in `features`); "
+                                 "auto: collection when `features` are given, else nu_scaled")
+    features: list[str] = param([], doc="event fields and particle collections to learn (columns / collection)")
+    conditions: list[str] = param([], doc="event-level fields the flow is conditioned on (beam_energy, sqrt_s, "
+                                          "n_jets, ...): sampling needs a value of each")
+    conditional: bool = param(False, doc="shorthand for conditions = [\"beam_energy\"] (the per-event lepton beam "
+                                         "energy of DIS energy scans)")
     azimuth: str = param("uniform", choices=("uniform", "learned"),
-                         doc="the lepton azimuth lepton_phi, where it is a feature: drawn uniformly in [-pi, pi) "
-                             "(exact for unpolarized beams; the flow then models one dimension fewer) or learned")
+                         doc="features the map declares exactly uniform (the DIS lepton azimuth): drawn uniformly "
+                             "in [-pi, pi) (the flow then models one dimension fewer) or learned")
     flow: str = param("nsf", choices=("nsf", "maf"), doc="neural spline flow or masked affine flow")
     preset: str = param("default", choices=tuple(PRESETS), doc="size preset (changes only defaulted values)")
     steps: int = param(2500, min=1, doc="optimizer steps")
@@ -130,12 +117,12 @@ class FlowParams:
     metric: str = param("nll", choices=("nll", "chi2"),
                         doc="validation metric for the best state: negative log-likelihood or mean 1D chi2/ndf")
     preprocess: str = param("auto", choices=("auto", "asinh", "none"),
-                            doc="asinh on momentum components before standardizing (auto: on lepton_px/py/pz "
-                                "features, and for nsf on any feature whose standardized training values reach "
+                            doc="asinh before standardizing (auto: on the map's heavy-tailed features, e.g. the DIS "
+                                "lepton momentum components, and for nsf on any feature whose standardized training values reach "
                                 "beyond ±4.5: the splines act on [-5, 5] only, so a flow cannot generate a tail "
                                 "beyond it, e.g. ln Q² above ~300 GeV² at HERA; asinh: on every feature)")
     y_transform: str = param("logit", choices=("logit", "log"),
-                             doc="how the nu_scaled map's ln y is learned: logit (ln(y / (1 - y)): ln y where y << 1, "
+                             doc="how a map's logit features (nu_scaled's ln y) are learned: logit (ln(y / (1 - y)): ln y where y << 1, "
                                  "the kinematic limit y -> 1 moved to infinity, so the steep fall of the spectrum "
                                  "below it is spread out and no event reaches y >= 1) or log (ln y itself)")
     edges: str = param("auto", choices=("auto", "none"),
@@ -143,22 +130,23 @@ class FlowParams:
                            "within 0.05 standard deviations of its minimum or maximum, e.g. ln Q2 at a Q2 > Q2_min "
                            "generation cut) is learned as ln of its distance to a bound just past the training "
                            "extreme, so the flow need not draw a step and generates nothing beyond it (not for "
-                           "conditional flows on maps other than nu_scaled, whose edges move with the beam energy); "
+                           "conditional flows on maps whose edges move with the conditions); "
                            "none: off")
     replicas: int = param(1, min=1, doc="bootstrap ensemble size (1: one flow on the full sample)")
     noise: float = param(0.0, min=0.0, doc="Gaussian noise (standardized feature units) added to every training "
                                            "batch: the flow learns the density smoothed by a kernel of this width "
                                            "(0: none)")
     reject: str = param("physical", choices=("physical", "training_range", "none"),
-                        doc="redraw events beyond the kinematic limits (and the training Q2/W2/y range)")
+                        doc="redraw events beyond the map's physical limits (and the training range of its range "
+                            "fields: DIS Q2, W2, y)")
     checkpoint_every: int = param(500, min=0, doc="periodic training checkpoints in the run folder (0: none)")
     device: str = param("cpu", choices=("cpu", "cuda", "auto"),
                         doc="where training runs: cpu, cuda (this rank's GPU; the trained flows are moved back to "
                             "the CPU for sampling and saving) or auto (cuda when available). GPU training is not "
                             "bitwise reproducible")
     sampler: str = param("auto", choices=("auto", "fast", "zuko", "distilled"),
-                         doc="how events are drawn: auto (distilled for the lepton feature maps, where its quality "
-                             "was measured on HERA and 50x50 GeV Pythia; fast for feature_map = 'columns'), "
+                         doc="how events are drawn: auto (the feature map's hint: distilled for the DIS lepton maps, "
+                             "where its quality was measured on HERA and 50x50 GeV Pythia; fast otherwise), "
                              "fast (the exact autoregressive inverse, pruned to the outputs "
                              "each step needs: ~3.5x fewer FLOPs than zuko's, same weights and events up to float "
                              "rounding), zuko (flow.transform.inv, the reference) or distilled (a ReLU MLP regressed "
@@ -177,65 +165,57 @@ _DEFAULTS = {f.name: (f.default if f.default is not dataclasses.MISSING else f.d
              for f in dataclasses.fields(FlowParams)}
 
 
-def _resolve_preset(params: FlowParams) -> FlowParams:
-    """The preset's values for defaulted parameters, then the ``auto`` sampler and distillation length."""
+def _resolve(params: FlowParams, registry: Any) -> FlowParams:
+    """The preset's values for defaulted parameters, the feature map, conditions, sampler and distillation length."""
     changes = {k: v for k, v in PRESETS[params.preset].items() if getattr(params, k) == _DEFAULTS[k]}
     params = dataclasses.replace(params, **changes)
-    sampler = params.sampler if params.sampler != "auto" else \
-        ("fast" if params.feature_map == "columns" else "distilled")
+    feature_map = params.feature_map if params.feature_map != "auto" else \
+        ("collection" if params.features else _DEFAULT_MAP)
+    conditions = list(params.conditions) or (["beam_energy"] if params.conditional else [])
+    hint = registry.feature_maps.get(feature_map).sampler_hint if feature_map in registry.feature_maps else "fast"
+    sampler = params.sampler if params.sampler != "auto" else hint
     steps = params.distill_steps or min(_DISTILL_STEPS_MAX, math.ceil(_DISTILL_STEPS_PER_STEP * params.steps))
-    return dataclasses.replace(params, sampler=sampler, distill_steps=steps)
-
-
-def _beyond_spline_reach(x: torch.Tensor) -> list[bool]:
-    """Columns whose standardized values reach beyond ±:data:`_SPLINE_REACH` (zuko's splines act on [-5, 5]).
-
-    Example:
-        >>> x = torch.tensor([[0.0, 0.0]] * 99 + [[1.0, 100.0]], dtype=torch.float64)
-        >>> _beyond_spline_reach(x)
-        [True, True]
-        >>> _beyond_spline_reach(torch.randn(1000, 2, generator=torch.Generator().manual_seed(0)))
-        [False, False]
-    """
-    z = (x - x.mean(dim=0)) / x.std(dim=0).clamp_min(1e-12)
-    return [bool(v > _SPLINE_REACH) for v in z.abs().max(dim=0).values]
+    return dataclasses.replace(params, feature_map=feature_map, conditions=conditions, sampler=sampler,
+                               distill_steps=steps)
 
 
 class FlowGenerator(Generator):
-    """Normalizing flow (zuko NSF/MAF) on physical lepton features, optionally conditional on E_b.
+    """Normalizing flow (zuko NSF/MAF) on any feature map, optionally conditional on event-level fields.
 
     Example:
-        >>> # gen = FlowGenerator(FlowParams(steps=2500), StageContext("generator", seed=1))
-        >>> # history = gen.fit(train, valid)           # train/valid: EventBatch with the lepton and beams
-        >>> # events = gen.sample(100_000, np.random.SeedSequence(7))
-        >>> # gen.info()["rejected_fraction"]
+        >>> import numpy as np
+        >>> from mlegpipe.events import EventBatch
+        >>> rng = np.random.default_rng(0)
+        >>> train = EventBatch.from_columns({"a": rng.normal(size=2000), "b": rng.gamma(2.0, size=2000)})
+        >>> gen = FlowGenerator(FlowParams(features=["a", "b"], steps=30, validate_every=0), StageContext("g"))
+        >>> _ = gen.fit(train, train)
+        >>> len(gen.sample(100, np.random.SeedSequence(7))), gen.features
+        (100, ['a', 'b'])
     """
+
+    plugin_name: ClassVar[str] = "flow"
 
     Params = FlowParams
 
     def __init__(self, params: FlowParams, ctx: StageContext) -> None:
         super().__init__(params, ctx)
-        self.p = _resolve_preset(params)
-        if self.p.feature_map == "columns" and not self.p.features:
-            raise ConfigError("feature_map = 'columns' needs the list of event fields to learn",
-                              path=f"{ctx.name}.features", value=[])
-        self.conditions = [BEAM_ENERGY] if self.p.conditional else []
-        self.fmap: FeatureMap | None = None
-        self.beams: Beams | None = None
+        registry = ctx.lookup()
+        if params.feature_map not in ("auto", "columns", "collection") and params.feature_map not in \
+                registry.feature_maps:
+            raise ConfigError("unknown feature map; known: auto, " + ", ".join(registry.feature_maps.names()),
+                              path=f"{ctx.name}.feature_map", value=params.feature_map)
+        self.p = _resolve(params, registry)
+        if self.p.feature_map in ("columns", "collection") and not self.p.features:
+            raise ConfigError(f"feature_map = {self.p.feature_map!r} needs the list of event fields (and "
+                              "collections) to learn", path=f"{ctx.name}.features", value=[])
+        self.conditions = list(self.p.conditions)
+        self.space = self._new_space(self.p.azimuth)
         self.features = self._feature_names()
-        self._set_azimuth(self.p.azimuth)
-        self.y_transform = self.p.y_transform
-        self.edge = EdgeLog(self._edges_enabled())
-        self.pre = AsinhScale(self._asinh_columns())
-        self.scaler = Standardize()
-        self.cond_scaler = Standardize()
         self.flows: list[zuko.flows.Flow] = []
         self._samplers: list[torch.nn.Module] | None = None
         self.distilled: list[DistilledSampler] = []
         self.distill_report: list[dict[str, Any]] = []
         self.context_range: tuple[list[float], list[float]] | None = None
-        self.ranges: dict[str, tuple[float, float]] = {}
-        self.hadron_follows = False
         self._drawn = 0
         self._rejected = 0
         self._train_seconds = 0.0
@@ -243,116 +223,73 @@ class FlowGenerator(Generator):
         self._sampled = 0
 
     # -- construction ------------------------------------------------------------------
-    def _feature_names(self) -> list[str]:
-        if self.p.feature_map == "columns":
-            return list(self.p.features)
-        return list(FEATURE_MAPS[self.p.feature_map].names)
+    def _new_space(self, azimuth: str) -> FlowSpace:
+        return FlowSpace(self.p.feature_map, self.p.features, self.conditions, preprocess=self.p.preprocess,
+                         y_transform=self.p.y_transform, edges=self.p.edges, azimuth=azimuth,
+                         splines=self.p.flow == "nsf", registry=self.ctx.registry, where=self.ctx.name)
 
-    def _set_azimuth(self, azimuth: str) -> None:
-        """Which features the flow models: all of them, or all but a uniformly drawn ``lepton_phi``."""
-        self.azimuth = azimuth
-        uniform = azimuth == "uniform" and _PHI in self.features
-        self._phi_col = self.features.index(_PHI) if uniform else None
-        self.learned = [f for f in self.features if not (uniform and f == _PHI)]
+    def _feature_names(self) -> list[str]:
+        """What the checkpoint records as the features: a fixed map's feature names, else the requested fields."""
+        if self.p.feature_map in ("columns", "collection"):
+            return list(self.p.features)
+        return self.space.names
+
+    @property
+    def azimuth(self) -> str:
+        """``uniform`` or ``learned``: how the map's uniform features are treated."""
+        return self.space.azimuth
+
+    @property
+    def learned(self) -> list[str]:
+        """The features the flow models."""
+        return self.space.learned
 
     @property
     def noise_dim(self) -> int:
-        """Dimensions of the flow's base noise: the learned features (``lepton_phi`` excluded when uniform)."""
-        return len(self.learned)
+        """Dimensions of the flow's base noise: the learned features."""
+        return self.space.noise_dim
 
-    def _lny_column(self) -> int | None:
-        """The learned column holding ln y when it is learned as ln(y / (1 - y)) (``y_transform = "logit"``)."""
-        return self.learned.index("lny") if self.y_transform == "logit" and "lny" in self.learned else None
+    @property
+    def beams(self) -> Any:
+        """The beams of the training events."""
+        return self.space.beams
 
-    def _edges_enabled(self) -> bool:
-        """Edge maps where the edges stay put: unconditional flows, or (ln Q², ln y) at any beam energy."""
-        return self.p.edges == "auto" and (not self.p.conditional or self.p.feature_map == "nu_scaled")
-
-    def _asinh_columns(self) -> list[bool]:
-        if self.p.preprocess == "none":
-            return [False] * len(self.learned)
-        if self.p.preprocess == "asinh":
-            return [True] * len(self.learned)
-        return [f in ("lepton_px", "lepton_py", "lepton_pz") for f in self.learned]
+    @property
+    def fmap(self) -> Any:
+        """The fitted feature map."""
+        return self.space.fmap
 
     def _build_flow(self) -> zuko.flows.Flow:
-        n_feat, n_ctx = len(self.learned), len(self.conditions)
+        n_feat, n_ctx = len(self.learned), len(self.space.model_conditions)
         hidden = tuple(self.p.hidden)
         if self.p.flow == "nsf":
             return zuko.flows.NSF(n_feat, n_ctx, bins=self.p.bins, transforms=self.p.transforms,
                                   hidden_features=hidden)
         return zuko.flows.MAF(n_feat, n_ctx, transforms=self.p.transforms, hidden_features=hidden)
 
-    def _make_map(self, beams: Beams | None) -> FeatureMap:
-        if self.p.feature_map != "columns" and beams is None:
-            raise DataError(f"feature map {self.p.feature_map!r} needs the beam set-up, but the training events "
-                            "carry none", path=f"{self.ctx.name}.feature_map")
-        return make_feature_map(self.p.feature_map, beams, features=self.p.features,
-                                path=f"{self.ctx.name}.feature_map")
-
-    # -- tensors ----------------------------------------------------------------------
-    def _features_of(self, events: EventBatch) -> torch.Tensor:
-        """Model-space features: the map's learned features after the asinh preprocessing."""
-        x = self.fmap.encode(events)
-        if self._phi_col is not None:
-            x = np.delete(x, self._phi_col, axis=1)
-        x = torch.from_numpy(np.ascontiguousarray(x))
-        if (j := self._lny_column()) is not None:
-            x[:, j] = logit_y_from_ln(x[:, j])
-        if self.edge.lo is None:
-            self.edge.fit(x)
-        x = self.edge.transform(x)
-        if self.pre.mask is None:
-            if self.p.preprocess == "auto" and self.p.flow == "nsf":
-                self.pre.columns = [a or b for a, b in zip(self.pre.columns or [False] * x.shape[1],
-                                                            _beyond_spline_reach(x), strict=True)]
-            self.pre.fit(x)
-        return self.pre.transform(x)
-
-    def _energies_of(self, events: EventBatch) -> np.ndarray:
-        if self.fmap is not None and self.fmap.needs_beam_energy or self.conditions:
-            return beam_energy_of(events)
-        return np.zeros(len(events))
-
-    def _context(self, energies: np.ndarray) -> torch.Tensor | None:
-        if not self.conditions:
-            return None
-        return self.cond_scaler.transform(torch.from_numpy(np.asarray(energies, dtype=np.float64))[:, None]).float()
+    def _context(self, events: EventBatch) -> torch.Tensor | None:
+        return self.space.condition_tensor(self.space.condition_values(events, self.ctx.observables))
 
     def interpretation_inputs(self, events: EventBatch) -> NetworkInputs:
-        """What the flows see for ``events``: standardized features, standardized beam energy (context)."""
+        """What the flows see for ``events``: standardized features, standardized conditions (context)."""
         if not self.flows:
             raise ConfigError(f"generator {self.plugin_name or 'flow'!r} is used before it was trained or loaded",
                               path=self.ctx.name)
-        energies = self._energies_of(events)
-        z = self.scaler.transform(self._features_of(events)).float()
-        return NetworkInputs(z, self._context(energies), np.asarray(energies, dtype=np.float64))
+        z = self.space.encode(events, self.ctx.torch_generator("absent"))
+        return NetworkInputs(z, self._context(events), np.asarray(self.space.context_of(events), dtype=np.float64))
 
     # -- training -------------------------------------------------------------------------
     def fit(self, train: EventBatch, valid: EventBatch, discriminator: Discriminator | None = None) -> dict[str, Any]:
         """Maximum-likelihood training; returns the history (per replica) and the best validation."""
         start = time.perf_counter()
-        self.beams = train.beams
-        self.hadron_follows = dict(train.meta.get("beam_setup") or {}).get("hadron_energy") == BEAM_ENERGY
-        self.fmap = self._make_map(self.beams)
-        self.y_transform = self.p.y_transform
-        self.edge = EdgeLog(self._edges_enabled())
-        self.pre = AsinhScale(self._asinh_columns())
-        x_train = self._features_of(train)
-        x_valid = self._features_of(valid)
-        e_train, e_valid = self._energies_of(train), self._energies_of(valid)
-        self.scaler.fit(x_train, train.weights)
-        if self.conditions:
-            self.cond_scaler.fit(e_train[:, None])
-            if float(self.cond_scaler.std[0]) < 1e-9:
-                self.ctx.log.warning("conditional flow trained at a single beam energy %.4g GeV", e_train[0])
-                self.cond_scaler.std = torch.ones(1, dtype=torch.float64)
-        else:
-            self.cond_scaler = Standardize()
-        self.ranges = self._training_ranges(train)
-        z_train = self.scaler.transform(x_train).float()
-        z_valid = self.scaler.transform(x_valid).float()
-        c_train, c_valid = self._context(e_train), self._context(e_valid)
+        space = self.space = self._new_space(self.p.azimuth)
+        space.fit(train, range_cut=self.p.reject == "training_range")
+        self.features = self._feature_names()
+        absent = self.ctx.torch_generator("absent")
+        z_train, z_valid = space.encode(train, absent), space.encode(valid, absent)
+        x_sum = float(space.features(train).sum())
+        space.fit_conditions(space.condition_values(train, self.ctx.observables), self.ctx.log)
+        c_train, c_valid = self._context(train), self._context(valid)
         device = ddp.training_device(self.p.device, f"{self.ctx.name}.device")
         z_train, z_valid = z_train.to(device), z_valid.to(device)
         c_train, c_valid = (None if c is None else c.to(device) for c in (c_train, c_valid))
@@ -380,7 +317,7 @@ class FlowGenerator(Generator):
             idx_t = torch.from_numpy(np.asarray(idx))  # CPU indices also index CUDA tensors
             tensors = [z_train[idx_t]] + ([] if c_train is None else [c_train[idx_t]])
             fingerprint = hashlib.sha256(json.dumps([dataclasses.asdict(self.p), self.ctx.seed, len(train), r,
-                                                     float(x_train.sum())]).encode()).hexdigest()[:16]
+                                                     x_sum]).encode()).hexdigest()[:16]
             history, best = self._train_one(ctx, flow, tensors, None if w_train is None else w_train[idx_t], z_v, c_v,
                                             fingerprint)
             self.flows.append(flow.cpu().eval())
@@ -396,7 +333,8 @@ class FlowGenerator(Generator):
         """Regress one :class:`DistilledSampler` per replica on its flow's exact inverse (``sampler = "distilled"``)."""
         self.distilled, self.distill_report = [], []
         box = None
-        if self.conditions:
+        n_context = len(self.space.model_conditions)
+        if n_context:
             low, high = (torch.tensor(v, dtype=torch.float32) for v in self.context_range)
             margin = _CONTEXT_MARGIN * (high - low)
             box = (low - margin, high + margin)
@@ -405,7 +343,7 @@ class FlowGenerator(Generator):
             ctx = self.ctx if len(self.flows) == 1 else self.ctx.child(f"replica{r}")
             gen = torch.Generator().manual_seed(ctx.torch_seed("distill"))
             net, report = distill(lambda u, c, t=teacher: t(u, c, workers=1) if isinstance(t, FastFlowSampler)
-                                  else t(u, c), self.noise_dim, len(self.conditions),
+                                  else t(u, c), self.noise_dim, n_context,
                                   self.p.distill_hidden, steps=self.p.distill_steps, batch_size=self.p.distill_batch,
                                   lr=self.p.distill_lr, widen=self.p.distill_widen,
                                   pool=min(_DISTILL_POOL, self.p.distill_steps * self.p.distill_batch),
@@ -416,18 +354,8 @@ class FlowGenerator(Generator):
             self.distill_report.append(report)
         self._samplers = None
 
-    def _training_ranges(self, train: EventBatch) -> dict[str, tuple[float, float]]:
-        if self.p.reject != "training_range":
-            return {}
-        labels = {}
-        if self.beams is not None and self.p.feature_map != "columns":
-            cols = self.fmap.decode(self.fmap.encode(train), self._energies_of(train))
-            labels = dis_labels(cols, self._energies_of(train), self.beams, self.hadron_follows)
-        return {k: (float(np.min(v)), float(np.max(v))) for k, v in labels.items() if k in _RANGE_FIELDS}
-
     def _nll(self, flow: zuko.flows.Flow, z: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         return -flow(c).log_prob(z).mean()
-
     def _train_one(self, ctx: StageContext, flow: zuko.flows.Flow, tensors: list[torch.Tensor],
                    weights: torch.Tensor | None, z_v: torch.Tensor, c_v: torch.Tensor | None, fingerprint: str = ""
                    ) -> tuple[list[dict[str, float]], dict[str, Any]]:
@@ -476,27 +404,7 @@ class FlowGenerator(Generator):
         history = loop.run(resume=True if ctx.run_dir is not None and self.p.checkpoint_every else None)
         return history, {"best_step": loop.best_step, "best_metric": loop.best_metric}
 
-    # -- sampling ---------------------------------------------------------------------------
-    def _energies_for(self, n: int, conditions: Mapping[str, np.ndarray | float] | None) -> np.ndarray:
-        conditions = dict(conditions or {})
-        unknown = [k for k in conditions if k not in self.conditions]
-        if unknown:
-            raise ConfigError("this generator takes no such condition; it takes: "
-                              + (", ".join(self.conditions) or "none"), path=f"{self.ctx.name}.conditions",
-                              value=unknown[0])
-        if self.conditions:
-            if BEAM_ENERGY not in conditions:
-                raise ConfigError("this conditional flow needs a beam_energy for sampling",
-                                  path=f"{self.ctx.name}.conditions", value=None)
-            energies = np.broadcast_to(np.asarray(conditions[BEAM_ENERGY], dtype=np.float64), (n,)).copy()
-            if not (np.isfinite(energies).all() and (energies > 0).all()):
-                raise ConfigError("beam energies must be positive numbers of GeV", path=f"{self.ctx.name}.conditions",
-                                  value=float(energies[~(np.isfinite(energies) & (energies > 0))][0]))
-            return energies
-        if self.beams is not None:
-            return np.full(n, self.beams.lepton_energy)
-        return np.zeros(n)
-
+    # -- sampling -------------------------------------------------------------------------
     def samplers(self) -> list[torch.nn.Module]:
         """One module per replica mapping ``(noise, context)`` to model-space features (built on first use).
 
@@ -508,7 +416,7 @@ class FlowGenerator(Generator):
         if self._samplers is None:
             if self.p.sampler == "distilled":
                 if len(self.distilled) != len(self.flows):
-                    if self.conditions and self.context_range is None:
+                    if self.space.model_conditions and self.context_range is None:
                         self.ctx.log.warning("the state holds no distilled sampler and no trained context range "
                                              "to distil at; sampling with the exact inverse")
                         self._samplers = [self._sampler_of(flow, "fast") for flow in self.flows]
@@ -528,35 +436,44 @@ class FlowGenerator(Generator):
                 self.ctx.log.warning("fast sampler unavailable (%s); sampling with zuko's inverse", err)
         return _ZukoSampler(flow)
 
-    def _draw_features(self, sampler: torch.nn.Module, energies: np.ndarray, gen: torch.Generator,
+    def _draw_features(self, sampler: torch.nn.Module, condition: np.ndarray | None, n: int, gen: torch.Generator,
                        workers: int = 1) -> np.ndarray:
-        out = np.empty((len(energies), len(self.features)))
-        learned = [j for j in range(len(self.features)) if j != self._phi_col]
+        """All map features of ``n`` events: learned ones from the flow, uniform ones drawn (blocks of noise in order)."""
+        space = self.space
+        out = np.empty((n, len(space.names)))
+        learned = [j for j in range(len(space.names)) if j not in space.uniform_columns]
         with torch.inference_mode():
-            for lo in range(0, len(energies), _SAMPLE_BLOCK):
-                hi = min(lo + _SAMPLE_BLOCK, len(energies))
+            for lo in range(0, n, _SAMPLE_BLOCK):
+                hi = min(lo + _SAMPLE_BLOCK, n)
                 noise = torch.randn((hi - lo, len(self.learned)), generator=gen)
-                c = self._context(energies[lo:hi])
+                c = None if condition is None else space.condition_tensor(condition[lo:hi])
                 z = sampler(noise, c, workers=workers) if isinstance(sampler, _CHUNKED) else sampler(noise, c)
-                x = self.edge.inverse(self.pre.inverse(self.scaler.inverse(z.double())))
-                if (j := self._lny_column()) is not None:
-                    x[:, j] = ln_y_from_logit(x[:, j])
-                out[lo:hi, learned] = x.numpy()
-                if self._phi_col is not None:
-                    u = torch.rand(hi - lo, generator=gen, dtype=torch.float64).numpy()
-                    out[lo:hi, self._phi_col] = (2.0 * u - 1.0) * math.pi
+                out[lo:hi, learned] = space.unprocess(z)
+                uniform = space.draw_uniform(hi - lo, gen)
+                if uniform is not None:
+                    out[lo:hi, space.uniform_columns] = uniform
         return out
 
     def sample(self, n: int, seed: np.random.SeedSequence,
                conditions: Mapping[str, np.ndarray | float] | None = None) -> EventBatch:
-        """``n`` physical events, reproducibly from ``seed`` (rejected events are redrawn and counted)."""
+        """``n`` physical events, reproducibly from ``seed`` (rejected events are redrawn and counted).
+
+        ``conditions`` gives a value (or one per event) for each of :attr:`conditions`; the multiplicity of
+        a variable-multiplicity collection is drawn from the training distribution unless given.
+        """
         if not self.flows:
             raise DataError("the flow is sampled before it was trained or loaded", path=self.ctx.name)
         if n < 0:
             raise ConfigError("the number of events must be >= 0", path=f"{self.ctx.name}.sample", value=n)
         start = time.perf_counter()
-        energies = self._energies_for(n, conditions)
-        seeds = seed.spawn(2)
+        space = self.space
+        drawn_multiplicity = space.multiplicity_field() is not None and space.multiplicity_field() not in \
+            (conditions or {})
+        seeds = seed.spawn(3 if drawn_multiplicity else 2)
+        values, context = space.conditions_for(n, conditions, np.random.default_rng(seeds[2])
+                                               if drawn_multiplicity else None, self.ctx.name)
+        condition = np.stack([values[c] for c in space.model_conditions], axis=1) if space.model_conditions \
+            else None
         gen = torch.Generator().manual_seed(int(seeds[0].generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
         replica_rng = np.random.default_rng(seeds[1])
         check = self.p.reject != "none"
@@ -565,17 +482,18 @@ class FlowGenerator(Generator):
         workers = torch.get_num_threads() if all(isinstance(s, _CHUNKED) for s in samplers) else 1
 
         def draw(slots: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-            eb = energies[slots]
+            cond = None if condition is None else condition[slots]
             if len(samplers) == 1:
-                z = self._draw_features(samplers[0], eb, gen, workers)
+                z = self._draw_features(samplers[0], cond, len(slots), gen, workers)
             else:
-                z = np.empty((len(slots), len(self.features)))
+                z = np.empty((len(slots), len(space.names)))
                 which = replica_rng.integers(0, len(self.flows), len(slots))
                 for r, sampler in enumerate(samplers):
                     sel = which == r
                     if sel.any():
-                        z[sel] = self._draw_features(sampler, eb[sel], gen, workers)
-            cols, ok = self._decode(z, eb, workers)
+                        z[sel] = self._draw_features(sampler, None if cond is None else cond[sel], int(sel.sum()),
+                                                     gen, workers)
+            cols, ok = self._decode(z, context[slots], workers)
             return cols, ok if check else np.ones(len(slots), dtype=bool)
 
         with single_threaded_kernels() if workers > 1 else contextlib.nullcontext():
@@ -586,22 +504,22 @@ class FlowGenerator(Generator):
         self._sample_seconds += time.perf_counter() - start
         meta = {"generator": "flow", "flow": self.p.flow, "feature_map": self.p.feature_map, "azimuth": self.azimuth,
                 "rejected_fraction": rejected / drawn if drawn else 0.0}
-        return EventBatch.from_columns(cols, self.beams, meta)
+        return EventBatch.from_columns(space.fmap.assemble(cols, context), space.beams, meta)
 
-    def _decode(self, z: np.ndarray, eb: np.ndarray, workers: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """:func:`decode_events`, split over ``workers`` threads for large draws (same result)."""
+    def _decode(self, z: np.ndarray, context: np.ndarray, workers: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The space's decoding, split over ``workers`` threads for large draws (same result)."""
         if workers <= 1 or len(z) < 2 * _DECODE_MIN:
-            return decode_events(self.fmap, z, eb, self.beams, self.ranges, self.hadron_follows)
+            return self.space.decode(z, context)
         edges = np.linspace(0, len(z), workers + 1).astype(int)
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(lambda lo_hi: decode_events(
-                self.fmap, z[lo_hi[0]:lo_hi[1]], eb[lo_hi[0]:lo_hi[1]], self.beams, self.ranges,
-                self.hadron_follows), zip(edges[:-1], edges[1:], strict=True)))
+            parts = list(pool.map(lambda lo_hi: self.space.decode(z[lo_hi[0]:lo_hi[1]], context[lo_hi[0]:lo_hi[1]]),
+                                  zip(edges[:-1], edges[1:], strict=True)))
         cols = {k: np.concatenate([c[k] for c, _ in parts]) for k in parts[0][0]}
         return cols, np.concatenate([ok for _, ok in parts])
 
     def info(self) -> dict[str, Any]:
         """Rejected fraction, events sampled, training and generation speed."""
+        space = self.space
         return {
             "rejected_fraction": self._rejected / self._drawn if self._drawn else 0.0,
             "events_drawn": self._drawn,
@@ -611,30 +529,22 @@ class FlowGenerator(Generator):
             "events_per_second": self._sampled / self._sample_seconds if self._sample_seconds else None,
             "parameters": sum(p.numel() for f in self.flows for p in f.parameters()),
             "replicas": len(self.flows),
-            "edges": dict(zip(self.learned, self.edge.edged(), strict=True)) if self.edge.lo is not None else {},
-            "y_transform": self.y_transform if "lny" in self.learned else None,
+            "edges": dict(zip(self.learned, space.edge.edged(), strict=True)) if space.edge.lo is not None else {},
+            "y_transform": space.y_transform if space.fmap is not None and any(
+                f in self.learned for f in space.fmap.logit_features) else None,
             "sampler": type(self.samplers()[0]).__name__ if self.flows else None,
             "distill": list(self.distill_report),
         }
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Flows' weights, scalers, feature map and beams."""
+        """Flows' weights and the model space (feature map, preprocessing, scalers, beams)."""
         if not self.flows:
             raise DataError("the flow has no state before it is trained", path=self.ctx.name)
         return {
             "features": list(self.features),
-            "azimuth": self.azimuth,
             "conditions": list(self.conditions),
-            "feature_map": self.fmap.config(),
-            "beams": self.beams.to_dict() if self.beams is not None else {},
-            "edges": self.edge.state_dict(),
-            "y_transform": self.y_transform,
-            "preprocess": self.pre.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "cond_scaler": self.cond_scaler.state_dict() if self.conditions else {},
-            "ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()},
-            "hadron_follows": self.hadron_follows,
+            **self.space.state_dict(),
             "flows": [f.state_dict() for f in self.flows],
             "context_range": [list(v) for v in self.context_range] if self.context_range is not None else None,
             "distilled": [net.state() for net in self.distilled],
@@ -642,34 +552,21 @@ class FlowGenerator(Generator):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore from :meth:`state_dict`; refuses a state of another feature set or conditioning."""
+        """Restore from :meth:`state_dict` (states of earlier versions migrated); refuses another feature set or
+        conditioning."""
+        state = migrate_state(state)
         if list(state.get("features", [])) != self.features or list(state.get("conditions", [])) != self.conditions:
             raise CheckpointError(f"the state holds features {state.get('features')} conditional on "
                                   f"{state.get('conditions')}, but this flow is configured for features "
                                   f"{self.features} conditional on {self.conditions}", path=self.ctx.name)
-        azimuth = str(state.get("azimuth", "learned"))  # checkpoints before the option learned the azimuth
+        azimuth = str(state.get("azimuth"))
         if azimuth not in ("uniform", "learned"):
             raise CheckpointError("unknown azimuth treatment in the checkpoint", path=self.ctx.name, value=azimuth)
-        if azimuth != self.azimuth:
+        if azimuth != self.p.azimuth:
             self.ctx.log.info("the checkpoint's flow has azimuth = %r (configured: %r); using the checkpoint's",
-                              azimuth, self.azimuth)
-        self._set_azimuth(azimuth)
-        self.beams = Beams.from_dict(dict(state["beams"])) if state.get("beams") else None
-        self.fmap = make_feature_map(dict(state["feature_map"]))
-        try:
-            self.edge = EdgeLog().load_state_dict(state.get("edges"), len(self.learned))  # None: before edges
-        except DataError as err:
-            raise CheckpointError(str(err), path=f"{self.ctx.name}.edges") from None
-        self.y_transform = str(state.get("y_transform", "log"))  # states before the option learned ln y
-        if self.y_transform not in ("logit", "log"):
-            raise CheckpointError("unknown y_transform in the checkpoint", path=f"{self.ctx.name}.y_transform",
-                                  value=self.y_transform)
-        self.pre = AsinhScale().load_state_dict(state["preprocess"])
-        self.scaler = Standardize().load_state_dict(state["scaler"])
-        if self.conditions:
-            self.cond_scaler = Standardize().load_state_dict(state["cond_scaler"])
-        self.ranges = {k: (float(v[0]), float(v[1])) for k, v in dict(state.get("ranges", {})).items()}
-        self.hadron_follows = bool(state.get("hadron_follows", False))
+                              azimuth, self.p.azimuth)
+        self.space = self._new_space(azimuth)
+        self.space.load_state_dict(state, self.ctx.name)
         self.flows = []
         self._samplers = None
         for flow_state in state["flows"]:
@@ -689,10 +586,11 @@ class FlowGenerator(Generator):
         if self.distilled and len(self.distilled) != len(self.flows):
             raise CheckpointError(f"the state holds {len(self.distilled)} distilled samplers for {len(self.flows)} "
                                   "flows", path=f"{self.ctx.name}.distilled")
+        n_context = len(self.space.model_conditions)
         for net in self.distilled:
-            if (net.n_features, net.n_context) != (self.noise_dim, len(self.conditions)):
+            if (net.n_features, net.n_context) != (self.noise_dim, n_context):
                 raise CheckpointError(f"a distilled sampler maps {net.n_features} noise + {net.n_context} context "
-                                      f"dimensions, the flow {self.noise_dim} + {len(self.conditions)}",
+                                      f"dimensions, the flow {self.noise_dim} + {n_context}",
                                       path=f"{self.ctx.name}.distilled")
 
 
@@ -709,18 +607,24 @@ class _ZukoSampler(torch.nn.Module):
 
 
 def _mean_chi2(fake: np.ndarray, real: np.ndarray, bins: int = 40) -> float:
-    """Mean over features of the 1D chi2/ndf between two equal-size samples (quantile bins of ``real``)."""
+    """Mean over features of the 1D χ²/ndf (:func:`~mlegpipe.metrics.distances.chi2_ndf`, Poisson errors)
+    between two equal-size samples, on quantile bins of ``real``.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> 0.5 < _mean_chi2(rng.normal(size=(4000, 2)), rng.normal(size=(4000, 2))) < 2.0
+        True
+    """
     values = []
     for j in range(real.shape[1]):
         edges = np.unique(np.quantile(real[:, j], np.linspace(0, 1, bins + 1)))
-        g, _ = np.histogram(fake[:, j], edges)
-        t, _ = np.histogram(real[:, j], edges)
-        used = (g + t) > 0
-        values.append(float(np.sum((g[used] - t[used]) ** 2 / (g[used] + t[used])) / max(1, used.sum())))
+        g = np.histogram(fake[:, j], edges)[0].astype(float)
+        t = np.histogram(real[:, j], edges)[0].astype(float)
+        values.append(chi2_ndf(g, g, t, t)[0])
     return float(np.mean(values)) if values else math.nan
 
 
 @hookimpl
 def mlegpipe_register_stages(registry) -> None:  # noqa: ANN001 - pluggy passes the registry
     """Register the ``flow`` generator."""
-    registry.add(FlowGenerator, "flow")
+    registry.add(FlowGenerator)

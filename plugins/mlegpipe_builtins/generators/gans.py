@@ -28,8 +28,9 @@ import numpy as np
 from mlegpipe import hookimpl
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
-from mlegpipe.features import FeatureMap, beam_energy_of, make_feature_map
+from mlegpipe.features import FeatureMap, make_feature_map
 from mlegpipe.schema import param
+from mlegpipe_builtins.dis.maps import beam_energy_of
 from mlegpipe_builtins.generators._gan_base import (
     CPU_PRESET,
     PUBLISHED_PRESET,
@@ -184,16 +185,22 @@ class DSGAN(AdversarialGenerator):
 
     @dataclass
     class Params(GANParams):
-        features: list[str] = param([], doc="flat fields to learn directly (empty: the lepton p_x, p_y, p_z)")
+        features: list[str] = param([], doc="flat fields and fixed-multiplicity particle collections to learn "
+                                            "directly (empty: the lepton p_x, p_y, p_z)")
 
     def make_feature_map(self, events: EventBatch) -> FeatureMap:
-        """``columns`` on ``features`` if given, else ``lepton_cartesian``."""
+        """``collection`` on ``features`` if given (flat fields as they are, particles as ln p_T, η, φ, mass),
+        else ``lepton_cartesian``."""
         if self.params.features:
-            missing = [f for f in self.params.features if not events.has(f)]
+            have = set(events.fields) | set(events.collections)
+            missing = [f for f in self.params.features if f not in have]
             if missing:
-                raise DataError("the training events have no such field (fields: " + ", ".join(events.fields) + ")",
+                raise DataError("the training events have no such field or collection (fields: "
+                                + ", ".join(events.fields) + "; collections: " + (", ".join(events.collections)
+                                                                                  or "none") + ")",
                                 path=f"{self.ctx.name}.features", value=missing[0])
-            return make_feature_map({"name": "columns", "features": list(self.params.features)})
+            return make_feature_map({"name": "collection", "features": list(self.params.features)},
+                                    registry=self.ctx.lookup())
         return _lepton_map("lepton_cartesian", events, "dsgan")
 
 
@@ -250,7 +257,7 @@ class LSGANGenerator(AdversarialGenerator):
 @hookimpl
 def mlegpipe_register_stages(registry: Any) -> None:
     """Register the GAN generators: ``fatgan``, ``cfatgan``, ``dsgan``, ``lsgan``."""
-    registry.add(FATGAN, "fatgan")
-    registry.add(CFATGAN, "cfatgan")
-    registry.add(DSGAN, "dsgan")
-    registry.add(LSGANGenerator, "lsgan")
+    registry.add(FATGAN)
+    registry.add(CFATGAN)
+    registry.add(DSGAN)
+    registry.add(LSGANGenerator)

@@ -12,10 +12,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlegpipe import __version__, hookimpl
 from mlegpipe.exceptions import OutputError
+from mlegpipe.plan import ReportPlan
 from mlegpipe.schema import param
 from mlegpipe.stages import Report, RunRecord
 
@@ -38,14 +39,19 @@ def _jsonable(obj: Any) -> Any:
 class HtmlReport(Report):
     """Compare generated, folded and unfolded samples with truth; write metrics.json, plots/ and report.html.
 
-    Comparisons made from whatever samples the run has: ``generated`` vs
-    ``truth_test`` (floors from ``truth_valid``, memorization against
-    ``truth_train``), ``generated_detector`` vs ``truth_test_detector``,
-    ``unfolded`` vs the vertex truth of the unfolded data, ``refolded`` vs that
-    data; the amplification factor when the truth source is a toy with an exact
-    density; KL per beam energy for conditional samples; detector response;
-    training curves. The figures go into ``record.metrics[<section>]``.
+    The comparisons are the pipeline's plan (:func:`mlegpipe.plan.plan_report`):
+    each generator section's sample against its truth's test split (floors from
+    the validation split, memorization against the training split), folded
+    generated samples against the folded truth, learned surrogates against the
+    detector they learned, ``unfolded`` against the data's vertex truth and
+    ``refolded`` against the data; on the pipeline's observables with 2D maps
+    of its pairs; the amplification factor when the truth source is a toy with
+    an exact density; distributions per condition value for conditional
+    generators; detector response; training curves. The figures go into
+    ``record.metrics[<section>]``.
     """
+
+    plugin_name: ClassVar[str] = "html"
 
     @dataclass
     class Params:
@@ -58,20 +64,20 @@ class HtmlReport(Report):
 
     def write(self, record: RunRecord) -> list[str]:
         """Compute the metrics and write metrics.json, histories.json, plots/*.png and report.html."""
-        from mlegpipe.report.analysis import analyse_run, learned_surrogates, truth_setup
+        from mlegpipe.report.analysis import analyse_run
         from mlegpipe.report.html import write_report
 
         p = self.params
         if record.run_dir is None and self.ctx.run_dir is None:
             raise OutputError("no run folder to write the report into", path=self.ctx.name)
         run_dir = Path(record.run_dir if record.run_dir is not None else self.ctx.run_dir)
-        setup = truth_setup(record.stages)
-        analysis = analyse_run(record.samples, histories=record.histories, beams=setup["beams"],
-                               exact_density=setup["exact_density"], q2_min=setup["q2_min"],
-                               w2_min=setup["w2_min"], bins=p.bins, classifier=p.classifier,
+        conditions = {c.label: list(getattr(record.stages.get(c.section), "conditions", []))
+                      for c in (record.plan.comparisons if record.plan else []) if c.kind == "generator"}
+        analysis = analyse_run(record.samples, record.plan or ReportPlan(), histories=record.histories,
+                               observables=record.observables, truths=record.truths, conditions=conditions,
+                               bins=p.bins, classifier=p.classifier,
                                max_classifier_events=p.max_classifier_events, plots=p.plots, dpi=p.dpi,
-                               seed=int(record.seed),  # the pipeline seed: `mlegpipe report` reproduces it
-                               surrogates=learned_surrogates(record.stages))
+                               seed=int(record.seed))  # the pipeline seed: `mlegpipe report` reproduces it
         record.metrics[self.ctx.name] = analysis.metrics
         config_path = run_dir / "config.toml"
         config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else _toml(record.config)
@@ -113,4 +119,4 @@ def _toml(config: dict[str, Any]) -> str:
 @hookimpl
 def mlegpipe_register_stages(registry: StageRegistry) -> None:
     """Register the ``html`` report."""
-    registry.add(HtmlReport, "html")
+    registry.add(HtmlReport)

@@ -2,8 +2,8 @@
 
 Events (x, Q², φ) are drawn from d²σ/dx dQ² (one-photon exchange, F₂ from
 ALLM97, F_L from a fixed R) inside the cuts, with an adaptive importance grid
-in (ln x, ln Q²) and accept-reject (:mod:`mlegpipe.physics.sampler`), then
-turned into the scattered lepton in the lab frame (:mod:`mlegpipe.kinematics`).
+in (ln x, ln Q²) and accept-reject (:mod:`mlegpipe.sampling`), then
+turned into the scattered lepton in the lab frame (:mod:`mlegpipe_builtins.dis.kinematics`).
 
 Closure tests (not physics): ``x_power`` = a and ``q2_power`` = b multiply the
 sampled density by the smooth factor (x/x_ref)^a (Q²/Q²_ref)^b *before* the
@@ -35,21 +35,22 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
 from mlegpipe import hookimpl
-from mlegpipe.beams import PRESETS, Beams
+from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
-from mlegpipe.exceptions import PhysicsError
-from mlegpipe.kinematics import lepton_from_dis
-from mlegpipe.physics.allm97 import ALLM97_VALIDITY
-from mlegpipe.physics.dis_cross_section import BornCrossSection, DISRegion
-from mlegpipe.physics.sampler import GridSettings, SamplerStats, UnweightedSampler
+from mlegpipe.exceptions import MlegpipeError, PhysicsError
+from mlegpipe.sampling import GridSettings, SamplerStats, UnweightedSampler
 from mlegpipe.schema import param
 from mlegpipe.stages import TruthSource
+from mlegpipe_builtins.dis import BEAM_ENERGY
+from mlegpipe_builtins.dis.allm97 import ALLM97_VALIDITY
+from mlegpipe_builtins.dis.cross_section import BornCrossSection, DISRegion
+from mlegpipe_builtins.dis.kinematics import lepton_from_dis
 
 __all__ = ["BLOCK_SIZE", "DISTruth", "mlegpipe_register_stages"]
 
@@ -60,11 +61,14 @@ BLOCK_SIZE = 16384
 class DISTruth(TruthSource):
     """Inclusive DIS events (scattered lepton) from the ALLM97 Born cross section."""
 
+    plugin_name: ClassVar[str] = "dis"
+
     @dataclass
     class Params:
         """Parameters of the ``dis`` truth source."""
 
-        beams: str = param("hera", choices=tuple(PRESETS), doc="beam preset (hera, eic18x275, jlab, ...)")
+        beams: str = param("hera", doc="lepton-hadron beam preset (hera, eic18x275, eic10x100, jlab, clas, sym50, "
+                                       "or any registered one)")
         lepton_energy: float | None = param(None, doc="override the preset's lepton beam energy (GeV)")
         hadron_energy: float | None = param(None, doc="override the preset's proton beam energy (GeV)")
         lepton_direction: int | None = param(None, choices=(-1, 1), doc="override: +1 lepton along +z, -1 along -z")
@@ -104,9 +108,17 @@ class DISTruth(TruthSource):
     def _make_beams(self) -> Beams:
         """The preset with overrides; impossible energies name the TOML key."""
         p, sec = self.params, self.ctx.name
-        preset = PRESETS[p.beams]
-        lepton_energy = preset["lepton_energy"] if p.lepton_energy is None else p.lepton_energy
-        hadron_energy = preset["hadron_energy"] if p.hadron_energy is None else p.hadron_energy
+        presets = self.ctx.lookup().beam_presets
+        try:
+            preset = presets.get(p.beams, path=f"{sec}.beams")
+        except MlegpipeError as err:
+            raise PhysicsError(err.message, path=f"{sec}.beams", value=p.beams, hint=err.hint) from None
+        if not preset.is_lepton_hadron:
+            raise PhysicsError(f"inclusive DIS needs a lepton-hadron set-up; {p.beams!r} is {preset.label}",
+                               path=f"{sec}.beams", value=p.beams,
+                               hint="choose hera, eic18x275, eic10x100, jlab, clas or sym50")
+        lepton_energy = preset.lepton_energy if p.lepton_energy is None else p.lepton_energy
+        hadron_energy = preset.hadron_energy if p.hadron_energy is None else p.hadron_energy
         if not (math.isfinite(lepton_energy) and lepton_energy > 0):
             raise PhysicsError("lepton beam energy must be a positive number of GeV", path=f"{sec}.lepton_energy",
                                value=lepton_energy)
@@ -116,7 +128,7 @@ class DISTruth(TruthSource):
         if p.lepton_pdg is not None:
             overrides["lepton_pdg"] = p.lepton_pdg
         try:
-            return Beams.preset(p.beams, **overrides)
+            return preset.overridden(overrides)
         except PhysicsError as err:
             key = (err.path or "beams").split(".")[-1]
             raise PhysicsError(err.message, path=f"{sec}.{key}", value=err.value, hint=err.hint) from None
@@ -125,6 +137,10 @@ class DISTruth(TruthSource):
     def beams(self) -> Beams:
         """The beam set-up of the events."""
         return self._beams
+
+    def cuts(self) -> dict[str, float]:
+        """The Q² and W² generation cuts (the physicality checks enforce them on generated events)."""
+        return {"q2_min": self.params.q2_min, "w2_min": self.params.w2_min}
 
     @property
     def reweighted(self) -> bool:
@@ -182,7 +198,7 @@ class DISTruth(TruthSource):
             "lepton_E": energy, "lepton_px": px, "lepton_py": py, "lepton_pz": pz,
             "x": x, "Q2": q2, "y": q2 / (x * self.region.s_minus_m2),
             "W2": mass * mass + q2 * (1.0 - x) / x, "nu": q2 / (2.0 * mass * x),
-            "beam_energy": np.full(need, beams.lepton_energy),
+            BEAM_ENERGY: np.full(need, beams.lepton_energy),
         }
 
     def iter_batches(self) -> Iterator[EventBatch]:
@@ -251,4 +267,4 @@ class DISTruth(TruthSource):
 @hookimpl
 def mlegpipe_register_stages(registry: Any) -> None:
     """Register the ``dis`` truth source."""
-    registry.add(DISTruth, "dis")
+    registry.add(DISTruth)

@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
@@ -40,11 +40,12 @@ from tqdm import tqdm
 
 from mlegpipe import hookimpl
 from mlegpipe.beams import Beams
-from mlegpipe.events import BEAM_ENERGY, DIS_LABELS, LEPTON_FIELDS, WEIGHT, EventBatch
+from mlegpipe.events import WEIGHT, EventBatch
 from mlegpipe.exceptions import ConfigError, PhysicsError, PluginError
-from mlegpipe.kinematics import dis_from_lepton
 from mlegpipe.schema import param
 from mlegpipe.stages import StageContext, TruthSource
+from mlegpipe_builtins.dis import BEAM_ENERGY, DIS_LABELS, LEPTON_FIELDS
+from mlegpipe_builtins.dis.kinematics import dis_from_lepton
 from mlegpipe_builtins.truth.rootfile import beams_from_param
 
 __all__ = [
@@ -160,6 +161,8 @@ def scattered_lepton_index(event: Any, lepton_id: int) -> int:
 
 class PythiaSource(TruthSource):
     """Pythia 8 events: DIS (neutral current) at any beams, or any process from Pythia settings."""
+
+    plugin_name: ClassVar[str] = "pythia8"
 
     @dataclass
     class Params:
@@ -352,4 +355,4 @@ class PythiaSource(TruthSource):
 @hookimpl
 def mlegpipe_register_stages(registry: Any) -> None:
     """Register the ``pythia8`` truth source."""
-    registry.add(PythiaSource, "pythia8")
+    registry.add(PythiaSource)

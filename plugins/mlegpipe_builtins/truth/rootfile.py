@@ -1,9 +1,17 @@
 """The ``root`` truth source: events from ROOT TTrees, read chunk by chunk with bounded memory.
 
-Features are mapped from branches (``features = {Q2 = "Q2_true", ...}``),
-jagged particle lists from groups of branches (``collections``), and a safe
-selection string (``cut = "Q2 > 1 and y < 0.95"``) is applied while reading.
-Beams come from the ``beams`` parameter or from the file's ``mlegpipe_meta``.
+Features are mapped from branches (``features = {Q2 = "Q2_true", ...}``;
+default: every flat branch), particle collections from groups of branches
+(``collections = {jets = {pt = "jet_pt", eta = "jet_eta", phi = "jet_phi",
+mass = "jet_m"}}``, px/py/pz/E or pt/eta/phi/mass, jagged or fixed-size;
+default: the collections mlegpipe writes), and a safe selection string (``cut
+= "Q2 > 1 and y < 0.95"``) is applied while reading. Beams come from the
+``beams`` parameter or from the file's ``mlegpipe_meta``; a beam energy given
+as a string names the branch holding that beam's per-event energy, so a
+user's own energy scan needs no mlegpipe metadata::
+
+    beams = { preset = "sym50", lepton_energy = "beam_energy", hadron_energy = "beam_energy" }
+    beams = { a = { pdg = 2212, energy = "E_beam" }, b = { pdg = 2212, energy = "E_beam" }, preset = "lhc13" }
 
 Example (TOML):
     [truth]
@@ -15,65 +23,63 @@ Example (TOML):
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from tqdm import tqdm
 
 from mlegpipe import hookimpl
 from mlegpipe.beams import Beams
-from mlegpipe.events import BEAM_ENERGY, DIS_LABELS, LEPTON_FIELDS, WEIGHT, EventBatch
+from mlegpipe.events import WEIGHT, EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError
 from mlegpipe.formula import compile_formula
 from mlegpipe.rootio import beams_from_meta, describe_tree, expand_paths, read_events
 from mlegpipe.schema import param
 from mlegpipe.stages import StageContext, TruthSource
 
-__all__ = ["CANONICAL_FIELDS", "RootSource", "beams_from_param"]
-
-#: Branch names picked up by default when ``features`` is not given.
-CANONICAL_FIELDS: tuple[str, ...] = (*LEPTON_FIELDS, *DIS_LABELS, BEAM_ENERGY, WEIGHT)
+__all__ = ["RootSource", "beams_from_param"]
 
 
 def beams_from_param(value: str | dict[str, Any], path: str) -> Beams:
-    """A :class:`Beams` from a preset name or a table (``{preset = "hera", lepton_energy = 30}`` or energies).
+    """A :class:`Beams` from a preset name or a table (:meth:`mlegpipe.beams.Beams.from_table`).
 
     Example:
         >>> beams_from_param({"lepton_energy": 10.0, "hadron_energy": 100.0}, "truth.beams").sqrt_s > 60
         True
+        >>> beams_from_param({"preset": "lhc13", "energy": "E_beam"}, "truth.beams").fields
+        ('E_beam', 'E_beam')
     """
     try:
-        if isinstance(value, str):
-            return Beams.preset(value)
-        table = dict(value)
-        preset = table.pop("preset", None)
-        return Beams.preset(preset, **table) if preset else Beams(**table)
+        return Beams.from_table(value, path=path)
     except MlegpipeError as err:
-        raise ConfigError(err.message, path=path, value=value, hint=err.hint) from None
-    except TypeError as err:
-        raise ConfigError(f"not a beam set-up ({err}); give a preset name or lepton_energy, hadron_energy, "
-                          "lepton_pdg, lepton_direction", path=path, value=value) from None
+        raise ConfigError(err.message, path=err.path or path, value=value, hint=err.hint) from None
 
 
 class RootSource(TruthSource):
     """Events from ROOT files (TTrees), with feature mapping, particle collections and a safe cut."""
 
+    plugin_name: ClassVar[str] = "root"
+
     @dataclass
     class Params:
         files: list[str] = param([], doc="ROOT files or glob patterns, read in sorted order")
         tree: str = param("events", doc="TTree name")
-        features: dict[str, str] = param({}, doc="feature name -> branch; default: branches named like the "
-                                                 "canonical fields (lepton_E ..., x, Q2, y, W2, nu, beam_energy)")
+        features: dict[str, str] = param({}, doc="feature name -> branch; default: every flat branch (but counters "
+                                                 "and the weight branch)")
         collections: dict[str, dict[str, str]] | None = param(
-            None, doc="jagged collections: name -> {px=..., py=..., pz=..., E=..., pid=..., charge=...}; "
-                      "default: the collections written by mlegpipe")
+            None, doc="particle collections: name -> {px=..., py=..., pz=..., E=...} or {pt=..., eta=..., phi=..., "
+                      "mass=...}, optionally pid=..., charge=...; jagged or fixed-size branches; default: the "
+                      "collections written by mlegpipe")
         cut: str = param("", doc="selection, e.g. 'Q2 > 1 and y < 0.95' (safe formula, no Python eval)")
         weight: str = param("", doc="branch holding per-event weights (becomes the 'weight' field)")
         events: int = param(0, min=0, doc="read at most this many events (0: all)")
         step_size: int | str = param("50 MB", doc="chunk size: events (int) or memory ('50 MB')")
-        beams: str | dict[str, Any] | None = param(None, doc="beam preset or table; default: from file metadata")
+        beams: str | dict[str, Any] | None = param(
+            None, doc="beam preset or table (an energy given as a branch name: per-event energies); default: "
+                      "from file metadata")
 
     def __init__(self, params: Params, ctx: StageContext) -> None:
         super().__init__(params, ctx)
@@ -93,10 +99,8 @@ class RootSource(TruthSource):
         if self.params.features:
             branches = dict(self.params.features)
         else:
-            branches = {f: f for f in CANONICAL_FIELDS if f in flat and f != WEIGHT}
-            if not branches:  # not an event file of mlegpipe's conventions: take every flat branch
-                counters = set(layout["counters"])
-                branches = {b: b for b in flat if b not in counters and b != self.params.weight}
+            counters = set(layout["counters"])
+            branches = {b: b for b in flat if b not in counters and b not in (self.params.weight, WEIGHT)}
         if self.params.weight:
             branches[WEIGHT] = self.params.weight
         elif not self.params.features and WEIGHT in flat:
@@ -105,6 +109,9 @@ class RootSource(TruthSource):
         if collections is None:
             collections = layout["collections"]
         self._check_layout(layout, branches, collections)
+        self._check_beam_fields(layout)
+        for name in (f for f in (self.beams.fields if self.beams is not None else ()) if f):
+            branches.setdefault(name, name)
         return branches, collections
 
     def _check_layout(self, layout: dict[str, Any], branches: dict[str, str],
@@ -126,9 +133,24 @@ class RootSource(TruthSource):
 
     @property
     def beams(self) -> Beams | None:
-        if self._beams is not None:
-            return self._beams
-        return beams_from_meta(self._file_meta or {})
+        """The ``beams`` parameter, else the file's; per-event energy fields the file declares are kept when the
+        parameter declares none."""
+        from_file = beams_from_meta(self._file_meta or {})
+        if self._beams is None:
+            return from_file
+        if not any(self._beams.fields) and from_file is not None and any(from_file.fields):
+            return dataclasses.replace(self._beams, fields=from_file.fields)
+        return self._beams
+
+    def _check_beam_fields(self, layout: dict[str, Any]) -> None:
+        """Declared per-event energy branches must exist (and are read as fields)."""
+        beams = self.beams
+        for name in (f for f in (beams.fields if beams is not None else ()) if f):
+            if name not in layout["flat"]:
+                close = difflib.get_close_matches(name, layout["branches"], n=3, cutoff=0.5)
+                raise DataError(f"the beams declare per-event energies in branch {name!r}, which tree "
+                                f"{self.params.tree!r} of {self.paths[0]} does not have", path=f"{self.ctx.name}.beams",
+                                value=name, hint="close matches: " + ", ".join(close) if close else None)
 
     def iter_batches(self) -> Iterator[EventBatch]:
         beams = self.beams
@@ -149,7 +171,7 @@ class RootSource(TruthSource):
         meta = self._file_meta or {}
         out: dict[str, Any] = {"files": [str(p) for p in self.paths], "events_read": self._selected,
                                "features": self.branches}
-        for key in ("generator", "cross_section_pb", "cross_section_error_pb"):
+        for key in ("generator", "cross_section_pb", "cross_section_err_pb", "cross_section_error_pb"):
             if key in meta:
                 out[key] = meta[key]
         return out
@@ -158,4 +180,4 @@ class RootSource(TruthSource):
 @hookimpl
 def mlegpipe_register_stages(registry: Any) -> None:
     """Register the ``root`` truth source."""
-    registry.add(RootSource, "root")
+    registry.add(RootSource)

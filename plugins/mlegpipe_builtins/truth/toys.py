@@ -46,7 +46,6 @@ BLOCK_EVENTS = 50_000
 class ToySource(TruthSource):
     """Common sampling loop of the toy sources; subclasses build the density in :meth:`make_toy`."""
 
-    toy_name: ClassVar[str] = ""
 
     def __init__(self, params: Any, ctx: Any) -> None:
         super().__init__(params, ctx)
@@ -61,10 +60,10 @@ class ToySource(TruthSource):
 
     def iter_batches(self) -> Iterator[EventBatch]:
         n_total = self.params.events
-        meta = {"generator": f"mlegpipe toys/{self.toy_name}", "seed": self.ctx.seed, **self.toy.describe(),
+        meta = {"generator": f"mlegpipe toys/{self.plugin_name}", "seed": self.ctx.seed, **self.toy.describe(),
                 "params": asdict(self.params)}
         n_blocks = -(-n_total // BLOCK_EVENTS)
-        for block in tqdm(range(n_blocks), desc=f"{self.ctx.name}: {self.toy_name}", unit="block",
+        for block in tqdm(range(n_blocks), desc=f"{self.ctx.name}: {self.plugin_name}", unit="block",
                           disable=not self.ctx.progress):
             n = min(BLOCK_EVENTS, n_total - block * BLOCK_EVENTS)
             # a whole block is always drawn, so a larger event count only appends events
@@ -82,7 +81,7 @@ class ToySource(TruthSource):
 class CamelSource(ToySource):
     """1D camel back (seed 002 eq. 1): (N(-mu, sigma) + N(mu, sigma)) / 2, feature ``x``."""
 
-    toy_name = "camel"
+    plugin_name: ClassVar[str] = "camel"
 
     @dataclass
     class Params:
@@ -104,7 +103,7 @@ class _ShellParams:
 class RingSource(ToySource):
     """2D Gaussian ring (seed 002 eq. 3): Gaussian radial profile, uniform angle, features ``x, y``."""
 
-    toy_name = "ring"
+    plugin_name: ClassVar[str] = "ring"
     Params = _ShellParams
 
     def make_toy(self) -> ToyDensity:
@@ -114,7 +113,7 @@ class RingSource(ToySource):
 class Shell5DSource(ToySource):
     """5D Gaussian spherical shell (seed 002 eq. 4), isotropic, features ``x1 … x5``."""
 
-    toy_name = "shell5d"
+    plugin_name: ClassVar[str] = "shell5d"
     Params = _ShellParams
 
     def make_toy(self) -> ToyDensity:
@@ -124,7 +123,7 @@ class Shell5DSource(ToySource):
 class VertexGaussSource(ToySource):
     """Thesis ch. 6.3 toy1: Gaussian vertex-level features ``v1 … vD`` (folding training sample)."""
 
-    toy_name = "vertex-gauss"
+    plugin_name: ClassVar[str] = "vertex-gauss"
 
     @dataclass
     class Params:
@@ -140,7 +139,7 @@ class VertexGaussSource(ToySource):
 class VertexUniformSource(ToySource):
     """Thesis ch. 6.3 toy2: uniform vertex-level features ``v1 … vD`` in [low, high] (folding test sample)."""
 
-    toy_name = "vertex-uniform"
+    plugin_name: ClassVar[str] = "vertex-uniform"
 
     @dataclass
     class Params:
@@ -161,4 +160,4 @@ class VertexUniformSource(ToySource):
 def mlegpipe_register_stages(registry: Any) -> None:
     """Register the five toy truth sources."""
     for cls in (CamelSource, RingSource, Shell5DSource, VertexGaussSource, VertexUniformSource):
-        registry.add(cls, cls.toy_name)
+        registry.add(cls)

@@ -1,11 +1,11 @@
 """Observables of unfolding reports: extraction from events, common binnings, binned comparisons.
 
-An observable is an event field (``x``, ``Q2``, a toy's ``a``) or a quantity
-derived from the scattered lepton (``nu1``, ``nu2``, ``lepton_theta``,
-``lepton_P``, ...). DIS labels missing from a sample are computed from its
-lepton (electron method). Values that are undefined for an event (ν₂ of a
-smeared lepton beyond the kinematic limit, an unmeasured lepton) are NaN and
-left out of histograms.
+An observable is an event field (``x``, ``Q2``, a toy's ``a``) or any observable
+the events allow (:mod:`mlegpipe.observables`; the DIS domain derives ``nu1``,
+``nu2``, ``lepton_theta``, ``lepton_P`` from the scattered lepton, and its
+labels from the lepton where a sample lacks them). Values that are undefined
+for an event (ν₂ of a smeared lepton beyond the kinematic limit, an unmeasured
+lepton) are NaN and left out of histograms.
 
 Example:
     >>> import numpy as np
@@ -22,42 +22,28 @@ from typing import Any
 
 import numpy as np
 
-from mlegpipe.events import DIS_LABELS, LEPTON_FIELDS, EventBatch
-from mlegpipe.exceptions import DataError
+from mlegpipe.events import EventBatch
 from mlegpipe.metrics.distances import triangular_discriminator, wasserstein1
-from mlegpipe.metrics.histograms import LOG_FEATURES, edges_for, histogram
-from mlegpipe.schema import suggest
-from mlegpipe_builtins.detectors._fold_features import DERIVED_FEATURES
+from mlegpipe.metrics.histograms import edges_for, histogram
+from mlegpipe.observables import resolve
+from mlegpipe_builtins.detectors._fold_features import feature_values
 
 __all__ = ["binning", "compare", "density", "observable"]
 
 
 def observable(batch: EventBatch, name: str, where: str = "events") -> np.ndarray:
-    """The values of ``name`` per event (float64, NaN where undefined).
+    """The values of ``name`` per event (float64, NaN where undefined): the surrogates' feature convention
+    (:func:`~mlegpipe_builtins.detectors._fold_features.feature_values`).
 
     Raises:
-        DataError: ``name`` is neither a field nor computable from the lepton.
+        DataError: ``name`` is neither a field nor an observable computable from the events.
     """
-    if batch.has(name):
-        return batch.column(name)
-    has_lepton = all(batch.has(f) for f in LEPTON_FIELDS)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if name in DIS_LABELS and has_lepton and batch.beams is not None:
-            from mlegpipe.kinematics import dis_from_lepton
-
-            return dis_from_lepton(*(batch.column(f) for f in LEPTON_FIELDS), batch.beams)[name]
-        if name in DERIVED_FEATURES and has_lepton:
-            try:
-                return np.asarray(DERIVED_FEATURES[name](batch), dtype=np.float64)
-            except DataError as err:
-                raise DataError(f"cannot compute observable {name!r}: {err.message}", path=where) from None
-    known = batch.fields + [n for n in (*DERIVED_FEATURES, *DIS_LABELS) if has_lepton]
-    raise DataError("no such observable; have: " + ", ".join(known), path=where, value=name,
-                    hint=suggest(name, known))
+        return np.asarray(feature_values(batch, name, where), dtype=np.float64)
 
 
 def binning(name: str, samples: Sequence[np.ndarray], bins: int) -> np.ndarray:
-    """Common edges for one observable: between pooled 0.1% and 99.9% quantiles, log10 for x, Q², W², ν.
+    """Common edges for one observable: between pooled 0.1% and 99.9% quantiles, log10 for observables declared log.
 
     For the log-binned observables only positive values count.
 
@@ -66,7 +52,7 @@ def binning(name: str, samples: Sequence[np.ndarray], bins: int) -> np.ndarray:
         [0.01, 5.0, 9.99]
     """
     finite = [s[np.isfinite(s)] for s in samples]
-    log = name in LOG_FEATURES
+    log = resolve(name).log
     if log:  # smeared x, Q² can leave the physical range: such events fall outside the bins
         finite = [s[s > 0] for s in finite]
     return edges_for(finite, bins=bins, log=log, quantiles=(0.001, 0.999))

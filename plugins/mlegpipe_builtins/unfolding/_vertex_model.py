@@ -17,7 +17,7 @@ Example:
     >>> from mlegpipe.beams import Beams
     >>> t = lambda v: torch.tensor([v], dtype=torch.float64)
     >>> e, px, py, pz = lepton_tensors(t(2.0), t(3.0), t(0.0), Beams.preset("hera"))
-    >>> from mlegpipe.kinematics import lepton_from_nu
+    >>> from mlegpipe_builtins.dis.kinematics import lepton_from_nu
     >>> ref = lepton_from_nu([2.0], [3.0], [0.0], Beams.preset("hera"))
     >>> bool(abs(float(e[0]) - ref[0][0]) < 1e-9 and abs(float(pz[0]) - ref[3][0]) < 1e-9)
     True
@@ -32,9 +32,10 @@ import numpy as np
 import torch
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import DIS_LABELS, LEPTON_FIELDS, EventBatch
+from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
-from mlegpipe.kinematics import dis_from_lepton, lepton_from_nu
+from mlegpipe_builtins.dis import DIS_LABELS, LEPTON_FIELDS
+from mlegpipe_builtins.dis.kinematics import dis_from_lepton, lepton_from_nu
 
 __all__ = ["LEPTON_DERIVED", "NU_BOUND", "QUANTILE_Z", "VertexDecoder", "lepton_tensors", "nu_quantiles"]
 
@@ -101,7 +102,7 @@ LEPTON_DERIVED: tuple[str, ...] = (*LEPTON_FIELDS, "nu1", "nu2", "lepton_P", "le
 def lepton_tensors(
     nu1: torch.Tensor, nu2: torch.Tensor, phi: torch.Tensor, beams: Beams
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Differentiable :func:`mlegpipe.kinematics.lepton_from_nu`: ``(E, px, py, pz)`` of a massless lepton."""
+    """Differentiable :func:`mlegpipe_builtins.dis.kinematics.lepton_from_nu`: ``(E, px, py, pz)`` of a massless lepton."""
     a = torch.exp(nu1)
     b = 2.0 * beams.lepton_energy - torch.exp(nu2)
     energy = 0.5 * (a + b)

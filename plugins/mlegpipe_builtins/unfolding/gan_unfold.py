@@ -67,7 +67,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mlegpipe import hookimpl
-from mlegpipe.events import LEPTON_FIELDS, EventBatch
+from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, PluginError
 from mlegpipe.generation import single_threaded_kernels
 from mlegpipe.losses import mmd2, sliced_wasserstein2
@@ -87,6 +87,7 @@ from mlegpipe.schema import param
 from mlegpipe.stages import Detector, Discriminator, RunRecord, Unfolding
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule
 from mlegpipe.unfold import Band, pull_summary, response_matrix, unrecoverable_bins
+from mlegpipe_builtins.dis import LEPTON_FIELDS
 from mlegpipe_builtins.unfolding._baselines import ibu_unfold, omnifold_unfold
 from mlegpipe_builtins.unfolding._compare2d import compare_2d
 from mlegpipe_builtins.unfolding._critic_view import CriticView
@@ -199,6 +200,8 @@ class GanUnfold(Unfolding):
         >>> GanUnfold.Params().observables[:2]
         ['nu1', 'nu2']
     """
+
+    plugin_name: ClassVar[str] = "gan-unfold"
 
     @dataclass
     class Params:
@@ -1068,7 +1071,7 @@ def _default_pairs(record: RunRecord, surrogate: str) -> list[str]:
 @hookimpl
 def mlegpipe_register_stages(registry: Any) -> None:
     """Register ``gan-unfold``."""
-    registry.add(GanUnfold, "gan-unfold")
+    registry.add(GanUnfold)
 
 
 @dataclass

@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 
 from mlegpipe.beams import Beams
 from mlegpipe.exceptions import PhysicsError
-from mlegpipe.physics.allm97 import ALLM97_VALIDITY, f2_allm97
+from mlegpipe_builtins.dis.allm97 import ALLM97_VALIDITY, f2_allm97
 
 __all__ = [
     "ALPHA_EM",

@@ -23,7 +23,7 @@ literature; use the electron method at fixed target. Undefined results
 Example:
     >>> import numpy as np
     >>> from mlegpipe.beams import Beams
-    >>> from mlegpipe.kinematics import lepton_from_dis
+    >>> from mlegpipe_builtins.dis.kinematics import lepton_from_dis
     >>> hera = Beams.preset("hera")
     >>> E, px, py, pz = lepton_from_dis(np.array([0.01]), np.array([100.0]), np.array([0.3]), hera)
     >>> round(float(electron_method(E, px, py, pz, hera)["Q2"][0]), 6)
@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from mlegpipe.beams import Beams
-from mlegpipe.kinematics import dis_from_lepton
+from mlegpipe_builtins.dis.kinematics import dis_from_lepton
 
 __all__ = ["dis_from_y_q2", "double_angle", "electron_method", "hadronic_sums", "jacquet_blondel", "sigma_method"]
 
@@ -72,7 +72,7 @@ def dis_from_y_q2(y: ArrayLike, Q2: ArrayLike, beams: Beams,  # noqa: N803 - phy
 
 def electron_method(E: ArrayLike, px: ArrayLike, py: ArrayLike, pz: ArrayLike, beams: Beams,  # noqa: N803
                     lepton_energy: ArrayLike | None = None) -> dict[str, np.ndarray]:
-    """Invariants from the scattered lepton four-momentum (exact; see :func:`mlegpipe.kinematics.dis_from_lepton`).
+    """Invariants from the scattered lepton four-momentum (exact; see :func:`mlegpipe_builtins.dis.kinematics.dis_from_lepton`).
 
     Example:
         >>> d = electron_method([20.0], [5.0], [0.0], [-np.sqrt(375.0)], Beams.preset("hera"))
@@ -146,7 +146,7 @@ def double_angle(lepton_px: ArrayLike, lepton_py: ArrayLike, lepton_pz: ArrayLik
     the HFS has no transverse momentum or D <= 0.
 
     Example:
-        >>> from mlegpipe.kinematics import lepton_from_dis
+        >>> from mlegpipe_builtins.dis.kinematics import lepton_from_dis
         >>> b = Beams.preset("eic18x275")
         >>> E, px, py, pz = lepton_from_dis(np.array([0.01]), np.array([100.0]), np.array([0.0]), b)
         >>> k, P = b.lepton_four_momentum, b.hadron_four_momentum
@@ -176,7 +176,7 @@ def sigma_method(lepton_E: ArrayLike, lepton_px: ArrayLike, lepton_py: ArrayLike
     (z' along the hadron beam). NaN where y <= 0 or y >= 1.
 
     Example:
-        >>> from mlegpipe.kinematics import lepton_from_dis
+        >>> from mlegpipe_builtins.dis.kinematics import lepton_from_dis
         >>> b = Beams.preset("hera")
         >>> E, px, py, pz = lepton_from_dis(np.array([0.01]), np.array([100.0]), np.array([0.0]), b)
         >>> X = b.lepton_four_momentum + b.hadron_four_momentum - np.array([E[0], px[0], py[0], pz[0]])

@@ -1,0 +1,738 @@
+"""Observables: named quantities computed from events, declared once and used by every comparison.
+
+An :class:`Observable` is a vectorized function of an
+:class:`~mlegpipe.events.EventBatch` with what a plot needs to show it (label,
+unit, log or linear axis). Observables come from three places:
+
+* **plugins** register them through the ``mlegpipe_register_observables`` hook
+  (the DIS domain registers x, Q², y, W², ν, E′, θ, ...), with 2D :class:`Pair` s;
+* **any particle collection** has its own automatically: ``n_jets``,
+  ``jets1_pt`` (the first particle's p_T), ``jets2_eta``, ...; a collection of
+  multiplicity one drops the index (``lepton_pt``, ``lepton_theta``);
+* **a pipeline** declares expressions in its ``[observables]`` table::
+
+      [observables]
+      m_W1 = "mass(q[1] + q[2])"
+      pt_tt = { expr = "pt(sum(q))", label = "p_T(t t̄)", unit = "GeV" }
+      dR_j12 = "deltaR(jets[0], jets[1])"
+      compare = ["m_W1", "pt_tt", "jets1_pt"]     # what the report compares (default: all available)
+      pairs = [["jets1_phi", "jets2_phi"]]          # 2D maps
+
+Expressions are parsed with :mod:`ast` against a whitelist (no ``eval``): event
+fields and other observables by name, ``coll[i]`` for the i-th particle of a
+collection (0 = first), ``+``/``-`` of particles (four-vector sums), the
+particle functions of :data:`PARTICLE_FUNCTIONS`, the collection functions
+``n``, ``sum``, ``ht``, and the arithmetic of :mod:`mlegpipe.formula`. Four-vector
+arithmetic runs through ``vector``'s NumPy backend. An event whose collection
+has too few particles for an index gives NaN there (counted, not plotted); a
+collection that never has enough is an error.
+
+Example:
+    >>> import numpy as np
+    >>> from mlegpipe.events import EventBatch, particle_lists
+    >>> q = particle_lists({"px": [[3.0, -3.0]], "py": [[4.0, -4.0]], "pz": [[0.0, 0.0]], "E": [[5.0, 5.0]]})
+    >>> batch = EventBatch.from_columns({"q": q})
+    >>> obs = compile_observable("m", "mass(q[0] + q[1])", where="observables.m")
+    >>> obs(batch).tolist(), resolve("q1_pt")(batch).tolist()
+    ([10.0], [5.0])
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import vector
+
+from mlegpipe.events import FOUR_MOMENTUM, WEIGHT, EventBatch
+from mlegpipe.exceptions import ConfigError, DataError, FormulaError
+from mlegpipe.formula import CONSTANTS, FUNCTIONS, MAX_LENGTH
+from mlegpipe.schema import suggest
+
+__all__ = [
+    "PAIR_FUNCTIONS",
+    "PARTICLE_FUNCTIONS",
+    "PARTICLE_QUANTITIES",
+    "Observable",
+    "ObservableSet",
+    "Pair",
+    "automatic",
+    "compile_observable",
+    "is_log",
+    "observable_set",
+    "resolve",
+    "values_of",
+]
+
+
+@dataclass(frozen=True)
+class Observable:
+    """A named quantity computed from events.
+
+    Arguments:
+        name: what pipelines and reports call it (``Q2``, ``m_W1``, ``jets1_pt``).
+        compute: ``compute(batch) -> (n,) float64`` (NaN where undefined).
+        requires: event fields or collections it needs (checked by :meth:`available`).
+        label: axis label (matplotlib mathtext), e.g. ``r"$Q^2$"``.
+        unit: unit shown beside the label (``GeV``).
+        log: binned and drawn on a log axis when all values are positive.
+        periodic: an angle (φ-like): always on a linear axis.
+        needs_beams: computed from the events' beams as well.
+        compare: compared by default wherever available (False: on request, e.g. a surrogate's inputs).
+        when: ``when(batch)`` decides availability instead of ``requires`` (an observable read from a field
+            when there is one, else computed from other fields).
+        doc: one line for ``mlegpipe plugins`` and the documentation.
+
+    Example:
+        >>> o = Observable("twice_a", lambda b: 2 * b.column("a"), requires=("a",))
+        >>> o(EventBatch.from_columns({"a": [1.5]})).tolist(), o.available(EventBatch.from_columns({"b": [1]}))
+        ([3.0], False)
+    """
+
+    name: str
+    compute: Callable[[EventBatch], np.ndarray]
+    requires: tuple[str, ...] = ()
+    label: str = ""
+    unit: str = ""
+    log: bool = False
+    periodic: bool = False
+    needs_beams: bool = False
+    compare: bool = True
+    when: Callable[[EventBatch], bool] | None = None
+    doc: str = ""
+
+    def available(self, batch: EventBatch) -> bool:
+        """True when ``batch`` has what this observable needs."""
+        if self.when is not None:
+            return bool(self.when(batch))
+        if self.needs_beams and batch.beams is None:
+            return False
+        collections = set(batch.collections)
+        return all(batch.has(r) or r in collections for r in self.requires)
+
+    def __call__(self, batch: EventBatch) -> np.ndarray:
+        return np.asarray(self.compute(batch), dtype=np.float64)
+
+    @property
+    def axis_label(self) -> str:
+        """Label with unit: ``$Q^2$ [GeV$^2$]``."""
+        text = self.label or self.name
+        return f"{text} [{self.unit}]" if self.unit else text
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two observables compared jointly (2D correlation maps and metrics).
+
+    Arguments:
+        x, y: observable names.
+        bins: optional fixed binning ``((low, high, n), (low, high, n))`` (log spaced for log observables),
+            e.g. the thesis's 49 × 49 log bins in (x, Q²).
+        values: optional ``values(batch) -> (x, y)`` used instead of the observables themselves.
+        overlay: optional ``overlay(ax, beams, **cuts)`` drawing domain lines (kinematic limits) on the map.
+
+    Example:
+        >>> Pair("x", "Q2").name
+        'x:Q2'
+    """
+
+    x: str
+    y: str
+    bins: tuple[tuple[float, float, int], tuple[float, float, int]] | None = None
+    values: Callable[[EventBatch], tuple[np.ndarray, np.ndarray]] | None = None
+    overlay: Callable[..., None] | None = None
+
+    @property
+    def name(self) -> str:
+        """``x:y``."""
+        return f"{self.x}:{self.y}"
+
+
+# -- particles ------------------------------------------------------------------------------------------------
+
+#: Per-particle quantities of the automatic observables ``COLL{i}_QUANTITY`` (unit, label, periodic).
+PARTICLE_QUANTITIES: dict[str, tuple[str, str, bool]] = {
+    "E": ("GeV", "E", False), "px": ("GeV", "p_x", False), "py": ("GeV", "p_y", False),
+    "pz": ("GeV", "p_z", False), "pt": ("GeV", "p_T", False), "p": ("GeV", "|p|", False),
+    "P": ("GeV", "|p|", False), "eta": ("", r"\\eta", False), "phi": ("rad", r"\\phi", True),
+    "theta": ("rad", r"\\theta", False), "mass": ("GeV", "m", False), "rapidity": ("", "y", False),
+}
+
+
+@dataclass
+class _Particle:
+    """Four-vectors of one particle per event (vector NumPy backend) and which events have it."""
+
+    p4: Any
+    valid: np.ndarray
+
+    def __add__(self, other: _Particle) -> _Particle:
+        return _Particle(self.p4 + other.p4, self.valid & other.valid)
+
+    def __sub__(self, other: _Particle) -> _Particle:
+        return _Particle(self.p4 - other.p4, self.valid & other.valid)
+
+    def number(self, values: Any) -> np.ndarray:
+        return np.where(self.valid, np.asarray(values, dtype=np.float64), np.nan)
+
+
+def _particle(batch: EventBatch, name: str, index: int, where: str) -> _Particle:
+    parts = batch.particles(name, index + 1)
+    comps = {c: parts[c][:, index] for c in FOUR_MOMENTUM}
+    valid = np.isfinite(comps["E"])
+    if len(batch) and not valid.any():
+        most = int(batch.multiplicity(name).max(initial=0))
+        raise DataError(f"collection {name!r} never has a particle at index {index} (at most {most} per event)",
+                        path=where, value=f"{name}[{index}]")
+    safe = {c: np.where(valid, v, 0.0) for c, v in comps.items()}
+    return _Particle(vector.array(safe), valid)
+
+
+def _collection_sum(batch: EventBatch, name: str) -> _Particle:
+    parts = batch.particles(name)
+    comps = {c: np.nansum(parts[c], axis=1) if parts[c].shape[1] else np.zeros(len(batch)) for c in FOUR_MOMENTUM}
+    return _Particle(vector.array(comps), np.ones(len(batch), dtype=bool))
+
+
+def _pt(p: _Particle) -> np.ndarray:
+    return p.number(np.hypot(p.p4.px, p.p4.py))
+
+
+#: Functions of one particle: name -> function of a :class:`_Particle`.
+PARTICLE_FUNCTIONS: dict[str, Callable[[_Particle], np.ndarray]] = {
+    "pt": _pt,
+    "eta": lambda p: p.number(np.arcsinh(p.p4.pz / np.maximum(np.hypot(p.p4.px, p.p4.py), 1e-300))),
+    "phi": lambda p: p.number(np.arctan2(p.p4.py, p.p4.px)),
+    "theta": lambda p: p.number(np.arctan2(np.hypot(p.p4.px, p.p4.py), p.p4.pz)),
+    "mass": lambda p: p.number(p.p4.mass),
+    "m": lambda p: p.number(p.p4.mass),
+    "mt": lambda p: p.number(p.p4.mt),
+    "rapidity": lambda p: p.number(p.p4.rapidity),
+    "E": lambda p: p.number(p.p4.E),
+    "energy": lambda p: p.number(p.p4.E),
+    "px": lambda p: p.number(p.p4.px),
+    "py": lambda p: p.number(p.p4.py),
+    "pz": lambda p: p.number(p.p4.pz),
+    "p": lambda p: p.number(np.sqrt(p.p4.px**2 + p.p4.py**2 + p.p4.pz**2)),
+}
+#: Functions of two particles.
+PAIR_FUNCTIONS: dict[str, Callable[[_Particle, _Particle], np.ndarray]] = {
+    "deltaR": lambda a, b: np.where(a.valid & b.valid, a.p4.deltaR(b.p4), np.nan),
+    "deltaphi": lambda a, b: np.where(a.valid & b.valid, a.p4.deltaphi(b.p4), np.nan),
+    "deltaeta": lambda a, b: np.where(a.valid & b.valid, a.p4.deltaeta(b.p4), np.nan),
+}
+_COLLECTION_FUNCTIONS = ("n", "sum", "ht")
+
+
+# -- expressions ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Compiled:
+    """A compiled expression node: its type and an evaluator of a batch."""
+
+    kind: str  # "number", "particle" or "collection"
+    run: Callable[[EventBatch], Any]
+    text: str = ""
+
+
+class _ExpressionCompiler:
+    """Whitelisted AST of an observable expression -> closures over an EventBatch."""
+
+    def __init__(self, text: str, where: str, resolver: Callable[[str], Observable | None]) -> None:
+        self.text = text
+        self.where = where
+        self.resolver = resolver
+        self.names: set[str] = set()
+
+    def error(self, node: ast.AST, message: str) -> FormulaError:
+        token = ast.get_source_segment(self.text, node) if hasattr(node, "lineno") else None
+        return FormulaError(f"{message} (at {token!r} in {self.text!r})" if token else f"{message} in {self.text!r}",
+                            path=self.where)
+
+    def number(self, node: ast.AST) -> _Compiled:
+        out = self.visit(node)
+        if out.kind != "number":
+            raise self.error(node, f"a {out.kind} where a number is needed: use a function of it, e.g. pt(...) or "
+                             "mass(...)" if out.kind == "particle" else
+                             f"a {out.kind} where a number is needed: use n(...), ht(...) or index a particle")
+        return out
+
+    def visit(self, node: ast.AST) -> _Compiled:
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            hints = {ast.Attribute: "attribute access is not allowed; use a function such as pt(x)",
+                     ast.Lambda: "lambdas are not allowed", ast.IfExp: "conditional expressions are not allowed"}
+            raise self.error(node, hints.get(type(node), f"{type(node).__name__} is not allowed in an observable"))
+        return method(node)
+
+    def visit_Expression(self, node: ast.Expression) -> _Compiled:  # noqa: N802 - ast visitor protocol
+        return self.visit(node.body)
+
+    def visit_Constant(self, node: ast.Constant) -> _Compiled:  # noqa: N802
+        if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+            raise self.error(node, "only numbers are allowed as constants")
+        value = float(node.value)
+        return _Compiled("number", lambda b: np.full(len(b), value))
+
+    def visit_Name(self, node: ast.Name) -> _Compiled:  # noqa: N802
+        name = node.id
+        self.names.add(name)
+        if name in CONSTANTS:
+            value = CONSTANTS[name]
+            return _Compiled("number", lambda b: np.full(len(b), value))
+        observable = self.resolver(name)
+        if observable is not None:
+            return _Compiled("number", observable.compute)
+
+        def run(batch: EventBatch) -> Any:
+            if batch.has_collection(name):
+                return name
+            raise DataError("no such field, collection or observable in the events; fields: "
+                            + ", ".join(batch.fields) + "; collections: " + (", ".join(batch.collections) or "none"),
+                            path=self.where, value=name, hint=suggest(name, [*batch.fields, *batch.collections]))
+
+        return _Compiled("name", run, name)
+
+    def visit_Subscript(self, node: ast.Subscript) -> _Compiled:  # noqa: N802
+        if not isinstance(node.value, ast.Name):
+            raise self.error(node, "only a collection can be indexed, e.g. jets[0]")
+        index = node.slice
+        if not (isinstance(index, ast.Constant) and isinstance(index.value, int) and not isinstance(index.value, bool)
+                and index.value >= 0):
+            raise self.error(node, "a particle index must be a whole number >= 0, e.g. jets[0] for the first")
+        name, i = node.value.id, int(index.value)
+        self.names.add(name)
+        where = self.where
+        return _Compiled("particle", lambda b: _particle(b, name, i, where), f"{name}[{i}]")
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> _Compiled:  # noqa: N802
+        if not isinstance(node.op, ast.USub | ast.UAdd):
+            raise self.error(node, "only + and - are allowed as unary operators")
+        inner = self.number(node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return inner
+        return _Compiled("number", lambda b: -inner.run(b))
+
+    def visit_BinOp(self, node: ast.BinOp) -> _Compiled:  # noqa: N802
+        left, right = self.visit(node.left), self.visit(node.right)
+        if left.kind == "particle" or right.kind == "particle":
+            if not (left.kind == right.kind == "particle" and isinstance(node.op, ast.Add | ast.Sub)):
+                raise self.error(node, "particles can only be added to or subtracted from particles")
+            sub = isinstance(node.op, ast.Sub)
+            return _Compiled("particle", lambda b: left.run(b) - right.run(b) if sub else left.run(b) + right.run(b))
+        ops = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.true_divide,
+               ast.Pow: np.power}
+        op = ops.get(type(node.op))
+        if op is None:
+            raise self.error(node, "only + - * / ** are allowed")
+        left, right = self.number(node.left), self.number(node.right)
+        return _Compiled("number", lambda b: op(left.run(b), right.run(b)))
+
+    def visit_Call(self, node: ast.Call) -> _Compiled:  # noqa: N802
+        if not isinstance(node.func, ast.Name):
+            raise self.error(node, "only calls of known functions by name are allowed")
+        fname = node.func.id
+        if node.keywords:
+            raise self.error(node, "keyword arguments are not allowed")
+        args = node.args
+        if fname in PARTICLE_FUNCTIONS:
+            self._arity(node, fname, 1)
+            particle = self._particle_arg(args[0], fname)
+            fn = PARTICLE_FUNCTIONS[fname]
+            return _Compiled("number", lambda b: fn(particle.run(b)))
+        if fname in PAIR_FUNCTIONS:
+            self._arity(node, fname, 2)
+            a, c = self._particle_arg(args[0], fname), self._particle_arg(args[1], fname)
+            fn2 = PAIR_FUNCTIONS[fname]
+            return _Compiled("number", lambda b: fn2(a.run(b), c.run(b)))
+        if fname in _COLLECTION_FUNCTIONS:
+            self._arity(node, fname, 1)
+            if not isinstance(args[0], ast.Name):
+                raise self.error(node, f"{fname}() takes a collection name, e.g. {fname}(jets)")
+            coll = args[0].id
+            self.names.add(coll)
+            if fname == "n":
+                return _Compiled("number", lambda b: b.multiplicity(coll).astype(np.float64))
+            if fname == "sum":
+                return _Compiled("particle", lambda b: _collection_sum(b, coll))
+            return _Compiled("number", lambda b: np.nansum(np.hypot(b.particles(coll)["px"], b.particles(coll)["py"]),
+                                                           axis=1))
+        if fname in FUNCTIONS:
+            impl, low, high = FUNCTIONS[fname]
+            if len(args) < low or (high is not None and len(args) > high):
+                raise self.error(node, f"{fname}() takes {low}" + (f" to {high}" if high != low else "")
+                                 + f" arguments, got {len(args)}")
+            compiled = [self.number(a) for a in args]
+            return _Compiled("number", lambda b: impl(*(c.run(b) for c in compiled)))
+        known = sorted([*PARTICLE_FUNCTIONS, *PAIR_FUNCTIONS, *_COLLECTION_FUNCTIONS, *FUNCTIONS])
+        raise self.error(node, "not a known function; known: " + ", ".join(known)
+                         + (f" (did you mean {suggest(fname, known)!r}?)" if suggest(fname, known) else ""))
+
+    def _arity(self, node: ast.Call, fname: str, n: int) -> None:
+        if len(node.args) != n:
+            raise self.error(node, f"{fname}() takes {n} argument{'s' if n > 1 else ''}, got {len(node.args)}")
+
+    def _particle_arg(self, node: ast.AST, fname: str) -> _Compiled:
+        out = self.visit(node)
+        if out.kind == "name":  # a collection of multiplicity one (the lepton) stands for its particle
+            name, where = out.text, self.where
+            return _Compiled("particle", lambda b: _single(b, name, where))
+        if out.kind != "particle":
+            raise self.error(node, f"{fname}() takes a particle, e.g. {fname}(jets[0]) or {fname}(q[0] + q[1])")
+        return out
+
+
+def _single(batch: EventBatch, name: str, where: str) -> _Particle:
+    if not batch.has_collection(name):
+        raise DataError("no such particle collection in the events; collections: "
+                        + (", ".join(batch.collections) or "none"), path=where, value=name,
+                        hint=suggest(name, batch.collections))
+    if int(batch.multiplicity(name).max(initial=0)) > 1:
+        raise DataError(f"collection {name!r} holds several particles per event: index one, e.g. {name}[0]",
+                        path=where, value=name)
+    return _particle(batch, name, 0, where)
+
+
+def compile_observable(
+    name: str,
+    expression: str,
+    *,
+    where: str = "observables",
+    label: str = "",
+    unit: str = "",
+    log: bool = False,
+    periodic: bool = False,
+    resolver: Callable[[str], Observable | None] | None = None,
+) -> Observable:
+    """Compile an expression into an :class:`Observable` (never ``eval``).
+
+    Arguments:
+        name: the observable's name.
+        expression: e.g. ``"mass(jets[0] + jets[1])"``, ``"deltaR(q[0], q[3])"``, ``"sqrt(Q2) / 2"``.
+        where: TOML path for error messages.
+        resolver: resolves names of other observables (default: registered and automatic ones).
+
+    Raises:
+        FormulaError: syntax, a construct outside the whitelist, an unknown function, or a type mismatch.
+
+    Example:
+        >>> from mlegpipe.events import particle_lists
+        >>> j = particle_lists({"pt": [[50.0, 30.0]], "eta": [[0.0, 0.0]], "phi": [[0.0, 3.0]], "mass": [[0.0, 0.0]]})
+        >>> round(float(compile_observable("dphi", "deltaphi(j[0], j[1])")(EventBatch.from_columns({"j": j}))[0]), 6)
+        -3.0
+    """
+    if not isinstance(expression, str) or not expression.strip():
+        raise ConfigError("an observable needs an expression", path=where, value=expression)
+    if len(expression) > MAX_LENGTH:
+        raise FormulaError(f"expression longer than {MAX_LENGTH} characters", path=where)
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except SyntaxError as err:
+        raise FormulaError(f"syntax error in {expression!r}: {err.msg}", path=where) from None
+    compiler = _ExpressionCompiler(expression.strip(), where, resolver or (lambda n: _auto_or_registered(n)))
+    out = compiler.visit(tree)
+    if out.kind == "particle":
+        raise compiler.error(tree.body, "the expression gives a particle, not a number: wrap it, e.g. mass(...)")
+    if out.kind == "name":
+        target = out.text
+
+        def field_value(batch: EventBatch) -> np.ndarray:
+            if batch.has(target):
+                return batch.column(target)
+            out.run(batch)  # raises naming the missing name
+            return batch.column(target)
+
+        return Observable(name, field_value, (target,), label, unit, log, periodic, doc=expression)
+    if out.kind == "collection":
+        raise compiler.error(tree.body, "a collection is not a number: use n(...), ht(...) or index a particle")
+    run = out.run
+    return Observable(name, lambda b: np.asarray(run(b), dtype=np.float64), tuple(sorted(compiler.names)), label,
+                      unit, log, periodic, doc=expression)
+
+
+# -- automatic and registered observables ---------------------------------------------------------------------
+
+def _split_auto(name: str) -> tuple[str, int | None, str] | None:
+    """``jets2_pt`` -> ("jets", 1, "pt"); ``lepton_theta`` -> ("lepton", None, "theta"); ``n_jets`` -> ("jets", None, "n")."""
+    if name.startswith("n_") and len(name) > 2:
+        return name[2:], None, "n"
+    stem, sep, quantity = name.rpartition("_")
+    if not sep or quantity not in PARTICLE_QUANTITIES or not stem:
+        return None
+    digits = len(stem) - len(stem.rstrip("0123456789"))
+    if digits and digits < len(stem):
+        index = int(stem[-digits:])
+        if index >= 1:
+            return stem[:-digits], index - 1, quantity
+    return stem, None, quantity
+
+
+def automatic(name: str) -> Observable | None:
+    """The automatic collection observable ``name`` (``n_jets``, ``jets1_pt``, ``lepton_theta``), or None.
+
+    Example:
+        >>> automatic("jets2_eta").requires, automatic("x") is None
+        (('jets',), True)
+    """
+    parts = _split_auto(name)
+    if parts is None:
+        return None
+    coll, index, quantity = parts
+    if quantity == "n":
+        return Observable(name, lambda b: b.multiplicity(coll).astype(np.float64), (coll,),
+                          label=rf"$N_{{\mathrm{{{coll}}}}}$", doc=f"particles per event in {coll}")
+    unit, symbol, periodic = PARTICLE_QUANTITIES[quantity]
+    fn = PARTICLE_FUNCTIONS["p" if quantity == "P" else quantity]
+    where = f"observable {name}"
+    if index is None:
+        compute = (lambda b: fn(_single(b, coll, where))) if quantity not in FOUR_MOMENTUM else \
+            (lambda b: b.column(f"{coll}_{quantity}") if b.has(f"{coll}_{quantity}") else fn(_single(b, coll, where)))
+        label = rf"${symbol}({coll})$"
+    else:
+        compute = lambda b: fn(_particle(b, coll, index, where))  # noqa: E731 - one-line closure
+        label = rf"${symbol}({coll}_{{{index + 1}}})$"
+    return Observable(name, compute, (coll,), label, unit, log=False, periodic=periodic,
+                      doc=f"{quantity} of {coll}" + ("" if index is None else f" particle {index + 1}"))
+
+
+def _auto_or_registered(name: str, registry: Any = None) -> Observable | None:
+    if registry is None:
+        from mlegpipe.registry import default_registry
+
+        registry = default_registry()
+    if name in registry.observables:
+        item = registry.observables.get(name)
+        if isinstance(item, Observable):
+            return item
+    return automatic(name)
+
+
+def resolve(name: str, registry: Any = None) -> Observable:
+    """The observable ``name``: registered by a plugin, automatic for a collection, or an event field.
+
+    Example:
+        >>> resolve("Q2").log, resolve("my_field").requires
+        (True, ('my_field',))
+    """
+    found = _auto_or_registered(name, registry)
+    if found is not None:
+        return found
+    return Observable(name, lambda b: b.column(name), (name,))
+
+
+def values_of(batch: EventBatch, name: str, where: str = "events", observables: ObservableSet | None = None
+              ) -> np.ndarray:
+    """Values of the observable ``name`` for every event (NaN where undefined), with an error naming ``where``
+    and listing what the events offer when it cannot be computed.
+
+    Example:
+        >>> values_of(EventBatch.from_columns({"a": [1.0, 2.0]}), "a").tolist()
+        [1.0, 2.0]
+    """
+    observable = observables.get(name) if observables is not None else resolve(name)
+    if not batch.has(name) and not observable.available(batch):
+        known = list(batch.fields) + [f"{c}_pt" for c in batch.collections]
+        raise DataError("no such observable for these events; fields: " + ", ".join(batch.fields)
+                        + "; collections: " + (", ".join(batch.collections) or "none"), path=where, value=name,
+                        hint=suggest(name, known))
+    try:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return observable(batch)
+    except DataError as err:
+        raise DataError(f"cannot compute observable {name!r}: {err.message}", path=where, value=name) from None
+
+
+# -- a pipeline's observables ----------------------------------------------------------------------------------
+
+_RESERVED = ("compare", "pairs")
+_AUTO_SLOTS = 4  # leading particles of a collection compared by default
+
+
+@dataclass
+class ObservableSet:
+    """The observables of a pipeline: declared expressions, the registered ones, and what to compare.
+
+    Arguments:
+        declared: observables the pipeline declares (``[observables]``), by name.
+        compare: names to compare (None: every available one, see :meth:`default_names`).
+        pairs: 2D pairs to compare (None: the registered pairs whose observables are compared).
+        registry: where registered observables and pairs are looked up (default: the active registry).
+
+    Example:
+        >>> s = observable_set({"ratio": "a / b"})
+        >>> s.values(EventBatch.from_columns({"a": [1.0], "b": [4.0]}), "ratio").tolist()
+        [0.25]
+    """
+
+    declared: dict[str, Observable] = field(default_factory=dict)
+    compare: list[str] | None = None
+    pairs: list[Pair] | None = None
+    registry: Any = None
+
+    def _registry(self) -> Any:
+        if self.registry is None:
+            from mlegpipe.registry import default_registry
+
+            return default_registry()
+        return self.registry
+
+    def get(self, name: str) -> Observable:
+        """The observable ``name`` (declared first, then :func:`resolve`)."""
+        if name in self.declared:
+            return self.declared[name]
+        return resolve(name, self._registry())
+
+    def values(self, batch: EventBatch, name: str) -> np.ndarray:
+        """Values of ``name`` for every event of ``batch``."""
+        return self.get(name)(batch)
+
+    def registered(self) -> list[Observable]:
+        """The observables plugins registered (not the pairs), in registration order."""
+        return [o for o in self._registry().observables.items().values() if isinstance(o, Observable)]
+
+    def default_names(self, *batches: EventBatch) -> list[str]:
+        """What to compare between ``batches`` when the pipeline does not say.
+
+        The declared observables, then the registered ones every batch can
+        compute (a domain's observables); without any of those, each shared
+        collection's multiplicity and its leading particles' p_T, η, φ (and mass
+        where it varies) and every shared flat field but weights and per-event beam energies.
+        """
+        if self.compare is not None:
+            return list(self.compare)
+        names = [n for n, o in self.declared.items() if all(o.available(b) for b in batches)]
+        names += [o.name for o in self.registered()
+                  if o.compare and o.name not in names and all(o.available(b) for b in batches)]
+        if len(names) > len(self.declared):
+            return names
+        return names + _generic_names(batches, skip=set(names))
+
+    def default_pairs(self, names: Sequence[str]) -> list[Pair]:
+        """Pairs to compare: the declared ones, else the registered pairs whose two observables are in ``names``."""
+        if self.pairs is not None:
+            return list(self.pairs)
+        have = set(names)
+        return [p for p in self._registry().observables.items().values()
+                if isinstance(p, Pair) and p.x in have and p.y in have]
+
+
+def _generic_names(batches: Sequence[EventBatch], skip: set[str]) -> list[str]:
+    shared_collections = [c for c in batches[0].collections if all(b.has_collection(c) for b in batches[1:])]
+    components = {f"{c}_{q}" for c in shared_collections for q in (*FOUR_MOMENTUM, "pid", "charge")}
+    names: list[str] = []
+    for coll in shared_collections:
+        if coll in batches[0].fields:
+            names.append(f"n_{coll}")
+            slots = min(_AUTO_SLOTS, min(int(b.multiplicity(coll).max(initial=0)) for b in batches))
+            for i in range(1, slots + 1):
+                names += [f"{coll}{i}_pt", f"{coll}{i}_eta", f"{coll}{i}_phi"]
+                masses = batches[0].particles(coll, i)["E"][:, i - 1]
+                if np.nanstd(_mass_of(batches[0], coll, i)) > 1e-6 * max(1.0, float(np.nanmean(np.abs(masses)))):
+                    names.append(f"{coll}{i}_mass")
+        else:
+            names += [f"{coll}_{q}" for q in (*FOUR_MOMENTUM, "pt", "theta", "phi")]
+    excluded = {WEIGHT} | components
+    for b in batches:
+        if b.beams is not None:
+            excluded |= {f for f in b.beams.fields if f}
+    flat = [n for n in batches[0].fields if n not in excluded and n not in skip and n not in names
+            and all(_is_flat_number(b, n) for b in batches)]
+    return [n for n in names if n not in skip] + flat
+
+
+def _mass_of(batch: EventBatch, coll: str, i: int) -> np.ndarray:
+    parts = batch.particles(coll, i)
+    e, px, py, pz = (parts[c][:, i - 1] for c in ("E", "px", "py", "pz"))
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0))
+
+
+def _is_flat_number(batch: EventBatch, name: str) -> bool:
+    import awkward as ak
+
+    return batch.has(name) and isinstance(ak.type(batch.arrays[name]).content, ak.types.NumpyType)
+
+
+def observable_set(table: Mapping[str, Any] | None, where: str = "observables", registry: Any = None) -> ObservableSet:
+    """Build a pipeline's :class:`ObservableSet` from its ``[observables]`` table.
+
+    Each key is an observable: an expression string, or a table with ``expr``
+    and optional ``label``, ``unit``, ``log``, ``periodic``. ``compare`` lists
+    what the report compares; ``pairs`` lists 2D pairs ``[x, y]``.
+
+    Raises:
+        ConfigError, FormulaError: naming the TOML path of the bad entry.
+
+    Example:
+        >>> observable_set({"m": "mass(j[0] + j[1])", "compare": ["m"]}).compare
+        ['m']
+    """
+    table = dict(table or {})
+    out = ObservableSet(registry=registry)
+    declared: dict[str, Observable] = {}
+
+    def resolver(name: str) -> Observable | None:
+        if name in declared:
+            return declared[name]
+        return _auto_or_registered(name, registry)
+
+    for name, spec in table.items():
+        if name in _RESERVED:
+            continue
+        path = f"{where}.{name}"
+        if not name.isidentifier():
+            raise ConfigError("an observable name must be an identifier (letters, digits, _)", path=path, value=name)
+        if isinstance(spec, str):
+            spec = {"expr": spec}
+        if not isinstance(spec, Mapping):
+            raise ConfigError("expected an expression string or a table with expr = \"...\"", path=path, value=spec)
+        unknown = set(spec) - {"expr", "label", "unit", "log", "periodic"}
+        if unknown:
+            raise ConfigError("unknown key; known: expr, label, unit, log, periodic", path=f"{path}.{sorted(unknown)[0]}",
+                              hint=suggest(sorted(unknown)[0], ["expr", "label", "unit", "log", "periodic"]))
+        declared[name] = compile_observable(name, spec.get("expr", ""), where=f"{path}" if "expr" not in spec or
+                                            isinstance(table[name], str) else f"{path}.expr",
+                                            label=str(spec.get("label", "")), unit=str(spec.get("unit", "")),
+                                            log=bool(spec.get("log", False)), periodic=bool(spec.get("periodic", False)),
+                                            resolver=resolver)
+    out.declared = declared
+    if "compare" in table:
+        compare = table["compare"]
+        if not isinstance(compare, list) or not all(isinstance(c, str) for c in compare) or not compare:
+            raise ConfigError("expected a non-empty list of observable names", path=f"{where}.compare", value=compare)
+        out.compare = list(compare)
+    if "pairs" in table:
+        pairs = table["pairs"]
+        ok = isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p)
+                                             for p in pairs)
+        if not ok:
+            raise ConfigError("expected a list of [x, y] observable name pairs", path=f"{where}.pairs", value=pairs)
+        out.pairs = [_pair_for(p[0], p[1], registry) for p in pairs]
+    return out
+
+
+def _pair_for(x: str, y: str, registry: Any) -> Pair:
+    """A registered pair of these two observables (keeps its binning and overlay), else a plain one."""
+    if registry is None:
+        from mlegpipe.registry import default_registry
+
+        registry = default_registry()
+    name = f"{x}:{y}"
+    if name in registry.observables and isinstance(registry.observables.get(name), Pair):
+        return registry.observables.get(name)
+    return Pair(x, y)
+
+
+def is_log(observable: Observable, *samples: np.ndarray) -> bool:
+    """Log binning for ``observable``: declared log and every sample positive.
+
+    Example:
+        >>> is_log(Observable("a", lambda b: b, log=True), np.array([1.0, 2.0]))
+        True
+    """
+    return observable.log and not observable.periodic and all(
+        np.nanmin(s) > 0 for s in samples if np.size(s) and np.isfinite(s).any())
+
