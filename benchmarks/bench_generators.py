@@ -35,7 +35,7 @@ import torch
 
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
-from mlegpipe.features import beams_at
+from mlegpipe_builtins.dis.labels import beams_at
 from mlegpipe.registry import StageRegistry, load_plugins
 from mlegpipe.schema import build_params
 from mlegpipe_builtins.dis import LEPTON_FIELDS

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -150,7 +150,7 @@ class Beams:
 
     a: Beam
     b: Beam
-    name: str = ""
+    name: str = field(default="", compare=False)
     fields: tuple[str | None, str | None] = (None, None)
 
     def __post_init__(self) -> None:
@@ -195,8 +195,8 @@ class Beams:
                                value=lepton_direction)
         if abs(lepton_pdg) not in (11, 13, 15):
             raise PhysicsError("not a charged-lepton PDG id", path="beams.lepton_pdg", value=lepton_pdg)
-        lepton = Beam(lepton_pdg, lepton_energy)
-        hadron = Beam(hadron_pdg, hadron_energy, hadron_mass)
+        lepton = _role_beam("lepton", lepton_pdg, lepton_energy, None)
+        hadron = _role_beam("hadron", hadron_pdg, hadron_energy, hadron_mass)
         fields = dict(fields or {})
         by_role = (fields.get("lepton"), fields.get("hadron"))
         if lepton_direction == 1:
@@ -238,9 +238,7 @@ class Beams:
             ...                   "hadron_energy": "beam_energy"}).fields
             ('beam_energy', 'beam_energy')
         """
-        if isinstance(table, str):
-            return cls.preset(table)
-        table = dict(table)
+        table = {"preset": table} if isinstance(table, str) else dict(table)
         preset = table.pop("preset", None)
         try:
             if preset is not None:
@@ -479,6 +477,16 @@ class Beams:
             return cls(Beam(**data["a"]), Beam(**data["b"]), str(data.get("name", "")),
                        (fields[0], fields[1]))
         return _build(data)
+
+
+def _role_beam(role: str, pdg: int, energy: float, mass: float | None) -> Beam:
+    """A beam of a lepton-hadron set-up, its errors naming the role's key (``beams.hadron_energy``)."""
+    try:
+        return Beam(pdg, energy, mass)
+    except PhysicsError as err:
+        key = {"beams.energy": f"beams.{role}_energy", "beams.mass": f"beams.{role}_mass",
+               "beams.pdg": f"beams.{role}_pdg"}.get(err.path, err.path)
+        raise PhysicsError(err.message, path=key, value=err.value, hint=err.hint) from None
 
 
 def _energy_and_field(value: Any, path: str) -> tuple[float | None, str | None]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mlegpipe.exceptions import ConfigError, MlegpipeError
-from mlegpipe.registry import PluginInfo, StageRegistry, load_plugins
+from mlegpipe.registry import PluginInfo, StageRegistry, default_registry
 from mlegpipe.schema import build_params, param, suggest
 from mlegpipe.stages import STAGE_KINDS
 
@@ -239,7 +239,7 @@ def _validate(
 ) -> PipelineConfig:
     for assignment in overrides:
         apply_override(raw, assignment)
-    registry = registry or load_plugins()
+    registry = registry or default_registry()
     settings_raw = raw.get("pipeline", {})
     settings = build_params(PipelineSettings, settings_raw, "pipeline")
     from mlegpipe.observables import observable_set

@@ -48,6 +48,7 @@ __all__ = [
     "WEIGHT",
     "EventBatch",
     "cartesian",
+    "is_four_momentum",
     "particle_lists",
 ]
 
@@ -57,6 +58,17 @@ WEIGHT = "weight"
 FOUR_MOMENTUM: tuple[str, ...] = ("px", "py", "pz", "E")
 #: Fields of a particle record in a collection (pid and charge optional).
 PARTICLE_FIELDS: tuple[str, ...] = ("px", "py", "pz", "E", "pid", "charge")
+
+
+def is_four_momentum(components: Mapping[str, Any] | Sequence[str]) -> bool:
+    """True when the fields give a four-momentum: ``px, py, pz`` (``E`` optional) or ``pt, eta, phi``.
+
+    Example:
+        >>> is_four_momentum(["px", "py", "pz", "E"]), is_four_momentum(["pt", "eta", "phi"]), is_four_momentum(["e"])
+        (True, True, False)
+    """
+    keys = set(components)
+    return {"px", "py", "pz"} <= keys or {"pt", "eta", "phi"} <= keys
 
 
 def cartesian(components: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,9 +82,13 @@ def cartesian(components: Mapping[str, Any]) -> dict[str, Any]:
         >>> [round(float(out[k][0]), 9) for k in ("px", "py", "pz", "E")], sorted(out)
         ([10.0, 0.0, 0.0, 10.0], ['E', 'pid', 'px', 'py', 'pz'])
     """
+    aliases = {"e": "E", "energy": "E"}  # vector's names of the energy component
+    components = {aliases.get(k, k) if "E" not in components else k: v for k, v in components.items()}
     keys = set(components)
     if set(FOUR_MOMENTUM) <= keys:
         return dict(components)
+    if {"px", "py", "pz"} <= keys:  # energy unknown: NaN (mass-dependent quantities undefined)
+        return {**components, "E": components["px"] * np.nan}
     polar = ("pt", "eta", "phi")
     if not set(polar) <= keys:
         raise DataError("a particle needs px, py, pz, E or pt, eta, phi (and mass or E); have: "
@@ -96,16 +112,13 @@ def particle_lists(components: Mapping[str, Any]) -> ak.Array:
     multiplicity k).
 
     Example:
-        >>> particle_lists({"px": np.ones((2, 3)), "py": np.zeros((2, 3)), "pz": np.zeros((2, 3)),
-        ...                 "E": np.ones((2, 3))}).type.show()
-        2 * var * Momentum4D[
-            px: float64,
-            py: float64,
-            pz: float64,
-            E: float64
-        ]
+        >>> jets = particle_lists({"px": np.ones((2, 3)), "py": np.zeros((2, 3)), "pz": np.zeros((2, 3)),
+        ...                        "E": np.ones((2, 3))})
+        >>> ak.num(jets).tolist(), jets.fields
+        ([3, 3], ['px', 'py', 'pz', 'E'])
     """
     arrays = {}
+    components = {k: v if isinstance(v, ak.Array | np.ndarray) else ak.Array(v) for k, v in components.items()}
     for name, values in cartesian(components).items():
         arr = ak.Array(values) if not isinstance(values, ak.Array) else values
         if isinstance(ak.type(arr).content, ak.types.RegularType):
@@ -234,7 +247,7 @@ class EventBatch:
         names = [name for name in self.fields if _is_collection(self.arrays[name])]
         flat = set(self.fields)
         names += [name[: -len("_px")] for name in self.fields if name.endswith("_px")
-                  and all(f"{name[: -len('_px')]}_{c}" in flat for c in FOUR_MOMENTUM)]
+                  and all(f"{name[: -len('_px')]}_{c}" in flat for c in ("px", "py", "pz"))]
         return names
 
     def has_collection(self, name: str) -> bool:
@@ -263,9 +276,8 @@ class EventBatch:
             if isinstance(ak.type(parts).content, ak.types.RegularType):
                 parts = ak.from_regular(parts, axis=1)
             return ak.zip({f: parts[f] for f in parts.fields}, with_name="Momentum4D")
-        extra = [c for c in ("pid", "charge") if f"{name}_{c}" in self.fields]
-        return ak.zip({c: ak.unflatten(self.arrays[f"{name}_{c}"], 1) for c in (*FOUR_MOMENTUM, *extra)},
-                      with_name="Momentum4D")
+        comps = [c for c in PARTICLE_FIELDS if f"{name}_{c}" in self.fields]
+        return particle_lists({c: ak.unflatten(self.arrays[f"{name}_{c}"], 1) for c in comps})
 
     def momenta(self, collection: str = "particles") -> ak.Array:
         """Same as :meth:`collection` (kept for scripts written against the first event model)."""
@@ -288,6 +300,7 @@ class EventBatch:
         if name not in self.fields:
             comps = [c for c in PARTICLE_FIELDS if f"{name}_{c}" in self.fields]
             out = {c: self.column(f"{name}_{c}")[:, None] for c in comps}
+            out.setdefault("E", np.full((len(self), 1), np.nan))  # energy unknown: mass-dependent values undefined
             if slots is not None and slots != 1:
                 out = {c: np.pad(v, ((0, 0), (0, max(slots - 1, 0))), constant_values=np.nan)[:, :slots]
                        for c, v in out.items()}
@@ -343,4 +356,4 @@ def _is_collection(values: ak.Array) -> bool:
     inner = content.content
     while isinstance(inner, ak.types.OptionType):
         inner = inner.content
-    return isinstance(inner, ak.types.RecordType)
+    return isinstance(inner, ak.types.RecordType) and is_four_momentum(inner.fields)

@@ -182,12 +182,12 @@ class _Particle:
 def _particle(batch: EventBatch, name: str, index: int, where: str) -> _Particle:
     parts = batch.particles(name, index + 1)
     comps = {c: parts[c][:, index] for c in FOUR_MOMENTUM}
-    valid = np.isfinite(comps["E"])
+    valid = np.isfinite(comps["px"]) & np.isfinite(comps["py"]) & np.isfinite(comps["pz"])
     if len(batch) and not valid.any():
         most = int(batch.multiplicity(name).max(initial=0))
         raise DataError(f"collection {name!r} never has a particle at index {index} (at most {most} per event)",
                         path=where, value=f"{name}[{index}]")
-    safe = {c: np.where(valid, v, 0.0) for c, v in comps.items()}
+    safe = {c: np.where(valid, v, 0.0) if c != "E" else v for c, v in comps.items()}
     return _Particle(vector.array(safe), valid)
 
 
@@ -254,6 +254,9 @@ class _ExpressionCompiler:
 
     def number(self, node: ast.AST) -> _Compiled:
         out = self.visit(node)
+        if out.kind == "name":  # not an observable nor a collection's particle: an event field
+            name, where = out.text, self.where
+            return _Compiled("number", lambda b: _field(b, name, where))
         if out.kind != "number":
             raise self.error(node, f"a {out.kind} where a number is needed: use a function of it, e.g. pt(...) or "
                              "mass(...)" if out.kind == "particle" else
@@ -383,6 +386,14 @@ class _ExpressionCompiler:
         if out.kind != "particle":
             raise self.error(node, f"{fname}() takes a particle, e.g. {fname}(jets[0]) or {fname}(q[0] + q[1])")
         return out
+
+
+def _field(batch: EventBatch, name: str, where: str) -> np.ndarray:
+    if batch.has(name):
+        return batch.column(name)
+    raise DataError("no such field, collection or observable in the events; fields: " + ", ".join(batch.fields)
+                    + "; collections: " + (", ".join(batch.collections) or "none"), path=where, value=name,
+                    hint=suggest(name, [*batch.fields, *batch.collections]))
 
 
 def _single(batch: EventBatch, name: str, where: str) -> _Particle:

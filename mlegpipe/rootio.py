@@ -34,7 +34,7 @@ import numpy as np
 import uproot
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import WEIGHT, EventBatch, particle_lists
+from mlegpipe.events import WEIGHT, EventBatch, is_four_momentum, particle_lists
 from mlegpipe.exceptions import DataError, MlegpipeError, OutputError
 from mlegpipe.rootstamp import fixed_write_time, uuid_sequence
 
@@ -589,7 +589,8 @@ def read_events(
                     _check_finite(chunk[branch], path, branch, start)
                 columns: dict[str, Any] = {feature: chunk[branch] for feature, branch in {**flat, **lists}.items()}
                 for coll, fields in colls.items():  # px, py, pz, E (or pt, eta, phi, mass), pid, charge
-                    columns[coll] = particle_lists({f: chunk[b] for f, b in fields.items()})
+                    parts = {f: chunk[b] for f, b in fields.items()}
+                    columns[coll] = particle_lists(parts) if is_four_momentum(parts) else ak.zip(parts)
                 start += len(chunk)
                 batch = EventBatch.from_columns(columns, beams, meta)
                 if selection is not None:

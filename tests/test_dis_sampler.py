@@ -10,11 +10,11 @@ from scipy import integrate, stats
 
 from mlegpipe.beams import PROTON_MASS, Beams
 from mlegpipe.exceptions import ConfigError, PhysicsError
-from mlegpipe.physics import born_d2sigma_dx_dq2
 from mlegpipe.registry import load_plugins
 from mlegpipe.sampling import GridSettings, UnweightedSampler
 from mlegpipe.schema import build_params
 from mlegpipe.stages import StageContext
+from mlegpipe_builtins.dis.cross_section import born_d2sigma_dx_dq2
 from mlegpipe_builtins.dis.kinematics import dis_from_lepton, physical_mask
 from mlegpipe_builtins.truth.dis import BLOCK_SIZE, DISTruth
 

@@ -8,28 +8,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlegpipe import kinematics
 from mlegpipe.beams import ELECTRON_MASS, Beams
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, PhysicsError
 from mlegpipe.features import (
-    CFATGAN_AUGMENT,
     AsinhScale,
-    CartesianLepton,
     Columns,
-    NuMap,
-    ScaledNuMap,
     Standardize,
-    TransformedLepton,
     augment,
-    beams_at,
     decode_events,
-    dis_labels,
     make_feature_map,
     sample_with_rejection,
-    t_pz,
-    t_pz_inverse,
 )
+from mlegpipe_builtins.dis import LEPTON_FIELDS, kinematics
+from mlegpipe_builtins.dis.augment import CFATGAN_AUGMENT
+from mlegpipe_builtins.dis.labels import beams_at, dis_labels
+from mlegpipe_builtins.dis.maps import CartesianLepton, NuMap, ScaledNuMap, TransformedLepton, t_pz, t_pz_inverse
 
 HERA = Beams.preset("hera")
 SYM50 = Beams.preset("sym50")
@@ -224,7 +218,7 @@ def test_augment_values_and_gradients() -> None:
     p = _hera_leptons(50, seed=2)
     lep = TransformedLepton(-1, 0.0).inverse(TransformedLepton(-1, 0.0).forward(p, 27.6), 27.6)
     lep.requires_grad_(True)
-    out = augment(lep, CFATGAN_AUGMENT)
+    out = augment(lep, LEPTON_FIELDS, CFATGAN_AUGMENT)
     e, px, py, pz = lep.detach().unbind(1)
     pt = torch.hypot(px, py)
     expected = torch.stack([e, pt, pz / pt, px * py, px * pz, py * pz], 1)
@@ -232,7 +226,7 @@ def test_augment_values_and_gradients() -> None:
     out.sum().backward()
     assert torch.isfinite(lep.grad).all() and lep.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="pt"):
-        augment(lep, ["pt"])
+        augment(lep, LEPTON_FIELDS, ["pt"])
 
 
 # -- asinh preprocessing, decoding to physical events ------------------------------------------------------
@@ -275,11 +269,14 @@ def test_decode_events_adds_dis_labels_and_flags_unphysical_events() -> None:
 
 def test_symmetric_samples_scale_the_hadron_beam_too() -> None:
     """sym_multienergy: E x E beams. Read with a 50 GeV proton, a 10 x 10 GeV event gets x five times too small."""
-    sym10 = Beams(10.0, 10.0, lepton_direction=1)
+    sym10 = Beams.lepton_hadron(10.0, 10.0, lepton_direction=1)
     e, px, py, pz = kinematics.lepton_from_dis(np.array([0.6]), np.array([200.0]), np.array([0.0]), sym10)
     cols = dict(zip(("lepton_E", "lepton_px", "lepton_py", "lepton_pz"), (e, px, py, pz), strict=True))
-    assert beams_at(SYM50, 10.0, hadron_follows=True) == sym10
-    np.testing.assert_allclose(dis_labels(cols, np.array([10.0]), SYM50, hadron_follows=True)["x"], 0.6, rtol=1e-9)
+    at10 = beams_at(SYM50, 10.0, follows=True)
+    assert (at10.lepton_energy, at10.hadron_energy, at10.lepton_direction) == (10.0, 10.0, 1)
+    np.testing.assert_allclose(dis_labels(cols, np.array([10.0]), SYM50, follows=True)["x"], 0.6, rtol=1e-9)
+    scan = Beams.preset("sym50", lepton_energy="beam_energy", hadron_energy="beam_energy")  # declared per event
+    np.testing.assert_allclose(dis_labels(cols, np.array([10.0]), scan)["x"], 0.6, rtol=1e-9)
     assert dis_labels(cols, np.array([10.0]), SYM50)["x"][0] == pytest.approx(0.6 * 10 / 50, rel=0.01)
 
 

@@ -24,10 +24,11 @@ from mlegpipe.cli import main
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.generation import generate_blocks
+from mlegpipe.physicality import physicality
 from mlegpipe.registry import load_plugins
 from mlegpipe.rootio import read_events
 from mlegpipe.schema import build_params
-from mlegpipe_builtins.dis.physicality import energy_limit_applies, physicality
+from mlegpipe_builtins.dis.physicality import energy_limit_applies
 
 SYM50 = Beams.preset("sym50")
 N_EVENTS = 3000

@@ -24,7 +24,6 @@ from mlegpipe.metrics import (
     kl_divergence,
     memorization_ratio,
     mmd2,
-    physicality,
     pulls,
     quantile_mse,
     replica_stats,
@@ -32,6 +31,7 @@ from mlegpipe.metrics import (
     triangular_discriminator,
     wasserstein1,
 )
+from mlegpipe.physicality import physicality
 
 
 def _hist(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +284,7 @@ def test_physicality_zero_for_physical_events_and_counts_energy_above_beam() -> 
     rng = np.random.default_rng(14)
     beams = Beams.preset("sym50")
     good = _dis_events(beams, 2000, rng)
-    assert physicality(good, q2_min=0.9)["unphysical"] == 0.0
+    assert physicality(good, cuts={"q2_min": 0.9})["unphysical"] == 0.0
     # push 10 % of the leptons beyond the beam energy through p_T (the FAT-GAN failure mode)
     px = good.column("lepton_px").copy()
     px[:200] += 60.0
@@ -297,7 +297,7 @@ def test_physicality_zero_for_physical_events_and_counts_energy_above_beam() -> 
 
 def test_physicality_no_energy_limit_at_hera() -> None:
     rng = np.random.default_rng(15)
-    out = physicality(_dis_events(Beams.preset("hera"), 1000, rng), q2_min=0.99)
+    out = physicality(_dis_events(Beams.preset("hera"), 1000, rng), cuts={"q2_min": 0.99})
     assert "energy_above_beam" not in out
     assert out["unphysical"] == 0.0
 
@@ -305,10 +305,10 @@ def test_physicality_no_energy_limit_at_hera() -> None:
 def test_physicality_from_labels_and_cuts() -> None:
     b = EventBatch.from_columns({"x": np.array([0.1, 0.2, -0.1, 0.5]), "y": np.array([0.5, 1.5, 0.5, 0.5]),
                                  "Q2": np.array([5.0, 5.0, 5.0, 0.5]), "W2": np.array([20.0, 20.0, 20.0, 20.0])})
-    out = physicality(b, q2_min=1.0, w2_min=10.0)
+    out = physicality(b, cuts={"q2_min": 1.0, "w2_min": 10.0})
     assert out["x_outside"] == 0.25 and out["y_outside"] == 0.25 and out["q2_below_cut"] == 0.25
     assert out["unphysical"] == 0.75
-    with pytest.raises(DataError, match="cannot compute x and Q2"):
+    with pytest.raises(DataError, match="no physicality check applies"):
         physicality(EventBatch.from_columns({"a": np.ones(3)}))
 
 
@@ -330,11 +330,11 @@ def test_compare_samples_same_distribution_passes_and_shift_fails() -> None:
     rng = np.random.default_rng(16)
     ref, ref2, same = _sample(rng, 20_000), _sample(rng, 20_000), _sample(rng, 20_000)
     train = _sample(rng, 20_000)
-    table = compare_samples(same, ref, ref2, training=train, q2_min=1.0)
+    table = compare_samples(same, ref, ref2, training=train, cuts={"q2_min": 1.0})
     for f, entry in table["features"].items():
         assert 0.6 < entry["chi2_ndf"] < 1.6, f
         assert 0.6 < entry["chi2_ndf_floor"] < 1.6, f
-    assert 0.6 < table["joint_q2x"]["chi2_ndf"] < 1.6
+    assert 0.6 < table["joints"]["x:Q2"]["chi2_ndf"] < 1.6
     assert table["classifier"]["auc"] == pytest.approx(0.5, abs=0.025)
     assert table["physicality"]["unphysical"] == 0.0
     assert table["memorization"]["ratio"] == pytest.approx(1.0, abs=0.1)

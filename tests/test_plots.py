@@ -16,7 +16,7 @@ from mlegpipe.plots import (
     plot_conditional,
     plot_distribution,
     plot_history,
-    plot_q2x,
+    plot_pair,
     plot_resolution,
     plot_unfolding,
     png_bytes,
@@ -55,10 +55,14 @@ def test_distribution_pull_panel_is_standard_normal_for_one_distribution(tmp_pat
 
 
 def test_q2x_map_draws_the_kinematic_limit() -> None:
+    """The DIS domain's (x, Q²) pair: log axes, the limit y = 1 and the Q² cut drawn by its overlay."""
+    from mlegpipe_builtins.dis.observables import Q2X_PAIR
+
     rng = np.random.default_rng(2)
     beams = Beams.preset("eic10x100")
     x, q2 = 10 ** rng.uniform(-3, 0, 5000), 10 ** rng.uniform(0, 3, 5000)
-    fig = plot_q2x(x, q2, x, q2, beams=beams, q2_min=1.0)
+    fig = plot_pair(Q2X_PAIR, (x, q2), (x, q2), beams=beams, cuts={"q2_min": 1.0})
+    assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_yscale() == "log"
     limit = fig.axes[0].lines[0]
     xs, ys = limit.get_xdata(), limit.get_ydata()
     assert ys == pytest.approx(xs * (beams.s - beams.hadron_mass**2))

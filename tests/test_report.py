@@ -12,20 +12,46 @@ import pytest
 from mlegpipe.cli import main
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
-from mlegpipe.report import analyse_run, build_report, compare_runs, comparison_plan, render_report
+from mlegpipe.config import parse_config
+from mlegpipe.plan import Comparison, ReportPlan, Response
+from mlegpipe.report import analyse_run, build_report, compare_runs, render_report
 from mlegpipe.toys import CamelBack
 
+PLANNED = """
+[pipeline]
+seed = 1
+[truth]
+plugin = "dis"
+[generator]
+plugin = "flow"
+[second]
+kind = "generator"
+plugin = "dsgan"
+[detector]
+plugin = "smear"
+[surrogate]
+kind = "detector"
+plugin = "flowfold"
+inputs = ["truth_test"]
+[unfolding]
+plugin = "gan-unfold"
+"""
 
-def test_comparison_plan_from_sample_names() -> None:
-    names = ["truth_train", "truth_valid", "truth_test", "generated", "truth_test_detector",
-             "generated_detector", "unfolded", "refolded"]
-    plan = {p["label"]: p for p in comparison_plan(names)}
-    assert plan["generated"] == {"label": "generated", "model": "generated", "reference": "truth_test",
-                                 "reference2": "truth_valid", "training": "truth_train"}
-    assert plan["generated_detector"]["reference"] == "truth_test_detector"
-    assert plan["unfolded"]["reference"] == "truth_test"
-    assert plan["refolded"]["reference"] == "truth_test_detector"
-    assert comparison_plan(["generated"]) == []
+
+def test_the_plan_compares_every_generated_folded_and_unfolded_sample() -> None:
+    plan = parse_config(PLANNED, "planned.toml").report_plan
+    by_label = {c.label: c for c in plan.comparisons}
+    gen = by_label["generated"]
+    assert (gen.reference, gen.reference2, gen.training, gen.truth_section) == \
+        ("truth_test", "truth_valid", "truth_train", "truth")
+    assert by_label["second"].reference == "truth_test"  # a second generator section is compared too
+    assert by_label["generated_detector"].reference == "truth_test_detector"
+    assert by_label["second_detector"].reference2 == "truth_valid_detector"
+    assert (by_label["unfolded"].reference, by_label["unfolded"].data) == ("truth_test", "truth_test_detector")
+    assert by_label["omnifold"].optional and by_label["refolded"].reference == "truth_test_detector"
+    surrogate = by_label["truth_test_surrogate"]
+    assert (surrogate.reference, surrogate.reference2) == ("truth_valid_detector", "truth_test_detector")
+    assert plan.responses[0] == Response("truth_test", "truth_test_detector", {"surrogate": "truth_test_surrogate"})
 
 
 def _camel_samples(generated: np.ndarray, train: np.ndarray, rng: np.random.Generator) -> dict[str, EventBatch]:
@@ -39,9 +65,10 @@ def test_amplification_in_the_report_of_a_toy() -> None:
     rng = np.random.default_rng(0)
     toy = CamelBack()
     train = toy.sample(100, rng)
-    perfect = analyse_run(_camel_samples(toy.sample(20_000, rng), train, rng), exact_density=toy,
+    plan, truths = ReportPlan.generated("generated"), {"truth": {"exact_density": toy}}
+    perfect = analyse_run(_camel_samples(toy.sample(20_000, rng), train, rng), plan, truths=truths,
                           classifier=False, plots=False)
-    copier = analyse_run(_camel_samples(train[rng.integers(0, 100, 20_000)], train, rng), exact_density=toy,
+    copier = analyse_run(_camel_samples(train[rng.integers(0, 100, 20_000)], train, rng), plan, truths=truths,
                          classifier=False, plots=False)
     amp_perfect, amp_copier = perfect.metrics["amplification"], copier.metrics["amplification"]
     assert amp_perfect["n_quantiles"] == 50 and amp_perfect["n_train"] == 100
@@ -63,7 +90,8 @@ def _conditional_samples(rng: np.random.Generator, shift_at_60: float) -> dict[s
 
 def test_conditional_kl_per_energy_with_regimes() -> None:
     rng = np.random.default_rng(1)
-    out = analyse_run(_conditional_samples(rng, 2.0), classifier=False, plots=True, dpi=40)
+    out = analyse_run(_conditional_samples(rng, 2.0), ReportPlan.generated("generated"),
+                      conditions={"generated": ["beam_energy"]}, classifier=False, plots=True, dpi=40)
     kl = out.metrics["conditional_kl"]["lepton_E"]
     assert kl["10"]["regime"] == "trained" and kl["15"]["regime"] == "interpolated"
     assert kl["60"]["regime"] == "extrapolated"
@@ -82,7 +110,13 @@ def test_unfolding_and_refolding_comparisons() -> None:
     omnifold = EventBatch.from_columns({"v": sim, "weight": np.exp(-0.3 * sim + 0.045)})  # reweighted to N(0, 1)
     samples = {"truth_test": b(truth), "truth_test_detector": b(data), "unfolded": unfolded,
                "refolded": b(rng.normal(size=4000) + rng.normal(0, 0.5, 4000)), "omnifold": omnifold}
-    out = analyse_run(samples, classifier=False, dpi=40)
+    plan = ReportPlan([
+        Comparison("unfolded", "unfolded", "truth_test", data="truth_test_detector", baselines=("omnifold",),
+                   kind="unfolding"),
+        Comparison("omnifold", "omnifold", "truth_test", optional=True, kind="unfolding"),
+        Comparison("refolded", "refolded", "truth_test_detector", level="detector", kind="unfolding")],
+        [Response("truth_test", "truth_test_detector")])
+    out = analyse_run(samples, plan, classifier=False, dpi=40)
     assert set(out.metrics["comparisons"]) == {"unfolded", "refolded", "omnifold"}
     assert out.metrics["comparisons"]["omnifold"]["features"]["v"]["w1"] < 0.06  # weights honoured
     assert out.metrics["comparisons"]["refolded"]["features"]["v"]["chi2_ndf"] < 2.0
@@ -102,7 +136,11 @@ def test_learned_surrogates_are_compared_with_the_detector_they_learned() -> Non
                **{f"{n}_detector": detector(v, 0.2) for n, v in vertex.items()},
                "truth_test_good": detector(vertex["truth_test"], 0.2),
                "truth_test_narrow": b(smear(vertex["truth_test"], 0.07))}
-    out = analyse_run(samples, classifier=False, dpi=40, surrogates=["good", "narrow"])
+    plan = ReportPlan([Comparison(f"truth_test_{s}", f"truth_test_{s}", "truth_valid_detector", "truth_test_detector",
+                                  level="detector", kind="detector") for s in ("good", "narrow")],
+                      [Response("truth_test", "truth_test_detector",
+                                {"good": "truth_test_good", "narrow": "truth_test_narrow"})], ["good", "narrow"])
+    out = analyse_run(samples, plan, classifier=False, dpi=40)
     comparisons = out.metrics["comparisons"]
     assert comparisons["truth_test_good"]["reference_sample"] == "truth_valid_detector"
     assert comparisons["truth_test_good"]["reference2_sample"] == "truth_test_detector"
@@ -233,7 +271,8 @@ def test_metrics_recomputed_from_the_run_folder_equal_the_stage_ones(two_runs) -
     run, _ = two_runs
     stored = json.loads((run / "metrics.json").read_text())
     samples = {p.stem: EventBatch.concat(read_events(p)) for p in run.glob("*.root")}
-    again = analyse_run(samples, plots=False, seed=stored["seed"]).metrics["comparisons"]["generated"]
+    again = analyse_run(samples, ReportPlan.generated("generated"), plots=False,
+                        seed=stored["seed"]).metrics["comparisons"]["generated"]
     first = stored["stages"]["report"]["comparisons"]["generated"]
     assert again["classifier"]["auc"] == first["classifier"]["auc"]
     assert again["features"]["a"]["chi2_ndf"] == pytest.approx(first["features"]["a"]["chi2_ndf"], rel=1e-12)

@@ -55,7 +55,8 @@ def test_defaults_read_canonical_fields_and_beams(dataset) -> None:  # noqa: ANN
     paths, full = dataset
     src = source(files=[str(p) for p in paths], step_size=1000)
     out = src.read()
-    assert out.fields == ["lepton_E", "lepton_px", "lepton_py", "lepton_pz", "x", "Q2", "y", "W2", "nu"]
+    # every flat branch, the file's own "extra" included (weights and counters apart)
+    assert out.fields == ["lepton_E", "lepton_px", "lepton_py", "lepton_pz", "x", "Q2", "y", "W2", "nu", "extra"]
     np.testing.assert_array_equal(out.column("Q2"), full.column("Q2"))
     assert src.beams == Beams.preset("hera") and out.beams == Beams.preset("hera")
     assert src.info()["events_read"] == 9000 and src.info()["generator"] == "unit-test"
@@ -158,7 +159,8 @@ def test_sample_data_files() -> None:
     assert np.unique(train.column("beam_energy")).tolist() == [10, 20, 30, 40, 50]
     assert np.unique(test.column("beam_energy")).tolist() == [15, 25, 35, 45, 60]
     for ev in (train, test):  # symmetric beams, electron along +z: E' <= E_b, p_z mostly forward
-        assert ev.beams is None
+        # E x E scans: the sym50 set-up with both beam energies declared per event (file metadata beam_setup)
+        assert ev.beams == Beams.preset("sym50", lepton_energy="beam_energy", hadron_energy="beam_energy")
         assert (ev.column("lepton_E") <= ev.column("beam_energy") * (1 + 1e-6)).all()
         assert np.median(ev.column("lepton_pz") / ev.column("beam_energy")) > 0.5
     full = source(files=[str(SAMPLE_DATA / "hera_pythia_full.root")]).read()

@@ -93,6 +93,7 @@ def test_chunked_write_and_small_steps_read(tmp_path: Path) -> None:
 def test_float32_halves_float_branches_and_keeps_integers(tmp_path: Path) -> None:
     batch = make_batch(200)
     batch = batch.with_columns(beam_energy=np.full(200, 27.6))
+    batch.beams = Beams.preset("hera", lepton_energy="beam_energy")  # a declared per-event energy stays exact
     path = write_events(tmp_path / "f32.root", batch, float32=True)
     with uproot.open(path) as f:
         types = {b: f["events"][b].typename for b in f["events"].keys()}

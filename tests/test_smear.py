@@ -565,8 +565,8 @@ def test_registered_as_smear_plugin() -> None:
     added: list[tuple[type, str]] = []
 
     class Registry:
-        def add(self, cls: type, name: str) -> None:
-            added.append((cls, name))
+        def add(self, cls: type) -> None:
+            added.append((cls, cls.plugin_name))
 
     module.mlegpipe_register_stages(Registry())
     assert added == [(SmearDetector, "smear")]

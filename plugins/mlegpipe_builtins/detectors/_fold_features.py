@@ -63,7 +63,7 @@ def feature_matrix(batch: EventBatch, names: Sequence[str], where: str) -> np.nd
         DataError: a feature is missing or not finite, naming it and ``where``.
 
     Example:
-        >>> b = EventBatch.from_columns({"lepton_px": [3.0], "lepton_py": [4.0], "lepton_pz": [0.0]})
+        >>> b = EventBatch.from_columns({"lepton_E": [5.0], "lepton_px": [3.0], "lepton_py": [4.0], "lepton_pz": [0.0]})
         >>> feature_matrix(b, ["lepton_pt"], "vertex").tolist()
         [[5.0]]
     """

@@ -60,7 +60,7 @@ def _label(name: str, label: str, unit: str = "", log: bool = False) -> Observab
 
 def _lepton(quantity: str, label: str, unit: str, periodic: bool = False, compare: bool = True) -> Observable:
     base = automatic(f"lepton_{quantity}")
-    return dataclasses.replace(base, requires=LEPTON_FIELDS, label=label, unit=unit, periodic=periodic,
+    return dataclasses.replace(base, requires=LEPTON_FIELDS[1:], label=label, unit=unit, periodic=periodic,
                                compare=compare)
 
 

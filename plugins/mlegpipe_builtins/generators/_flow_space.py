@@ -27,7 +27,7 @@ Example:
     >>> events = EventBatch.from_columns({"a": rng.normal(size=500), "b": rng.exponential(size=500)})
     >>> space = FlowSpace("columns", ["a", "b"], conditions=[]).fit(events)
     >>> z = space.encode(events)
-    >>> [round(float(v), 6) for v in z.mean(0)], space.noise_dim
+    >>> [round(float(v), 6) + 0.0 for v in z.mean(0)], space.noise_dim
     ([0.0, 0.0], 2)
 """
 

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from mlegpipe import hookimpl
 from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
-from mlegpipe.exceptions import MlegpipeError, PhysicsError
+from mlegpipe.exceptions import ConfigError, MlegpipeError, PhysicsError
 from mlegpipe.sampling import GridSettings, SamplerStats, UnweightedSampler
 from mlegpipe.schema import param
 from mlegpipe.stages import TruthSource
@@ -112,9 +112,9 @@ class DISTruth(TruthSource):
         try:
             preset = presets.get(p.beams, path=f"{sec}.beams")
         except MlegpipeError as err:
-            raise PhysicsError(err.message, path=f"{sec}.beams", value=p.beams, hint=err.hint) from None
+            raise ConfigError(err.message, path=f"{sec}.beams", value=p.beams, hint=err.hint) from None
         if not preset.is_lepton_hadron:
-            raise PhysicsError(f"inclusive DIS needs a lepton-hadron set-up; {p.beams!r} is {preset.label}",
+            raise ConfigError(f"inclusive DIS needs a lepton-hadron set-up; {p.beams!r} is {preset.label}",
                                path=f"{sec}.beams", value=p.beams,
                                hint="choose hera, eic18x275, eic10x100, jlab, clas or sym50")
         lepton_energy = preset.lepton_energy if p.lepton_energy is None else p.lepton_energy
@@ -240,7 +240,7 @@ class DISTruth(TruthSource):
     def settings(self) -> dict[str, Any]:
         """The physics settings, JSON-able."""
         p = self.params
-        return {"beams": self._beams.to_dict(), "preset": p.beams, **self.region.settings(),
+        return {"beams": self._beams.to_table(), "preset": p.beams, **self.region.settings(),
                 "r_longitudinal": p.r_longitudinal, "structure_function": "ALLM97",
                 **({"reweight": {"x_power": p.x_power, "q2_power": p.q2_power, "x_ref": p.x_ref,
                                  "q2_ref": p.q2_ref}} if self.reweighted else {}),
