@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from scipy import integrate
 
-from mlegpipe_builtins.dis.cross_section import born_d2sigma_dx_dq2
 from mlegpipe.schema import build_params
 from mlegpipe.stages import StageContext
+from mlegpipe_builtins.dis.cross_section import born_d2sigma_dx_dq2
 from mlegpipe_builtins.truth.dis import DISTruth
 
 __all__ = ["main", "quadrature_sigma"]

@@ -35,10 +35,10 @@ import torch
 
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
-from mlegpipe_builtins.dis.labels import beams_at
 from mlegpipe.registry import StageRegistry, load_plugins
 from mlegpipe.schema import build_params
 from mlegpipe_builtins.dis import LEPTON_FIELDS
+from mlegpipe_builtins.dis.labels import beams_at
 
 __all__ = ["FEATURES", "MODELS", "SAMPLES", "add_observables", "drawn_fractions", "evaluate_model", "format_table",
            "load_truth", "main", "perfect_model_null", "register_model", "run_conditional", "run_flow_samplers", "run_model",

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from mlegpipe.cli import main
+from mlegpipe.config import parse_config
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
-from mlegpipe.config import parse_config
 from mlegpipe.plan import Comparison, ReportPlan, Response
 from mlegpipe.report import analyse_run, build_report, compare_runs, render_report
 from mlegpipe.toys import CamelBack
