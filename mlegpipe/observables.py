@@ -600,6 +600,19 @@ class ObservableSet:
         """Values of ``name`` for every event of ``batch``."""
         return self.get(name)(batch)
 
+    def check(self, batch: EventBatch, where: str = "observables") -> None:
+        """Compute every declared or chosen observable (and pair) on the first events of ``batch``.
+
+        Raises:
+            DataError: one cannot be computed for these events (a missing field or collection, a collection
+                that never has the particles an index needs), naming ``where.NAME``.
+        """
+        head = batch.take(slice(0, min(len(batch), 1000)))
+        names = list(self.declared) + [n for n in (self.compare or []) if n not in self.declared]
+        names += [n for p in (self.pairs or []) for n in (p.x, p.y) if n not in names]
+        for name in names:
+            values_of(head, name, f"{where}.{name}", self)
+
     def registered(self) -> list[Observable]:
         """The observables plugins registered (not the pairs), in registration order."""
         return [o for o in self._registry().observables.items().values() if isinstance(o, Observable)]

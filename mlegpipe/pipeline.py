@@ -102,6 +102,9 @@ class _Runner:
         self.record.metrics[step.section] = {"events": len(batch), **stage.info()}
         self.record.truths[step.section] = {"beams": batch.beams, "cuts": stage.cuts(),
                                             "exact_density": stage.exact_density()}
+        if len(self.record.truths) == 1:  # the pipeline's observables must be computable on its truth
+            with in_file(self.config.source):
+                self.config.observables.check(batch)
 
     def generator(self, step: Step, stage: Generator) -> None:
         train, valid = (self.record.samples[n] for n in step.train_on)
@@ -133,8 +136,9 @@ class _Runner:
     def unfolding(self, step: Step, stage: Unfolding) -> None:
         samples = self.record.samples
         simulation = tuple(samples[n] for n in step.simulation) if step.simulation else None
-        inputs = UnfoldingInputs(samples[step.inputs[0]], step.inputs[0], self.stages[step.surrogate],
-                                 str(step.surrogate), samples.get(step.reference) if step.reference else None,
+        surrogate = self.stages[step.surrogate] if step.surrogate else None  # None: an ibu or omnifold needs none
+        inputs = UnfoldingInputs(samples[step.inputs[0]], step.inputs[0], surrogate,
+                                 step.surrogate or "", samples.get(step.reference) if step.reference else None,
                                  step.reference, simulation, list(step.simulation))  # type: ignore[arg-type]
         results = stage.unfold(inputs, self.record)
         prefix = "" if step.section == "unfolding" else f"{step.section}_"

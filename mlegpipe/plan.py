@@ -49,7 +49,8 @@ class Step:
     reference: str | None = None
     #: detector: each output sample -> the sample it folds
     folded_from: dict[str, str] = field(default_factory=dict)
-    #: unfolding: the [vertex, detector] simulation pairs (the surrogate's training pairs)
+    #: unfolding: the [vertex, detector] simulation pairs (the surrogate's training pairs; without a surrogate,
+    #: the last truth's training split and its folding by the last parametric detector, when both exist)
     simulation: list[str] = field(default_factory=list)
     #: the truth section whose events (cuts, beams) a generator learns or an unfolding recovers
     truth_section: str | None = None
@@ -189,19 +190,24 @@ def plan_pipeline(config: PipelineConfig) -> list[Step]:
                 raise ConfigError("an unfolding needs detector-level data: set inputs = [\"sample\"] or declare a "
                                   "truth and a [detector] section before it", path=f"{sec}.inputs")
             _require(step.inputs, available, f"{sec}.inputs")
+            needs_surrogate = spec.plugin.cls.needs_surrogate
             step.surrogate = spec.surrogate or (learned_detectors[-1] if learned_detectors else None)
-            if step.surrogate is None:
+            if step.surrogate is None and needs_surrogate:
                 raise ConfigError("an unfolding needs a learned detector surrogate (e.g. cfold) before it",
                                   path=f"{sec}.surrogate")
-            if step.surrogate not in learned_detectors:
+            if step.surrogate is not None and step.surrogate not in learned_detectors:
                 raise ConfigError("not a learned detector section declared before this one; learned detectors: "
                                   + (", ".join(learned_detectors) or "none"), path=f"{sec}.surrogate",
                                   value=step.surrogate, hint=suggest(step.surrogate, learned_detectors))
             prefix = "" if sec == "unfolding" else f"{sec}_"
             step.outputs = [f"{prefix}unfolded", f"{prefix}refolded"]
             step.reference = folded_from.get(step.inputs[0])
-            surrogate_step = next(s for s in steps if s.section == step.surrogate)
-            step.simulation = list(surrogate_step.train_on)
+            if step.surrogate is not None:  # the simulation pairs: the surrogate's training pairs
+                step.simulation = list(next(s for s in steps if s.section == step.surrogate).train_on)
+            elif truth_prefixes and parametric_detectors:  # else what a learned detector would train on
+                base = f"{truth_prefixes[-1]}_train"
+                pairs = [base, f"{base}_{parametric_detectors[-1]}"]
+                step.simulation = pairs if all(n in available for n in pairs) else []
             step.truth_section = _section_of_sample(step.reference, truth_sections)
         available += step.outputs
         steps.append(step)
@@ -230,7 +236,8 @@ def plan_report(steps: list[Step]) -> ReportPlan:
       detector it learned, folding *another* vertex sample (so both sides see
       independent events), with the detector's folding of the same sample as the floor;
     * an unfolding's ``unfolded`` (and its ``omnifold`` baseline, when run)
-      against the data's vertex truth, ``refolded`` against the data.
+      against the data's vertex truth, ``refolded`` against the data; for
+      an unfolding without a surrogate (``ibu``, ``omnifold``) too.
 
     Example:
         >>> plan_report([]).comparisons

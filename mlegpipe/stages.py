@@ -28,7 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -43,11 +43,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STAGE_KINDS",
+    "AdversarialModel",
     "Detector",
     "DifferentiableSurrogate",
     "Discriminator",
     "Generator",
     "NetworkInputs",
+    "NetworkProbe",
     "Report",
     "RunRecord",
     "Stage",
@@ -130,25 +132,81 @@ class NetworkInputs:
 
     Attributes:
         features: standardized model-space features, float32 ``(n, k)``: what a
-            GAN's network outputs, or what a flow models the density of.
+            GAN's network or a VAE's decoder outputs, or what a flow models the density of.
         condition: the standardized conditioning input, float32 ``(n, c)``
             (None for unconditional models).
-        beam_energy: per-event lepton beam energy in GeV, float64 ``(n,)``
-            (zeros for events without beams).
+        context: the feature map's per-event context, float64 ``(n,)``: what
+            decoding the features needs besides them (:meth:`~mlegpipe.features.FeatureMap.context_of`:
+            the lepton beam energy of the DIS lepton maps, a variable multiplicity; zeros for maps without one).
+            A GAN's discriminator features are computed from ``features`` and ``context``.
         extra: model-specific tensors, e.g. ``{"phi": ...}`` (float64 ``(n,)``)
             for GANs that draw the azimuth uniformly instead of generating it.
 
     Example:
         >>> import torch
         >>> inputs = NetworkInputs(torch.zeros(2, 3), None, np.array([10.0, 20.0]))
-        >>> inputs.features.shape, inputs.extra
-        (torch.Size([2, 3]), {})
+        >>> inputs.features.shape, inputs.context.tolist(), inputs.extra
+        (torch.Size([2, 3]), [10.0, 20.0], {})
     """
 
     features: torch.Tensor
     condition: torch.Tensor | None
-    beam_energy: np.ndarray
+    context: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NetworkProbe:
+    """The torch network inside a trained generator and how to feed it: the contract of model interpretation.
+
+    :meth:`Generator.network_probe` returns one; :mod:`mlegpipe.interpret`
+    hooks :attr:`network`'s hidden layers while :attr:`forward` runs on
+    :attr:`inputs` (hidden-layer maps), colours the maps by observables of
+    the events :attr:`decode` gives for the same inputs, and moves the
+    network's weights for loss landscapes (:attr:`loss`).
+
+    Attributes:
+        network: the module whose layers are hooked (and whose weights a landscape moves).
+        label: where it sits in the generator (``"network"``, ``"flows[0]"``, ``"vae.decoder"``).
+        inputs: ``inputs(n, condition_values, generator) -> list of tensors``: what :attr:`forward` is fed
+            for ``n`` draws of the generator's randomness (noise, latent points), drawn from the torch
+            ``generator``, at ``condition_values`` (``{name: value}``, a value of each of :attr:`conditions`;
+            None for unconditional models).
+        forward: ``forward(*tensors)``: one pass of the network on (a batch of) those tensors.
+        decode: ``decode(tensors, seed) -> EventBatch``: the events the generator makes from those inputs,
+            index-aligned with them (unphysical ones included, nothing redrawn); ``seed`` (a
+            ``numpy.random.SeedSequence``) for anything drawn besides (a uniform azimuth).
+        conditions: the names of the generator's conditions (empty: unconditional).
+        loss: ``loss(events, seed) -> (loss_fn, label)``: the model's own training loss on fixed ``events``
+            (noise drawn once from ``seed``) as a function of :attr:`network`'s weights only, and its name
+            for plots; None when the model has none but an adversary's (GANs).
+        loss_name: what users call that loss (``nll``, ``vae``).
+
+    Example:
+        >>> import torch
+        >>> from mlegpipe.events import EventBatch
+        >>> net = torch.nn.Linear(3, 1)
+        >>> probe = NetworkProbe(
+        ...     net, "network", lambda n, values, gen: [torch.randn(n, 3, generator=gen)], net,
+        ...     lambda tensors, seed: EventBatch.from_columns({"a": net(tensors[0]).detach().double().numpy()[:, 0]}))
+        >>> inputs = probe.inputs(4, None, torch.Generator().manual_seed(0))
+        >>> probe.conditional, len(probe.decode(inputs, np.random.SeedSequence(0)))
+        (False, 4)
+    """
+
+    network: torch.nn.Module
+    label: str
+    inputs: Callable[[int, Mapping[str, float] | None, torch.Generator], list[torch.Tensor]]
+    forward: Callable[..., torch.Tensor]
+    decode: Callable[[Sequence[torch.Tensor], np.random.SeedSequence], EventBatch]
+    conditions: list[str] = field(default_factory=list)
+    loss: Callable[[EventBatch, int], tuple[Callable[[], torch.Tensor], str]] | None = None
+    loss_name: str = ""
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the network is fed condition values (a generator with conditions)."""
+        return bool(self.conditions)
 
 
 class Generator(Stage):
@@ -199,7 +257,7 @@ class Generator(Stage):
     def interpretation_inputs(self, events: EventBatch) -> NetworkInputs:
         """What the trained network sees for ``events`` (see :class:`NetworkInputs`).
 
-        Used by :mod:`mlegpipe.interpret` (hidden-layer maps, loss landscapes);
+        Used by :mod:`mlegpipe.interpret` (loss landscapes, discriminator maps);
         generators with a torch network implement it, others keep this default.
 
         Raises:
@@ -210,6 +268,23 @@ class Generator(Stage):
             >>> # inputs.features.shape, inputs.condition.shape   # (n, k), (n, 1) for cfatgan
         """
         raise NotImplementedError(f"generator {self.plugin_name or type(self).__name__!r} exposes no network inputs")
+
+    def network_probe(self) -> NetworkProbe:
+        """The trained torch network and how to feed and decode it (see :class:`NetworkProbe`).
+
+        ``mlegpipe interpret`` and ``mlegpipe landscape`` work on any generator
+        that implements it; generators without a torch network keep this default.
+
+        Raises:
+            NotImplementedError: the generator has no network to look into.
+
+        Example:
+            >>> # probe = trained_gan.network_probe()
+            >>> # probe.label, probe.conditions      # ('network', ['beam_energy']) for cfatgan
+        """
+        raise NotImplementedError(f"generator {self.plugin_name or type(self).__name__!r} exposes no torch network "
+                                  "(it implements no Generator.network_probe): hidden-layer maps and loss "
+                                  "landscapes need one")
 
     def default_discriminator(self) -> Discriminator | None:
         """The adversary :meth:`fit` trains against when given none (None: not trained adversarially)."""
@@ -277,13 +352,50 @@ class DifferentiableSurrogate(Protocol):
         """p(pass | vertex), shape ``(n,)`` (ones without an acceptance model)."""
 
 
+@runtime_checkable
+class AdversarialModel(Protocol):
+    """What model interpretation may call on a generator trained against a discriminator (the GANs).
+
+    The discriminator sees ``discriminator_features(z, context, phi)`` of
+    standardized generated features ``z`` (real events: the ``features`` of
+    :meth:`Generator.interpretation_inputs`), followed by the standardized
+    condition; generated features are ``generate_tensor(noise(n), condition)``.
+
+    Attributes:
+        conditions: the generator's conditions.
+        discriminator_net: the discriminator trained in this process (None after loading a checkpoint).
+        uniform_phi: the azimuth is drawn uniformly, not generated (``discriminator_features`` takes it as ``phi``).
+    """
+
+    conditions: list[str]
+    discriminator_net: torch.nn.Module | None
+    uniform_phi: bool
+
+    def interpretation_inputs(self, events: EventBatch) -> NetworkInputs:
+        """What the networks see for ``events``."""
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise ``(n, noise_dim)`` for the generator network."""
+
+    def generate_tensor(self, noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Standardized generated features (differentiable in the network's weights)."""
+
+    def discriminator_features(self, z: torch.Tensor, context: torch.Tensor | None = None,
+                               phi: torch.Tensor | None = None, /) -> torch.Tensor:
+        """What the discriminator sees of standardized features ``z`` (before the condition)."""
+
+    def default_discriminator(self) -> Discriminator | None:
+        """A fresh instance of the adversary the generator trains against by default."""
+
+
 @dataclass
 class UnfoldingInputs:
     """What the planner hands an unfolding: the data, its truth when known, the simulation, the surrogate.
 
     Attributes:
         data: the detector-level events to unfold; ``data_name`` their sample name.
-        surrogate: the frozen detector surrogate; ``surrogate_name`` its TOML section.
+        surrogate: the frozen detector surrogate; ``surrogate_name`` its TOML section (None and ``""`` for
+            an unfolding that needs none, :attr:`Unfolding.needs_surrogate`, when the pipeline has none).
         truth: the vertex-level truth of the data (closure tests), else None; ``truth_name`` its name.
         simulation: index-aligned (vertex, detector) simulation pairs (the surrogate's training pairs), else
             None; ``simulation_names`` their names.
@@ -320,9 +432,15 @@ class Discriminator(Stage):
 
 
 class Unfolding(Stage):
-    """Unfolds detector-level data to the vertex level."""
+    """Unfolds detector-level data to the vertex level.
+
+    Class attributes:
+        needs_surrogate: the unfolding trains through a learned detector surrogate (``gan-unfold``); False for
+            those that learn the response from the simulation pairs alone (``ibu``, ``omnifold``).
+    """
 
     kind: ClassVar[str] = "unfolding"
+    needs_surrogate: ClassVar[bool] = True
 
     def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
         """Return named samples: at least ``unfolded`` (vertex level) and ``refolded``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from mlegpipe.schema import describe_params
 
@@ -12,9 +13,12 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the sub-command."""
     p = sub.add_parser("plugins", help="list installed plugins",
-                       description="List every installed stage plugin: kind, name, distribution, version.")
-    p.add_argument("name", nargs="?", help="show the parameters of this plugin")
-    p.add_argument("--kind", help="only plugins of this kind")
+                       description="List every installed stage plugin (kind, name, distribution, version) and what "
+                       "plugins registered through the extension hooks (feature maps, observables, beam presets, "
+                       "physicality checks, augmentations), each with the module that registered it.")
+    p.add_argument("name", nargs="?", help="show the module, file and parameters of this plugin")
+    p.add_argument("--kind", help="only plugins of this kind (a stage kind, or feature_maps, observables, "
+                   "beam_presets, physicality, augmentations)")
     p.set_defaults(func=run)
 
 
@@ -24,7 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from mlegpipe.registry import load_plugins
     from mlegpipe.schema import suggest
 
+    from mlegpipe.registry import EXTENSIONS
+
     registry = load_plugins()
+    if args.kind in EXTENSIONS:
+        return _extensions(registry, [args.kind])
     infos = [i for i in registry.all() if args.kind in (None, i.kind)]
     if args.name:
         chosen = [i for i in infos if i.name == args.name]
@@ -34,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
                               hint=suggest(args.name, names))
         for info in chosen:
             print(f"{info.kind} plugin {info.name!r} ({info.distribution} {info.version}, {info.module})")
+            print(f"  file: {info.file}")
             print(f"  {info.summary}")
             for name, typ, default, doc in describe_params(info.cls.Params):
                 print(f"  {name:<22} {typ:<18} default {default!r:<14} {doc}")
@@ -45,4 +54,24 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4])
     for name, message in registry.failed.items():
         print(f"FAILED  {name}: {message}")
+    if args.kind is None:
+        print()
+        _extensions(registry, list(EXTENSIONS))
+    return 0
+
+
+def _extensions(registry: Any, attributes: list[str]) -> int:
+    """Print what the extension hooks registered, with the registering module."""
+    for attribute in attributes:
+        entries = registry.extension(attribute)
+        print(f"{attribute.replace('_', ' ')} ({len(entries)}):")
+        for name in entries.names():
+            item = entries.get(name)
+            doc = getattr(item, "doc", "") or getattr(item, "label", "") or \
+                ((item.__doc__ or "").strip().splitlines() or [""])[0]
+            if hasattr(item, "sqrt_s"):
+                doc = item.label
+            elif hasattr(item, "overlay"):
+                doc = f"2D pair: {item.x} and {item.y}"
+            print(f"  {name:<22} {entries.origin(name):<40} {doc}")
     return 0

@@ -154,19 +154,21 @@ def plot_unfolding_bands(
     return fig
 
 
-def plot_unfolding_info(info: Mapping[str, Any], folder: str | Path, prefix: str = "unfolding") -> list[Path]:
+def plot_unfolding_info(info: Mapping[str, Any], folder: str | Path, prefix: str = "unfolding",
+                        unfolded: str = "gan") -> list[Path]:
     """Draw :func:`plot_unfolding_bands` for every observable in ``info["binned"]``; return the PNG files.
 
-    ``info["binned"][observable]`` holds ``edges``, the bands ``gan`` (unfolded),
-    ``truth``, ``data`` and optional baselines (``ibu``, ``omnifold``) and
-    ``unrecoverable`` flags, as the ``gan-unfold`` stage records them.
+    ``info["binned"][observable]`` holds ``edges``, the unfolded band (key ``unfolded``: ``gan``
+    for ``gan-unfold``, ``ibu`` or ``omnifold`` for those unfoldings), ``truth``, ``data``, optional
+    baselines (``ibu``, ``omnifold``) and ``unrecoverable`` flags, as the unfolding stages record them.
     """
     files = []
     for name, entry in (info.get("binned") or {}).items():
-        if "gan" not in entry or "edges" not in entry:
+        if unfolded not in entry or "edges" not in entry:
             continue
-        baselines = {label: entry[key] for key, label in (("ibu", "IBU"), ("omnifold", "OmniFold")) if key in entry}
-        fig = plot_unfolding_bands(name, entry["edges"], entry["gan"], entry.get("truth"), entry.get("data"),
+        baselines = {label: entry[key] for key, label in (("ibu", "IBU"), ("omnifold", "OmniFold"))
+                     if key in entry and key != unfolded}
+        fig = plot_unfolding_bands(name, entry["edges"], entry[unfolded], entry.get("truth"), entry.get("data"),
                                    baselines, entry.get("unrecoverable"))
         files.append(save_png(fig, Path(folder) / f"{prefix}__{name}.png"))
     return files

@@ -15,6 +15,11 @@ Each iteration applies Bayes' theorem with the current prior ``p``::
 and uses the normalized ``u`` as the next prior. Bins with ``ε_i = 0`` cannot
 be unfolded (they stay at 0 and are flagged by the caller).
 
+An event-level carrier of binned results: :func:`marginal_weights` gives the
+simulated events weights whose binned marginals follow the unfolded spectra of
+several observables at once (iterative proportional fitting); the correlations
+between the observables stay the simulation's.
+
 Example:
     >>> import numpy as np
     >>> e = np.array([0.0, 1.0, 2.0])
@@ -25,13 +30,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from mlegpipe.exceptions import ConfigError, DataError
 
-__all__ = ["Response", "ibu", "response_matrix"]
+__all__ = ["Response", "bin_index", "ibu", "marginal_weights", "response_matrix"]
 
 
 @dataclass
@@ -66,8 +72,13 @@ class Response:
         return self.matrix @ np.asarray(vertex_counts, dtype=np.float64)
 
 
-def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bin number of each value, -1 outside ``[edges[0], edges[-1]]`` or not finite (last edge inclusive)."""
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin number of each value, -1 outside ``[edges[0], edges[-1]]`` or not finite (last edge inclusive).
+
+    Example:
+        >>> bin_index(np.array([0.5, 2.0, 3.0, np.nan]), np.array([0.0, 1.0, 2.0])).tolist()
+        [0, 1, -1, -1]
+    """
     idx = np.searchsorted(edges, values, side="right") - 1
     idx = np.where(values == edges[-1], len(edges) - 2, idx)
     inside = np.isfinite(values) & (values >= edges[0]) & (values <= edges[-1])
@@ -116,7 +127,7 @@ def response_matrix(
     vertex_edges = _check_edges(vertex_edges, "vertex_edges")
     detector_edges = _check_edges(detector_edges, "detector_edges")
     nv, nd = vertex_edges.size - 1, detector_edges.size - 1
-    iv, jd = _bin_index(vertex, vertex_edges), _bin_index(detector, detector_edges)
+    iv, jd = bin_index(vertex, vertex_edges), bin_index(detector, detector_edges)
     in_v, in_d = iv >= 0, jd >= 0
     if not in_v.any():
         raise DataError("no simulated event falls inside the vertex-level binning", path="vertex_edges")
@@ -184,3 +195,63 @@ def ibu(
             break
         p = u / total
     return u
+
+
+def marginal_weights(
+    vertex: Mapping[str, np.ndarray],
+    unfolded: Mapping[str, np.ndarray],
+    responses: Mapping[str, Response],
+    sweeps: int = 50,
+    tolerance: float = 1e-9,
+) -> np.ndarray:
+    """Weights of simulated events whose binned marginals follow the unfolded spectra of every observable.
+
+    Iterative proportional fitting (raking): for each observable in turn the
+    weights of the events in each vertex bin are scaled so that the weighted
+    histogram has the shape of ``unfolded`` over the bins the unfolding could
+    fill (efficiency > 0), the total weight of those bins kept; events outside
+    the binning, without a value, or in bins without efficiency keep their
+    weights (there the simulation stays the prior). Sweeps repeat until no
+    weight changes by more than ``tolerance`` (relative), at most ``sweeps``.
+    With one observable one pass is exact; with several the result is the
+    closest reweighting of the simulation (least relative entropy) with those
+    marginals, its correlations between observables the simulation's.
+
+    Arguments:
+        vertex: vertex-level values of the simulated events per observable (NaN: undefined).
+        unfolded: unfolded counts per observable (e.g. :func:`ibu`), on ``responses[name].vertex_edges``.
+        responses: the response of each observable (its binning and efficiencies).
+
+    Returns:
+        ``(n,)`` weights with mean 1.
+
+    Example:
+        >>> e = np.array([0.0, 1.0, 2.0])
+        >>> v = np.array([0.5, 0.5, 1.5, 1.5])
+        >>> r = response_matrix(v, v, e, e)
+        >>> marginal_weights({"a": v}, {"a": np.array([3.0, 1.0])}, {"a": r}).tolist()
+        [1.5, 1.5, 0.5, 0.5]
+    """
+    names = list(unfolded)
+    if not names:
+        raise DataError("no unfolded spectrum to weigh the simulation with")
+    n = len(np.asarray(vertex[names[0]]))
+    w = np.ones(n)
+    index = {k: bin_index(np.asarray(vertex[k], dtype=np.float64), responses[k].vertex_edges) for k in names}
+    for _ in range(max(int(sweeps), 1)):
+        before = w.copy()
+        for k in names:
+            idx, usable = index[k], responses[k].efficiency > 0
+            inside = (idx >= 0) & usable[np.maximum(idx, 0)]
+            current = np.bincount(idx[inside], weights=w[inside], minlength=usable.size).astype(np.float64)
+            target = np.where(usable, np.asarray(unfolded[k], dtype=np.float64), 0.0)
+            if not (target.sum() > 0 and current.sum() > 0):
+                continue
+            target = target * current.sum() / target.sum()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(current > 0, target / current, 1.0)
+            w[inside] *= ratio[idx[inside]]
+        if np.all(np.abs(w - before) <= tolerance * np.maximum(np.abs(before), 1e-300)):
+            break
+    total = w.sum()
+    return w * n / total if total > 0 else np.ones(n)

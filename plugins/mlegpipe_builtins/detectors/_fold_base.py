@@ -89,7 +89,11 @@ class FoldingParams:
 
 
 class LearnedFolding(Detector):
-    """Base of the learned surrogates (see the module docstring for units and state)."""
+    """Base of the learned surrogates (see the module docstring for units and state).
+
+    Every learned surrogate meets :class:`mlegpipe.stages.DifferentiableSurrogate` (feature names, scalers,
+    :attr:`has_pass_model`, :meth:`fold`, :meth:`fold_tensor`, :meth:`pass_tensor`, :meth:`acceptance_tensor`).
+    """
 
     trainable = True
 
@@ -131,6 +135,19 @@ class LearnedFolding(Detector):
         if not set(v) & set(d):  # paired branches such as nu1_true → nu1_reco: by position
             return list(range(len(d)))
         return [v.index(n) if n in v else -1 for n in d]
+
+    @property
+    def has_pass_model(self) -> bool:
+        """Whether folded events can fail to pass: an acceptance classifier or the kinematic pass model was learned.
+
+        Without one :meth:`pass_tensor` is 1 for every event (:class:`~mlegpipe.stages.DifferentiableSurrogate`).
+
+        Example:
+            >>> from mlegpipe.context import StageContext
+            >>> LearnedFolding(FoldingParams(vertex_features=["a"]), StageContext("detector")).has_pass_model
+            False
+        """
+        return self.acceptance_net is not None or self.lepton_flag is not None
 
     @property
     def fitted(self) -> bool:

@@ -48,8 +48,11 @@ AUGMENTATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 """Augmented features by name: functions of the ``(n, 4)`` lepton tensor ``(E, px, py, pz)``."""
 
+_DOCS = {"E": "lepton energy E'", "px": "lepton p_x", "py": "lepton p_y", "pz": "lepton p_z",
+         "pT": "lepton p_T", "pz_over_pT": "p_z / p_T of the lepton", "px_py": "p_x p_y", "px_pz": "p_x p_z",
+         "py_pz": "p_y p_z", "theta": "lepton polar angle", "phi": "lepton azimuth", "log_E": "ln E'"}
 #: The lepton augmentations as registered :class:`~mlegpipe.features.augment.Augmentation` s.
-LEPTON_AUGMENTATIONS: tuple[Augmentation, ...] = tuple(Augmentation(name, LEPTON_FIELDS, fn)
+LEPTON_AUGMENTATIONS: tuple[Augmentation, ...] = tuple(Augmentation(name, LEPTON_FIELDS, fn, _DOCS[name])
                                                        for name, fn in AUGMENTATIONS.items())
 
 #: What the FAT-GAN discriminator sees besides the generated features.

@@ -69,7 +69,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -96,7 +96,7 @@ from mlegpipe.generation import single_threaded_kernels
 from mlegpipe.losses import mmd2
 from mlegpipe.nets import ACTIVATIONS, NORMS, count_parameters, mlp
 from mlegpipe.schema import param
-from mlegpipe.stages import Discriminator, Generator, NetworkInputs, StageContext
+from mlegpipe.stages import Discriminator, Generator, NetworkInputs, NetworkProbe, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
 from mlegpipe_builtins.dis import BEAM_ENERGY
 from mlegpipe_builtins.dis.kinematics import physical_mask
@@ -555,16 +555,42 @@ class AdversarialGenerator(Generator):
         return feats, eb, phi
 
     def interpretation_inputs(self, events: EventBatch) -> NetworkInputs:
-        """What the networks see for ``events``: standardized generated features, condition, beam energy, φ.
+        """What the networks see for ``events``: standardized generated features, condition, map context, φ.
 
-        The discriminator's input is ``discriminator_features(features,
-        beam_energy, extra["phi"])`` followed by ``condition`` (see
-        :mod:`mlegpipe.interpret.probes`).
+        The context is the feature map's (the lepton beam energy of the DIS
+        lepton maps). The discriminator's input is
+        ``discriminator_features(features, context, extra["phi"])`` followed
+        by ``condition`` (see :mod:`mlegpipe.interpret.probes`).
         """
         self._require_prepared()
         eb = self._beam_energy(events)
         extra = {"phi": torch.from_numpy(self._full_features(events)[:, -1])} if self.uniform_phi else {}
         return NetworkInputs(self.encode(events), self.condition_tensor(eb), eb, extra)
+
+    def network_probe(self) -> NetworkProbe:
+        """:attr:`network`, fed ``[noise]`` or ``[noise, standardized condition]`` (:class:`~mlegpipe.stages.NetworkProbe`).
+
+        Decoded events are the network's own output (before a ``random_azimuth``
+        rotation), at the beam energy read back from the standardized condition.
+        """
+        self._require_prepared()
+
+        def inputs(n: int, values: Mapping[str, float] | None, gen: torch.Generator) -> list[torch.Tensor]:
+            noise = self.noise(n, gen)
+            if not self.conditional:
+                return [noise]
+            return [noise, self.condition_tensor(self._sample_beam_energy(n, (values or {}).get(BEAM_ENERGY)))]
+
+        def forward(*tensors: torch.Tensor) -> torch.Tensor:
+            return self.generate_tensor(*tensors)
+
+        def decode(tensors: Sequence[torch.Tensor], seed: np.random.SeedSequence) -> EventBatch:
+            with torch.no_grad():
+                z = forward(*tensors)
+                eb = self.cond_scaler.inverse(tensors[1].double())[:, 0].numpy() if self.conditional else None
+            return self.decode(z, eb, seed)
+
+        return NetworkProbe(self.network, "network", inputs, forward, decode, list(self.conditions))
 
     # -- events ----------------------------------------------------------------------------------------
     def decode_columns(self, z: torch.Tensor, beam_energy: np.ndarray | float | None = None,

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -85,7 +85,7 @@ from mlegpipe.features import (
 )
 from mlegpipe.nets import ACTIVATIONS, count_parameters, mlp
 from mlegpipe.schema import param
-from mlegpipe.stages import Discriminator, Generator, StageContext
+from mlegpipe.stages import Discriminator, Generator, NetworkInputs, NetworkProbe, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
 
 __all__ = ["BVAEGenerator", "VAE", "gaussian_kl"]
@@ -505,6 +505,53 @@ class BVAEGenerator(Generator):
             return torch.from_numpy(rng.standard_normal((n, self.settings["latent"]), dtype=np.float32)), None
         return self._buffer_latent(n, rng, self.alpha, self.lam, which)
 
+    def _context(self) -> float:
+        """The feature map's context of generated events (the beams' lepton energy of DIS maps; else 0)."""
+        return self.feature_map.context_from({}, 1, self.beams)[0] if self.feature_map.needs_context else 0.0
+
+    def _map_features(self, decoded: torch.Tensor) -> np.ndarray:
+        """Feature-map features (float64) of the decoder's standardized output."""
+        return self._from_model(self.scaler.inverse(decoded.double()).numpy())
+
+    def interpretation_inputs(self, events: EventBatch) -> NetworkInputs:
+        """What the VAE sees for ``events``: its standardized learned features (no condition) and the map context."""
+        self._require_trained()
+        return NetworkInputs(self._standardized(events), None, self._energies(events))
+
+    def network_probe(self) -> NetworkProbe:
+        """The VAE's decoder fed latent points drawn as :meth:`sample` draws them (:class:`~mlegpipe.stages.NetworkProbe`).
+
+        The latent points come from the buffer (or the prior, with ``sampling =
+        "prior"``) through a NumPy generator seeded from the torch generator.
+        The landscape loss ``vae`` is the training loss (1 - β)·MSE + β·KL of
+        the events with fixed reparametrization noise, over the decoder's
+        weights (the encoder held fixed, so the KL term is a constant).
+        """
+        self._require_trained()
+        decoder = self.vae.decoder
+
+        def inputs(n: int, values: Mapping[str, float] | None, gen: torch.Generator) -> list[torch.Tensor]:
+            if values:
+                raise ConfigError("the bvae generator takes no conditions", path=f"{self.ctx.name}.conditions",
+                                  value=next(iter(values)))
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
+            return [self._sample_latent(n, rng)[0]]
+
+        def decode(tensors: Sequence[torch.Tensor], seed: np.random.SeedSequence) -> EventBatch:
+            with torch.no_grad():
+                features = self._map_features(decoder(tensors[0]))
+            with np.errstate(all="ignore"):
+                cols, _ = decode_events(self.feature_map, features, np.full(len(features), self._context()),
+                                        self.beams)
+            return EventBatch.from_columns(self.feature_map.assemble(cols), self.beams, {"generator": "bvae"})
+
+        def vae_loss(events: EventBatch, seed: int) -> tuple[Callable[[], torch.Tensor], str]:
+            x = self._standardized(events)
+            noise = torch.randn(len(x), self.settings["latent"], generator=torch.Generator().manual_seed(seed))
+            return (lambda: self.loss(x, noise)[0]), "(1 - β)·MSE + β·KL"
+
+        return NetworkProbe(decoder, "vae.decoder", inputs, decoder, decode, [], vae_loss, "vae")
+
     def encode(self, events: EventBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior ``(μ, log σ²)`` of ``events`` (for latent-space studies)."""
         self._require_trained()
@@ -521,7 +568,7 @@ class BVAEGenerator(Generator):
         if n < 0:
             raise ConfigError("the number of events must be >= 0", path=f"{self.ctx.name}.sample", value=n)
         rng = np.random.default_rng(seed)
-        energy = self.feature_map.context_from({}, 1, self.beams)[0] if self.feature_map.needs_context else 0.0
+        energy = self._context()
         reject = self.params.reject_unphysical
         # redraw = "smearing": each slot keeps its buffer event through the redraws of rejected smearings
         fixed = torch.from_numpy(rng.integers(0, len(self.buffer_mu), n)) \
@@ -534,7 +581,7 @@ class BVAEGenerator(Generator):
                     hi = min(lo + _SAMPLE_BLOCK, len(slots))
                     which = None if fixed is None else fixed[torch.from_numpy(slots[lo:hi])]
                     z, _ = self._sample_latent(hi - lo, rng, which)
-                    out[lo:hi] = self._from_model(self.scaler.inverse(self.vae.decode(z).double()).numpy())
+                    out[lo:hi] = self._map_features(self.vae.decode(z))
             with np.errstate(all="ignore"):
                 cols, ok = decode_events(self.feature_map, out, np.full(len(slots), energy), self.beams,
                                          self.ranges or None)

@@ -43,7 +43,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -60,7 +60,7 @@ from mlegpipe.features import sample_with_rejection
 from mlegpipe.generation import single_threaded_kernels
 from mlegpipe.metrics.distances import chi2_ndf
 from mlegpipe.schema import param
-from mlegpipe.stages import Discriminator, Generator, NetworkInputs, StageContext
+from mlegpipe.stages import Discriminator, Generator, NetworkInputs, NetworkProbe, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule, warmup_schedule
 from mlegpipe.training.cuda_graph import GraphedLoss
 from mlegpipe_builtins.generators._flow_distill import DistilledSampler, distill
@@ -277,6 +277,64 @@ class FlowGenerator(Generator):
                               path=self.ctx.name)
         z = self.space.encode(events, self.ctx.torch_generator("absent"))
         return NetworkInputs(z, self._context(events), np.asarray(self.space.context_of(events), dtype=np.float64))
+
+    def network_probe(self) -> NetworkProbe:
+        """The first replica's zuko flow (:class:`~mlegpipe.stages.NetworkProbe`).
+
+        Its hidden layers are those of the transformations' hyper-networks,
+        which see ``[features, standardized conditions]``; the activations are
+        those of the density pass over the flow's own samples of the noise.
+        The inputs are ``[noise]`` or ``[noise, standardized conditions]``; a
+        variable multiplicity the user does not fix is drawn from the training
+        distribution. Decoding reads the conditions back from the standardized
+        ones (multiplicities rounded to whole numbers) and draws the map's
+        uniform features (an azimuth) from the seed. The landscape loss ``nll``
+        is the negative log-likelihood of the events (the training loss).
+        """
+        if not self.flows:
+            raise ConfigError(f"generator {self.plugin_name or 'flow'!r} has no network yet: train it or load its "
+                              "checkpoint first", path=self.ctx.name)
+        flow, space = self.flows[0], self.space
+        multiplicity = space.multiplicity_field()
+
+        def inputs(n: int, values: Mapping[str, float] | None, gen: torch.Generator) -> list[torch.Tensor]:
+            noise = torch.randn(n, self.noise_dim, generator=gen)
+            if not space.model_conditions:
+                if values:
+                    space.conditions_for(n, values, None, self.ctx.name)  # raises: no such condition
+                return [noise]
+            drawn = multiplicity is not None and multiplicity not in (values or {})
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen))) if drawn else None
+            given, _ = space.conditions_for(n, values, rng, self.ctx.name)
+            return [noise, space.condition_tensor(np.stack([given[c] for c in space.model_conditions], axis=1))]
+
+        def forward(noise: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+            dist = flow(c)
+            x = dist.transform.inv(noise)
+            return dist.transform(x)  # the density pass: hooks keep this last call
+
+        def decode(tensors: Sequence[torch.Tensor], seed: np.random.SeedSequence) -> EventBatch:
+            noise, c = tensors[0], (tensors[1] if len(tensors) > 1 else None)
+            with torch.no_grad():
+                learned = space.unprocess(flow(c).transform.inv(noise))
+            n = len(learned)
+            values: dict[str, np.ndarray] = {}
+            if c is not None:
+                raw = space.cond_scaler.inverse(c.double()).numpy()
+                values = {name: raw[:, j] for j, name in enumerate(space.model_conditions)}
+                if multiplicity is not None:
+                    values[multiplicity] = np.rint(values[multiplicity])
+            gen = torch.Generator().manual_seed(int(seed.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
+            context = space.fmap.context_from(values, n, space.beams) if space.fmap.needs_context else np.zeros(n)
+            cols, _ = space.decode(space.full(learned, space.draw_uniform(n, gen)), context)
+            return EventBatch.from_columns(space.fmap.assemble(cols, context), space.beams, {"generator": "flow"})
+
+        def nll(events: EventBatch, seed: int) -> tuple[Callable[[], torch.Tensor], str]:
+            inputs = self.interpretation_inputs(events)
+            z, c = inputs.features, inputs.condition
+            return (lambda: -flow(c).log_prob(z).mean()), "negative log-likelihood"
+
+        return NetworkProbe(flow, "flows[0]", inputs, forward, decode, list(self.conditions), nll, "nll")
 
     # -- training -------------------------------------------------------------------------
     def fit(self, train: EventBatch, valid: EventBatch, discriminator: Discriminator | None = None) -> dict[str, Any]:

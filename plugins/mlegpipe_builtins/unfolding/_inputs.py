@@ -1,0 +1,153 @@
+"""The samples an unfolding works on: the data, its truth, the simulation pairs (from :class:`UnfoldingInputs`).
+
+The planner hands every unfolding an :class:`~mlegpipe.stages.UnfoldingInputs`:
+the data, the data's vertex-level truth when the pipeline has it, and the
+simulation's (vertex, detector) pairs (a surrogate's training pairs). The
+``truth`` and ``simulation`` parameters of the unfolding plugins override the
+last two by sample name. :func:`resolve_samples` applies them and checks
+what it gets; :func:`pass_mask` tells which detector-level events were measured.
+
+Example:
+    >>> import numpy as np
+    >>> from mlegpipe.events import EventBatch
+    >>> from mlegpipe.stages import UnfoldingInputs
+    >>> data = EventBatch.from_columns({"a": np.zeros(3)})
+    >>> samples = resolve_samples(UnfoldingInputs(data, "data", None, ""), {}, section="ibu")
+    >>> samples.data_name, samples.truth, samples.simulation
+    ('data', None, None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlegpipe.context import StageContext
+from mlegpipe.events import EventBatch
+from mlegpipe.exceptions import ConfigError, DataError
+from mlegpipe.observables import ObservableSet
+from mlegpipe.stages import UnfoldingInputs
+from mlegpipe_builtins.unfolding._observables import observable
+
+__all__ = ["PASS_FIELDS", "Simulation", "UnfoldingSamples", "feature_columns", "pass_mask", "resolve_samples",
+           "unfolded_observables"]
+
+#: Pass flags looked for in detector-level samples (first found wins).
+PASS_FIELDS: tuple[str, ...] = ("measured", "lepton_measured", "accepted", "pass")
+
+
+def pass_mask(batch: EventBatch) -> np.ndarray:
+    """Which events of a detector-level sample were measured (its pass flag; all when it has none).
+
+    Example:
+        >>> pass_mask(EventBatch.from_columns({"a": [1.0, 2.0], "measured": [True, False]})).tolist()
+        [True, False]
+    """
+    name = next((f for f in PASS_FIELDS if batch.has(f)), None)
+    return np.ones(len(batch), bool) if name is None else batch.column(name) > 0.5
+
+
+def feature_columns(batch: EventBatch, names: Sequence[str], where: str, surrogate: str) -> np.ndarray:
+    """Features ``names`` of ``batch`` that a surrogate works on (NaN where undefined); a clear error if absent."""
+    try:
+        return np.stack([observable(batch, n, where) for n in names], axis=1)
+    except DataError as err:
+        raise DataError(f"the surrogate {surrogate!r} was trained on detector features {list(names)}, but the data "
+                        f"cannot provide them: {err.message}", path=where, value=err.value,
+                        hint=err.hint or "unfold data with the features the surrogate was trained on") from None
+
+
+@dataclass
+class Simulation:
+    """Index-aligned simulated pairs: ``vertex`` events and their ``detector``-level version, with their names."""
+
+    vertex: EventBatch
+    detector: EventBatch
+    names: list[str]
+
+    def detector_values(self, name: str) -> np.ndarray:
+        """``name`` of the detector-level events, NaN where not measured."""
+        return np.where(pass_mask(self.detector), observable(self.detector, name, self.names[1]), np.nan)
+
+    def vertex_values(self, name: str) -> np.ndarray:
+        """``name`` of the vertex-level events."""
+        return observable(self.vertex, name, self.names[0])
+
+
+@dataclass
+class UnfoldingSamples:
+    """The samples one unfolding works on, resolved (see :func:`resolve_samples`)."""
+
+    data: EventBatch
+    data_name: str
+    truth: EventBatch | None
+    truth_name: str | None
+    simulation: Simulation | None
+
+    def require_simulation(self, section: str) -> Simulation:
+        """The simulation pairs, which this unfolding cannot do without.
+
+        Raises:
+            ConfigError: the pipeline provides none and the ``simulation`` parameter names none.
+        """
+        if self.simulation is None:
+            raise ConfigError("this unfolding learns the detector response from simulated (vertex, detector) "
+                              "pairs, and the pipeline provides none: set simulation = [vertex_sample, "
+                              "detector_sample], or declare a truth and a parametric [detector] before it",
+                              path=f"{section}.simulation")
+        return self.simulation
+
+
+def resolve_samples(inputs: UnfoldingInputs, samples: Mapping[str, EventBatch], *, truth: str = "",
+                    simulation: Sequence[str] = (), section: str) -> UnfoldingSamples:
+    """The data, its truth and the simulation pairs of ``inputs``; ``truth`` and ``simulation`` name others.
+
+    Arguments:
+        inputs: what the planner hands the unfolding.
+        samples: the run's samples (``record.samples``), where ``truth`` and ``simulation`` are looked up.
+        truth: a vertex-level sample to use as the data's truth ("": the planner's).
+        simulation: ``[vertex, detector]`` samples to use as the simulation pairs (empty: the planner's).
+        section: the unfolding's TOML section (error paths).
+
+    Raises:
+        ConfigError: a named sample does not exist.
+        DataError: the data are empty, or the simulation samples are not index-aligned pairs.
+    """
+    if len(inputs.data) == 0:
+        raise DataError("the detector-level data sample is empty", path=f"{section}.inputs", value=inputs.data_name)
+    truth_batch, truth_name = inputs.truth, inputs.truth_name
+    if truth:
+        truth_batch, truth_name = _sample(samples, truth, f"{section}.truth"), truth
+    sim = None
+    names = list(simulation) or list(inputs.simulation_names)
+    if simulation:
+        vertex, detector = (_sample(samples, n, f"{section}.simulation") for n in simulation)
+        sim = Simulation(vertex, detector, names)
+    elif inputs.simulation is not None:
+        sim = Simulation(*inputs.simulation, names)
+    if sim is not None and len(sim.vertex) != len(sim.detector):
+        raise DataError(f"simulation samples are not index-aligned pairs ({len(sim.vertex)} and "
+                        f"{len(sim.detector)} events)", path=f"{section}.simulation", value=names)
+    return UnfoldingSamples(inputs.data, inputs.data_name, truth_batch, truth_name, sim)
+
+
+def _sample(samples: Mapping[str, EventBatch], name: str, path: str) -> EventBatch:
+    if name not in samples:
+        raise ConfigError("no such sample; have: " + ", ".join(samples), path=path, value=name)
+    return samples[name]
+
+
+def unfolded_observables(names: Sequence[str], ctx: StageContext, *batches: EventBatch) -> list[str]:
+    """``names``, or when empty what the pipeline's report compares on ``batches`` (its declared observables,
+    else the registered ones, else the shared fields: :meth:`ObservableSet.default_names`).
+
+    Example:
+        >>> b = EventBatch.from_columns({"a": [1.0], "b": [2.0]})
+        >>> unfolded_observables([], StageContext("ibu"), b, b), unfolded_observables(["b"], StageContext("ibu"))
+        (['a', 'b'], ['b'])
+    """
+    if names:
+        return list(names)
+    return (ctx.observables or ObservableSet()).default_names(*batches)
