@@ -544,16 +544,18 @@ def values_of(batch: EventBatch, name: str, where: str = "events", observables: 
         [1.0, 2.0]
     """
     observable = observables.get(name) if observables is not None else resolve(name)
-    if not batch.has(name) and not observable.available(batch):
-        known = list(batch.fields) + [f"{c}_pt" for c in batch.collections]
-        raise DataError("no such observable for these events; fields: " + ", ".join(batch.fields)
-                        + "; collections: " + (", ".join(batch.collections) or "none"), path=where, value=name,
-                        hint=suggest(name, known))
+    value = None if where.endswith(name) else name
     try:
         with np.errstate(invalid="ignore", divide="ignore"):
             return observable(batch)
     except DataError as err:
-        raise DataError(f"cannot compute observable {name!r}: {err.message}", path=where, value=name) from None
+        if err.path == name or not err.path:  # a plain field the events lack
+            known = list(batch.fields) + [f"{c}_pt" for c in batch.collections]
+            raise DataError("no such observable for these events; fields: " + ", ".join(batch.fields)
+                            + "; collections: " + (", ".join(batch.collections) or "none"), path=where,
+                            value=value, hint=suggest(name, known)) from None
+        raise DataError(f"cannot compute observable {name!r}: {err.message}", path=where, value=value,
+                        hint=err.hint) from None
 
 
 # -- a pipeline's observables ----------------------------------------------------------------------------------
@@ -600,6 +602,10 @@ class ObservableSet:
         """Values of ``name`` for every event of ``batch``."""
         return self.get(name)(batch)
 
+    def available(self, batch: EventBatch, name: str) -> bool:
+        """True when ``name`` can be computed for ``batch`` (a field, or an observable whose inputs it has)."""
+        return batch.has(name) or self.get(name).available(batch)
+
     def check(self, batch: EventBatch, where: str = "observables") -> None:
         """Compute every declared or chosen observable (and pair) on the first events of ``batch``.
 
@@ -626,7 +632,7 @@ class ObservableSet:
         where it varies) and every shared flat field but weights and per-event beam energies.
         """
         if self.compare is not None:
-            return list(self.compare)
+            return [n for n in self.compare if all(self.available(b, n) for b in batches)]
         names = [n for n, o in self.declared.items() if all(o.available(b) for b in batches)]
         names += [o.name for o in self.registered()
                   if o.compare and o.name not in names and all(o.available(b) for b in batches)]

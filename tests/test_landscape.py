@@ -192,6 +192,9 @@ def test_landscape_command_compares_two_runs(two_runs, capsys):
         values = np.array(land["values"])
         assert values.shape == (5, 5)
         assert values[2, 2] == pytest.approx(land["center"], rel=1e-6)  # α = β = 0 is the trained model
+    # --loss takes any name a generator declares; one that does not apply is an error (exit 2) listing those that do
+    assert main(["landscape", str(ff), "--loss", "vae", "--steps", "3"]) == 2
+    assert "its losses: auto, " in capsys.readouterr().err
 
 
 def test_gan_landscapes_are_deterministic_and_centred_on_the_model_loss(two_runs):
@@ -213,7 +216,8 @@ def test_gan_landscapes_are_deterministic_and_centred_on_the_model_loss(two_runs
     assert land.center == pytest.approx(first, rel=1e-6) and land.values[1, 1] == pytest.approx(first, rel=1e-6)
     assert land.info["loss"] == "discriminator" and land.info["parameters"] == sum(p.numel() for p in
                                                                                    net.parameters())
-    with pytest.raises(ConfigError, match="nll loss is the flows'"):
+    with pytest.raises(ConfigError, match="'nll' loss does not apply to generator 'cfatgan'; its losses: auto, "
+                                          "mmd, generator, discriminator"):
         stage_landscape(models.generator, truth, "nll")
     with pytest.raises(ConfigError, match="needs the trained discriminator"):
         stage_landscape(models.generator, truth, "generator")

@@ -13,36 +13,45 @@ log = logging.getLogger("mlegpipe.interpret")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the sub-command."""
+    from mlegpipe.cli.generate import _condition
+
     p = sub.add_parser(
         "interpret", help="2D maps of a trained generator's hidden layers",
-        description="Feed the run's generator noise at each beam energy (conditional models) and map chosen "
-        "hidden layers to 2D (t-SNE, PCA or UMAP), coloured by beam energy or a DIS region; map the GAN "
-        "discriminator's last layer for truth and generated events on the truth's PCA plane. Writes PNGs and "
-        "interpret.json into RUN_DIR/plots/ and prints the k-NN separability of each map.")
+        description="Feed the run's generator noise (latent points) at each value of its first condition "
+        "(conditional models) and map chosen hidden layers to 2D (t-SNE, PCA or UMAP), coloured by the condition "
+        "value or by regions of any observable of the generated events; map a GAN discriminator's last layer for "
+        "truth and generated events on the truth's PCA plane. Writes PNGs and interpret.json into RUN_DIR/plots/ "
+        "and prints the k-NN separability of each map.")
     p.add_argument("run_dir", help="run folder written by 'mlegpipe run'")
     p.add_argument("--section", help="generator section (default: the first generator)")
     p.add_argument("--layers", nargs="+", default=["2", "5", "-1"], metavar="LAYER",
                    help="hidden layers: numbers from 1 (-1: the last) or module names (default: 2 5 -1; "
                    "layers beyond the depth are skipped)")
     p.add_argument("--method", choices=("tsne", "pca", "umap"), default="tsne", help="2D map (default: tsne)")
-    p.add_argument("--color-by", choices=("beam_energy", "W2", "x", "Q2", "y"), default=None,
-                   help="label of the points (default: beam_energy for conditional models, else W2)")
-    p.add_argument("--energies", nargs="+", type=float, metavar="GEV",
-                   help="beam energies to feed a conditional generator (default: the training energies)")
-    p.add_argument("--extrapolate", nargs="*", type=float, metavar="GEV",
-                   help="extra untrained energies drawn apart (default: one step beyond the highest trained)")
-    p.add_argument("--events", type=int, default=1000, help="noise vectors per energy (default: 1000)")
+    p.add_argument("--color-by", default=None, metavar="NAME",
+                   help="label of the points: 'condition' (the first condition's value, e.g. the beam energy) or "
+                   "any observable of the generated events (W2, x, Q2, y for DIS; a field; jets1_pt), in equally "
+                   "populated regions (default: the condition for conditional models, else the first observable "
+                   "a report compares)")
+    p.add_argument("--values", "--energies", dest="values", nargs="+", type=float, metavar="VALUE",
+                   help="values of the first condition to feed a conditional generator, e.g. beam energies in "
+                   "GeV (default: its distinct values in the training sample)")
+    p.add_argument("--extrapolate", nargs="*", type=float, metavar="VALUE",
+                   help="extra untrained values drawn apart (default: one step beyond the highest trained)")
+    p.add_argument("--condition", type=_condition, action="append", default=[], metavar="NAME=VALUE",
+                   help="a further condition of the generator, held at this value (models with several conditions)")
+    p.add_argument("--events", type=int, default=1000, help="noise vectors per value (default: 1000)")
     p.add_argument("--view", choices=("auto", "response", "shared", "independent"), default="auto",
-                   help="conditional models: 'response' feeds the same noise vectors at every energy and removes "
-                   "each vector's mean activation over the energies (how the layer responds to the beam energy); "
-                   "'shared': the same noise, raw activations; 'independent': fresh noise per energy (the noise "
-                   "dominates). Default auto: response when coloured by beam energy, else independent")
+                   help="conditional models: 'response' feeds the same noise vectors at every value and removes "
+                   "each vector's mean activation over the values (how the layer responds to the condition); "
+                   "'shared': the same noise, raw activations; 'independent': fresh noise per value (the noise "
+                   "dominates). Default auto: response when coloured by the condition, else independent")
     p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default: 30)")
     p.add_argument("--cluster", nargs=2, type=float, metavar=("EPS", "MIN_SAMPLES"),
                    help="DBSCAN clusters of each map (eps in map standard deviations; thesis: 0.5 25)")
     p.add_argument("--truth", help="truth sample for the discriminator map (default: RUN_DIR/truth_test.root)")
-    p.add_argument("--disc-energies", nargs="+", type=float, metavar="GEV",
-                   help="energies of the discriminator panels (default: those of the truth sample, at most 6)")
+    p.add_argument("--disc-values", "--disc-energies", dest="disc_values", nargs="+", type=float, metavar="VALUE",
+                   help="condition values of the discriminator panels (default: those of the truth sample, at most 6)")
     p.add_argument("--disc-events", type=int, default=5000, help="events per discriminator panel (default: 5000)")
     p.add_argument("--no-discriminator", action="store_true", help="skip the discriminator map")
     p.add_argument("--seed", type=int, default=0, help="noise, subsampling and embedding seed")
@@ -61,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     """Make the maps, write the figures and the figures' JSON, print a summary."""
     from pathlib import Path
 
+    import numpy as np
+
     from mlegpipe.exceptions import CheckpointError, ConfigError
     from mlegpipe.interpret.maps import discriminator_maps, generator_layer_maps
     from mlegpipe.interpret.plots import plot_discriminator_maps, plot_layer_maps
@@ -68,31 +79,37 @@ def run(args: argparse.Namespace) -> int:
     from mlegpipe.plots import save_png
 
     if args.events < 5:
-        raise ConfigError("need at least 5 noise vectors per energy", path="--events", value=args.events)
+        raise ConfigError("need at least 5 noise vectors per value", path="--events", value=args.events)
     models = open_run(args.run_dir, args.section)
     out_dir = Path(args.output) if args.output else models.plots_dir
     gen = models.generator
-    conditional = bool(getattr(gen, "conditions", []))
-    trained = models.training_energies() if conditional else []
-    energies = list(args.energies) if args.energies else trained
+    condition = gen.conditions[0] if gen.conditions else None
+    trained = models.training_values() if condition else []
+    values = list(args.values) if args.values else trained
+    if condition and not values:
+        raise ConfigError(f"the generator is conditional on {condition!r}, whose training values are not a short "
+                          "list: give the values to feed it", path="--values", value=None)
     extrapolate = (list(args.extrapolate) if args.extrapolate is not None else _default_extrapolation(trained)) \
-        if conditional else []
-    color_by = args.color_by or ("beam_energy" if conditional else "W2")
+        if condition else []
     cluster_eps, cluster_min = (args.cluster[0], int(args.cluster[1])) if args.cluster else (None, 25)
-    maps = generator_layer_maps(gen, args.layers, energies, extrapolate, args.events, args.method, color_by,
-                                args.seed, args.perplexity, cluster_eps, cluster_min, view=args.view)
+    maps = generator_layer_maps(gen, args.layers, values, extrapolate, args.events, args.method, args.color_by,
+                                args.seed, args.perplexity, cluster_eps, cluster_min, view=args.view,
+                                conditions=dict(args.condition))
     name = gen.plugin_name or models.section
     view = maps[0].view
-    title = f"{name} generator ({args.method}{', ' + view if view != 'independent' else ''})" + (f", {', '.join(f'{e:g}' for e in energies)} GeV"
-                                                   + (f" + {', '.join(f'{e:g}' for e in extrapolate)} GeV "
-                                                      "extrapolated" if extrapolate else "") if conditional else "")
+    fed = ""
+    if condition:
+        fed = f", {condition} = {', '.join(f'{e:g}' for e in values)}" + (
+            f" + {', '.join(f'{e:g}' for e in extrapolate)} extrapolated" if extrapolate else "")
+    title = f"{name} generator ({args.method}{', ' + view if view != 'independent' else ''}){fed}"
     suffix = "" if args.view == "auto" else f"_{view}"  # a chosen view gets its own file
     written = [save_png(plot_layer_maps(maps, title), out_dir / f"interpret_generator_{args.method}{suffix}.png")]
     summary: dict = {"run": str(models.run_dir), "section": models.section, "generator": name,
-                     "energies": energies, "extrapolated": extrapolate, "generator_maps": [m.summary() for m in maps]}
+                     "condition": condition, "values": values, "extrapolated": extrapolate,
+                     "fixed_conditions": dict(args.condition), "generator_maps": [m.summary() for m in maps]}
     for m in maps:
         extra = "" if m.ordering is None else f", ordering |ρ| {m.ordering:.3f}"
-        extra += "" if m.energy_fraction is None else f", energy share of variance {m.energy_fraction:.3f}"
+        extra += "" if m.condition_fraction is None else f", {m.color_by} share of variance {m.condition_fraction:.3f}"
         print(f"generator {m.title:<24} {m.method:<5} {m.view:<11} separability {m.separability:.3f} "
               f"(chance {m.chance:.3f}{extra})")
     if models.discriminator is not None and not args.no_discriminator:
@@ -102,18 +119,18 @@ def run(args: argparse.Namespace) -> int:
             log.warning("no discriminator map: %s", err)
         else:
             truth = models.sample(args.truth) if args.truth else models.sample("truth_test")
-            disc_energies = args.disc_energies
-            if conditional and not disc_energies and truth.has("beam_energy"):
-                import numpy as np
+            disc_values = args.disc_values
+            if condition and not disc_values:
+                from mlegpipe.observables import values_of
 
-                disc_energies = [float(e) for e in np.unique(truth.column("beam_energy"))[:6]]
-            dmaps = discriminator_maps(gen, net, truth, None, disc_energies, trained, events=args.disc_events,
+                disc_values = [float(e) for e in np.unique(values_of(truth, condition, "truth"))[:6]]
+            dmaps = discriminator_maps(gen, net, truth, None, disc_values, trained, events=args.disc_events,
                                        seed=args.seed)
             written.append(save_png(plot_discriminator_maps(dmaps, title=f"{name} discriminator, last hidden layer"),
                                     out_dir / "interpret_discriminator_pca.png"))
             summary["discriminator_maps"] = [d.summary() for d in dmaps]
             for d in dmaps:
-                where = "" if d.energy is None else f"E = {d.energy:g} GeV ({d.regime})"
+                where = "" if d.value is None else f"{d.condition} = {d.value:g} ({d.regime})"
                 print(f"discriminator {where:<28} truth vs generated k-NN accuracy {d.separability:.3f} "
                       f"(chance {d.chance:.3f})")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,10 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", metavar="RUN_DIR2", help="a second run to show beside the first (same grid, "
                    "directions drawn with the same seed)")
     p.add_argument("--section", help="generator section (default: the first generator)")
-    p.add_argument("--loss", choices=("auto", "nll", "mmd", "generator", "discriminator"), default="auto",
-                   help="flows: nll; GANs: mmd (MMD² to truth), generator (adversarial loss against the frozen "
-                   "discriminator), discriminator (its loss over its own weights, thesis Fig. 45); auto: nll for "
-                   "flows, generator for GANs with a saved discriminator, else mmd")
+    p.add_argument("--loss", default="auto", metavar="LOSS",
+                   help="the generator's own loss (flow: nll, the negative log-likelihood; bvae: vae, (1 - β)·MSE + "
+                   "β·KL over the decoder's weights), or for GANs mmd (MMD² to truth), generator (adversarial loss "
+                   "against the frozen discriminator), discriminator (its loss over its own weights, thesis Fig. "
+                   "45); auto (default): the own loss, else generator for GANs with a saved discriminator, else mmd")
     p.add_argument("--steps", type=int, default=21, help="grid points per axis (default: 21)")
     p.add_argument("--span", type=float, default=1.0, help="grid half-width in filter-norm units (default: 1)")
     p.add_argument("--events", type=int, default=1024,

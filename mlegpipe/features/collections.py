@@ -290,6 +290,17 @@ class CollectionMap(FeatureMap):
                 ok &= (raw[:, j] >= 0) | ~present[:, j]
         return ok
 
+    def finite(self, decoded: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """Finite present particles (the NaN of absent slots of the variable collection do not count)."""
+        finite = np.isfinite(decoded)
+        if self.variable is not None:
+            mult = np.asarray(context)
+            for j, name in enumerate(self.fields):
+                slot = _slot_of(name, self.variable)
+                if slot is not None:
+                    finite[:, j] |= slot > mult
+        return finite.all(axis=1)
+
     def complete(self, columns: dict[str, np.ndarray], context: np.ndarray, beams: Beams | None,
                  ok: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
         """The multiplicity of the variable collection added as ``n_c`` (absent slots are NaN, not unphysical)."""

@@ -157,6 +157,11 @@ class FeatureMap:
         out = self.inverse(zt, torch.as_tensor(np.broadcast_to(context, (len(zt),)).copy())).numpy()
         return {f: out[:, i] for i, f in enumerate(self.fields)}
 
+    def finite(self, decoded: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """Where the decoded columns ``(n, len(fields))`` are all finite (maps with absent particles ignore
+        the NaN of absent slots)."""
+        return np.isfinite(decoded).all(axis=1)
+
     def complete(self, columns: dict[str, np.ndarray], context: np.ndarray, beams: Beams | None,
                  ok: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
         """Decoded columns with what the domain derives from them, and ``ok`` narrowed to physical events.
@@ -268,7 +273,7 @@ def decode_events(
         ok = fmap.valid(zt, ct).numpy() & np.isfinite(z).all(axis=1)
         out = fmap.inverse(zt, ct).numpy()
     columns = {f: out[:, i] for i, f in enumerate(fmap.fields)}
-    ok &= np.isfinite(out).all(axis=1)
+    ok &= fmap.finite(out, context)
     columns, ok = fmap.complete(columns, context, beams, ok)
     for name, (low, high) in (ranges or {}).items():
         if name in columns:

@@ -263,21 +263,28 @@ def region_labels(values: np.ndarray, edges: Sequence[float] | int = 4, name: st
 
     Returns:
         ``(labels, names)``: ``labels[i]`` indexes ``names``; points outside
-        explicit ``edges`` go to the first or last region.
+        explicit ``edges`` go to the first or last region; points where the
+        variable is undefined (NaN, infinite) go to a region of their own,
+        ``"<name> undefined"``, after the others.
 
     Example:
         >>> labels, names = region_labels([1.0, 2.0, 3.0, 4.0], edges=[2.5], name="W2")
         >>> labels.tolist(), names
         ([0, 0, 1, 1], ['W2 < 2.5', 'W2 ≥ 2.5'])
+        >>> region_labels([1.0, np.nan, 3.0], edges=[2.0], name="x")[0].tolist()
+        [0, 2, 1]
     """
     v = np.asarray(values, dtype=np.float64)
+    defined = np.isfinite(v)
     if isinstance(edges, int):
         if edges < 2:
             raise ConfigError("need at least two regions", path="regions", value=edges)
-        cuts = np.unique(np.quantile(v, np.linspace(0, 1, edges + 1)[1:-1]))
+        if not defined.any():
+            raise DataError(f"{name} is undefined for every point", path=name)
+        cuts = np.unique(np.quantile(v[defined], np.linspace(0, 1, edges + 1)[1:-1]))
     else:
         cuts = np.asarray(sorted(edges), dtype=np.float64)
-    labels = np.searchsorted(cuts, v, side="right")
+    labels = np.where(defined, np.searchsorted(cuts, np.where(defined, v, 0.0), side="right"), len(cuts) + 1)
     fmt = (lambda c: f"{c:.3g}") if not log else (lambda c: f"{c:.2e}" if c < 1e-2 else f"{c:.3g}")
     names = []
     for i in range(len(cuts) + 1):
@@ -287,4 +294,6 @@ def region_labels(values: np.ndarray, edges: Sequence[float] | int = 4, name: st
             names.append(f"{name} ≥ {fmt(cuts[-1])}")
         else:
             names.append(f"{fmt(cuts[i - 1])} ≤ {name} < {fmt(cuts[i])}")
+    if not defined.all():
+        names.append(f"{name} undefined")
     return labels, names

@@ -9,7 +9,7 @@ Example:
     >>> from mlegpipe.interpret.maps import LayerMap
     >>> rng = np.random.default_rng(0)
     >>> m = LayerMap("1", "hidden layer 1", rng.normal(size=(40, 2)), np.repeat([10.0, 60.0], 20),
-    ...              "beam energy [GeV]", "pca", 0.9, 0.5, highlight=[60.0])
+    ...              "beam energy [GeV]", "pca", 0.9, 0.5, highlight=[60.0], unit="GeV")
     >>> fig = plot_layer_maps([m])
     >>> len(fig.axes) >= 1
     True
@@ -43,10 +43,10 @@ def _label_colors(values: np.ndarray, names: list[str] | None) -> dict[float, tu
     return {float(u): cmap(i % 10) for i, u in enumerate(uniq)}
 
 
-def _label_text(value: float, names: list[str] | None) -> str:
+def _label_text(value: float, names: list[str] | None, unit: str = "") -> str:
     if names is not None:
         return names[int(value)]
-    return f"{value:g} GeV"
+    return f"{value:g} {unit}" if unit else f"{value:g}"
 
 
 def plot_layer_maps(maps: Sequence[LayerMap], title: str | None = None, point_size: float = 4.0) -> Figure:
@@ -70,7 +70,7 @@ def plot_layer_maps(maps: Sequence[LayerMap], title: str | None = None, point_si
                 ax.scatter(m.coords[sel, 0], m.coords[sel, 1], s=point_size * (2.5 if extra else 1.0),
                            color="#c0392b" if extra else colors[value], alpha=0.85 if extra else 0.55,
                            marker="^" if extra else "o", linewidths=0,
-                           label=_label_text(value, m.label_names) + (" (extrap.)" if extra else ""))
+                           label=_label_text(value, m.label_names, m.unit) + (" (extrap.)" if extra else ""))
             xl, yl = _METHOD_AXES.get(m.method, ("1", "2"))
             ax.set_xlabel(xl)
             ax.set_ylabel(yl)
@@ -80,8 +80,9 @@ def plot_layer_maps(maps: Sequence[LayerMap], title: str | None = None, point_si
             if m.ordering is not None:
                 notes[-1] = f"(chance {m.chance:.2f}); PC1 ordering |ρ| {m.ordering:.2f}"
             if m.view != "independent":
-                notes.append(f"{m.view} view" + ("" if m.energy_fraction is None
-                                                 else f"; energy share of variance {m.energy_fraction:.2f}"))
+                notes.append(f"{m.view} view" + ("" if m.condition_fraction is None
+                                                 else f"; {m.color_by or 'condition'} share of variance "
+                                                      f"{m.condition_fraction:.2f}"))
             ax.text(0.02, 0.98, "\n".join(notes),
                     transform=ax.transAxes, va="top", fontsize=9,
                     bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
@@ -112,7 +113,7 @@ def _density(points: np.ndarray, xedges: np.ndarray, yedges: np.ndarray) -> np.n
 
 def plot_discriminator_maps(maps: Sequence[DiscriminatorMap], bins: int | None = None,
                             title: str | None = None) -> Figure:
-    """Thesis Fig. 22: per energy, generated events as a heat map, truth as contours, on the truth's PCA plane.
+    """Thesis Fig. 22: per condition value, generated events as a heat map, truth as contours, on the truth's PCA plane.
 
     ``bins`` per axis defaults to √n / 2 (15 to 50) for n truth events per panel.
     """
@@ -135,9 +136,9 @@ def plot_discriminator_maps(maps: Sequence[DiscriminatorMap], bins: int | None =
             if truth.max() > 0:
                 levels = truth.max() * np.array([0.02, 0.1, 0.3, 0.6])
                 ax.contour(centers_x, centers_y, truth, levels=levels, colors=REFERENCE_COLOR, linewidths=1.0)
-            energy = "" if m.energy is None else f"E = {m.energy:g} GeV"
+            where = "" if m.value is None else f"{m.condition} = {m.value:g}" + (f" {m.unit}" if m.unit else "")
             regime = f" ({m.regime})" if m.regime else ""
-            ax.set_title(energy + regime, fontsize=12)
+            ax.set_title(where + regime, fontsize=12)
             ax.set_xlabel(f"PC 1 of truth ({m.explained_variance[0]:.0%})")
             ax.set_ylabel(f"PC 2 of truth ({m.explained_variance[1]:.0%})")
             ax.text(0.02, 0.98, f"truth vs generated\nk-NN accuracy {m.separability:.2f}", transform=ax.transAxes,

@@ -18,18 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, OutputError
+from mlegpipe.stages import Generator
 
 __all__ = ["RunModels", "open_run", "read_sample"]
 
 
 def read_sample(path: str | Path, max_events: int | None = None) -> EventBatch:
-    """All events of a ROOT sample file, with the beams recorded in its metadata.
-
-    Files of several beam energies without one ``beams`` entry (the
-    multi-energy samples) get the preset named in their ``beam_setup``.
+    """All events of a ROOT sample file, with the beams recorded in its metadata
+    (:func:`mlegpipe.rootio.beams_from_meta`, per-event beam fields included).
 
     Raises:
         DataError: the file does not exist.
@@ -39,11 +37,7 @@ def read_sample(path: str | Path, max_events: int | None = None) -> EventBatch:
     path = Path(path)
     if not path.is_file():
         raise DataError("no such sample file", path=str(path))
-    meta = read_meta(path)
-    beams = beams_from_meta(meta)
-    setup = meta.get("beam_setup")
-    if beams is None and isinstance(setup, dict) and isinstance(setup.get("preset"), str):
-        beams = Beams.preset(setup["preset"])
+    beams = beams_from_meta(read_meta(path))
     batch = EventBatch.concat(list(read_events(path, max_events=max_events)))
     return EventBatch(batch.arrays, beams or batch.beams, batch.meta)
 
@@ -56,13 +50,14 @@ class RunModels:
         run_dir: the folder; section: the generator's TOML section.
         generator: the generator, loaded from its checkpoint.
         discriminator: the discriminator stage (the run's ``[discriminator]``
-            section, or the GAN's default adversary; None for other generators).
+            section, or the generator's default adversary; None for generators
+            not trained adversarially).
         config: the run's validated configuration.
     """
 
     run_dir: Path
     section: str
-    generator: Any
+    generator: Generator
     discriminator: Any
     config: Any
 
@@ -76,16 +71,28 @@ class RunModels:
         """``RUN_DIR/plots`` (the report's figures)."""
         return self.run_dir / "plots"
 
-    def training_energies(self) -> list[float]:
-        """Beam energies of the training sample (empty for unconditional models)."""
-        if not getattr(self.generator, "conditions", []):
+    def training_values(self, most: int = 12) -> list[float]:
+        """The distinct values of the generator's first condition in the training sample (``truth_train``, else
+        ``truth_test``).
+
+        Empty for unconditional models, samples without the condition, or a
+        condition with more than ``most`` distinct values (a continuous one:
+        choose the values to feed then).
+        """
+        from mlegpipe.observables import values_of
+
+        if not self.generator.conditions:
             return []
+        condition = self.generator.conditions[0]
         for name in ("truth_train", "truth_test"):
             path = self.run_dir / f"{name}.root"
             if path.is_file():
-                events = read_sample(path)
-                if events.has("beam_energy"):
-                    return [float(e) for e in np.unique(events.column("beam_energy"))]
+                try:
+                    values = np.unique(values_of(read_sample(path), condition, name))
+                except DataError:
+                    continue
+                values = values[np.isfinite(values)]
+                return [float(v) for v in values] if len(values) <= most else []
         return []
 
     def discriminator_net(self) -> Any:
@@ -127,13 +134,10 @@ def open_run(run_dir: str | Path, section: str | None = None) -> RunModels:
         raise ConfigError(f"no generator section of that name; the run has {names}", path="section", value=section)
     ctx = StageContext(section, config.settings.seed, None)
     generator = load_generator(run_dir / "checkpoints" / f"{section}.pt", config.registry, ctx)
-    discriminator = None
-    if hasattr(generator, "discriminator_features"):
-        specs = config.stages_of("discriminator")
-        if specs:
-            spec = specs[0]
-            discriminator = spec.plugin.cls(spec.params, StageContext(spec.section, config.settings.seed))
-            discriminator.plugin_name = discriminator.plugin_name or spec.plugin.name
-        else:
-            discriminator = generator.default_discriminator()
+    discriminator = generator.default_discriminator()
+    specs = config.stages_of("discriminator")
+    if discriminator is not None and specs:  # the adversary the run trained it against
+        spec = specs[0]
+        discriminator = spec.plugin.cls(spec.params, StageContext(spec.section, config.settings.seed))
+        discriminator.plugin_name = discriminator.plugin_name or spec.plugin.name
     return RunModels(run_dir, section, generator, discriminator, config)

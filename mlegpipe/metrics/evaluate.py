@@ -248,9 +248,12 @@ def compare_samples(
     model, reference = with_beams(model, beams), with_beams(reference, beams)
     reference2 = with_beams(reference2, beams) if reference2 is not None else None
     features = list(features) if features is not None else observables.default_names(model, reference)
+    unavailable = [n for n in (observables.compare or []) if n not in features] if features is not None else []
     out: dict[str, Any] = {"n_model": len(model), "n_reference": len(reference),
                            "n_reference2": len(reference2) if reference2 is not None else None,
                            "feature_names": features, "features": {}, "joints": {}, "skipped": {}}
+    if unavailable:
+        out["skipped"]["observables"] = "not computable for both samples: " + ", ".join(unavailable)
     for name in features:
         out["features"][name] = compare_feature(name, model, reference, reference2, bins, observables)
     for pair in observables.default_pairs(features):

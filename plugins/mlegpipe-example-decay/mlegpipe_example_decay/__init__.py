@@ -27,12 +27,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlegpipe import hookimpl
 from mlegpipe_example_decay.observables import MASS_OPENING_PAIR, OBSERVABLES
 from mlegpipe_example_decay.physicality import DECAY_CHECK
 from mlegpipe_example_decay.truth import DecayToy
+
+if TYPE_CHECKING:
+    from mlegpipe.registry import NamedRegistry, Registry
 
 __all__ = [
     "DECAY_CHECK",
@@ -46,13 +49,13 @@ __all__ = [
 
 
 @hookimpl
-def mlegpipe_register_stages(registry: Any) -> None:
+def mlegpipe_register_stages(registry: Registry) -> None:
     """The truth source ``decay-toy``."""
     registry.add(DecayToy)
 
 
 @hookimpl
-def mlegpipe_register_observables(registry: Any) -> None:
+def mlegpipe_register_observables(registry: NamedRegistry) -> None:
     """The decay observables and the (decay_mass, decay_opening) pair."""
     for name, observable in OBSERVABLES.items():
         registry.add(name, observable)
@@ -60,6 +63,6 @@ def mlegpipe_register_observables(registry: Any) -> None:
 
 
 @hookimpl
-def mlegpipe_register_physicality(registry: Any) -> None:
+def mlegpipe_register_physicality(registry: NamedRegistry) -> None:
     """The check ``decay``."""
     registry.add(DECAY_CHECK.name, DECAY_CHECK)

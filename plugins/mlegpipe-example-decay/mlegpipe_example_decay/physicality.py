@@ -38,15 +38,18 @@ _ROUNDING = 1e-9  # relative: E = |p| of a massless daughter may round either wa
 
 def decay_limits(batch: EventBatch, beams: Beams | None, cuts: Mapping[str, float]) -> dict[str, np.ndarray]:
     """Events beyond each limit of the decay toy: True where broken (see the module docstring)."""
-    parts = batch.particles(DAUGHTERS, 2)
+    multiplicity = batch.multiplicity(DAUGHTERS)
+    slots = max(2, int(multiplicity.max(initial=0)))
+    parts = batch.particles(DAUGHTERS, slots)
+    absent = np.arange(slots)[None, :] >= multiplicity[:, None]  # padded slots are judged by daughters_missing
     p = np.sqrt(parts["px"] ** 2 + parts["py"] ** 2 + parts["pz"] ** 2)
     with np.errstate(invalid="ignore"):
         physical = np.isfinite(parts["E"]) & np.isfinite(p) & (parts["E"] >= p * (1.0 - _ROUNDING))
-    out = {"daughter_not_physical": ~physical.all(axis=1),
-           "daughters_missing": batch.multiplicity(DAUGHTERS) != 2}
+    out = {"daughter_not_physical": ~(physical | absent).all(axis=1), "daughters_missing": multiplicity != 2}
     if cuts.get(PT_MIN_CUT) is not None:
         with np.errstate(invalid="ignore"):
-            out["daughter_pt_below_cut"] = ~(np.hypot(parts["px"], parts["py"]) >= cuts[PT_MIN_CUT]).all(axis=1)
+            above = np.hypot(parts["px"], parts["py"]) >= cuts[PT_MIN_CUT]
+        out["daughter_pt_below_cut"] = ~(above | absent).all(axis=1)
     return out
 
 

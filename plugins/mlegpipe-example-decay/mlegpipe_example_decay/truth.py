@@ -28,7 +28,7 @@ Events are drawn in fixed blocks of :data:`BLOCK_EVENTS` candidates, block
 seed, and asking for more events only appends to it.
 
 Example:
-    >>> from mlegpipe.context import StageContext
+    >>> from mlegpipe.stages import StageContext
     >>> src = DecayToy(DecayToy.Params(events=3), StageContext("truth", seed=1))
     >>> batch = src.read()
     >>> len(batch), batch.collections, batch.multiplicity("d").tolist()
@@ -121,9 +121,8 @@ class DecayToy(TruthSource):
             ev = decay_events(BLOCK_EVENTS, self.ctx.rng("decay", block), mass=p.mass,
                               daughter_mass=p.daughter_mass, smear=p.smear, parent_momentum=p.parent_momentum)
             keep = np.ones(BLOCK_EVENTS, dtype=bool)
-            if p.pt_min > 0:
-                keep = (np.hypot(ev["d1"][:, 0], ev["d1"][:, 1]) >= p.pt_min) & \
-                       (np.hypot(ev["d2"][:, 0], ev["d2"][:, 1]) >= p.pt_min)
+            for daughter in (ev["d1"], ev["d2"]):
+                keep &= np.hypot(daughter[:, 0], daughter[:, 1]) >= p.pt_min
             index = np.flatnonzero(keep)[:wanted]
             if len(index) == 0:
                 raise ConfigError(f"no event of {BLOCK_EVENTS} passes the daughters' p_T cut",
@@ -146,4 +145,5 @@ class DecayToy(TruthSource):
     def info(self) -> dict[str, Any]:
         """The rest-frame momentum p* and the scale of the designed imbalance."""
         p = self.params
-        return {"rest_momentum": rest_momentum(p.mass, p.daughter_mass), "imbalance_scale": float(p.smear * np.sqrt(2.0))}
+        return {"rest_momentum": rest_momentum(p.mass, p.daughter_mass),
+                "imbalance_scale": float(p.smear * np.sqrt(2.0))}

@@ -1,8 +1,9 @@
-"""Baseline unfoldings beside the GAN: binned IBU per observable and unbinned OmniFold, with bootstrap bands.
+"""Bootstrapped IBU per observable and unbinned OmniFold on arrays: the numerics of ``ibu`` and ``omnifold``.
 
-Both learn the detector response from simulated (vertex, detector) pairs: the
-training pairs of the surrogate. Bands come from Poisson(1) bootstrap weights
-on the data events, shared by every observable of one replica.
+Both learn the detector response from simulated (vertex, detector) pairs (the
+surrogate's training pairs when ``gan-unfold`` runs them as its baselines).
+Bands come from Poisson(1) bootstrap weights on the data events, shared by
+every observable of one replica.
 
 Example:
     >>> import numpy as np

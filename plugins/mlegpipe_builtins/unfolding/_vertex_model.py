@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,7 +38,8 @@ from mlegpipe.exceptions import DataError
 from mlegpipe_builtins.dis import DIS_LABELS, LEPTON_FIELDS
 from mlegpipe_builtins.dis.kinematics import dis_from_lepton, lepton_from_nu
 
-__all__ = ["LEPTON_DERIVED", "NU_BOUND", "QUANTILE_Z", "VertexDecoder", "lepton_tensors", "nu_quantiles"]
+__all__ = ["LEPTON_DERIVED", "NU_BOUND", "QUANTILE_Z", "VertexDecoder", "VertexParametrization", "lepton_tensors",
+           "nu_quantiles"]
 
 #: Soft bound of the standardized ``nu`` outputs (data standard deviations).
 NU_BOUND = 6.0
@@ -275,3 +277,61 @@ class VertexDecoder:
         with np.errstate(invalid="ignore", divide="ignore"):
             dis = dis_from_lepton(*(columns[f] for f in LEPTON_FIELDS), self.beams)
         return {**columns, **{k: dis[k] for k in DIS_LABELS if k not in columns}}
+
+
+@dataclass(frozen=True)
+class VertexParametrization:
+    """Which :class:`VertexDecoder` an unfolding uses (``parametrization``, ``nu_map``), built from the data.
+
+    Arguments:
+        parametrization: ``nu``, ``features``, or ``auto`` (``nu`` when the data carry a lepton and beams
+            and the surrogate reads only lepton features).
+        nu_map: ``simulation``: the ν outputs pass through the simulation's quantile maps; ``linear``:
+            mean + std of the data.
+
+    Example:
+        >>> data = EventBatch.from_columns({"a": [1.0, 2.0]})
+        >>> VertexParametrization().decoder(None, data, ["a"]).mode
+        'features'
+    """
+
+    parametrization: str = "auto"
+    nu_map: str = "simulation"
+
+    def decoder(self, vertex_scaler: object, data: EventBatch, names: Sequence[str], sim: EventBatch | None = None,
+                section: str = "unfolding") -> VertexDecoder:
+        """The decoder of generator outputs into the surrogate's vertex features ``names``.
+
+        Arguments:
+            vertex_scaler: the surrogate's vertex scaler.
+            data: the measured data (their beams; the ν scale of ``nu_map = "linear"``).
+            names: the surrogate's vertex features.
+            sim: the simulation's vertex events (the ν quantile maps), or None.
+            section: the unfolding's TOML section (error paths).
+
+        Raises:
+            DataError: ``nu`` without a lepton and beams in the data, or too few finite ν.
+        """
+        from mlegpipe_builtins.unfolding._observables import observable
+
+        names = list(names)
+        mode = self.parametrization
+        lepton_data = data.beams is not None and all(data.has(f) for f in LEPTON_FIELDS)
+        if mode == "auto":
+            mode = "nu" if lepton_data and all(f in LEPTON_DERIVED for f in names) else "features"
+        if mode == "features":
+            return VertexDecoder("features", names, vertex_scaler, data.beams)
+        if not lepton_data:
+            raise DataError("parametrization 'nu' needs lepton four-momenta and beams in the data",
+                            path=f"{section}.parametrization", value=mode)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            nus = [observable(data, n) for n in ("nu1", "nu2")]
+        nus = [v[np.isfinite(v)] for v in nus]
+        if any(v.size < 2 for v in nus):
+            raise DataError("too few data events with finite nu1, nu2 to set the generator's scale", path=section)
+        quantiles = None
+        if self.nu_map == "simulation" and sim is not None and all(sim.has(f) for f in LEPTON_FIELDS):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                quantiles = nu_quantiles(*(observable(sim, n) for n in ("nu1", "nu2")))
+        return VertexDecoder("nu", names, vertex_scaler, data.beams, [float(v.mean()) for v in nus],
+                             [float(v.std()) or 1.0 for v in nus], quantiles)
