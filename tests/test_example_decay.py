@@ -35,7 +35,8 @@ from mlegpipe.config import parse_config  # noqa: E402
 from mlegpipe.events import EventBatch, particle_lists  # noqa: E402
 from mlegpipe.exceptions import ConfigError  # noqa: E402
 from mlegpipe.observables import resolve  # noqa: E402
-from mlegpipe.physicality import applicable_checks, physicality as physicality_of  # noqa: E402
+from mlegpipe.physicality import applicable_checks  # noqa: E402
+from mlegpipe.physicality import physicality as physicality_of
 from mlegpipe.pipeline import run_pipeline  # noqa: E402
 from mlegpipe.registry import load_plugins  # noqa: E402
 from mlegpipe.stages import StageContext  # noqa: E402

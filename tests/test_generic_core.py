@@ -12,11 +12,11 @@ import warnings
 from pathlib import Path
 
 import awkward as ak
+import collider_toys
 import numpy as np
 import pytest
 import uproot
 
-import collider_toys
 from mlegpipe.beams import PROTON_MASS, Beam, Beams
 from mlegpipe.cli import main
 from mlegpipe.config import parse_config

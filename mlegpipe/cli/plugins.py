@@ -25,10 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the table (or one plugin's parameters)."""
     from mlegpipe.exceptions import PluginError
-    from mlegpipe.registry import load_plugins
+    from mlegpipe.registry import EXTENSIONS, load_plugins
     from mlegpipe.schema import suggest
-
-    from mlegpipe.registry import EXTENSIONS
 
     registry = load_plugins()
     if args.kind in EXTENSIONS:
