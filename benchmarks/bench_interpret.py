@@ -124,7 +124,7 @@ def generator_maps(gan: Any, label: str, trained: list[float], per_energy: int, 
                 centres = {e: m.coords[m.labels == e].mean(axis=0) for e in [*trained, 60.0]}
                 nearest = min(trained, key=lambda e: float(np.linalg.norm(centres[e] - centres[60.0])))
                 rows.append((f"{label} generator {m.title}", f"{method}/{view}", m.separability,
-                             m.separability_full, m.ordering, m.energy_fraction, m.chance, nearest,
+                             m.separability_full, m.ordering, m.condition_fraction, m.chance, nearest,
                              seconds / len(maps)))
 
 
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "truth)"), RESULTS / f"{prefix}interpret_discriminator_pca.png")
         out["discriminator_maps"] = [d.summary() for d in dmaps]
         for d in dmaps:
-            drows.append((f"discriminator E={d.energy:g} ({d.regime})", d.separability, d.chance,
+            drows.append((f"discriminator E={d.value:g} ({d.regime})", d.separability, d.chance,
                           times["discriminator_maps"] / len(dmaps)))
 
     # -- 2. feed-forward vs residual landscapes (Fig. 45) ------------------------------------------------------------
