@@ -56,10 +56,11 @@ import torch
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.metrics import classifier_auc
+from mlegpipe.metrics import sample_chi2_ndf as chi2_ndf
 from mlegpipe.registry import load_plugins
 from mlegpipe.toys import VertexGaussian, VertexUniform
 from mlegpipe_builtins.detectors._fold_features import DERIVED_FEATURES
-from mlegpipe_builtins.detectors._fold_metrics import chi2_ndf, resolution_deviation, resolution_profile
+from mlegpipe_builtins.detectors._fold_metrics import resolution_deviation, resolution_profile
 from mlegpipe_builtins.dis.kinematics import nu_from_lepton
 
 SURROGATES = ("cfold", "dfold", "flowfold")

@@ -1,34 +1,54 @@
 """Differentiable losses shared by models and analysis tools (torch).
 
 Example:
-    >>> import torch
+    >>> from collections.abc import Sequence
+
+import torch
     >>> round(float(mmd2(torch.zeros(1, 1), torch.ones(1, 1))), 4)
     0.7869
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 __all__ = ["mmd2", "sliced_wasserstein2"]
 
 
-def mmd2(x: torch.Tensor, y: torch.Tensor, sigmas: list[float] | tuple[float, ...] = (1.0,)) -> torch.Tensor:
-    """Differentiable squared MMD (biased V-statistic, ≥ 0) with a sum of Gaussian kernels.
+def mmd2(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sigmas: Sequence[float] = (1.0,),
+    unbiased: bool = False,
+) -> torch.Tensor:
+    """Squared maximum mean discrepancy with a sum of Gaussian kernels (differentiable): the one MMD² of mlegpipe.
 
     MMD² = ⟨k(x, x')⟩ + ⟨k(y, y')⟩ - 2⟨k(x, y)⟩, k = Σ_σ exp(-|u - v|²/2σ²)
-    (thesis eq. 15, with several widths σ in standardized units).
+    (thesis eq. 15, with several widths σ in standardized units). As a loss it
+    is the biased V-statistic (≥ 0); with ``unbiased`` the within-sample means
+    leave out the diagonal (the U-statistic of the metric
+    :func:`mlegpipe.metrics.mmd2`, which can be slightly negative when the samples agree).
 
     Example:
         >>> round(float(mmd2(torch.zeros(1, 1), torch.ones(1, 1))), 4)   # 2 - 2 e^{-1/2}
+        0.7869
+        >>> x = torch.zeros(3, 1, dtype=torch.float64)
+        >>> round(float(mmd2(x, x + 1.0, unbiased=True)), 4)
         0.7869
     """
     xy = torch.cat([x, y])
     sq = (xy * xy).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2.0 * xy @ xy.T).clamp_min(0.0)
     k = sum(torch.exp(-d2 / (2.0 * s * s)) for s in sigmas)
-    n = len(x)
-    return k[:n, :n].mean() + k[n:, n:].mean() - 2.0 * k[:n, n:].mean()
+    n, m = len(x), len(y)
+    kxx, kyy = k[:n, :n], k[n:, n:]
+    if unbiased:
+        term_x = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
+        term_y = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+        return term_x + term_y - 2.0 * k[:n, n:].mean()
+    return kxx.mean() + kyy.mean() - 2.0 * k[:n, n:].mean()
 
 
 def sliced_wasserstein2(x: torch.Tensor, y: torch.Tensor, projections: int = 64,

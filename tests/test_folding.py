@@ -19,10 +19,11 @@ import torch
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
+from mlegpipe.metrics import sample_chi2_ndf as chi2_ndf
 from mlegpipe.registry import load_plugins
 from mlegpipe.schema import build_params
 from mlegpipe_builtins.detectors._fold_features import feature_matrix
-from mlegpipe_builtins.detectors._fold_metrics import chi2_ndf, resolution_deviation, resolution_profile
+from mlegpipe_builtins.detectors._fold_metrics import resolution_deviation, resolution_profile
 from mlegpipe_builtins.detectors.folding import ConditionalFolding, DirectFolding, FlowFolding
 
 NAMES = ["v1", "v2"]

@@ -16,7 +16,6 @@ from mlegpipe.metrics.amplification import (
     expected_sample_mse,
     mse_curve,
     quantile_cells,
-    quantile_edges,
     quantile_mse,
 )
 from mlegpipe.metrics.classifier import classifier_auc
@@ -24,13 +23,14 @@ from mlegpipe.metrics.distances import (
     chi2_ndf,
     kl_divergence,
     mmd2,
+    sample_chi2_ndf,
     sorted_cdf,
     thesis_chi2,
     triangular_discriminator,
     wasserstein1,
 )
 from mlegpipe.metrics.evaluate import compare_feature, compare_joint, compare_samples, with_beams
-from mlegpipe.metrics.histograms import edges_for, histogram, histogram2d, log_edges
+from mlegpipe.metrics.histograms import edges_for, histogram, histogram2d, log_edges, quantile_edges
 from mlegpipe.metrics.memorization import memorization_ratio, nearest_distances
 from mlegpipe.metrics.pulls import bootstrap_densities, pulls, replica_densities, replica_stats
 from mlegpipe.metrics.targets import TARGETS, evaluate_targets, summarize_targets
@@ -65,6 +65,7 @@ __all__ = [
     "quantile_mse",
     "replica_densities",
     "replica_stats",
+    "sample_chi2_ndf",
     "sorted_cdf",
     "summarize_targets",
     "thesis_chi2",

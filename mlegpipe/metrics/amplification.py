@@ -38,25 +38,8 @@ __all__ = [
     "mse_curve",
     "pooled_amplification",
     "quantile_cells",
-    "quantile_edges",
     "quantile_mse",
 ]
-
-
-def quantile_edges(reference: np.ndarray, n_quantiles: int) -> np.ndarray:
-    """Edges of ``n_quantiles`` equal-probability bins of a (large) reference sample; outer edges ±inf.
-
-    Pass the exact quantile function's values instead when the density is known.
-
-    Example:
-        >>> float(quantile_edges(np.arange(1.0, 101.0), 2)[1])
-        50.5
-    """
-    reference = np.asarray(reference, dtype=np.float64)
-    if n_quantiles < 2:
-        raise DataError(f"need at least two quantiles, got {n_quantiles}")
-    inner = np.quantile(reference, np.arange(1, n_quantiles) / n_quantiles)
-    return np.concatenate([[-np.inf], inner, [np.inf]])
 
 
 def quantile_cells(values: np.ndarray, edges: np.ndarray) -> np.ndarray:

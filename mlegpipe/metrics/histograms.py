@@ -20,7 +20,7 @@ import numpy as np
 
 from mlegpipe.exceptions import DataError
 
-__all__ = ["edges_for", "histogram", "histogram2d", "log_edges"]
+__all__ = ["edges_for", "histogram", "histogram2d", "log_edges", "quantile_edges"]
 
 
 def log_edges(low: float, high: float, bins: int) -> np.ndarray:
@@ -107,3 +107,19 @@ def histogram2d(
     h.fill(x, np.asarray(y, dtype=np.float64),
            weight=np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64))
     return h
+
+
+def quantile_edges(reference: np.ndarray, n_quantiles: int) -> np.ndarray:
+    """Edges of ``n_quantiles`` equal-probability bins of a (large) reference sample; outer edges ±inf.
+
+    Pass the exact quantile function's values instead when the density is known.
+
+    Example:
+        >>> float(quantile_edges(np.arange(1.0, 101.0), 2)[1])
+        50.5
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    if n_quantiles < 2:
+        raise DataError(f"need at least two quantiles, got {n_quantiles}")
+    inner = np.quantile(reference, np.arange(1, n_quantiles) / n_quantiles)
+    return np.concatenate([[-np.inf], inner, [np.inf]])

@@ -7,7 +7,8 @@ All networks work in standardized units (see ``_fold_features.FeatureScaler``).
 - :class:`DirectFolder`: the direct-folding baseline ``G(vertex) → detector``, no noise.
 - :class:`FlowFolder`: a zuko neural spline flow of ``detector | vertex``.
 - :class:`PairCritic`: discriminator on ``(detector, vertex)`` pairs.
-- :class:`LSGANLoss`, :class:`WGANGPLoss`: adversarial losses; :func:`mmd2`: kernel two-sample distance.
+- :class:`LSGANLoss`, :class:`WGANGPLoss`: adversarial losses (the kernel two-sample MMD² the
+  surrogates add is :func:`mlegpipe.losses.mmd2`); :func:`energy_score`: a proper scoring rule.
 
 Example:
     >>> g = NoisyFolder(2, 2, noise_dim=4, hidden=16, layers=2, residual=True)
@@ -34,7 +35,6 @@ __all__ = [
     "PairCritic",
     "WGANGPLoss",
     "energy_score",
-    "mmd2",
 ]
 
 
@@ -294,24 +294,6 @@ class WGANGPLoss:
     def generator_loss(self, critic: nn.Module, fake: torch.Tensor, vertex: torch.Tensor | None) -> torch.Tensor:
         """Loss minimized by the generator."""
         return -critic(fake, vertex).mean()
-
-
-def mmd2(x: torch.Tensor, y: torch.Tensor, widths: Sequence[float] = (0.2, 0.5, 1.0, 2.0)) -> torch.Tensor:
-    """Squared maximum mean discrepancy of two samples, Gaussian kernels summed over ``widths``.
-
-    MMD² = ⟨k(x, x')⟩ + ⟨k(y, y')⟩ - 2⟨k(x, y)⟩ (biased V-statistic), k(a, b) = Σ_σ exp(-‖a - b‖² / 2σ²).
-    On joint (target, vertex) pairs it measures the conditional response, not only the marginals.
-
-    Example:
-        >>> x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
-        >>> float(mmd2(x, x)) == 0.0, float(mmd2(x, x + 3.0)) > 0.5
-        (True, True)
-    """
-    xy = torch.cat([x, y])
-    dist = torch.cdist(xy, xy).pow(2)
-    kernel = sum(torch.exp(-dist / (2.0 * w * w)) for w in widths)
-    n = len(x)
-    return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2.0 * kernel[:n, n:].mean()
 
 
 def energy_score(fake: torch.Tensor, fake2: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

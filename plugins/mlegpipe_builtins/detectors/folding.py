@@ -75,10 +75,11 @@ import numpy as np
 import torch
 
 from mlegpipe import hookimpl
+from mlegpipe.losses import mmd2
+from mlegpipe.metrics import sample_chi2_ndf as chi2_ndf
 from mlegpipe.schema import param
 from mlegpipe.training import MinibatchSampler
 from mlegpipe_builtins.detectors._fold_base import FoldingParams, LearnedFolding
-from mlegpipe_builtins.detectors._fold_metrics import chi2_ndf
 from mlegpipe_builtins.detectors._fold_nets import (
     DirectFolder,
     FlowFolder,
@@ -87,7 +88,6 @@ from mlegpipe_builtins.detectors._fold_nets import (
     PairCritic,
     WGANGPLoss,
     energy_score,
-    mmd2,
 )
 
 __all__ = ["ConditionalFolding", "DirectFolding", "FlowFolding", "mlegpipe_register_stages"]
@@ -95,6 +95,7 @@ __all__ = ["ConditionalFolding", "DirectFolding", "FlowFolding", "mlegpipe_regis
 _VALID_SEED = 20260      # fixed noise for validation: the metric must not consume training randomness
 _VALID_EVENTS = 20000
 _MMD_EVENTS = 256        # MMD² cost grows as the square of the events it compares
+_MMD_WIDTHS = (0.2, 0.5, 1.0, 2.0)  # Gaussian kernel widths of the MMD² on (detector, vertex) pairs (standardized)
 
 
 def _noise(n: int, dim: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -203,7 +204,8 @@ class ConditionalFolding(LearnedFolding):
             if p.mmd_weight > 0:
                 m = _MMD_EVENTS
                 loss_g = loss_g + p.mmd_weight * mmd2(torch.cat([fake[:m], vb[:m]], 1),
-                                                      torch.cat([g.to_target(vb[:m], db[:m]), vb[:m]], 1))
+                                                      torch.cat([g.to_target(vb[:m], db[:m]), vb[:m]], 1),
+                                                      _MMD_WIDTHS)
             opt_g.zero_grad()
             loss_g.backward()
             opt_g.step()

@@ -58,7 +58,7 @@ from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.features import sample_with_rejection
 from mlegpipe.generation import single_threaded_kernels
-from mlegpipe.metrics.distances import chi2_ndf
+from mlegpipe.metrics.distances import sample_chi2_ndf
 from mlegpipe.schema import param
 from mlegpipe.stages import Discriminator, Generator, NetworkInputs, NetworkProbe, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule, warmup_schedule
@@ -665,20 +665,15 @@ class _ZukoSampler(torch.nn.Module):
 
 
 def _mean_chi2(fake: np.ndarray, real: np.ndarray, bins: int = 40) -> float:
-    """Mean over features of the 1D χ²/ndf (:func:`~mlegpipe.metrics.distances.chi2_ndf`, Poisson errors)
-    between two equal-size samples, on quantile bins of ``real``.
+    """Mean over features of the 1D χ²/ndf of two samples (:func:`~mlegpipe.metrics.sample_chi2_ndf`: quantile
+    bins of ``real``).
 
     Example:
         >>> rng = np.random.default_rng(0)
         >>> 0.5 < _mean_chi2(rng.normal(size=(4000, 2)), rng.normal(size=(4000, 2))) < 2.0
         True
     """
-    values = []
-    for j in range(real.shape[1]):
-        edges = np.unique(np.quantile(real[:, j], np.linspace(0, 1, bins + 1)))
-        g = np.histogram(fake[:, j], edges)[0].astype(float)
-        t = np.histogram(real[:, j], edges)[0].astype(float)
-        values.append(chi2_ndf(g, g, t, t)[0])
+    values = [sample_chi2_ndf(fake[:, j], real[:, j], bins) for j in range(real.shape[1])]
     return float(np.mean(values)) if values else math.nan
 
 
