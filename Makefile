@@ -8,11 +8,11 @@ TORCH := torch==2.13.0
 
 .PHONY: install demo test lint bench clean
 
-$(STAMP): pyproject.toml plugins/mlegpipe-example-detector/pyproject.toml
+$(STAMP): pyproject.toml plugins/mlegpipe-example-detector/pyproject.toml plugins/mlegpipe-example-decay/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[pythia,dask,test]" ./plugins/mlegpipe-example-detector
+	$(BIN)/python -m pip install --quiet -e ".[pythia,dask,test]" ./plugins/mlegpipe-example-detector ./plugins/mlegpipe-example-decay
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -26,6 +26,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from mlegpipe.events import FOUR_MOMENTUM, EventBatch
@@ -65,13 +67,20 @@ def _imbalance(batch: EventBatch) -> np.ndarray:
     return imbalance(parent(batch), *daughters(batch))
 
 
+def _collections(*names: str) -> Callable[[EventBatch], bool]:
+    """Availability: the events have these particle collections (a flat field of the same name is not one)."""
+    return lambda batch: all(batch.has_collection(n) for n in names)
+
+
 _LIST: list[Observable] = [
-    Observable("decay_mass", _mass, (DAUGHTERS,), r"$m_{12}$", "GeV", doc="invariant mass of the two daughters"),
-    Observable("decay_opening", _opening, (DAUGHTERS,), r"$\alpha_{12}$", "rad",
+    Observable("decay_mass", _mass, (DAUGHTERS,), r"$m_{12}$", "GeV", when=_collections(DAUGHTERS),
+               doc="invariant mass of the two daughters"),
+    Observable("decay_opening", _opening, (DAUGHTERS,), r"$\alpha_{12}$", "rad", when=_collections(DAUGHTERS),
                doc="opening angle between the daughters"),
-    Observable("decay_cos_theta", _cos_theta, (DAUGHTERS,), r"$\cos\theta^*_1$",
+    Observable("decay_cos_theta", _cos_theta, (DAUGHTERS,), r"$\cos\theta^*_1$", when=_collections(DAUGHTERS),
                doc="cos theta* of daughter 1 (w.r.t. +z) in the rest frame of the pair d1 + d2"),
     Observable("decay_imbalance", _imbalance, (PARENT, DAUGHTERS), r"$|\vec p - \vec p_1 - \vec p_2|$", "GeV",
+               when=_collections(PARENT, DAUGHTERS),
                doc="momentum imbalance |p_parent - p_1 - p_2| (0 with exact momentum conservation)"),
 ]
 #: The decay toy's observables by name, in the order reports show them.
