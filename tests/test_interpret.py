@@ -564,6 +564,8 @@ def test_a_flow_on_a_particle_collection_is_interpreted():
     assert all(0.0 <= m.separability <= 1.0 and m.chance == pytest.approx(0.25) for m in maps)
     by_eta = generator_layer_maps(flow, [-1], events_per_value=200, method="pca", color_by="q2_eta", regions=2)[0]
     assert by_eta.label_names[0].startswith("q2_eta <") and by_eta.separability_full > 0.5
+    with pytest.raises(ConfigError, match="n_q takes one value on the generated events"):
+        generator_layer_maps(flow, [1], events_per_value=50, method="pca", color_by="n_q")
     events_made = flow.network_probe().decode(flow.network_probe().inputs(10, None, torch.Generator()),
                                               np.random.SeedSequence(0))
     assert events_made.multiplicity("q").tolist() == [2] * 10

@@ -219,8 +219,12 @@ def _observable_labels(probe: NetworkProbe, events: EventBatch, name: str) -> np
     """Values of the observable ``name`` on the decoded events (a ConfigError naming it if there is none)."""
     observable = resolve(name)
     if not events.has(name) and not observable.available(events):
+        jagged = [c for c in events.collections if c in events.fields]
+        hint = f"and any particle's observables of a collection, e.g. {jagged[0]}1_pt, n_{jagged[0]}" if jagged \
+            else None
         raise ConfigError("unknown colouring: no such condition or observable of the generated events; "
-                          "available: " + ", ".join(colourings(probe, events)), path="color_by", value=name)
+                          "available: " + ", ".join(colourings(probe, events)), path="color_by", value=name,
+                          hint=hint)
     return values_of(events, name, "color_by")
 
 
@@ -355,7 +359,11 @@ def generator_layer_maps(
     observable = resolve(colour)
     label_values = np.concatenate(labels)
     label_names = None
-    discrete = by_condition or (np.isfinite(label_values).all() and len(np.unique(label_values)) <= regions)
+    distinct = np.unique(label_values[np.isfinite(label_values)])
+    if not by_condition and len(distinct) < 2:
+        raise ConfigError(f"{colour} takes {'one value' if len(distinct) else 'no finite value'} on the generated "
+                          "events: nothing to colour the map by", path="color_by", value=colour)
+    discrete = by_condition or (np.isfinite(label_values).all() and len(distinct) <= regions)
     if not discrete:  # equally populated regions; an observable with few values (a multiplicity) keeps them
         label_values, label_names = region_labels(label_values, regions, colour, log=is_log(observable, label_values))
     highlight = [float(e) for e in extrapolated]
