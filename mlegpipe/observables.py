@@ -157,8 +157,8 @@ class Pair:
 PARTICLE_QUANTITIES: dict[str, tuple[str, str, bool]] = {
     "E": ("GeV", "E", False), "px": ("GeV", "p_x", False), "py": ("GeV", "p_y", False),
     "pz": ("GeV", "p_z", False), "pt": ("GeV", "p_T", False), "p": ("GeV", "|p|", False),
-    "P": ("GeV", "|p|", False), "eta": ("", r"\\eta", False), "phi": ("rad", r"\\phi", True),
-    "theta": ("rad", r"\\theta", False), "mass": ("GeV", "m", False), "rapidity": ("", "y", False),
+    "P": ("GeV", "|p|", False), "eta": ("", r"\eta", False), "phi": ("rad", r"\phi", True),
+    "theta": ("rad", r"\theta", False), "mass": ("GeV", "m", False), "rapidity": ("", "y", False),
 }
 
 

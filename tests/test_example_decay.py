@@ -251,7 +251,7 @@ def _run(registry: Registry, toml: str, out: Path, *overrides: str) -> Path:
 def _check_report(run: Path) -> dict:
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     generated = metrics["stages"]["report"]["comparisons"]["generated"]
-    compared = ["decay_mass", "decay_opening", "decay_cos_theta", "p12", "e12", "d1_pt", "d1_E"]
+    compared = ["decay_mass", "decay_opening", "decay_cos_theta", "p12", "e12", "d1_pt", "d1_eta", "d1_phi"]
     assert generated["feature_names"] == compared
     assert set(generated["features"]) == set(compared)
     assert all(np.isfinite(generated["features"][n]["chi2_ndf"]) for n in compared)
@@ -298,11 +298,8 @@ def test_interpret_the_flow_run(flow_run: Path) -> None:
     assert summary["generator"] == "flow"
 
 
-# -- gaps of the core, kept visible (strict xfail: they fail loudly once the core is fixed) ------------------
+# -- the core keeps a massless collection massless and renders angle labels ---------------------------------
 
-@pytest.mark.xfail(strict=True, reason="core gap: CollectionMap.fit learns the rounding noise (~1e-6 E) of a "
-                   "massless particle's mass as a feature above ~50 GeV; generators then draw negative masses "
-                   "(bvae: 'still unphysical after 200 redraws'), so the shipped pipelines use daughter_mass = 0.10566")
 def test_collection_map_keeps_a_zero_mass_constant() -> None:
     from mlegpipe.features import CollectionMap
 
@@ -310,9 +307,6 @@ def test_collection_map_keeps_a_zero_mass_constant() -> None:
     assert not [n for n in fmap.names if "mass" in n]
 
 
-@pytest.mark.xfail(strict=True, reason="core gap: mlegpipe.observables.PARTICLE_QUANTITIES writes r'\\\\eta' "
-                   "(two backslashes) for eta, phi, theta, so matplotlib cannot draw the labels of automatic "
-                   "observables such as d1_eta (the shipped pipelines compare d1_pt and d1_E instead)")
 def test_automatic_angle_labels_render() -> None:
     from matplotlib.mathtext import MathTextParser
 

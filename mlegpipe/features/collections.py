@@ -49,6 +49,7 @@ __all__ = ["CollectionMap"]
 
 _SORTED_FRACTION = 0.99  # training events ordered by p_T for a collection to count as p_T-ordered
 _CONSTANT_RTOL = 1e-6  # a feature whose spread is below this (relative) is a constant, not learned
+_MASS_RTOL = 1e-5  # a mass spread below this fraction of the particles' largest energy is a constant
 
 
 class CollectionMap(FeatureMap):
@@ -163,7 +164,8 @@ class CollectionMap(FeatureMap):
             parts = events.particles(coll, slots[coll])
             mass = _mass(parts)
             present = np.isfinite(parts["E"])
-            if (mass[present] > 0).all() and np.ptp(mass[present]) > _CONSTANT_RTOL * max(1.0, float(mass[present].max())):
+            e_max = float(np.nanmax(parts["E"], initial=0.0))
+            if (mass[present] > 0).all() and np.ptp(mass[present]) > _MASS_RTOL * max(1.0, e_max):
                 self.log_mass.append(coll)
             pt = np.hypot(parts["px"], parts["py"])
             if slots[coll] > 1:
@@ -174,12 +176,19 @@ class CollectionMap(FeatureMap):
         self._layout()
         raw = self.input_matrix(events)
         scale = np.nanmax(np.abs(raw), axis=0, initial=0.0) if len(raw) else np.zeros(raw.shape[1])
+        energy = {c: float(np.nanmax(events.particles(c, k)["E"], initial=0.0)) for c, k in self.slots.items()}
         for j, name in enumerate(self.inputs):
             if j < len(self.flat):
                 continue
             values = raw[:, j][np.isfinite(raw[:, j])]
-            if values.size and np.ptp(values) <= _CONSTANT_RTOL * max(1.0, float(scale[j])):
-                self.constants[name] = float(values.mean())
+            # a mass from √(E² - p²) carries rounding noise of order 1e-8 E (more for a massless particle):
+            # judged against the particles' energy, not against the mass itself
+            coll = next(c for c in self.slots if _slot_of(name, c) is not None)
+            reach = _MASS_RTOL * max(1.0, energy[coll]) if name.endswith("_mass") else \
+                _CONSTANT_RTOL * max(1.0, float(scale[j]))
+            if values.size and np.ptp(values) <= reach:
+                massless = name.endswith("_mass") and float(np.abs(values).max()) <= reach
+                self.constants[name] = 0.0 if massless else float(values.mean())
         self._layout()
         return self
 

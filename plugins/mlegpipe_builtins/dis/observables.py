@@ -94,6 +94,8 @@ _LIST: list[Observable] = [
                doc="thesis ch. 7: ln(Q^2 / 2E_b) at a collider"),
     Observable("nu2", _nu(1), LEPTON_FIELDS, r"$\nu_2 = \ln(2E_b - E' - k'_\parallel)$", needs_beams=True,
                compare=False, doc="thesis ch. 7: ln(2 E_b y) at a collider"),
+    Observable("beam_energy", lambda b: b.column("beam_energy"), ("beam_energy",), "$E_b$", "GeV", compare=False,
+               doc="the per-event lepton beam energy (a condition of energy scans)"),
 ]
 #: The DIS observables by name, in the order reports show them.
 OBSERVABLES: dict[str, Observable] = {o.name: o for o in _LIST}
