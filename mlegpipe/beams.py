@@ -410,8 +410,14 @@ class Beams:
 
     @property
     def label(self) -> str:
-        """A one-line description for plots and reports, e.g. ``p p, √s = 13000 GeV (lhc13)``."""
-        text = f"{self.a.name} {self.b.name}, √s = {self.sqrt_s:.4g} GeV"
+        """A one-line description for plots and reports, e.g. ``p p, √s = 13 TeV (lhc13)``.
+
+        Example:
+            >>> Beams.preset("hera").label
+            'p e+, √s = 318.7 GeV (hera)'
+        """
+        energy = f"{self.sqrt_s / 1000:.4g} TeV" if self.sqrt_s >= 1000 else f"{self.sqrt_s:.4g} GeV"
+        text = f"{self.a.name} {self.b.name}, √s = {energy}"
         if any(self.fields):
             text += " (per-event energies)"
         return f"{text} ({self.name})" if self.name else text

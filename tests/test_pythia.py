@@ -149,3 +149,26 @@ def test_bad_settings_are_named() -> None:
         run(events=10, cut="Q2 > 1; import os")
     with pytest.raises(ConfigError, match="truth.level"):
         build_params(PythiaSource.Params, {"level": "partonic"}, "truth")
+
+
+def test_top_pairs_at_the_lhc_keep_the_hard_process_particles() -> None:
+    """pp at 13 TeV: the metadata says so, and level = "hard" stores the six quarks of tt̄ -> bW bW -> 6 quarks."""
+    src, events = run(events=100, beams="lhc13", process="custom", level="hard",
+                      settings=["Top:gg2ttbar = on", "Top:qqbar2ttbar = on", "24:onMode = off", "24:onIfAny = 1 2 3 4"])
+    assert src.beams == Beams.preset("lhc13") and src.info()["sqrt_s"] == pytest.approx(13000.0)
+    assert "beam_energy" not in events.fields and src.cuts() == {}
+    assert (events.multiplicity("particles") == 6).all()
+    ids = np.abs(events.particles("particles")["pid"])
+    assert ((ids >= 1) & (ids <= 5)).all() and ((ids == 5).sum(axis=1) == 2).all()  # two b and four light quarks
+    # the six quarks carry the tt̄ pair's transverse momentum: zero at the hard process (no initial-state shower)
+    parts = events.particles("particles")
+    np.testing.assert_allclose(parts["px"].sum(axis=1), 0.0, atol=1e-6)
+    # Pythia's LO σ(pp -> tt̄) at 13 TeV, about 490 pb, times the forced BR(W -> qq')² ≈ 0.676² (Pythia's σ counts it)
+    assert 150.0 < src.info()["sigma_pb"] < 350.0
+
+
+def test_dis_options_need_lepton_hadron_beams() -> None:
+    with pytest.raises(ConfigError, match="truth.process = 'dis'.*lepton-hadron"):
+        run(events=10, beams="lhc13")
+    with pytest.raises(ConfigError, match="truth.lepton"):
+        run(events=10, beams="lhc13", process="custom", lepton=True, settings=["HardQCD:all = on"])

@@ -1,12 +1,13 @@
-"""The ``pythia8`` truth source: lepton-hadron events from Pythia 8 (DIS by default, any process by settings).
+"""The ``pythia8`` truth source: Pythia 8 events at any beams (DIS by default, any process by settings).
 
 DIS is set up as in Pythia's DIS example: neutral-current γ*/Z t-channel
 exchange (``WeakBosonExchange:ff2ff(t:gmZ)``), no lepton PDF, dipole recoil
 for the space-like shower, ``SpaceShower:pTmaxMatch = 2`` and a Q² cut.
-Pythia's beam A travels along +z, so with mlegpipe's ``lepton_direction = -1``
-(HERA: proton along +z) beam A is the hadron, else the lepton. ``level =
-"hard"`` stops after the hard process; ``"full"`` adds showers, remnants and
-hadronization and (with ``particles = true``) stores the final state.
+Pythia's beam A travels along +z, as mlegpipe's beam ``a`` does (HERA: the
+proton). ``process = "custom"`` runs any process from ``settings`` at any beams
+(``beams = "lhc13"``: pp at 13 TeV). ``level = "hard"`` stops after the hard
+process and (with ``particles = true``) stores its outgoing particles; ``"full"``
+adds showers, remnants and hadronization and stores the final state.
 
 The scattered lepton is the outgoing hard-process lepton of the beam lepton's
 flavour, followed through its radiation to its final copy.
@@ -100,23 +101,22 @@ def pythia_seed(seed_sequence: np.random.SeedSequence) -> int:
 
 
 def beam_settings(beams: Beams) -> list[str]:
-    """Pythia beam settings for ``beams``; beam A (along +z) is whichever beam mlegpipe puts along +z.
+    """Pythia beam settings for ``beams``: beam A is mlegpipe's beam ``a`` (along +z), beam B is ``b``.
 
     Example:
         >>> beam_settings(Beams.preset("hera"))[:2]
         ['Beams:idA = 2212', 'Beams:idB = -11']
+        >>> beam_settings(Beams.preset("lhc13"))
+        ['Beams:idA = 2212', 'Beams:idB = 2212', 'Beams:frameType = 2', 'Beams:eA = 6500.0', 'Beams:eB = 6500.0']
     """
-    lepton = (beams.lepton_pdg, beams.lepton_energy)
-    hadron = (2212, beams.hadron_energy)
-    a, b = (lepton, hadron) if beams.lepton_direction == 1 else (hadron, lepton)
-    out = [f"Beams:idA = {a[0]}", f"Beams:idB = {b[0]}"]
+    a, b = beams.a, beams.b
+    out = [f"Beams:idA = {a.pdg}", f"Beams:idB = {b.pdg}"]
     if beams.is_fixed_target:
-        # momenta (frameType 3) so a target at rest is exact
-        pa = math.sqrt(max(a[1] ** 2 - (beams.hadron_mass if a[0] == 2212 else 0.0) ** 2, 0.0))
-        pb = math.sqrt(max(b[1] ** 2 - (beams.hadron_mass if b[0] == 2212 else 0.0) ** 2, 0.0))
+        # momenta (frameType 3) so a target at rest is exact; beam leptons are taken massless
+        pa, pb = (beam.energy if beam.is_lepton else beam.momentum for beam in (a, b))
         out += ["Beams:frameType = 3", f"Beams:pzA = {pa!r}", f"Beams:pzB = {-pb!r}"]
     else:
-        out += ["Beams:frameType = 2", f"Beams:eA = {a[1]!r}", f"Beams:eB = {b[1]!r}"]
+        out += ["Beams:frameType = 2", f"Beams:eA = {a.energy!r}", f"Beams:eB = {b.energy!r}"]
     return out
 
 
@@ -167,14 +167,16 @@ class PythiaSource(TruthSource):
     @dataclass
     class Params:
         events: int = param(10_000, min=1, doc="number of events")
-        beams: str | dict[str, Any] = param("hera", doc="beam preset name or table (lepton_energy, ...)")
+        beams: str | dict[str, Any] = param("hera", doc="beam preset name (hera, lhc13, ...) or table")
         process: str = param("dis", choices=("dis", "custom"),
-                             doc="'dis': neutral-current DIS; 'custom': only beams + settings")
+                             doc="'dis': neutral-current DIS (lepton-hadron beams); 'custom': only beams + settings")
         q2_min: float = param(1.0, min=0.0, exclusive_min=True, doc="PhaseSpace:Q2Min in GeV² (process = 'dis')")
         level: str = param("full", choices=("hard", "full"),
                            doc="'hard': hard process only; 'full': showers, remnants, hadronization")
-        particles: bool = param(True, doc="store the final-state particles (level = 'full')")
-        lepton: bool = param(True, doc="find and store the scattered lepton and its DIS variables")
+        particles: bool = param(True, doc="store the particles: the final state (level = 'full') or the hard "
+                                          "process's outgoing particles (level = 'hard')")
+        lepton: bool | None = param(None, doc="find and store the scattered lepton and its DIS variables (default: "
+                                              "for process = 'dis')")
         settings: list[str] = param([], doc="extra Pythia settings, e.g. 'HardQCD:all = on' (applied last)")
         cut: str = param("", doc="selection on the output fields, e.g. 'Q2 > 1 and y < 0.95' (safe formula); "
                                  "events counts the selected events")
@@ -183,6 +185,13 @@ class PythiaSource(TruthSource):
     def __init__(self, params: Params, ctx: StageContext) -> None:
         super().__init__(params, ctx)
         self._beams = beams_from_param(params.beams, f"{ctx.name}.beams")
+        self.lepton = params.process == "dis" if params.lepton is None else params.lepton
+        if (params.process == "dis" or self.lepton) and not self._beams.is_lepton_hadron:
+            key = "process" if params.process == "dis" else "lepton"
+            raise ConfigError(f"{'process = dis' if key == 'process' else 'the scattered lepton'} needs a "
+                              f"lepton-hadron set-up; the beams are {self._beams.label}", path=f"{ctx.name}.{key}",
+                              value=getattr(params, key), hint="set process = 'custom' with Pythia settings "
+                              "(e.g. 'Top:gg2ttbar = on') and lepton = false")
         self.pythia = import_pythia()
         self._blocks: list[dict[str, float]] = []
         self._failed = 0
@@ -195,12 +204,16 @@ class PythiaSource(TruthSource):
             self._cut = compile_formula(params.cut, self._output_fields(), where=f"{ctx.name}.cut")
 
     def _output_fields(self) -> list[str]:
-        fields = [*LEPTON_FIELDS, *DIS_LABELS] if self.params.lepton else []
-        return [*fields, BEAM_ENERGY, WEIGHT]
+        fields = [*LEPTON_FIELDS, *DIS_LABELS] if self.lepton else []
+        return [*fields, BEAM_ENERGY, WEIGHT] if self._beams.is_lepton_hadron else [*fields, WEIGHT]
 
     @property
     def beams(self) -> Beams:
         return self._beams
+
+    def cuts(self) -> dict[str, float]:
+        """The Q² cut of DIS (enforced by the DIS physicality check on generated events)."""
+        return {"q2_min": self.params.q2_min} if self.params.process == "dis" else {}
 
     # -- configuration -----------------------------------------------------------------------
     def settings(self, seed: int) -> list[tuple[str, str]]:
@@ -276,9 +289,9 @@ class PythiaSource(TruthSource):
 
     def _generate(self, pythia: Any, n: int) -> dict[str, Any]:
         full = self.params.level == "full"
-        want_lepton = self.params.lepton
-        want_particles = full and self.params.particles
-        lepton_id = self._beams.lepton_pdg
+        want_lepton = self.lepton
+        want_particles = self.params.particles
+        lepton_id = self._beams.lepton_pdg if want_lepton else 0
         lepton = np.empty((n, 4))
         weights = np.empty(n)
         counts = np.zeros(n, dtype=np.int64)
@@ -304,8 +317,9 @@ class PythiaSource(TruthSource):
                 p = record[j]
                 lepton[i] = (p.e(), p.px(), p.py(), p.pz())
             weights[i] = pythia.infoPython().weight()
-            if want_particles:
-                final = [(q.px(), q.py(), q.pz(), q.e(), q.id(), q.charge()) for q in record if q.isFinal()]
+            if want_particles:  # the final state, or the hard process's outgoing particles (status 23)
+                final = [(q.px(), q.py(), q.pz(), q.e(), q.id(), q.charge()) for q in record if q.isFinal()] if full \
+                    else [(q.px(), q.py(), q.pz(), q.e(), q.id(), q.charge()) for q in record if q.status() == 23]
                 counts[i] = len(final)
                 parts.append(final)
             i += 1
@@ -313,7 +327,8 @@ class PythiaSource(TruthSource):
         if want_lepton:
             columns.update({name: lepton[:, k] for k, name in enumerate(LEPTON_FIELDS)})
             columns.update(dis_from_lepton(lepton[:, 0], lepton[:, 1], lepton[:, 2], lepton[:, 3], self._beams))
-        columns[BEAM_ENERGY] = np.full(n, self._beams.lepton_energy)
+        if self._beams.is_lepton_hadron:
+            columns[BEAM_ENERGY] = np.full(n, self._beams.lepton_energy)
         if not np.all(weights == 1.0):
             columns[WEIGHT] = weights
         if want_particles:
@@ -343,7 +358,8 @@ class PythiaSource(TruthSource):
                 "events_tried": int(sum(b["tried"] for b in self._blocks)),
                 "events_accepted": int(sum(b["accepted"] for b in self._blocks)),
                 "events_failed": self._failed, "blocks": list(self._blocks), "level": self.params.level,
-                "beam_energy": self._beams.lepton_energy, "sqrt_s": self._beams.sqrt_s,
+                "beams": self._beams.label, "sqrt_s": self._beams.sqrt_s,
+                **({"beam_energy": self._beams.lepton_energy} if self._beams.is_lepton_hadron else {}),
                 "settings": [s for s, w in self.settings(0) if w != "seed"]}
 
     def _meta(self) -> dict[str, Any]:
