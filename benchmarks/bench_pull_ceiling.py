@@ -41,8 +41,9 @@ from mlegpipe.metrics.pulls import bootstrap_densities
 from mlegpipe.unfold import Band
 from mlegpipe_builtins.detectors.smear import SmearDetector
 from mlegpipe_builtins.truth.dis import DISTruth
+from mlegpipe_builtins.unfolding._closure import REFERENCE_REPLICAS
+from mlegpipe_builtins.unfolding._inputs import pass_mask
 from mlegpipe_builtins.unfolding._observables import binning, observable
-from mlegpipe_builtins.unfolding.gan_unfold import _REFERENCE_REPLICAS, _pass_mask
 
 __all__ = ["main", "exact_model_fractions"]
 
@@ -61,7 +62,7 @@ def _folded(seed: int, events: int) -> tuple[EventBatch, EventBatch]:
 
 def _measured(batch: EventBatch, name: str) -> np.ndarray:
     """Finite values of ``name`` in the events the detector measured (gan-unfold's pass flag)."""
-    values = observable(batch, name)[_pass_mask(batch)]
+    values = observable(batch, name)[pass_mask(batch)]
     return values[np.isfinite(values)]
 
 
@@ -75,7 +76,7 @@ def exact_model_fractions(sample_seed: int, replicas: int, alphas: list[float]) 
     for name in OBSERVABLES:
         values = _measured(data, name)
         edges = binning(name, [values, observable(truth, name)], BINS)
-        data_band = Band.from_replicas(bootstrap_densities(values, edges, _REFERENCE_REPLICAS, rng))
+        data_band = Band.from_replicas(bootstrap_densities(values, edges, REFERENCE_REPLICAS, rng))
         exact = np.stack([np.histogram(_measured(m, name), edges)[0] for m in models]).astype(float)
         exact /= exact.sum(axis=1, keepdims=True)
         follow = bootstrap_densities(values, edges, replicas, rng)

@@ -237,7 +237,7 @@ def toy_closure(steps: int, replicas: int, seed: int = 1) -> dict[str, Any]:
     from mlegpipe.context import StageContext
     from mlegpipe.events import EventBatch
     from mlegpipe.registry import load_plugins
-    from mlegpipe.stages import RunRecord
+    from mlegpipe.stages import RunRecord, UnfoldingInputs
 
     registry = load_plugins()
     rng = np.random.default_rng(seed)
@@ -257,16 +257,14 @@ def toy_closure(steps: int, replicas: int, seed: int = 1) -> dict[str, Any]:
     stage = cls(cls.Params(steps=steps, replicas=replicas, observables=["a", "b"], bins=20, plots=False),
                 StageContext("unfolding", seed=seed + 1))
 
-    class Parametric:
-        kind, trainable = "detector", False
-
-    record = RunRecord(config={"pipeline": {}, "surrogate": {"train_on": ["sim_train", "sim_train_det"]}},
-                       samples={"sim_train": sim_v, "sim_train_det": sim_d, "truth_test": truth,
-                                "truth_test_det": data},
-                       stages={"det": Parametric(), "surrogate": surrogate, "unfolding": stage},  # type: ignore[dict-item]
+    record = RunRecord(config={}, samples={"sim_train": sim_v, "sim_train_det": sim_d, "truth_test": truth,
+                                           "truth_test_det": data},
+                       stages={"surrogate": surrogate, "unfolding": stage},  # type: ignore[dict-item]
                        metrics={}, histories={}, timings={})
+    inputs = UnfoldingInputs(data, "truth_test_det", surrogate, "surrogate", truth, "truth_test", (sim_v, sim_d),
+                             ["sim_train", "sim_train_det"])
     torch.set_num_threads(2)
-    stage.unfold(data, surrogate, record)
+    stage.unfold(inputs, record)
     return summarize({"stages": {"unfolding": stage.info()}})
 
 

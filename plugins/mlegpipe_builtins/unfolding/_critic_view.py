@@ -34,11 +34,11 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
 from mlegpipe.beams import Beams
+from mlegpipe.stages import DifferentiableSurrogate
 
 __all__ = ["CriticView"]
 
@@ -56,8 +56,8 @@ class CriticView:
         augment: add ν₁, ν₂ when they can be computed.
     """
 
-    def __init__(self, surrogate: Any, beams: Beams | None, real_vertex: torch.Tensor, real_detector: torch.Tensor,
-                 exclude: Sequence[str] = (), augment: bool = True) -> None:
+    def __init__(self, surrogate: DifferentiableSurrogate, beams: Beams | None, real_vertex: torch.Tensor,
+                 real_detector: torch.Tensor, exclude: Sequence[str] = (), augment: bool = True) -> None:
         self.det_names = list(surrogate.detector_features)
         self.vtx_names = list(surrogate.vertex_features)
         self.det_scaler, self.vtx_scaler = surrogate.detector_scaler, surrogate.vertex_scaler

@@ -31,8 +31,8 @@ from mlegpipe.observables import ObservableSet
 from mlegpipe.stages import UnfoldingInputs
 from mlegpipe_builtins.unfolding._observables import observable
 
-__all__ = ["PASS_FIELDS", "Simulation", "UnfoldingSamples", "feature_columns", "pass_mask", "resolve_samples",
-           "unfolded_observables"]
+__all__ = ["PASS_FIELDS", "Simulation", "UnfoldingSamples", "check_pair_names", "feature_columns", "pass_mask",
+           "resolve_samples", "unfolded_observables"]
 
 #: Pass flags looked for in detector-level samples (first found wins).
 PASS_FIELDS: tuple[str, ...] = ("measured", "lepton_measured", "accepted", "pass")
@@ -57,6 +57,18 @@ def feature_columns(batch: EventBatch, names: Sequence[str], where: str, surroga
         raise DataError(f"the surrogate {surrogate!r} was trained on detector features {list(names)}, but the data "
                         f"cannot provide them: {err.message}", path=where, value=err.value,
                         hint=err.hint or "unfold data with the features the surrogate was trained on") from None
+
+
+def check_pair_names(names: Sequence[str], path: str = "simulation") -> None:
+    """Check the ``simulation`` parameter: empty, or ``[vertex_sample, detector_sample]``.
+
+    Example:
+        >>> check_pair_names(["sim_train"])
+        Traceback (most recent call last):
+        mlegpipe.exceptions.ConfigError: simulation = ['sim_train']: expected [vertex_sample, detector_sample]
+    """
+    if names and len(names) != 2:
+        raise ConfigError("expected [vertex_sample, detector_sample]", path=path, value=list(names))
 
 
 @dataclass

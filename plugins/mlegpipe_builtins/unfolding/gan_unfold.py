@@ -92,7 +92,13 @@ from mlegpipe_builtins.unfolding._closure import plot_closure
 from mlegpipe_builtins.unfolding._completion import completion_pool, completion_rule
 from mlegpipe_builtins.unfolding._critic_view import CriticView
 from mlegpipe_builtins.unfolding._evaluation import EvaluationSettings, evaluate, heldout_pairs
-from mlegpipe_builtins.unfolding._inputs import Simulation, feature_columns, pass_mask, resolve_samples
+from mlegpipe_builtins.unfolding._inputs import (
+    Simulation,
+    check_pair_names,
+    feature_columns,
+    pass_mask,
+    resolve_samples,
+)
 from mlegpipe_builtins.unfolding._observables import observable
 from mlegpipe_builtins.unfolding._replicas import ReplicaTask, SimulationResample, train_replicas
 from mlegpipe_builtins.unfolding._surrogate import frozen, require_surrogate
@@ -239,12 +245,9 @@ class GanUnfold(Unfolding):
             unknown = [b for b in self.baselines if b not in ("ibu", "omnifold")]
             if unknown:
                 raise ConfigError("unknown baseline; known: ibu, omnifold", path="baselines", value=unknown[0])
-            if self.simulation and len(self.simulation) != 2:
-                raise ConfigError("expected [vertex_sample, detector_sample]", path="simulation",
-                                  value=self.simulation)
+            check_pair_names(self.simulation)
             if not self.observables:
                 raise ConfigError("give at least one observable", path="observables", value=self.observables)
-
 
     def __init__(self, params: Any, ctx: Any) -> None:
         super().__init__(params, ctx)

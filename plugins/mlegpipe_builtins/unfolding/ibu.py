@@ -48,7 +48,13 @@ from mlegpipe.stages import RunRecord, Unfolding, UnfoldingInputs
 from mlegpipe.unfold import Response, marginal_weights
 from mlegpipe_builtins.unfolding._baselines import ibu_unfold
 from mlegpipe_builtins.unfolding._closure import Closure, binned_compare, plot_closure, pull_fractions
-from mlegpipe_builtins.unfolding._inputs import Simulation, pass_mask, resolve_samples, unfolded_observables
+from mlegpipe_builtins.unfolding._inputs import (
+    Simulation,
+    check_pair_names,
+    pass_mask,
+    resolve_samples,
+    unfolded_observables,
+)
 from mlegpipe_builtins.unfolding._observables import compare, density, observable
 
 __all__ = ["IterativeBayesUnfolding", "mlegpipe_register_stages", "run_ibu", "simulated_values"]
@@ -116,6 +122,9 @@ class IterativeBayesUnfolding(Unfolding):
         simulation: list[str] = param([], doc="[vertex, detector] simulation pairs (default: the surrogate's "
                                       "training pairs, else the last truth's training split and its folding)")
         plots: bool = param(True, doc="draw the closure plots into the run folder")
+
+        def __post_init__(self) -> None:
+            check_pair_names(self.simulation)
 
     def __init__(self, params: Any, ctx: Any) -> None:
         super().__init__(params, ctx)
