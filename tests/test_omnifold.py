@@ -65,3 +65,35 @@ def test_bad_inputs() -> None:
         omnifold(x, x, np.zeros((5, 3)), generator=_gen(0))
     with pytest.raises(DataError, match="differ in length"):
         omnifold(x, x[:5], x, generator=_gen(0))
+
+
+# -- the ``omnifold`` plugin in a pipeline ------------------------------------------------------------------
+
+
+def test_omnifold_plugin_unfolds_a_toy_pipeline_without_a_surrogate(toy_registry, tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from unfold_toy import run_toy, toy_config
+
+    from mlegpipe.report.analysis import analyse_run
+
+    torch.set_num_threads(1)
+    config = toy_config(toy_registry, "omnifold", "replicas = 3\nepochs = 3")
+    run, samples = run_toy(config, tmp_path / "run")
+    info = json.loads((run / "metrics.json").read_text())["stages"]["unfolding"]
+    assert info["simulation"] == ["sim_train", "sim_train_detector"] and info["truth"] == "truth_test"
+    assert info["detector_features"] == info["vertex_features"] == ["a", "b"]
+    unfolded, truth, sim = samples["unfolded"], samples["truth_test"], samples["sim_train"]
+    assert len(unfolded) == info["simulation_events_used"] == len(sim)
+    np.testing.assert_allclose(unfolded.weights, samples["refolded"].weights)
+    for name in ("a", "b"):
+        entry = info["observables"][name]
+        assert entry["omnifold"]["vertex_pulls"]["bins"] >= 10
+        assert entry["omnifold"]["triangular_e3"] < 0.6 * entry["data_uncorrected"]["triangular_e3"]
+        assert len(info["binned"][name]["omnifold"]["std"]) == 12
+        # the weights move the simulation's mean (0.5 away) most of the way to the truth's
+        moved = np.average(unfolded.column(name), weights=unfolded.weights)
+        offset = sim.column(name).mean() - truth.column(name).mean()
+        assert abs(moved - truth.column(name).mean()) < 0.3 * abs(offset)
+    analysis = analyse_run(samples, config.report_plan, classifier=False, plots=False)
+    assert {"unfolded", "refolded"} <= set(analysis.metrics["comparisons"])

@@ -11,10 +11,10 @@ import torch
 
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
-from mlegpipe.exceptions import DataError
+from mlegpipe.exceptions import ConfigError, DataError, PluginError
 from mlegpipe.metrics.pulls import bootstrap_densities
 from mlegpipe.registry import load_plugins
-from mlegpipe.stages import RunRecord
+from mlegpipe.stages import DifferentiableSurrogate, RunRecord, UnfoldingInputs
 from mlegpipe.unfold import Band, pull_summary, response_matrix, unrecoverable_bins
 
 # -- bootstrap bands, pulls, unrecoverable bins -------------------------------------------------------------
@@ -109,15 +109,17 @@ def toy_setup() -> dict:
 
 
 def _record(setup: dict, unfolding: object) -> RunRecord:
-    class Parametric:
-        kind = "detector"
-        trainable = False
-
-    config = {"pipeline": {}, "sim": {"kind": "truth"}, "det": {"kind": "detector"},
-              "surrogate": {"kind": "detector", "train_on": ["sim_train", "sim_train_det"]}, "unfolding": {}}
-    return RunRecord(config=config, samples=dict(setup["samples"]),
-                     stages={"det": Parametric(), "surrogate": setup["surrogate"], "unfolding": unfolding},
+    return RunRecord(config={}, samples=dict(setup["samples"]),
+                     stages={"surrogate": setup["surrogate"], "unfolding": unfolding},
                      metrics={}, histories={}, timings={})
+
+
+def _inputs(setup: dict, data: EventBatch | None = None, surrogate: object = None) -> UnfoldingInputs:
+    """What the planner hands the unfolding: the data (default ``truth_test_det``), its truth, the simulation."""
+    s = setup["samples"]
+    return UnfoldingInputs(s["truth_test_det"] if data is None else data, "truth_test_det",
+                           setup["surrogate"] if surrogate is None else surrogate, "surrogate", s["truth_test"],
+                           "truth_test", (s["sim_train"], s["sim_train_det"]), ["sim_train", "sim_train_det"])
 
 
 def _stage(setup: dict, seed: int = 3, **params: object) -> object:
@@ -133,8 +135,7 @@ def test_training_through_the_frozen_surrogate(toy_setup: dict, tmp_path) -> Non
     flags = [p.requires_grad for p in surrogate.model.parameters()]
     stage = _stage(toy_setup)
     record = _record(toy_setup, stage)
-    data = record.samples["truth_test_det"]
-    out = stage.unfold(data, surrogate, record)
+    out = stage.unfold(_inputs(toy_setup), record)
     after = surrogate.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # frozen
     assert [p.requires_grad for p in surrogate.model.parameters()] == flags  # flags put back afterwards
@@ -156,18 +157,17 @@ def test_training_through_the_frozen_surrogate(toy_setup: dict, tmp_path) -> Non
 
     assert len(plot_unfolding_info(info, tmp_path)) == 2
     # the same seed gives the same events
-    again = _stage(toy_setup).unfold(data, surrogate, _record(toy_setup, None))
+    again = _stage(toy_setup).unfold(_inputs(toy_setup), _record(toy_setup, None))
     np.testing.assert_array_equal(again["unfolded"].column("a"), out["unfolded"].column("a"))
 
 
 def test_replicas_on_worker_processes_give_the_same_events_and_leave_the_surrogate_frozen(toy_setup: dict) -> None:
     surrogate = toy_setup["surrogate"]
     before = {k: v.clone() for k, v in surrogate.model.state_dict().items()}
-    data = toy_setup["samples"]["truth_test_det"]
     outs, infos = [], []
     for workers in (1, 2):
         stage = _stage(toy_setup, replicas=3, workers=workers)
-        outs.append(stage.unfold(data, surrogate, _record(toy_setup, stage)))
+        outs.append(stage.unfold(_inputs(toy_setup), _record(toy_setup, stage)))
         infos.append(stage.info())
     for sample in ("unfolded", "refolded"):
         for column in ("a", "b", "replica"):
@@ -177,21 +177,24 @@ def test_replicas_on_worker_processes_give_the_same_events_and_leave_the_surroga
     assert all(torch.equal(before[k], v) for k, v in surrogate.model.state_dict().items())
 
 
-def test_replicas_train_on_one_thread_and_restore_the_count(toy_setup: dict) -> None:
+def test_replicas_train_on_one_thread_and_restore_the_count(toy_setup: dict,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # two intra-op threads on an oversubscribed machine made one replica 5-10x slower than the others
+    from mlegpipe_builtins.unfolding._adversarial import AdversarialTraining
+
     stage = _stage(toy_setup, steps=5, pretrain_steps=5, baselines=[], events=100)
     seen: list[int] = []
-    original = stage._train_replica
+    original = AdversarialTraining.train
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         seen.append(torch.get_num_threads())
         return original(*args, **kwargs)
 
-    stage._train_replica = spy
+    monkeypatch.setattr(AdversarialTraining, "train", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        stage.unfold(toy_setup["samples"]["truth_test_det"], toy_setup["surrogate"], _record(toy_setup, stage))
+        stage.unfold(_inputs(toy_setup), _record(toy_setup, stage))
         assert seen == [1, 1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -199,9 +202,10 @@ def test_replicas_train_on_one_thread_and_restore_the_count(toy_setup: dict) -> 
 
 @pytest.mark.parametrize("kind", ["mlp", "flow"])
 def test_gradients_reach_the_generator_not_the_surrogate(toy_setup: dict, kind: str) -> None:
+    from mlegpipe.losses import mmd2
     from mlegpipe.nets import mlp
     from mlegpipe_builtins.unfolding._flow_generator import FlowGenerator
-    from mlegpipe_builtins.unfolding.gan_unfold import _unfreeze, freeze, mmd2
+    from mlegpipe_builtins.unfolding._surrogate import freeze, unfreeze
 
     surrogate = toy_setup["surrogate"]
     grads = [None if p.grad is None else p.grad.clone() for p in surrogate.model.parameters()]
@@ -215,16 +219,15 @@ def test_gradients_reach_the_generator_not_the_surrogate(toy_setup: dict, kind: 
         for p, g in zip(surrogate.model.parameters(), grads, strict=True):  # no gradient accumulated
             assert (p.grad is None and g is None) or torch.equal(p.grad, g)
     finally:
-        _unfreeze(saved)
+        unfreeze(saved)
 
 
 def test_data_without_the_surrogate_features_is_a_clear_error(toy_setup: dict) -> None:
     stage = _stage(toy_setup)
     record = _record(toy_setup, stage)
     other = EventBatch.from_columns({"c": np.zeros(50), "d": np.ones(50)})
-    record.samples["other"] = other
     with pytest.raises(DataError, match=r"surrogate 'surrogate' was trained on detector features \['a', 'b'\]"):
-        stage.unfold(other, toy_setup["surrogate"], record)
+        stage.unfold(_inputs(toy_setup, other), record)
 
 
 def test_empty_data_is_a_data_error(toy_setup: dict) -> None:
@@ -232,7 +235,47 @@ def test_empty_data_is_a_data_error(toy_setup: dict) -> None:
     record = _record(toy_setup, stage)
     empty = record.samples["truth_test_det"].take(np.zeros(1500, bool))
     with pytest.raises(DataError, match="empty"):
-        stage.unfold(empty, toy_setup["surrogate"], record)
+        stage.unfold(_inputs(toy_setup, empty), record)
+
+
+def test_learned_surrogates_meet_the_protocol_and_say_whether_they_have_a_pass_model(toy_setup: dict) -> None:
+    surrogate = toy_setup["surrogate"]
+    assert isinstance(surrogate, DifferentiableSurrogate) and not surrogate.has_pass_model
+    registry = toy_setup["registry"]
+    assert not isinstance(registry.get("detector", "smear").cls(registry.get("detector", "smear").cls.Params(),
+                                                                StageContext("detector")), DifferentiableSurrogate)
+
+
+def test_a_parametric_detector_as_surrogate_is_a_plugin_error(toy_setup: dict) -> None:
+    """The stage checks the DifferentiableSurrogate protocol (a pipeline stops earlier: see the bad-input corpus)."""
+    registry = toy_setup["registry"]
+    smear = registry.get("detector", "smear").cls
+    stage = _stage(toy_setup)
+    inputs = _inputs(toy_setup, surrogate=smear(smear.Params(), StageContext("detector")))
+    inputs.surrogate_name = "detector"
+    with pytest.raises(PluginError, match="differentiable learned detector") as err:
+        stage.unfold(inputs, _record(toy_setup, stage))
+    assert err.value.path == "unfolding.surrogate" and "'smear'" in str(err.value)
+    untrained = registry.get("detector", "cfold").cls
+    inputs.surrogate = untrained(untrained.Params(vertex_features=["a", "b"]), StageContext("surrogate"))
+    with pytest.raises(PluginError, match="not trained"):
+        stage.unfold(inputs, _record(toy_setup, stage))
+    inputs.surrogate = None
+    with pytest.raises(ConfigError, match="learned detector surrogate"):
+        stage.unfold(inputs, _record(toy_setup, stage))
+
+
+def test_truth_and_simulation_parameters_override_the_planned_samples(toy_setup: dict) -> None:
+    stage = _stage(toy_setup, steps=5, pretrain_steps=5, events=100, truth="sim_train",
+                   simulation=["truth_test", "truth_test_det"])
+    stage.unfold(_inputs(toy_setup), _record(toy_setup, stage))
+    assert stage.info()["truth"] == "sim_train" and stage.info()["simulation"] == ["truth_test", "truth_test_det"]
+    with pytest.raises(ConfigError, match="no such sample") as err:
+        _stage(toy_setup, truth="nope").unfold(_inputs(toy_setup), _record(toy_setup, None))
+    assert err.value.path == "unfolding.truth"
+    with pytest.raises(ConfigError, match="no such sample") as err:
+        _stage(toy_setup, simulation=["sim_train", "nope"]).unfold(_inputs(toy_setup), _record(toy_setup, None))
+    assert err.value.path == "unfolding.simulation"
 
 
 def test_nu_parametrization_gives_physical_leptons_with_the_generated_nus() -> None:
@@ -310,12 +353,9 @@ def _dis_pretraining(**params: object) -> tuple[Any, Any, torch.Tensor, np.ndarr
     names = ["lepton_E", "lepton_P", "lepton_theta", "lepton_phi"]
     scaler = FeatureScaler.fit_named(names, feature_matrix(sim, names, "sim"))
 
-    class Surrogate:
-        vertex_scaler = scaler
-
     cls = load_plugins().get("unfolding", "gan-unfold").cls
     stage = cls(cls.Params(**params), StageContext("unfolding", seed=3))
-    decoder = stage._decoder(Surrogate(), sim, names, sim)
+    decoder = stage.parametrization.decoder(scaler, sim, names, sim)
     nus = np.stack([observable(sim, "nu1"), observable(sim, "nu2")], axis=1)
     prior = torch.cat([scaler.transform(torch.as_tensor(feature_matrix(sim, names, "sim"), dtype=torch.float32)),
                        torch.as_tensor(nus, dtype=torch.float32)], dim=1)
@@ -334,10 +374,10 @@ def test_latent_pretraining_fills_the_unresolved_low_y_tail_of_the_simulation() 
     """
     from mlegpipe.nets import mlp
 
-    stage, decoder, prior, nus, _ = _dis_pretraining(pretrain_steps=300, pretrain_space="latent")
+    stage, decoder, prior, nus, _ = _dis_pretraining(pretrain_steps=300, pretrain_space="latent", generator="mlp")
     torch.manual_seed(0)
     net = mlp(8, 2, [64] * 3, activation="leaky_relu")
-    stage._pretrain(net, decoder, prior, [0, 1, 2], 0)
+    stage.generator_kind.pretrain(net, decoder, prior, [0, 1, 2], stage.ctx.torch_generator("pretrain", 0))
     with torch.no_grad():
         g1, g2 = decoder.nu(net(torch.randn(20000, 8, generator=torch.Generator().manual_seed(1))))
     assert abs(np.mean(g2.numpy() < np.quantile(nus[:, 1], 0.08)) - 0.08) < 0.01
@@ -360,7 +400,7 @@ def test_flow_pretraining_reproduces_the_simulation_within_its_statistics() -> N
     stage, decoder, prior, nus, sim = _dis_pretraining(pretrain_steps=800, generator="flow")
     torch.manual_seed(0)
     net = FlowGenerator(2)
-    stage._pretrain(net, decoder, prior, [0, 1, 2], 0)
+    stage.generator_kind.pretrain(net, decoder, prior, [0, 1, 2], stage.ctx.torch_generator("pretrain", 0))
     with torch.no_grad():
         out = net(torch.randn(20000, 2, generator=torch.Generator().manual_seed(1)))
     g1, g2 = (t.numpy() for t in decoder.nu(out))
@@ -377,13 +417,12 @@ def test_flow_pretraining_reproduces_the_simulation_within_its_statistics() -> N
 
 
 def test_flow_generating_nu_without_latent_coordinates_is_a_config_error() -> None:
-    from mlegpipe.exceptions import ConfigError
     from mlegpipe_builtins.unfolding._flow_generator import FlowGenerator
 
     stage, decoder, prior, _, _ = _dis_pretraining(pretrain_steps=5, generator="flow", pretrain_space="features")
     with pytest.raises(ConfigError, match="latent coordinates") as err:
-        stage._pretrain(FlowGenerator(2), decoder, prior, [0, 1, 2], 0)
-    assert "pretrain_space" in str(err.value) and "features" in str(err.value)
+        stage.generator_kind.pretrain(FlowGenerator(2), decoder, prior, [0, 1, 2], torch.Generator(), "unfolding")
+    assert err.value.path == "unfolding.pretrain_space" and "features" in str(err.value)
 
 
 def test_critic_sees_the_vertex_features_the_surrogate_passes_through() -> None:
@@ -438,10 +477,9 @@ def test_simulation_completion_takes_the_unseen_phase_space_from_the_simulation(
     setup, truth, data = _partial_acceptance_setup(
         rng, lambda vertex: vertex.column("a") < 1.0,  # the detector never sees a ≥ 1
         sim_events=3000, data_events=1500, shift=0.3, surrogate_seed=2)
-    surrogate = setup["surrogate"]
     stage = _stage(setup, events=2000, pretrain_steps=50, complete="simulation")
     record = _record(setup, stage)
-    out = stage.unfold(data, surrogate, record)
+    out = stage.unfold(_inputs(setup, data), record)
     unfolded = out["unfolded"]
     prior = unfolded.column("prior") > 0
     fraction = float(data.column("measured").mean())
@@ -467,9 +505,8 @@ def test_unseen_completion_recovers_a_changed_truth_where_acceptance_is_partial(
     setup, truth, data = _partial_acceptance_setup(
         rng, lambda vertex: (rng.random(len(vertex)) < 0.5) & (vertex.column("a") <= 1.5),
         sim_events=4000, data_events=3000, shift=0.6, surrogate_seed=4)
-    surrogate = setup["surrogate"]
     stage = _stage(setup, events=3000, steps=300, pretrain_steps=50, batch_size=256, baselines=[])
-    out = stage.unfold(data, surrogate, _record(setup, stage))
+    out = stage.unfold(_inputs(setup, data), _record(setup, stage))
     assert stage.info()["completion"]["mode"] == "unseen"
     unfolded = out["unfolded"]
     a, prior = unfolded.column("a"), unfolded.column("prior") > 0
@@ -496,26 +533,24 @@ def test_replicas_resample_the_simulation_they_depend_on() -> None:
     two replicas differ, the same replica is reproducible, and the maps move by bootstrap noise only.
     """
     from mlegpipe_builtins.truth.dis import DISTruth
+    from mlegpipe_builtins.unfolding._completion import CompletionPool, UnseenCompletion
     from mlegpipe_builtins.unfolding._observables import observable
-    from mlegpipe_builtins.unfolding._vertex_model import nu_quantiles
-    from mlegpipe_builtins.unfolding.gan_unfold import _Completion
+    from mlegpipe_builtins.unfolding._replicas import SimulationResample
+    from mlegpipe_builtins.unfolding._vertex_model import VertexParametrization, nu_quantiles
 
     sim = DISTruth(DISTruth.Params(events=4000, q2_min=2.0), StageContext("sim", seed=1)).read()
     data = DISTruth(DISTruth.Params(events=1000, q2_min=2.0), StageContext("truth", seed=2)).read()
 
-    class Surrogate:
-        vertex_scaler = None
-
     cls = load_plugins().get("unfolding", "gan-unfold").cls
     stage = cls(cls.Params(replicas=2), StageContext("unfolding", seed=3))
     names = ["lepton_E", "lepton_P", "lepton_theta", "lepton_phi"]
-    decoder = stage._decoder(Surrogate(), data, names, sim)
+    decoder = stage.parametrization.decoder(None, data, names, sim)
     rows = np.arange(0, len(sim), 2)  # e.g. the events with finite vertex features
     prior = torch.as_tensor(rows, dtype=torch.float64)[:, None]
     p0 = np.linspace(1.0, 2.0, len(rows))
-    completion = _Completion(0.6, sim.take(rows), p0 / p0.sum(), "unseen", 0.05)
-    resample = (sim, rows, data, Surrogate())
-    out = [stage._replica_prior(r, decoder, prior, completion, resample) for r in (0, 1, 0)]
+    completion = CompletionPool(0.6, sim.take(rows), p0 / p0.sum(), UnseenCompletion(0.05))
+    resample = SimulationResample(sim, rows, data, VertexParametrization())
+    out = [resample.apply(r, stage.ctx, decoder, prior, completion) for r in (0, 1, 0)]
     for r, (dec, pri, comp) in zip((0, 1), out[:2], strict=True):
         k = stage.ctx.rng("sim-bootstrap", r).poisson(1.0, len(sim))
         counts = np.bincount(pri[:, 0].numpy().astype(int), minlength=len(sim))
@@ -531,5 +566,3 @@ def test_replicas_resample_the_simulation_they_depend_on() -> None:
         assert 0 < shift < 0.1 * float(observable(sim, "nu1").std())
     assert not torch.equal(out[0][0].nu_quantiles, out[1][0].nu_quantiles)
     assert torch.equal(out[0][0].nu_quantiles, out[2][0].nu_quantiles) and torch.equal(out[0][1], out[2][1])
-    # without resampling the inputs pass through untouched
-    assert stage._replica_prior(0, decoder, prior, completion, None) == (decoder, prior, completion)
