@@ -272,12 +272,13 @@ def plan_report(steps: list[Step]) -> ReportPlan:
             unfolded, refolded = step.outputs
             data = step.inputs[0]
             if step.reference is not None:
+                baselines = tuple(f"{prefix}{b}" for b in step.spec.plugin.cls.baseline_samples)
                 plan.comparisons.append(Comparison(unfolded, unfolded, step.reference, None, None, "vertex",
-                                                   step.truth_section, data=data, baselines=(f"{prefix}omnifold",),
+                                                   step.truth_section, data=data, baselines=baselines,
                                                    kind="unfolding", section=step.section))
-                plan.comparisons.append(Comparison(f"{prefix}omnifold", f"{prefix}omnifold", step.reference, None,
-                                                   None, "vertex", step.truth_section, optional=True,
-                                                   kind="unfolding", section=step.section))
+                plan.comparisons += [Comparison(b, b, step.reference, None, None, "vertex", step.truth_section,
+                                                optional=True, kind="unfolding", section=step.section)
+                                     for b in baselines]
             plan.comparisons.append(Comparison(refolded, refolded, data, None, None, "detector", kind="unfolding",
                                                section=step.section))
     for det in parametric.values():

@@ -430,6 +430,15 @@ class Discriminator(Stage):
         """Loss minimized by the generator."""
         raise NotImplementedError
 
+    def make_optimizer(self, parameters: Any) -> torch.optim.Optimizer | None:
+        """The optimizer of the network's ``parameters``, or None to let the trainer choose (the default)."""
+        return None
+
+    def random_generator(self) -> torch.Generator | None:
+        """The torch generator of the adversary's own randomness (penalty interpolates, instance noise), seeded
+        from its context; None when it has none (the default). Trainers checkpoint and restore its state."""
+        return None
+
 
 class Unfolding(Stage):
     """Unfolds detector-level data to the vertex level.
@@ -441,6 +450,9 @@ class Unfolding(Stage):
 
     kind: ClassVar[str] = "unfolding"
     needs_surrogate: ClassVar[bool] = True
+    #: further samples the stage returns beside ``unfolded``/``refolded`` that the report compares with the
+    #: truth (a baseline it runs, e.g. ``("omnifold",)``)
+    baseline_samples: ClassVar[tuple[str, ...]] = ()
 
     def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
         """Return named samples: at least ``unfolded`` (vertex level) and ``refolded``."""

@@ -304,8 +304,7 @@ def discriminator_loss_fn(
     with torch.no_grad():
         noise = stage.noise(len(events), torch.Generator().manual_seed(seed))
         fake = stage.discriminator_features(stage.generate_tensor(noise, cond), context, phi).float()
-    make_gen = getattr(discriminator, "random_generator", None)
-    penalty_gen = make_gen() if callable(make_gen) else None
+    penalty_gen = discriminator.random_generator()
     state = penalty_gen.get_state() if penalty_gen is not None else None
 
     def loss() -> torch.Tensor:

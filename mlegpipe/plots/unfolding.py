@@ -35,6 +35,7 @@ def plot_unfolding(
     baselines: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]] | None = None,
     edges: np.ndarray | None = None,
     truth_replicas: Sequence[np.ndarray] | None = None,
+    unfolded_weights: np.ndarray | None = None,
 ) -> Figure:
     """Truth (points), detector-level data (dashed), unfolded mean ± std band over replicas; pulls below.
 
@@ -42,7 +43,8 @@ def plot_unfolding(
     and, for the truth, the variance over ``truth_replicas`` when given, else
     its Poisson variance. With a single unfolded sample the band is its
     statistical error. ``baselines`` maps a label to values or (values, weights)
-    (e.g. OmniFold's reweighted simulation).
+    (e.g. OmniFold's reweighted simulation); ``unfolded_weights`` weights a single unfolded sample
+    (an unfolding that reweights the simulation).
     """
     truth = np.asarray(truth, dtype=np.float64)
     samples = [truth] + ([np.asarray(detector_data, dtype=np.float64)] if detector_data is not None else [])
@@ -54,7 +56,7 @@ def plot_unfolding(
         u_mean, u_var = replica_stats(replica_densities(unfolded_replicas, edges))
         u_mean, u_std = u_mean / widths, np.sqrt(u_var) / widths
     else:
-        u_mean, u_std = normalized(np.asarray(unfolded_replicas[0], dtype=np.float64), edges)
+        u_mean, u_std = normalized(np.asarray(unfolded_replicas[0], dtype=np.float64), edges, unfolded_weights)
     if truth_replicas is not None and len(truth_replicas) > 1:
         _, t_var = replica_stats(replica_densities(truth_replicas, edges))
         t_sigma = np.sqrt(t_var) / widths

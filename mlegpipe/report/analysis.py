@@ -235,8 +235,10 @@ def _plot_comparison(
         if entry.kind == "unfolding" and entry.level == "vertex" and label not in entry.baselines:
             extra = {name: (observable(b), b.weights) for name, b in baselines.items() if observable.available(b)}
             detector = observable(data) if data is not None and observable.available(data) else None
-            fig = plot_unfolding(f, observable(ref), detector, _replicas(observable(model), model),
-                                 baselines={("OmniFold" if "omnifold" in k else k): v for k, v in extra.items()})
+            replicas = _replicas(observable(model), model)
+            fig = plot_unfolding(f, observable(ref), detector, replicas,
+                                 baselines={("OmniFold" if "omnifold" in k else k): v for k, v in extra.items()},
+                                 unfolded_weights=model.weights if len(replicas) == 1 else None)
         else:
             fig = plot_distribution(f, observable(ref), observable(model), reference_weights=ref.weights,
                                     model_weights=model.weights, labels=(ref_label, label), observable=observable)

@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,21 +33,13 @@ from mlegpipe_builtins.unfolding._surrogate import pass_probability
 from mlegpipe_builtins.unfolding._vertex_generator import GeneratorKind, SampleDistance
 from mlegpipe_builtins.unfolding._vertex_model import VertexDecoder
 
-__all__ = ["AdversarialSettings", "AdversarialTraining", "AdversarySpec", "OptimizerFactory", "TrainedGenerator"]
+__all__ = ["AdversarialSettings", "AdversarialTraining", "AdversarySpec", "TrainedGenerator"]
 
 #: events of the fixed validation batch
 _VALID_EVENTS = 8192
 
 #: The adversary's plugin class and parameters: each replica builds its own from them (picklable).
 AdversarySpec = tuple[type[Discriminator], Any]
-
-
-@runtime_checkable
-class OptimizerFactory(Protocol):
-    """An adversary that chooses its own optimizer (the ``critics`` plugins: their lr and β)."""
-
-    def make_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
-        """The optimizer of the adversary's network ``parameters``."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +73,9 @@ class TrainedGenerator:
 
 
 def _critic_optimizer(adversary: Discriminator, critic: nn.Module) -> torch.optim.Optimizer:
-    if isinstance(adversary, OptimizerFactory):
-        return adversary.make_optimizer(critic.parameters())
-    return torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.9))
+    """The adversary's own optimizer (:meth:`~mlegpipe.stages.Discriminator.make_optimizer`), else Adam."""
+    return adversary.make_optimizer(critic.parameters()) or \
+        torch.optim.Adam(critic.parameters(), lr=2e-4, betas=(0.5, 0.9))
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,7 @@ class GanUnfold(Unfolding):
     """
 
     plugin_name: ClassVar[str] = "gan-unfold"
+    baseline_samples: ClassVar[tuple[str, ...]] = ("omnifold",)  # OmniFold's reweighted simulation, when run
 
     @dataclass
     class Params:
