@@ -22,10 +22,13 @@ Expressions are parsed with :mod:`ast` against a whitelist (no ``eval``): event
 fields and other observables by name, ``coll[i]`` for the i-th particle of a
 collection (0 = first), ``+``/``-`` of particles (four-vector sums), the
 particle functions of :data:`PARTICLE_FUNCTIONS`, the collection functions
-``n``, ``sum``, ``ht``, and the arithmetic of :mod:`mlegpipe.formula`. Four-vector
-arithmetic runs through ``vector``'s NumPy backend. An event whose collection
-has too few particles for an index gives NaN there (counted, not plotted); a
-collection that never has enough is an error.
+``n``, ``sum``, ``ht``, and the arithmetic of :mod:`mlegpipe.formula`. On event
+batches four-vector arithmetic runs through ``vector``'s NumPy backend; on
+torch tensors (:class:`TensorEvents`: a generator's decoded output) the same
+compiled expression is differentiable, so MMD-style losses use the very
+observables the report compares (:meth:`Observable.tensor`). An event whose
+collection has too few particles for an index gives NaN there (counted, not
+plotted); a collection that never has enough is an error.
 
 Example:
     >>> import numpy as np
@@ -40,6 +43,8 @@ Example:
 from __future__ import annotations
 
 import ast
+import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +58,7 @@ from mlegpipe.formula import CONSTANTS, FUNCTIONS, MAX_LENGTH
 from mlegpipe.schema import suggest
 
 __all__ = [
+    "TensorEvents",
     "PAIR_FUNCTIONS",
     "PARTICLE_FUNCTIONS",
     "PARTICLE_QUANTITIES",
@@ -116,6 +122,33 @@ class Observable:
     def __call__(self, batch: EventBatch) -> np.ndarray:
         return np.asarray(self.compute(batch), dtype=np.float64)
 
+    def tensor(self, columns: Mapping[str, Any]) -> Any:
+        """The observable of events given as torch tensors by field name (differentiable).
+
+        ``columns`` holds flat fields and particles as ``{coll}{i}_{px,py,pz,E}`` (a collection feature map's
+        decoded fields) or ``{coll}_{px,...}`` (multiplicity one).
+
+        Raises:
+            ConfigError: the observable is computed with NumPy only (a plugin's function, not an expression).
+
+        Example:
+            >>> import torch
+            >>> q = {f"q{i}_{c}": torch.tensor([v]) for i, vals in ((1, (3.0, 4.0, 0.0, 5.0)), (2, (-3.0, -4.0, 0.0, 5.0)))
+            ...      for c, v in zip(("px", "py", "pz", "E"), vals)}
+            >>> compile_observable("m", "mass(q[0] + q[1])").tensor(q).tolist()
+            [10.0]
+        """
+        why = ""
+        try:
+            out = self.compute(TensorEvents(columns))
+        except (TypeError, AttributeError, RuntimeError) as err:
+            out, why = None, f": {err}"
+        if not _is_tensor(out):  # a NumPy function gives numbers without gradients: never silently
+            raise ConfigError(f"observable {self.name!r} cannot be computed on tensors (it is a NumPy function of "
+                              f"event batches; declare it as an expression instead){why}",
+                              path=f"observables.{self.name}")
+        return out
+
     @property
     def axis_label(self) -> str:
         """Label with unit: ``$Q^2$ [GeV$^2$]``."""
@@ -162,6 +195,212 @@ PARTICLE_QUANTITIES: dict[str, tuple[str, str, bool]] = {
 }
 
 
+class _TorchFour:
+    """Four-vectors in torch tensors with the attributes of ``vector``'s objects that observables use."""
+
+    def __init__(self, px: Any, py: Any, pz: Any, E: Any) -> None:  # noqa: N803 - vector's names
+        self.px, self.py, self.pz, self.E = px, py, pz, E
+
+    def __add__(self, other: _TorchFour) -> _TorchFour:
+        return _TorchFour(self.px + other.px, self.py + other.py, self.pz + other.pz, self.E + other.E)
+
+    def __sub__(self, other: _TorchFour) -> _TorchFour:
+        return _TorchFour(self.px - other.px, self.py - other.py, self.pz - other.pz, self.E - other.E)
+
+    @property
+    def mass(self) -> Any:
+        import torch
+
+        m2 = self.E**2 - self.px**2 - self.py**2 - self.pz**2
+        return torch.sign(m2) * torch.sqrt(torch.abs(m2))  # vector's convention: negative where space-like
+
+    @property
+    def mt(self) -> Any:
+        import torch
+
+        mt2 = self.E**2 - self.pz**2
+        return torch.sign(mt2) * torch.sqrt(torch.abs(mt2))
+
+    @property
+    def rapidity(self) -> Any:
+        import torch
+
+        return 0.5 * torch.log((self.E + self.pz) / (self.E - self.pz))
+
+    def _eta(self) -> Any:
+        import torch
+
+        return torch.asinh(self.pz / torch.hypot(self.px, self.py).clamp_min(1e-300))
+
+    def deltaphi(self, other: _TorchFour) -> Any:
+        import torch
+
+        d = torch.atan2(self.py, self.px) - torch.atan2(other.py, other.px)
+        return torch.remainder(d + math.pi, 2 * math.pi) - math.pi
+
+    def deltaeta(self, other: _TorchFour) -> Any:
+        return self._eta() - other._eta()
+
+    def deltaR(self, other: _TorchFour) -> Any:  # noqa: N802 - vector's name
+        import torch
+
+        return torch.hypot(self.deltaeta(other), self.deltaphi(other))
+
+
+class TensorEvents:
+    """Events given as torch tensors by field name: what :meth:`Observable.tensor` evaluates expressions on.
+
+    Particles come from decoded four-momentum fields: ``{coll}{i}_{px,py,pz,E}`` (slots i = 1, 2, ...) or
+    ``{coll}_{px,py,pz,E}`` (multiplicity one). A slot whose p_x is NaN is an absent particle.
+
+    Example:
+        >>> import torch
+        >>> ev = TensorEvents({"a": torch.tensor([1.0, 2.0]), "j1_px": torch.zeros(2), "j1_py": torch.ones(2),
+        ...                    "j1_pz": torch.zeros(2), "j1_E": torch.ones(2)})
+        >>> len(ev), ev.collections, ev.particles("j")["py"].shape
+        (2, ['j'], torch.Size([2, 1]))
+    """
+
+    beams = None
+
+    def __init__(self, columns: Mapping[str, Any]) -> None:
+        import torch
+
+        self._columns = {k: torch.as_tensor(v) for k, v in columns.items()}
+        lengths = {int(v.shape[0]) for v in self._columns.values()}
+        if len(lengths) > 1:
+            raise DataError("tensor columns of different lengths: " + ", ".join(
+                f"{k}={int(v.shape[0])}" for k, v in self._columns.items()))
+        self._n = lengths.pop() if lengths else 0
+        self._slots: dict[str, list[str]] = {}
+        for key in self._columns:
+            stem, sep, comp = key.rpartition("_")
+            if sep and comp == "px" and all(f"{stem}_{c}" in self._columns for c in FOUR_MOMENTUM):
+                digits = len(stem) - len(stem.rstrip("0123456789"))
+                coll = stem[:-digits] if digits and digits < len(stem) else stem
+                self._slots.setdefault(coll, []).append(stem)
+        for coll, stems in self._slots.items():
+            stems.sort(key=lambda s: int(s[len(coll):] or 0))
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def fields(self) -> list[str]:
+        """The field names."""
+        return list(self._columns)
+
+    def has(self, name: str) -> bool:
+        """True when ``name`` is a field."""
+        return name in self._columns
+
+    def column(self, name: str) -> Any:
+        """The tensor of field ``name``."""
+        try:
+            return self._columns[name]
+        except KeyError:
+            raise DataError("no such tensor field; fields: " + ", ".join(self._columns), value=name,
+                            hint=suggest(name, list(self._columns))) from None
+
+    def full(self, value: float) -> Any:
+        """A tensor of ``value`` per event (dtype and device of the fields)."""
+        import torch
+
+        like = next(iter(self._columns.values()), torch.zeros(0))
+        return torch.full((self._n,), value, dtype=like.dtype if like.is_floating_point() else torch.float64,
+                          device=like.device)
+
+    @property
+    def collections(self) -> list[str]:
+        """Collections found in the four-momentum field names."""
+        return list(self._slots)
+
+    def has_collection(self, name: str) -> bool:
+        """True when ``name`` is a collection."""
+        return name in self._slots
+
+    def particles(self, name: str, slots: int | None = None) -> dict[str, Any]:
+        """``{px, py, pz, E}`` -> (n, slots) tensors, NaN where a slot is absent (or beyond the fields)."""
+        import torch
+
+        if name not in self._slots:
+            raise DataError("no such particle collection in the tensors; collections: "
+                            + (", ".join(self._slots) or "none"), value=name, hint=suggest(name, list(self._slots)))
+        stems = self._slots[name]
+        k = len(stems) if slots is None else slots
+        out = {}
+        for c in FOUR_MOMENTUM:
+            cols = [self._columns[f"{s}_{c}"] for s in stems[:k]]
+            cols += [self.full(float("nan"))] * (k - len(cols))
+            out[c] = torch.stack(cols, dim=1) if cols else self.full(0.0)[:, None][:, :0]
+        return out
+
+    def multiplicity(self, name: str) -> Any:
+        """Particles per event (present slots), as a float tensor."""
+        import torch
+
+        px = self.particles(name)["px"]
+        return torch.isfinite(px).sum(dim=1).to(px.dtype)
+
+
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _hypot(a: Any, b: Any) -> Any:
+    if _is_tensor(a):
+        import torch
+
+        return torch.hypot(a, b)
+    return np.hypot(a, b)
+
+
+def _asinh(x: Any) -> Any:
+    if _is_tensor(x):
+        import torch
+
+        return torch.asinh(x)
+    return np.arcsinh(x)
+
+
+def _atan2(a: Any, b: Any) -> Any:
+    if _is_tensor(a):
+        import torch
+
+        return torch.atan2(a, b)
+    return np.arctan2(a, b)
+
+
+def _floor(x: Any, low: float) -> Any:
+    return x.clamp_min(low) if _is_tensor(x) else np.maximum(x, low)
+
+
+def _where_valid(valid: Any, values: Any) -> Any:
+    if _is_tensor(values) or _is_tensor(valid):
+        import torch
+
+        values = torch.as_tensor(values)
+        return torch.where(torch.as_tensor(valid), values, torch.full_like(values, float("nan")))
+    return np.where(valid, np.asarray(values, dtype=np.float64), np.nan)
+
+
+def _isfinite(x: Any) -> Any:
+    if _is_tensor(x):
+        import torch
+
+        return torch.isfinite(x)
+    return np.isfinite(x)
+
+
+def _as_float(x: Any) -> Any:
+    return x.double() if _is_tensor(x) and not x.is_floating_point() else (x if _is_tensor(x) else
+                                                                          np.asarray(x, dtype=np.float64))
+
+
+def _full(batch: Any, value: float) -> Any:
+    return batch.full(value) if isinstance(batch, TensorEvents) else np.full(len(batch), value)
+
+
 @dataclass
 class _Particle:
     """Four-vectors of one particle per event (vector NumPy backend) and which events have it."""
@@ -176,37 +415,44 @@ class _Particle:
         return _Particle(self.p4 - other.p4, self.valid & other.valid)
 
     def number(self, values: Any) -> np.ndarray:
-        return np.where(self.valid, np.asarray(values, dtype=np.float64), np.nan)
+        return _where_valid(self.valid, values)
 
 
 def _particle(batch: EventBatch, name: str, index: int, where: str) -> _Particle:
     parts = batch.particles(name, index + 1)
     comps = {c: parts[c][:, index] for c in FOUR_MOMENTUM}
-    valid = np.isfinite(comps["px"]) & np.isfinite(comps["py"]) & np.isfinite(comps["pz"])
-    if len(batch) and not valid.any():
-        most = int(batch.multiplicity(name).max(initial=0))
+    valid = _isfinite(comps["px"]) & _isfinite(comps["py"]) & _isfinite(comps["pz"])
+    if len(batch) and not bool(valid.any()):
+        most = int(batch.multiplicity(name).max()) if len(batch) else 0
         raise DataError(f"collection {name!r} never has a particle at index {index} (at most {most} per event)",
                         path=where, value=f"{name}[{index}]")
+    if isinstance(batch, TensorEvents):
+        return _Particle(_TorchFour(*(comps[c] for c in FOUR_MOMENTUM)), valid)
     safe = {c: np.where(valid, v, 0.0) if c != "E" else v for c, v in comps.items()}
     return _Particle(vector.array(safe), valid)
 
 
 def _collection_sum(batch: EventBatch, name: str) -> _Particle:
     parts = batch.particles(name)
+    if isinstance(batch, TensorEvents):
+        import torch
+
+        comps = [torch.nansum(parts[c], dim=1) for c in FOUR_MOMENTUM]
+        return _Particle(_TorchFour(*comps), torch.ones(len(batch), dtype=torch.bool))
     comps = {c: np.nansum(parts[c], axis=1) if parts[c].shape[1] else np.zeros(len(batch)) for c in FOUR_MOMENTUM}
     return _Particle(vector.array(comps), np.ones(len(batch), dtype=bool))
 
 
 def _pt(p: _Particle) -> np.ndarray:
-    return p.number(np.hypot(p.p4.px, p.p4.py))
+    return p.number(_hypot(p.p4.px, p.p4.py))
 
 
-#: Functions of one particle: name -> function of a :class:`_Particle`.
+#: Functions of one particle: name -> function of a :class:`_Particle` (NumPy or torch).
 PARTICLE_FUNCTIONS: dict[str, Callable[[_Particle], np.ndarray]] = {
     "pt": _pt,
-    "eta": lambda p: p.number(np.arcsinh(p.p4.pz / np.maximum(np.hypot(p.p4.px, p.p4.py), 1e-300))),
-    "phi": lambda p: p.number(np.arctan2(p.p4.py, p.p4.px)),
-    "theta": lambda p: p.number(np.arctan2(np.hypot(p.p4.px, p.p4.py), p.p4.pz)),
+    "eta": lambda p: p.number(_asinh(p.p4.pz / _floor(_hypot(p.p4.px, p.p4.py), 1e-300))),
+    "phi": lambda p: p.number(_atan2(p.p4.py, p.p4.px)),
+    "theta": lambda p: p.number(_atan2(_hypot(p.p4.px, p.p4.py), p.p4.pz)),
     "mass": lambda p: p.number(p.p4.mass),
     "m": lambda p: p.number(p.p4.mass),
     "mt": lambda p: p.number(p.p4.mt),
@@ -216,13 +462,13 @@ PARTICLE_FUNCTIONS: dict[str, Callable[[_Particle], np.ndarray]] = {
     "px": lambda p: p.number(p.p4.px),
     "py": lambda p: p.number(p.p4.py),
     "pz": lambda p: p.number(p.p4.pz),
-    "p": lambda p: p.number(np.sqrt(p.p4.px**2 + p.p4.py**2 + p.p4.pz**2)),
+    "p": lambda p: p.number((p.p4.px**2 + p.p4.py**2 + p.p4.pz**2) ** 0.5),
 }
 #: Functions of two particles.
 PAIR_FUNCTIONS: dict[str, Callable[[_Particle, _Particle], np.ndarray]] = {
-    "deltaR": lambda a, b: np.where(a.valid & b.valid, a.p4.deltaR(b.p4), np.nan),
-    "deltaphi": lambda a, b: np.where(a.valid & b.valid, a.p4.deltaphi(b.p4), np.nan),
-    "deltaeta": lambda a, b: np.where(a.valid & b.valid, a.p4.deltaeta(b.p4), np.nan),
+    "deltaR": lambda a, b: _where_valid(a.valid & b.valid, a.p4.deltaR(b.p4)),
+    "deltaphi": lambda a, b: _where_valid(a.valid & b.valid, a.p4.deltaphi(b.p4)),
+    "deltaeta": lambda a, b: _where_valid(a.valid & b.valid, a.p4.deltaeta(b.p4)),
 }
 _COLLECTION_FUNCTIONS = ("n", "sum", "ht")
 
@@ -278,14 +524,14 @@ class _ExpressionCompiler:
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise self.error(node, "only numbers are allowed as constants")
         value = float(node.value)
-        return _Compiled("number", lambda b: np.full(len(b), value))
+        return _Compiled("number", lambda b: _full(b, value))
 
     def visit_Name(self, node: ast.Name) -> _Compiled:  # noqa: N802
         name = node.id
         self.names.add(name)
         if name in CONSTANTS:
             value = CONSTANTS[name]
-            return _Compiled("number", lambda b: np.full(len(b), value))
+            return _Compiled("number", lambda b: _full(b, value))
         observable = self.resolver(name)
         if observable is not None:
             return _Compiled("number", observable.compute)
@@ -326,8 +572,8 @@ class _ExpressionCompiler:
                 raise self.error(node, "particles can only be added to or subtracted from particles")
             sub = isinstance(node.op, ast.Sub)
             return _Compiled("particle", lambda b: left.run(b) - right.run(b) if sub else left.run(b) + right.run(b))
-        ops = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.true_divide,
-               ast.Pow: np.power}
+        ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+               ast.Pow: operator.pow}
         op = ops.get(type(node.op))
         if op is None:
             raise self.error(node, "only + - * / ** are allowed")
@@ -358,13 +604,13 @@ class _ExpressionCompiler:
             coll = args[0].id
             self.names.add(coll)
             if fname == "n":
-                return _Compiled("number", lambda b: b.multiplicity(coll).astype(np.float64))
+                return _Compiled("number", lambda b: _as_float(b.multiplicity(coll)))
             if fname == "sum":
                 return _Compiled("particle", lambda b: _collection_sum(b, coll))
-            return _Compiled("number", lambda b: np.nansum(np.hypot(b.particles(coll)["px"], b.particles(coll)["py"]),
-                                                           axis=1))
+            return _Compiled("number", lambda b: _ht(b, coll))
         if fname in FUNCTIONS:
             impl, low, high = FUNCTIONS[fname]
+            impl = _dispatching(fname, impl)
             if len(args) < low or (high is not None and len(args) > high):
                 raise self.error(node, f"{fname}() takes {low}" + (f" to {high}" if high != low else "")
                                  + f" arguments, got {len(args)}")
@@ -396,12 +642,47 @@ def _field(batch: EventBatch, name: str, where: str) -> np.ndarray:
                     hint=suggest(name, [*batch.fields, *batch.collections]))
 
 
+def _ht(batch: Any, coll: str) -> Any:
+    parts = batch.particles(coll)
+    pt = _hypot(parts["px"], parts["py"])
+    if _is_tensor(pt):
+        import torch
+
+        return torch.nansum(pt, dim=1)
+    return np.nansum(pt, axis=1)
+
+
+#: torch counterparts of the formula functions (the names of :data:`mlegpipe.formula.FUNCTIONS`).
+_TORCH_FUNCTIONS = {"sqrt": "sqrt", "exp": "exp", "log": "log", "log10": "log10", "abs": "abs", "sin": "sin",
+                    "cos": "cos", "tan": "tan", "asin": "asin", "acos": "acos", "atan": "atan", "atan2": "atan2",
+                    "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "min": "minimum", "max": "maximum",
+                    "hypot": "hypot"}
+
+
+def _dispatching(name: str, impl: Callable[..., Any]) -> Callable[..., Any]:
+    """The NumPy function ``impl``, or its torch counterpart when called with tensors."""
+    def call(*args: Any) -> Any:
+        if any(_is_tensor(a) for a in args):
+            import torch
+
+            fn = getattr(torch, _TORCH_FUNCTIONS[name])
+            if name in ("min", "max"):
+                out = args[0]
+                for a in args[1:]:
+                    out = fn(out, a)
+                return out
+            return fn(*args)
+        return impl(*args)
+
+    return call
+
+
 def _single(batch: EventBatch, name: str, where: str) -> _Particle:
     if not batch.has_collection(name):
         raise DataError("no such particle collection in the events; collections: "
                         + (", ".join(batch.collections) or "none"), path=where, value=name,
                         hint=suggest(name, batch.collections))
-    if int(batch.multiplicity(name).max(initial=0)) > 1:
+    if len(batch) and int(batch.multiplicity(name).max()) > 1:
         raise DataError(f"collection {name!r} holds several particles per event: index one, e.g. {name}[0]",
                         path=where, value=name)
     return _particle(batch, name, 0, where)
@@ -460,7 +741,7 @@ def compile_observable(
     if out.kind == "collection":
         raise compiler.error(tree.body, "a collection is not a number: use n(...), ht(...) or index a particle")
     run = out.run
-    return Observable(name, lambda b: np.asarray(run(b), dtype=np.float64), tuple(sorted(compiler.names)), label,
+    return Observable(name, lambda b: _as_float(run(b)), tuple(sorted(compiler.names)), label,
                       unit, log, periodic, doc=expression)
 
 

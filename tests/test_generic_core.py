@@ -79,6 +79,42 @@ def test_declared_observables_against_hand_computed_values(expression: str, expe
     assert float(value[0]) == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("expression", [
+    "mass(q[0] + q[1])", "pt(sum(q))", "eta(q[1])", "deltaR(q[0], q[1])", "n(q) + ht(q)",
+    "sqrt(mass(q[0] + q[1])) * w", "rapidity(q[0] + q[1])", "mass(q[0] - q[1])", "max(pt(q[0]), pt(q[1]))",
+])
+def test_declared_observables_on_tensors_match_numpy_and_are_differentiable(expression: str) -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    n = 64
+    p = rng.normal(0.0, 30.0, size=(n, 2, 3))
+    e = np.sqrt((p**2).sum(-1) + rng.uniform(1.0, 80.0, size=(n, 2)) ** 2)  # massive particles
+    w = rng.uniform(0.5, 2.0, n)
+    comps = {"px": p[..., 0], "py": p[..., 1], "pz": p[..., 2], "E": e}
+    batch = EventBatch.from_columns({"q": particle_lists({k: v.tolist() for k, v in comps.items()}), "w": w})
+    tensors = {f"q{i + 1}_{k}": torch.tensor(v[:, i], requires_grad=True) for k, v in comps.items() for i in range(2)}
+    tensors["w"] = torch.tensor(w, requires_grad=True)
+    obs = compile_observable("o", expression)
+    expected = obs(batch)
+    got = obs.tensor(tensors)
+    ok = np.isfinite(expected)
+    assert ok.sum() > n // 2
+    np.testing.assert_allclose(got.detach().numpy()[ok], expected[ok], rtol=1e-10, atol=1e-10)
+    got[torch.isfinite(got)].sum().backward()
+    grads = [t.grad for t in tensors.values() if t.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_a_plugin_function_observable_on_tensors_is_a_clear_error() -> None:
+    torch = pytest.importorskip("torch")
+    from mlegpipe.observables import Observable
+
+    numpy_only = Observable("twice", lambda b: np.asarray(b.column("a")).astype(np.float64) * 2, requires=("a",))
+    with pytest.raises(ConfigError, match="cannot be computed on tensors"):
+        numpy_only.tensor({"a": torch.ones(3)}).sum().item()
+
+
 def test_automatic_collection_observables() -> None:
     b = _two_particles()
     assert resolve("q2_pt")(b).tolist() == [5.0] and resolve("n_q")(b).tolist() == [2.0]
