@@ -127,7 +127,7 @@ def generate_blocks(
     """
     if n < 1:
         raise ConfigError("the number of events must be positive", path="-n", value=n)
-    needed = list(getattr(generator, "conditions", []) or [])
+    needed = list(generator.conditions)
     conditions = dict(conditions or {})
     missing = [c for c in needed if c not in conditions]
     if missing:

@@ -62,8 +62,8 @@ def build_stages(config: PipelineConfig, run_dir: Path | None = None, progress: 
 
 def generator_conditions(config: PipelineConfig, stages: Mapping[str, Stage]) -> dict[str, list[str]]:
     """Per generated sample, the fields its generator is conditioned on."""
-    return {step.outputs[0]: list(getattr(stages[step.section], "conditions", [])) for step in config.steps
-            if step.spec.kind == "generator"}
+    return {step.outputs[0]: list(stage.conditions) for step in config.steps
+            if isinstance(stage := stages[step.section], Generator)}
 
 
 def _split(batch: EventBatch, fractions: list[float], rng: np.random.Generator) -> list[EventBatch]:

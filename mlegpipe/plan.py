@@ -135,7 +135,8 @@ def plan_pipeline(config: PipelineConfig) -> list[Step]:
     available: list[str] = []
     vertex_level: list[str] = []
     truth_prefixes: list[str] = []
-    truth_sections: dict[str, str] = {}
+    truth_sections: dict[str, str] = {}  # a truth's prefix -> its section
+    sample_truth: dict[str, str] = {}  # a truth split (truth_test) -> its section
     parametric_detectors: list[str] = []
     learned_detectors: list[str] = []
     folded_from: dict[str, str] = {}
@@ -149,6 +150,7 @@ def plan_pipeline(config: PipelineConfig) -> list[Step]:
             truth_sections[prefix] = sec
             step.truth_section = sec
             step.outputs = [f"{prefix}_{s}" for s in SPLITS]
+            sample_truth.update(dict.fromkeys(step.outputs, sec))
             vertex_level += step.outputs
         elif spec.kind == "generator":
             prefix = (spec.train_on or [truth_prefixes[0] if truth_prefixes else "truth"])[0]
@@ -208,18 +210,10 @@ def plan_pipeline(config: PipelineConfig) -> list[Step]:
                 base = f"{truth_prefixes[-1]}_train"
                 pairs = [base, f"{base}_{parametric_detectors[-1]}"]
                 step.simulation = pairs if all(n in available for n in pairs) else []
-            step.truth_section = _section_of_sample(step.reference, truth_sections)
+            step.truth_section = sample_truth.get(step.reference or "")
         available += step.outputs
         steps.append(step)
     return steps
-
-
-def _section_of_sample(name: str | None, truth_sections: dict[str, str]) -> str | None:
-    """The truth section a vertex sample ``PREFIX_split`` came from."""
-    if name is None:
-        return None
-    prefix = name.rsplit("_", 1)[0]
-    return truth_sections.get(prefix)
 
 
 _SPLIT_ORDER = ("test", "valid", "train")

@@ -18,7 +18,7 @@ from mlegpipe import __version__, hookimpl
 from mlegpipe.exceptions import OutputError
 from mlegpipe.plan import ReportPlan
 from mlegpipe.schema import param
-from mlegpipe.stages import Report, RunRecord
+from mlegpipe.stages import Generator, Report, RunRecord
 
 if TYPE_CHECKING:
     from mlegpipe.registry import StageRegistry
@@ -71,8 +71,8 @@ class HtmlReport(Report):
         if record.run_dir is None and self.ctx.run_dir is None:
             raise OutputError("no run folder to write the report into", path=self.ctx.name)
         run_dir = Path(record.run_dir if record.run_dir is not None else self.ctx.run_dir)
-        conditions = {c.label: list(getattr(record.stages.get(c.section), "conditions", []))
-                      for c in (record.plan.comparisons if record.plan else []) if c.kind == "generator"}
+        conditions = {c.label: list(stage.conditions) for c in (record.plan.comparisons if record.plan else [])
+                      if isinstance(stage := record.stages.get(c.section), Generator)}
         analysis = analyse_run(record.samples, record.plan or ReportPlan(), histories=record.histories,
                                observables=record.observables, truths=record.truths, conditions=conditions,
                                bins=p.bins, classifier=p.classifier,
