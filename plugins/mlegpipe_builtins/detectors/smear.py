@@ -88,6 +88,7 @@ from mlegpipe_builtins.detectors._smearing import SmearOptions, smear_flat
 from mlegpipe_builtins.detectors.presets import PRESETS, preset_devices
 from mlegpipe_builtins.dis import DIS_LABELS, LEPTON_FIELDS
 from mlegpipe_builtins.dis.reconstruction import double_angle, electron_method, jacquet_blondel, sigma_method
+from mlegpipe_builtins.lhc.detector_presets import PP_PRESETS
 
 __all__ = ["CHUNK_EVENTS", "SmearDetector", "SmearParams", "mlegpipe_register_stages"]
 
@@ -105,7 +106,7 @@ _FLAGS = ("measured_E", "measured_P", "measured_angles")
 class SmearParams:
     """Parameters of the `smear` detector."""
 
-    preset: str = param("", choices=("", *PRESETS), doc="detector preset; empty: matrix-0.2 unless devices are given")
+    preset: str = param("", doc=f"detector preset ({', '.join(PRESETS)}); empty: matrix-0.2 unless devices are given")
     devices: list[DeviceParams] = param([], doc="devices declared in TOML ([[detector.devices]]) instead of a preset")
     angle_resolution: float | None = param(None, min=0.0, doc="sigma_theta = sigma_phi (rad) for the matrix presets")
     efficiency: str = param("", doc="Delphes-style efficiency formula of E, P, theta, phi, pT, pz, eta, m; empty: 1")
@@ -133,6 +134,10 @@ class SmearDetector(Detector):
             device_params = params.devices
         else:
             name = params.preset or "matrix-0.2"
+            if name in PP_PRESETS:
+                raise ConfigError(f"{name!r} is a proton-proton preset: use plugin = \"smear-pp\" (this DIS detector's "
+                                  "options methods, angle_resolution, devices do not apply there)",
+                                  path=f"{where}.preset", value=name)
             try:
                 tables = preset_devices(name, params.angle_resolution)
             except ConfigError as err:
