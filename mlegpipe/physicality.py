@@ -74,7 +74,7 @@ def physicality(
         checks: the checks to run (default: every registered one that applies).
 
     Returns:
-        ``{"unphysical": fraction beyond any limit, "n_events": n, "checks": [names], <limit>: fraction, ...}``.
+        ``{"unphysical": fraction beyond any limit, "n_events": n, <limit>: fraction, ...}``.
 
     Raises:
         DataError: empty events, or no check applies to them.
