@@ -181,7 +181,9 @@ def build_params(cls: type[T], raw: dict[str, Any], path: str) -> T:
     """Validate the TOML table ``raw`` against the dataclass ``cls``.
 
     Arguments:
-        cls: a dataclass whose fields declare types, defaults and constraints.
+        cls: a dataclass whose fields declare types, defaults and constraints; an optional class attribute
+            ``misplaced_keys: ClassVar[dict[str, str]]`` maps keys that belong to another plugin to the
+            message rejecting them (``{where}`` is replaced by the table's path).
         raw: the table as parsed by tomllib.
         path: the TOML path of the table, used in error messages.
 
@@ -195,7 +197,11 @@ def build_params(cls: type[T], raw: dict[str, Any], path: str) -> T:
         raise ConfigError("expected a table", path=path, value=raw)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    misplaced: dict[str, str] = getattr(cls, "misplaced_keys", {})
     for key in raw:
+        if key not in fields and key in misplaced:
+            where = path or "parameters"
+            raise ConfigError(misplaced[key].format(where=where), path=f"{path}.{key}" if path else key)
         if key not in fields:
             raise ConfigError(
                 "unknown parameter; known: " + ", ".join(sorted(fields)),

@@ -206,7 +206,7 @@ class _PPOptions:
 
 
 #: Options of the DIS `smear` detector that smear-pp rejects, with what to write instead.
-DIS_ONLY_OPTIONS: dict[str, str] = {
+_DIS_ONLY: dict[str, str] = {
     "methods": "smear-pp reconstructs no DIS kinematics",
     "angle_resolution": "angles are smeared per object: angle_resolution in [{where}.jet], [{where}.electron], ...",
     "devices": "declare the responses as tables [{where}.jet], [{where}.electron], [{where}.muon]",
@@ -216,22 +216,17 @@ DIS_ONLY_OPTIONS: dict[str, str] = {
     "threshold_E_em": "thresholds are per object: pt_min in [{where}.electron]",
     "threshold_E_hadronic": "thresholds are per object: pt_min in [{where}.jet]",
 }
-_REJECTED = "an option of the DIS detector (plugin = \"smear\"): rejected by smear-pp with a pointer"
+DIS_ONLY_OPTIONS: dict[str, str] = {
+    key: f"{key!r} is an option of the DIS detector (plugin = \"smear\"), not of smear-pp: {instead}"
+    for key, instead in _DIS_ONLY.items()}
 
 
 @dataclass
 class SmearPPParams(_PPOptions):
-    """Parameters of the `smear-pp` detector; the options of the DIS `smear` are accepted by the schema only to be
-    rejected with a clear message (:data:`DIS_ONLY_OPTIONS`)."""
+    """Parameters of the `smear-pp` detector; options of the DIS `smear` are rejected with what to write instead
+    (:data:`DIS_ONLY_OPTIONS`)."""
 
-    methods: Any = param(None, doc=_REJECTED)
-    angle_resolution: Any = param(None, doc=_REJECTED)
-    devices: Any = param(None, doc=_REJECTED)
-    collection: Any = param(None, doc=_REJECTED)
-    efficiency: Any = param(None, doc=_REJECTED)
-    threshold_pT: Any = param(None, doc=_REJECTED)
-    threshold_E_em: Any = param(None, doc=_REJECTED)
-    threshold_E_hadronic: Any = param(None, doc=_REJECTED)
+    misplaced_keys: ClassVar[dict[str, str]] = DIS_ONLY_OPTIONS
 
 
 # --- resolutions and responses -------------------------------------------------------------------------------
@@ -500,11 +495,6 @@ class SmearPPDetector(Detector):
     def __init__(self, params: SmearPPParams, ctx: StageContext) -> None:
         super().__init__(params, ctx)
         where = ctx.name
-        for key, instead in DIS_ONLY_OPTIONS.items():
-            if getattr(params, key) is not None:
-                raise ConfigError(f"{key!r} is an option of the DIS detector (plugin = \"smear\"), not of smear-pp "
-                                  f"(preset {params.preset!r}): {instead.format(where=where)}", path=f"{where}.{key}",
-                                  value=getattr(params, key))
         card = _preset(params, where)
         preset_path = f"{where}.preset[{params.preset}]"
         resolved, paths = {}, {}
