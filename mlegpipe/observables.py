@@ -63,6 +63,7 @@ __all__ = [
     "PARTICLE_FUNCTIONS",
     "PARTICLE_QUANTITIES",
     "Observable",
+    "Peak",
     "ObservableSet",
     "Pair",
     "automatic",
@@ -72,6 +73,25 @@ __all__ = [
     "resolve",
     "values_of",
 ]
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A resonance peak an observable shows (a W or top mass): what the report's peak figures measure.
+
+    Arguments:
+        pole: the pole mass, centre of the window (GeV).
+        width: the expected full width (GeV): the scale of the fit window.
+        window: half-width of the mass window whose fraction of events is reported (GeV).
+
+    Example:
+        >>> Peak(80.385, 2.092).window
+        5.0
+    """
+
+    pole: float
+    width: float
+    window: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,7 @@ class Observable:
         when: ``when(batch)`` decides availability instead of ``requires`` (an observable read from a field
             when there is one, else computed from other fields).
         doc: one line for ``mlegpipe plugins`` and the documentation.
+        peak: a resonance peak the observable shows (the report adds window fractions, fitted pole and width).
 
     Example:
         >>> o = Observable("twice_a", lambda b: 2 * b.column("a"), requires=("a",))
@@ -109,6 +130,7 @@ class Observable:
     compare: bool = True
     when: Callable[[EventBatch], bool] | None = None
     doc: str = ""
+    peak: Peak | None = None
 
     def available(self, batch: EventBatch) -> bool:
         """True when ``batch`` has what this observable needs."""

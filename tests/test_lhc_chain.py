@@ -136,3 +136,23 @@ def test_physicality_of_quarks(toy: EventBatch) -> None:
     bad["E"][:10, 2] = 0.5 * np.abs(bad["pz"][:10, 2]) - 1.0  # E < |p|
     batch = EventBatch.from_columns({"quarks": particle_lists({c: v.tolist() for c, v in bad.items()})})
     assert physicality(batch)["spacelike_quark"] == pytest.approx(10 / len(toy))
+
+
+def test_peak_figures_of_a_breit_wigner_against_known_values() -> None:
+    from mlegpipe.metrics.peaks import FIT_WIDTHS, peak_figures
+    from mlegpipe.observables import Peak
+
+    gamma_full, n = 2.092, 400_000
+    half = gamma_full / 2
+    m = 80.385 + half * np.random.default_rng(7).standard_cauchy(n)
+    f = peak_figures(m, Peak(80.385, gamma_full, 5.0))
+    expected_window = 2 / math.pi * math.atan(5.0 / half)  # 0.87
+    assert f["window_fraction"] == pytest.approx(expected_window, abs=4 * math.sqrt(expected_window / n))
+    assert f["width_fit"] == pytest.approx(gamma_full, rel=0.02)
+    assert f["pole_fit"] == pytest.approx(80.385, abs=0.01)
+    assert f["fwhm"] == pytest.approx(gamma_full, rel=0.05)
+    # the interquartile range of the Cauchy truncated to the fit window
+    q3 = half * math.tan(0.5 * math.atan(FIT_WIDTHS * gamma_full / half))
+    assert f["iqr"] == pytest.approx(2 * q3, rel=0.02)
+    # undefined masses (NaN) count as outside the window
+    assert peak_figures(np.r_[m[:1000], np.full(1000, np.nan)], Peak(80.385, gamma_full))["window_fraction"] < 0.5

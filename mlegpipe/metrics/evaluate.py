@@ -32,6 +32,7 @@ from mlegpipe.metrics.distances import (
 )
 from mlegpipe.metrics.histograms import edges_for, histogram, histogram2d, log_edges
 from mlegpipe.metrics.memorization import memorization_ratio
+from mlegpipe.metrics.peaks import peak_figures
 from mlegpipe.observables import ObservableSet, Pair, is_log
 from mlegpipe.physicality import applicable_checks, physicality
 
@@ -73,7 +74,10 @@ def compare_feature(
     bins: int = 50,
     observables: ObservableSet | None = None,
 ) -> dict[str, Any]:
-    """1D figures of one observable: χ²/ndf, KL, triangular discriminator, W1, each with its truth-vs-truth floor.
+    """1D figures of one observable: χ²/ndf, KL, triangular discriminator, W1, each with its truth-vs-truth floor;
+    for an observable with a :class:`~mlegpipe.observables.Peak`, the peak figures
+    (:func:`~mlegpipe.metrics.peaks.peak_figures`) of the model (``peak``) and the truth samples (``peak_reference``,
+    ``peak_reference2``).
 
     Bins: ``bins`` equal-width bins (log10 for observables declared log, when
     all values are positive) between the 0.05 % and 99.95 % quantiles of the
@@ -119,6 +123,11 @@ def compare_feature(
         out["triangular_floor"] = triangular_discriminator(r2_c, ref_c)
         r2_ok = np.isfinite(r2_values)
         out["w1_floor"] = wasserstein1(r2_values[r2_ok], ref_sorted, reference2.weights[r2_ok])
+    if observable.peak is not None:
+        out["peak"] = peak_figures(mod_values, observable.peak, model.weights)
+        out["peak_reference"] = peak_figures(ref_values, observable.peak, reference.weights)
+        if reference2 is not None:
+            out["peak_reference2"] = peak_figures(r2_values, observable.peak, reference2.weights)
     return out
 
 

@@ -9,6 +9,9 @@ likewise ``m_W2``, ``m_t2``; ``pt_t1``, ``pt_t2``, ``y_t1``, ``y_t2``; ``m_tt``,
 ``parton2_phi`` are the azimuths of the leading and second quark by p_T (the
 φ_j1–φ_j2 hole map of the How-to-GAN referees).
 
+The W and top masses carry a :class:`~mlegpipe.observables.Peak` (the report
+adds ±5 GeV window fractions and fitted poles and widths).
+
 Jet observables: ``m_jjj`` and ``m_jj``, the hadronic-top candidate among the six
 leading jets, the triplet and the pair inside it minimising
 ((m_jjj − m_t)/σ_t)² + ((m_jj − m_W)/σ_W)² (σ_t = 20, σ_W = 10 GeV: about the
@@ -33,10 +36,14 @@ import math
 import numpy as np
 
 from mlegpipe.events import EventBatch
-from mlegpipe.observables import Observable, Pair, compile_observable
-from mlegpipe_builtins.lhc import JETS, MET, QUARKS, TOP_MASS, W_MASS
+from mlegpipe.observables import Observable, Pair, Peak, compile_observable
+from mlegpipe_builtins.lhc import JETS, MET, QUARKS, TOP_MASS, TOP_WIDTH, W_MASS, W_WIDTH
 
-__all__ = ["JET_SLOTS", "OBSERVABLES", "PAIRS", "best_top_candidate"]
+__all__ = ["JET_SLOTS", "OBSERVABLES", "PAIRS", "TOP_PEAK", "W_PEAK", "best_top_candidate"]
+
+#: The resonance peaks of the quark observables: windows of ±5 GeV around the poles.
+W_PEAK = Peak(W_MASS, W_WIDTH, 5.0)
+TOP_PEAK = Peak(TOP_MASS, TOP_WIDTH, 5.0)
 
 #: Leading jets searched for the hadronic-top candidate.
 JET_SLOTS = 6
@@ -44,10 +51,11 @@ _SIGMA_TOP = 20.0
 _SIGMA_W = 10.0
 
 
-def _expression(name: str, expr: str, label: str, unit: str = "GeV", log: bool = False) -> Observable:
+def _expression(name: str, expr: str, label: str, unit: str = "GeV", log: bool = False,
+                peak: Peak | None = None) -> Observable:
     obs = compile_observable(name, expr, where=f"observable {name}", label=label, unit=unit, log=log)
     return Observable(obs.name, obs.compute, obs.requires, obs.label, obs.unit, obs.log, obs.periodic, compare=False,
-                      doc=expr)
+                      doc=expr, peak=peak)
 
 
 def _quark_observables() -> list[Observable]:
@@ -57,8 +65,8 @@ def _quark_observables() -> list[Observable]:
         top = f"{q}[{b}] + {q}[{q1}] + {q}[{q2}]"
         bar = "" if k == 1 else r"\bar"
         out += [
-            _expression(f"m_W{k}", f"mass({q}[{q1}] + {q}[{q2}])", rf"$m_{{W{k}}}$"),
-            _expression(f"m_t{k}", f"mass({top})", rf"$m_{{{bar}{{t}}}}$"),
+            _expression(f"m_W{k}", f"mass({q}[{q1}] + {q}[{q2}])", rf"$m_{{W{k}}}$", peak=W_PEAK),
+            _expression(f"m_t{k}", f"mass({top})", rf"$m_{{{bar}{{t}}}}$", peak=TOP_PEAK),
             _expression(f"pt_t{k}", f"pt({top})", rf"$p_T({bar}{{t}})$", log=True),
             _expression(f"y_t{k}", f"rapidity({top})", rf"$y({bar}{{t}})$", unit=""),
         ]
