@@ -24,7 +24,7 @@ from mlegpipe.context import seed_key
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError
 from mlegpipe.shared_setting import SharedSetting
-from mlegpipe.stages import Generator
+from mlegpipe.stages import Generator, checked_conditions
 
 __all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_root", "map_in_chunks", "single_threaded_kernels"]
 
@@ -133,10 +133,7 @@ def generate_blocks(
     if missing:
         raise ConfigError(f"this generator is conditional on {', '.join(needed)}; give a value for each, "
                           f"e.g. --condition {missing[0]}=50", path="--condition")
-    unknown = [c for c in conditions if c not in needed]
-    if unknown:
-        raise ConfigError("this generator takes no such condition; it takes: " + (", ".join(needed) or "none"),
-                          path="--condition", value=unknown[0])
+    checked_conditions(conditions, needed, "--condition")
     done, block = 0, first_block
     while done < n:
         size = min(BLOCK, n - done)

@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from mlegpipe.exceptions import ConfigError
 
-__all__ = ["build_params", "describe_params", "param", "suggest"]
+__all__ = ["build_params", "describe_params", "fill_none", "param", "suggest"]
 
 T = TypeVar("T")
 
@@ -224,6 +224,32 @@ def build_params(cls: type[T], raw: dict[str, Any], path: str) -> T:
             raise
         raise ConfigError(str(err), path=path) from None
     return instance
+
+
+def fill_none(params: Any, *defaults: typing.Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter of the dataclass ``params`` by name, each ``None`` taken from the first of ``defaults``
+    that names it (``None`` if none does).
+
+    Stages with presets declare their tunable parameters ``None`` and fill
+    them from the chosen preset, then from the model's own defaults.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class P:
+        ...     width: int | None = None
+        ...     steps: int | None = 5
+        ...     lr: float | None = None
+        >>> fill_none(P(), {"width": 128}, {"width": 64, "lr": 1e-3})
+        {'width': 128, 'steps': 5, 'lr': 0.001}
+    """
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if value is None:
+            value = next((layer[f.name] for layer in defaults if f.name in layer), None)
+        out[f.name] = value
+    return out
 
 
 def describe_params(cls: type) -> list[tuple[str, str, Any, str]]:

@@ -37,6 +37,7 @@ import numpy as np
 from mlegpipe.beams import Beams
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
+from mlegpipe.exceptions import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -57,6 +58,7 @@ __all__ = [
     "TruthSource",
     "Unfolding",
     "UnfoldingInputs",
+    "checked_conditions",
 ]
 
 
@@ -207,6 +209,35 @@ class NetworkProbe:
     def conditional(self) -> bool:
         """Whether the network is fed condition values (a generator with conditions)."""
         return bool(self.conditions)
+
+
+def checked_conditions(given: Mapping[str, Any] | None, accepted: Sequence[str], path: str) -> dict[str, Any]:
+    """The sampling ``conditions`` a generator was given, as a dict, each checked to be one it takes.
+
+    Arguments:
+        given: condition values by name (None: none).
+        accepted: the generator's :attr:`Generator.conditions`.
+        path: where the conditions came from, for the error (``generator.conditions``, ``--condition``).
+
+    Raises:
+        ConfigError: a condition the generator does not take, naming it and the ones it takes.
+
+    Example:
+        >>> checked_conditions({"beam_energy": 60.0}, ["beam_energy"], "generator.conditions")
+        {'beam_energy': 60.0}
+        >>> try:
+        ...     checked_conditions({"sqrt_s": 1.0}, [], "generator.conditions")
+        ... except Exception as err:
+        ...     print(str(err).splitlines()[0])
+        generator.conditions = 'sqrt_s': no such condition: this generator takes no conditions
+    """
+    out = dict(given or {})
+    unknown = [c for c in out if c not in accepted]
+    if unknown:
+        message = ("this generator takes no such condition; it takes: " + ", ".join(accepted)) if accepted \
+            else "no such condition: this generator takes no conditions"
+        raise ConfigError(message, path=path, value=unknown[0])
+    return out
 
 
 class Generator(Stage):

@@ -415,27 +415,7 @@ def test_conditional_flow_distils_over_the_trained_energies_and_beyond() -> None
         _flow(conditional=True, flow="maf").load_state_dict(state)
 
 
-# -- hard edges (edges = "auto") ---------------------------------------------------------------------
-
-
-def test_edge_map_finds_cuts_not_smooth_tails_and_inverts() -> None:
-    from mlegpipe_builtins.generators._flow_edges import EdgeLog
-
-    g = torch.Generator().manual_seed(1)
-    ln_q2 = -torch.log1p(-torch.rand(20_000, generator=g, dtype=torch.float64)) / 1.2  # Q^-2.4 above a cut: step at 0
-    both = torch.rand(20_000, generator=g, dtype=torch.float64)  # uniform: a step at each end
-    smooth = torch.randn(20_000, generator=g, dtype=torch.float64)  # Gaussian: no edge
-    x = torch.stack([ln_q2, both, smooth], dim=1)
-    edges = EdgeLog().fit(x)
-    assert edges.edged() == [(True, False), (True, True), (False, False)]
-    assert float(edges.lo[0]) < 0.0 < float(x[:, 0].min()) + 1e-3  # just below the lowest training value
-    np.testing.assert_allclose(edges.inverse(edges.transform(x)).numpy(), x.numpy(), atol=1e-9)
-    far = edges.inverse(torch.tensor([[-60.0, -60.0, -60.0], [60.0, 60.0, 60.0]], dtype=torch.float64))
-    assert (far[:, 0] >= edges.lo[0]).all() and (far[:, 1] >= edges.lo[1]).all() and (far[:, 1] <= edges.hi[1]).all()
-    assert torch.isfinite(edges.transform(x - 1.0)).all()  # values past a bound stay finite (held inside)
-    assert EdgeLog(enabled=False).fit(x).edged() == [(False, False)] * 3
-
-
+# -- hard edges (edges = "auto"; the edge map itself: tests/test_scalers.py) -------------------------
 def test_flow_generates_nothing_past_a_generation_cut_and_loads_states_without_edges(trained) -> None:  # noqa: ANN001
     gen, _ = trained  # dis_like: Q2 > 4 GeV2 and y > 0.01, steps in ln Q2 and ln y
     edges = gen.info()["edges"]
@@ -456,17 +436,8 @@ def test_flow_generates_nothing_past_a_generation_cut_and_loads_states_without_e
 
 
 def test_ln_y_is_learned_as_a_logit_and_old_states_keep_ln_y(trained) -> None:  # noqa: ANN001
-    from mlegpipe_builtins.generators._flow_edges import ln_y_from_logit, logit_y_from_ln
-
-    gen, _ = trained
+    gen, _ = trained  # the logit map itself: tests/test_scalers.py
     assert gen.info()["y_transform"] == "logit"
-    ln_y = torch.log(torch.tensor([1e-5, 1e-2, 0.5, 0.9, 0.999], dtype=torch.float64))
-    u = logit_y_from_ln(ln_y)
-    assert float(u[0]) == pytest.approx(float(ln_y[0]), abs=1e-4) and float(u[-1]) == pytest.approx(np.log(999.0))
-    np.testing.assert_allclose(ln_y_from_logit(u).numpy(), ln_y.numpy(), rtol=1e-12)
-    # never y > 1 (y = 1 only where ln sigmoid rounds to 0, far past any trained value: rejected as unphysical)
-    assert float(ln_y_from_logit(torch.tensor(30.0, dtype=torch.float64))) < 0
-    assert (ln_y_from_logit(torch.tensor([1e3, 1e300], dtype=torch.float64)) <= 0).all()
     # the model-space features hold the logit of the training y
     events = dis_like(500, 11)
     y = kinematics.dis_from_lepton(*(events.column(f) for f in LEPTON_FIELDS), HERA)["y"]

@@ -42,6 +42,7 @@ __all__ = [
     "TensorLike",
     "as_context",
     "decode_events",
+    "inside_ranges",
     "make_feature_map",
     "sample_with_rejection",
 ]
@@ -275,11 +276,26 @@ def decode_events(
     columns = {f: out[:, i] for i, f in enumerate(fmap.fields)}
     ok &= fmap.finite(out, context)
     columns, ok = fmap.complete(columns, context, beams, ok)
-    for name, (low, high) in (ranges or {}).items():
-        if name in columns:
-            with np.errstate(invalid="ignore"):
-                ok &= (columns[name] >= low) & (columns[name] <= high)
+    if ranges:
+        ok &= inside_ranges(columns, ranges)
     return columns, ok
+
+
+def inside_ranges(columns: Mapping[str, np.ndarray], ranges: Mapping[str, tuple[float, float]]) -> np.ndarray:
+    """True for events whose columns lie inside ``ranges`` ``{field: (low, high)}`` (edges included; a field
+    the columns lack is not checked, NaN is outside).
+
+    Example:
+        >>> inside_ranges({"Q2": np.array([0.5, 2.0, np.nan])}, {"Q2": (1.0, np.inf), "W2": (0.0, 1.0)}).tolist()
+        [False, True, False]
+    """
+    n = len(next(iter(columns.values()))) if columns else 0
+    ok = np.ones(n, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for name, (low, high) in ranges.items():
+            if name in columns:
+                ok &= (columns[name] >= low) & (columns[name] <= high)
+    return ok
 
 
 def sample_with_rejection(

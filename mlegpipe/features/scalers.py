@@ -1,10 +1,12 @@
 """Invertible per-feature scalers: one family with one interface, composable with :class:`Chain`.
 
 Every model standardizes what it learns; some first compress tails
-(:class:`AsinhScale`), take logarithms (:class:`LogStandardize`) or move hard
-edges away. Each is a :class:`Scaler`: ``fit`` on training values, then
-``transform`` / ``inverse`` (torch, differentiable, exact inverses), with its
-state as tensors for checkpoints (``torch.load(weights_only=True)``).
+(:class:`AsinhScale`), take logarithms (:class:`LogStandardize`), map each
+feature through its quantiles to N(0, 1) (:class:`QuantileGaussianize`) or move
+hard edges away (:class:`~mlegpipe.features.edges.EdgeLog`). Each is a
+:class:`Scaler`: ``fit`` on training values, then ``transform`` / ``inverse``
+(torch, differentiable, exact inverses), with its state as tensors for
+checkpoints (``torch.load(weights_only=True)``).
 
 Example:
     >>> import torch
@@ -24,7 +26,7 @@ import torch
 
 from mlegpipe.exceptions import DataError
 
-__all__ = ["AsinhScale", "Chain", "LogStandardize", "Scaler", "Standardize"]
+__all__ = ["AsinhScale", "Chain", "LogStandardize", "QuantileGaussianize", "Scaler", "Standardize"]
 
 
 class Scaler:
@@ -263,3 +265,83 @@ class LogStandardize(Standardize):
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """exp(z · std + mean)."""
         return torch.exp(super().inverse(z))
+
+
+class QuantileGaussianize(Scaler):
+    """Monotone per-feature map to N(0, 1) through the training quantiles (piecewise linear between knots).
+
+    The knots are the quantiles (k + ½)/K of each column (K = min(events,
+    ``max_knots``)), mapped to the N(0, 1) quantiles of the same levels.
+    Inside the outer knots the map and its inverse undo each other up to
+    rounding; values beyond them map to the outer levels (and back to the
+    training range), so nothing is ever generated outside it.
+
+    Arguments:
+        max_knots: at most this many knots per feature.
+
+    Example:
+        >>> g = QuantileGaussianize().fit(np.random.default_rng(0).exponential(size=(5000, 1)))
+        >>> u = g.transform_numpy(np.array([[0.6931]]))             # the median of Exp(1)
+        >>> round(float(u[0, 0]), 1), round(float(g.inverse_numpy(u)[0, 0]), 2)
+        (0.0, 0.69)
+    """
+
+    def __init__(self, max_knots: int = 4096) -> None:
+        self.max_knots = max_knots
+        self.knots: torch.Tensor | None = None
+        self.levels: torch.Tensor | None = None
+
+    def fit(self, x: torch.Tensor | np.ndarray,
+            weights: torch.Tensor | np.ndarray | None = None) -> QuantileGaussianize:
+        """Knots at the (unweighted) quantiles of each column; returns self."""
+        from scipy.special import ndtri
+
+        values = np.asarray(x, dtype=np.float64)
+        if values.ndim != 2 or len(values) == 0:
+            raise DataError(f"cannot gaussianize an array of shape {values.shape}")
+        k = int(min(len(values), self.max_knots))
+        probs = (np.arange(k) + 0.5) / k
+        knots = np.quantile(values, probs, axis=0)
+        # strictly increasing knots (ties, e.g. repeated values, would make the map flat)
+        span = np.maximum(knots[-1] - knots[0], 1e-12)
+        knots = np.maximum.accumulate(knots + 1e-9 * span * np.arange(k)[:, None] / k, axis=0)
+        self.knots, self.levels = torch.from_numpy(knots), torch.from_numpy(ndtri(probs))
+        return self
+
+    def _check(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.knots is None or self.levels is None:
+            raise DataError("the quantile map is used before it was fitted")
+        return self.knots, self.levels
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature values → N(0, 1) levels, column by column (keeps the dtype of ``x``)."""
+        knots, levels = self._check()
+        return torch.stack([_interp(x[:, j], knots[:, j].to(x.dtype), levels.to(x.dtype))
+                            for j in range(knots.shape[1])], dim=1)
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """N(0, 1) levels → feature values."""
+        knots, levels = self._check()
+        return torch.stack([_interp(z[:, j], levels.to(z.dtype), knots[:, j].to(z.dtype))
+                            for j in range(knots.shape[1])], dim=1)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """``{"knots": (K, k), "levels": (K,)}`` (float64 tensors)."""
+        knots, levels = self._check()
+        return {"knots": knots.clone(), "levels": levels.clone()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> QuantileGaussianize:
+        """Restore from :meth:`state_dict`; returns self."""
+        self.knots = torch.as_tensor(state["knots"], dtype=torch.float64).clone()
+        self.levels = torch.as_tensor(state["levels"], dtype=torch.float64).clone()
+        return self
+
+
+def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """``numpy.interp(x, xp, fp)`` in torch (the same values, bit for bit; differentiable in ``x``)."""
+    xp, fp = xp.contiguous(), fp.contiguous()
+    j = (torch.searchsorted(xp, x.contiguous(), right=True) - 1).clamp(0, len(xp) - 2)
+    x0, y0 = xp[j], fp[j]
+    slope = (fp[j + 1] - y0) / (xp[j + 1] - x0)
+    out = torch.where(x < xp[0], fp[0], slope * (x - x0) + y0)
+    return torch.where(x >= xp[-1], fp[-1], out)

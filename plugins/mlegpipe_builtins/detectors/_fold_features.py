@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
@@ -81,9 +80,10 @@ def feature_matrix(batch: EventBatch, names: Sequence[str], where: str) -> np.nd
 class FeatureScaler(Standardize):
     """Per-feature standardization ``(value - mean) / std`` of named features.
 
-    A :class:`mlegpipe.features.Standardize` that remembers the feature names
-    and also works on NumPy arrays. The unfolding stage uses it to move between
-    physical units and the standardized units that
+    A :class:`mlegpipe.features.Standardize` (NumPy arrays through its
+    ``transform_numpy`` / ``inverse_numpy``) that remembers the feature names,
+    saved with them (:meth:`named_state`). The unfolding stage uses it to move
+    between physical units and the standardized units that
     :meth:`~mlegpipe.stages.Detector.fold_tensor` works in.
 
     Example:
@@ -102,14 +102,6 @@ class FeatureScaler(Standardize):
         scaler = cls(names)
         scaler.fit(matrix)
         return scaler
-
-    def transform_numpy(self, matrix: np.ndarray) -> np.ndarray:
-        """Physical → standardized (NumPy, float64)."""
-        return self.transform(torch.as_tensor(matrix, dtype=torch.float64)).numpy()
-
-    def inverse_numpy(self, matrix: np.ndarray) -> np.ndarray:
-        """Standardized → physical (NumPy, float64)."""
-        return self.inverse(torch.as_tensor(matrix, dtype=torch.float64)).numpy()
 
     def named_state(self) -> dict[str, Any]:
         """Names and tensors, loadable with ``torch.load(weights_only=True)``."""

@@ -26,6 +26,7 @@ from torch import nn
 
 from mlegpipe.encodings import PiecewiseLinearEncoding
 from mlegpipe.nets import mlp
+from mlegpipe_builtins.discriminators.critics import gradient_penalty
 
 __all__ = [
     "DirectFolder",
@@ -263,7 +264,9 @@ class WGANGPLoss:
     """Wasserstein losses with gradient penalty.
 
     critic: ⟨D(fake)⟩ - ⟨D(real)⟩ + λ⟨(‖∇ₓD(x̂)‖ - 1)²⟩ on random interpolates x̂ of
-    the detector features (the vertex condition held fixed); generator: -⟨D(fake)⟩.
+    the detector features (the vertex condition held fixed: the discriminators'
+    :func:`~mlegpipe_builtins.discriminators.critics.gradient_penalty` of the
+    :class:`PairCritic` network); generator: -⟨D(fake)⟩.
 
     Arguments:
         gp_lambda: penalty weight λ (10 in the thesis).
@@ -284,11 +287,8 @@ class WGANGPLoss:
 
     def critic_loss(self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                     vertex: torch.Tensor | None) -> torch.Tensor:
-        """Loss minimized by the critic (including the gradient penalty)."""
-        eps = torch.rand(len(real), 1, generator=self.generator, dtype=real.dtype)
-        mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
-        grad = torch.autograd.grad(critic(mixed, vertex).sum(), mixed, create_graph=True)[0]
-        penalty = ((grad.norm(dim=1) - 1.0) ** 2).mean()
+        """Loss minimized by the critic (including the gradient penalty, computed first)."""
+        penalty = gradient_penalty(critic.net, real, fake, vertex, self.generator)
         return critic(fake, vertex).mean() - critic(real, vertex).mean() + self.gp_lambda * penalty
 
     def generator_loss(self, critic: nn.Module, fake: torch.Tensor, vertex: torch.Tensor | None) -> torch.Tensor:

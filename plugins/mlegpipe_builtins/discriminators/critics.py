@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -38,7 +38,7 @@ from torch import nn
 
 from mlegpipe import hookimpl
 from mlegpipe.nets import ACTIVATIONS, NORMS, count_parameters, mlp
-from mlegpipe.schema import param
+from mlegpipe.schema import fill_none, param
 from mlegpipe.stages import Discriminator
 
 __all__ = [
@@ -81,17 +81,9 @@ class _Adversary(Discriminator):
 
     def __init__(self, params: Any, ctx: Any) -> None:
         super().__init__(params, ctx)
-        self.settings = self._resolve()
+        self.settings = fill_none(self.params, self.PRESETS[self.params.preset])  # the preset fills every None
         self._noise_generator: torch.Generator | None = None
 
-    def _resolve(self) -> dict[str, Any]:
-        """Parameter values with the preset filling every ``None``."""
-        preset = self.PRESETS[self.params.preset]
-        out: dict[str, Any] = {}
-        for f in fields(self.params):
-            value = getattr(self.params, f.name)
-            out[f.name] = preset.get(f.name) if value is None else value
-        return out
 
     @property
     def widths(self) -> list[int]:

@@ -4,8 +4,9 @@
 
 1. the feature map (:mod:`mlegpipe.features`; a domain's, or ``columns`` / ``collection``);
 2. features the map declares exactly uniform (an azimuth) are drawn, not learned;
-3. features ``ln u`` of a quantity ``u ≤ 1`` (the map's ``logit_features``) become ``ln(u / (1 - u))``;
-4. hard edges mapped to infinity (:class:`~mlegpipe_builtins.generators._flow_edges.EdgeLog`);
+3. features ``ln u`` of a quantity ``u ≤ 1`` (the map's ``logit_features``) become ``ln(u / (1 - u))``
+   (:func:`~mlegpipe.features.edges.logit_from_ln`);
+4. hard edges mapped to infinity (:class:`~mlegpipe.features.EdgeLog`);
 5. asinh on heavy-tailed features (:class:`~mlegpipe.features.AsinhScale`);
 6. standardization (:class:`~mlegpipe.features.Standardize`).
 
@@ -43,8 +44,17 @@ import torch
 from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
-from mlegpipe.features import AsinhScale, CollectionMap, FeatureMap, Standardize, decode_events, make_feature_map
-from mlegpipe_builtins.generators._flow_edges import EdgeLog, ln_y_from_logit, logit_y_from_ln
+from mlegpipe.features import (
+    AsinhScale,
+    CollectionMap,
+    EdgeLog,
+    FeatureMap,
+    Standardize,
+    decode_events,
+    make_feature_map,
+)
+from mlegpipe.features.edges import ln_from_logit, logit_from_ln
+from mlegpipe.stages import checked_conditions
 
 __all__ = ["SPLINE_REACH", "FlowSpace", "beyond_spline_reach"]
 
@@ -240,7 +250,7 @@ class FlowSpace:
                 self.fill = torch.from_numpy(np.nan_to_num(np.nanmedian(x.numpy(), axis=0)))
             x = torch.where(torch.from_numpy(absent), self.fill.expand_as(x), x)
         if (j := self._logit_column()) is not None:
-            x[:, j] = logit_y_from_ln(x[:, j])
+            x[:, j] = logit_from_ln(x[:, j])
         if self.edge.lo is None:
             self.edge.fit(x)
         x = self.edge.transform(x)
@@ -290,11 +300,7 @@ class FlowSpace:
         Raises:
             ConfigError: an unknown condition, a missing one, or a non-finite value.
         """
-        given = dict(conditions or {})
-        unknown = [k for k in given if k not in self.conditions]
-        if unknown:
-            raise ConfigError("this generator takes no such condition; it takes: " + (", ".join(self.conditions)
-                              or "none"), path=f"{where}.conditions", value=unknown[0])
+        given = checked_conditions(conditions, self.conditions, f"{where}.conditions")
         values: dict[str, np.ndarray] = {}
         for name in self.conditions:
             if name not in given:
@@ -317,7 +323,7 @@ class FlowSpace:
         """The learned features in the map's units from standardized ones ``z`` (float64)."""
         learned = self.edge.inverse(self.pre.inverse(self.scaler.inverse(z.double())))
         if (j := self._logit_column()) is not None:
-            learned[:, j] = ln_y_from_logit(learned[:, j])
+            learned[:, j] = ln_from_logit(learned[:, j])
         return learned.numpy()
 
     def decode(self, features: np.ndarray, context: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -357,9 +363,13 @@ class FlowSpace:
         self.fmap = make_feature_map(dict(state["feature_map"]), registry=self.registry, path=f"{where}.feature_map")
         self.set_azimuth(str(state.get("azimuth", "learned")))
         try:
-            self.edge = EdgeLog().load_state_dict(state.get("edges"), len(self.learned))
-        except DataError as err:
-            raise CheckpointError(str(err), path=f"{where}.edges") from None
+            self.edge = EdgeLog().load_state_dict(state["edges"])
+        except (DataError, KeyError, TypeError) as err:
+            raise CheckpointError(f"no edge map state: {err}" if not isinstance(err, DataError) else str(err),
+                                  path=f"{where}.edges") from None
+        if len(self.edge.edged()) != len(self.learned):
+            raise CheckpointError(f"the edge map holds {len(self.edge.edged())} bounds for {len(self.learned)} "
+                                  "features", path=f"{where}.edges")
         self.y_transform = str(state.get("y_transform", "log"))
         if self.y_transform not in ("logit", "log"):
             raise CheckpointError("unknown y_transform in the checkpoint", path=f"{where}.y_transform",

@@ -5,7 +5,7 @@ Earlier versions wrote:
 
 * no ``azimuth`` (every feature was learned: ``"learned"``);
 * no ``y_transform`` (ln y was learned as it is: ``"log"``);
-* no ``edges`` (no edge maps; :class:`~mlegpipe_builtins.generators._flow_edges.EdgeLog` reads None as none);
+* no ``edges`` (no edge maps: an :meth:`mlegpipe.features.EdgeLog.identity` state on the standardized features);
 * ``hadron_follows = true`` for symmetric energy scans instead of beams that declare their per-event energy
   fields (both beams follow ``beam_energy``);
 * beams by role (``lepton_energy``, ``hadron_energy``, ...), read by :meth:`mlegpipe.beams.Beams.from_dict`.
@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlegpipe.beams import Beams
+from mlegpipe.features import EdgeLog
 
 __all__ = ["migrate_state"]
 
@@ -35,7 +36,8 @@ def migrate_state(state: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(state)
     out.setdefault("azimuth", "learned")
     out.setdefault("y_transform", "log")
-    out.setdefault("edges", None)
+    if out.get("edges") is None and "scaler" in out:
+        out["edges"] = EdgeLog.identity(len(out["scaler"]["mean"])).state_dict()
     beams = out.get("beams")
     if beams:
         parsed = Beams.from_dict(dict(beams))

@@ -61,7 +61,6 @@ Example (TOML):
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,17 +75,18 @@ from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.features import (
-    CollectionMap,
     FeatureMap,
+    QuantileGaussianize,
     Standardize,
     decode_events,
     make_feature_map,
     sample_with_rejection,
 )
 from mlegpipe.nets import ACTIVATIONS, count_parameters, mlp
-from mlegpipe.schema import param
-from mlegpipe.stages import Discriminator, Generator, NetworkInputs, NetworkProbe, StageContext
+from mlegpipe.schema import fill_none, param
+from mlegpipe.stages import Discriminator, Generator, NetworkInputs, NetworkProbe, StageContext, checked_conditions
 from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
+from mlegpipe_builtins.generators._listed_features import fixed_multiplicity, listed_feature_map
 
 __all__ = ["BVAEGenerator", "VAE", "gaussian_kl"]
 
@@ -216,9 +216,7 @@ class BVAEGenerator(Generator):
 
     def __init__(self, params: Any, ctx: StageContext) -> None:
         super().__init__(params, ctx)
-        preset = PRESETS[params.preset]
-        self.settings = {f.name: (preset.get(f.name) if getattr(params, f.name) is None else getattr(params, f.name))
-                         for f in dataclasses.fields(params)}
+        self.settings = fill_none(params, PRESETS[params.preset])
         self.features: list[str] = []
         self.conditions: list[str] = []
         self.feature_map: FeatureMap | None = None
@@ -226,7 +224,7 @@ class BVAEGenerator(Generator):
         self.scaler = Standardize()
         #: the learned frame ('features' or 'lnx') and the gaussianization of the learned features (or None)
         self.frame = str(params.frame)
-        self.gauss: _Gaussianize | None = None
+        self.gauss: QuantileGaussianize | None = None
         self.vae: VAE | None = None
         self.buffer_mu: torch.Tensor | None = None
         self.buffer_log_var: torch.Tensor | None = None
@@ -255,17 +253,8 @@ class BVAEGenerator(Generator):
             if not self.params.features:
                 raise ConfigError(f"feature_map = {name!r} needs the list of fields in `features`",
                                   path=f"{where}.features", value=[])
-            have = set(events.fields) | set(events.collections)
-            missing = [f for f in self.params.features if f not in have]
-            if missing:
-                raise DataError("the training events have no such field or collection (fields: "
-                                + ", ".join(events.fields) + ")", path=f"{where}.features", value=missing[0])
-            fmap = make_feature_map({"name": name, "features": list(self.params.features)},
-                                    registry=self.ctx.lookup()).fit(events)
-            if isinstance(fmap, CollectionMap) and fmap.variable is not None:
-                raise ConfigError(f"collection {fmap.variable!r} has a variable multiplicity: learn it with plugin = "
-                                  "\"flow\"", path=f"{where}.features", value=fmap.variable)
-            return fmap
+            fmap = listed_feature_map(name, events, self.params.features, registry=self.ctx.lookup(), where=where)
+            return fixed_multiplicity(fmap.fit(events), where)
         fmap = make_feature_map(name, events.beams, path=f"{where}.feature_map", registry=self.ctx.lookup())
         if fmap.needs_context and events.beams is None:
             raise DataError(f"feature map {name!r} needs the beam set-up; the training events carry no beams",
@@ -280,11 +269,11 @@ class BVAEGenerator(Generator):
         out = np.asarray(raw, dtype=np.float64)
         if self.frame == "lnx":
             out = np.stack([out[:, 0] - out[:, 1], out[:, 0], out[:, 2]], axis=1)
-        return out if self.gauss is None else self.gauss.transform(out)
+        return out if self.gauss is None else self.gauss.transform_numpy(out)
 
     def _from_model(self, learned: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`_to_model`."""
-        out = learned if self.gauss is None else self.gauss.inverse(learned)
+        out = learned if self.gauss is None else self.gauss.inverse_numpy(learned)
         if self.frame == "lnx":
             out = np.stack([out[:, 1], out[:, 1] - out[:, 0], out[:, 2]], axis=1)
         return out
@@ -346,7 +335,7 @@ class BVAEGenerator(Generator):
                            for k in ("x", "Q2", "W2", "y") if k in cols}
         self.gauss = None
         if self.params.preprocess == "gaussianize":
-            self.gauss = _Gaussianize.fit(self._to_model(raw))
+            self.gauss = QuantileGaussianize().fit(self._to_model(raw))
         learned = self._to_model(raw)
         self.scaler.fit(learned, train.weights)
         x = self.scaler.transform(torch.from_numpy(learned)).float()
@@ -531,9 +520,7 @@ class BVAEGenerator(Generator):
         decoder = self.vae.decoder
 
         def inputs(n: int, values: Mapping[str, float] | None, gen: torch.Generator) -> list[torch.Tensor]:
-            if values:
-                raise ConfigError("the bvae generator takes no conditions", path=f"{self.ctx.name}.conditions",
-                                  value=next(iter(values)))
+            checked_conditions(values, self.conditions, f"{self.ctx.name}.conditions")
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
             return [self._sample_latent(n, rng)[0]]
 
@@ -562,9 +549,7 @@ class BVAEGenerator(Generator):
                conditions: Mapping[str, np.ndarray | float] | None = None) -> EventBatch:
         """``n`` events decoded from buffer latents, reproducibly from ``seed``; unphysical ones redrawn."""
         self._require_trained()
-        if conditions:
-            raise ConfigError("the bvae generator takes no conditions", path=f"{self.ctx.name}.conditions",
-                              value=next(iter(conditions)))
+        checked_conditions(conditions, self.conditions, f"{self.ctx.name}.conditions")
         if n < 0:
             raise ConfigError("the number of events must be >= 0", path=f"{self.ctx.name}.sample", value=n)
         rng = np.random.default_rng(seed)
@@ -630,7 +615,8 @@ class BVAEGenerator(Generator):
             nbrs = state.get("buffer_neighbours")
             self.buffer_neighbours = None if nbrs is None else torch.as_tensor(nbrs).long()
             self.frame = str(state.get("frame", "features"))
-            self.gauss = None if state.get("gaussianize") is None else _Gaussianize.from_state(state["gaussianize"])
+            gauss = state.get("gaussianize")
+            self.gauss = None if gauss is None else QuantileGaussianize().load_state_dict(gauss)
             self.ranges = {k: (float(v[0]), float(v[1])) for k, v in dict(state.get("ranges", {})).items()}
         except (KeyError, RuntimeError, TypeError) as err:
             raise CheckpointError(f"state does not fit the bvae generator with these parameters: "
@@ -647,56 +633,6 @@ class BVAEGenerator(Generator):
             out["sampled_events"] = self._counts["sampled"]
         out["sampling"] = self.settings["sampling"]
         return out
-
-
-class _Gaussianize:
-    """Monotone per-feature map to N(0, 1) through the training quantiles (piecewise linear between knots).
-
-    Values beyond the outer knots map to the outer levels (and back to the training range).
-
-    Example:
-        >>> g = _Gaussianize.fit(np.random.default_rng(0).exponential(size=(5000, 1)))
-        >>> u = g.transform(np.array([[0.6931]]))             # the median of Exp(1)
-        >>> round(float(u[0, 0]), 1), round(float(g.inverse(u)[0, 0]), 2)
-        (0.0, 0.69)
-    """
-
-    def __init__(self, knots: np.ndarray, levels: np.ndarray) -> None:
-        self.knots = np.asarray(knots, dtype=np.float64)
-        self.levels = np.asarray(levels, dtype=np.float64)
-
-    @classmethod
-    def fit(cls, values: np.ndarray, max_knots: int = 4096) -> _Gaussianize:
-        """Knots at the quantiles (k + ½)/K of each column, K = min(events, ``max_knots``)."""
-        from scipy.special import ndtri
-
-        values = np.asarray(values, dtype=np.float64)
-        k = int(min(len(values), max_knots))
-        probs = (np.arange(k) + 0.5) / k
-        knots = np.quantile(values, probs, axis=0)
-        # strictly increasing knots (ties, e.g. repeated values, would make the map flat)
-        span = np.maximum(knots[-1] - knots[0], 1e-12)
-        knots = np.maximum.accumulate(knots + 1e-9 * span * np.arange(k)[:, None] / k, axis=0)
-        return cls(knots, ndtri(probs))
-
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        """Feature values → N(0, 1) levels, column by column."""
-        return np.stack([np.interp(values[:, j], self.knots[:, j], self.levels) for j in range(self.knots.shape[1])],
-                        axis=1)
-
-    def inverse(self, levels: np.ndarray) -> np.ndarray:
-        """N(0, 1) levels → feature values."""
-        return np.stack([np.interp(levels[:, j], self.levels, self.knots[:, j]) for j in range(self.knots.shape[1])],
-                        axis=1)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Knots and levels as tensors (checkpoint-safe)."""
-        return {"knots": torch.from_numpy(self.knots.copy()), "levels": torch.from_numpy(self.levels.copy())}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> _Gaussianize:
-        """Rebuild from :meth:`state_dict`."""
-        return cls(torch.as_tensor(state["knots"]).double().numpy(), torch.as_tensor(state["levels"]).double().numpy())
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""Hard edges of a flow's features mapped away: log-like in the distance to a generation cut.
+"""Hard edges of features mapped away: log-like in the distance to a generation cut.
 
 A truth sample made with a cut (``Q² > 1 GeV²``) has a density that jumps from
 its full height to zero at the cut: in ``ln Q²`` the most populated bin sits
@@ -12,7 +12,7 @@ from a bound just past the outermost training value to
 inverse of ``d = s softplus(u / s)``: ``s ln(d / s)`` near the edge, which moves
 to infinity, and ``d`` itself far from it, so the far tail is not stretched
 (an exponential there would turn small sampling errors into huge values). The
-flow then models a smooth tail instead of a step, and no generated event
+model then learns a smooth tail instead of a step, and no generated event
 crosses the bound.
 
 Detection: a feature has a hard lower (upper) edge when at least
@@ -22,6 +22,9 @@ to its extreme (a Gaussian or exponential tail, the natural end of a spectrum)
 puts a vanishing fraction there. The bound lies :data:`EDGE_MARGIN` standard
 deviations beyond the extreme training value. Two edges on one feature give the
 logit ``ln((x - lo) / (hi - x))`` (bounded both ways).
+
+A feature learned as ``ln u`` with a known bound ``u ≤ 1`` (the DIS inelasticity
+y) moves its edge away with :func:`logit_from_ln` instead.
 
 Example:
     >>> import torch
@@ -41,11 +44,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from mlegpipe.exceptions import DataError
+from mlegpipe.features.scalers import Scaler
 
-__all__ = ["EDGE_FRACTION", "EDGE_MARGIN", "EDGE_WIDTH", "EdgeLog", "ln_y_from_logit", "logit_y_from_ln"]
+__all__ = ["EDGE_FRACTION", "EDGE_MARGIN", "EDGE_WIDTH", "EdgeLog", "ln_from_logit", "logit_from_ln"]
 
 #: Fraction of training events within :data:`EDGE_WIDTH` standard deviations of an extreme that marks a hard edge.
 EDGE_FRACTION = 0.01
@@ -56,7 +61,7 @@ _MIN_EVENTS = 20  # at least this many events in the edge slice
 _TINY = 1e-9  # smallest distance to a bound: values past it transform to a finite ln(_TINY)
 
 
-class EdgeLog:
+class EdgeLog(Scaler):
     """Per-feature log-like distance to detected hard edges (identity on features without one).
 
     Arguments:
@@ -77,8 +82,18 @@ class EdgeLog:
         self.hi: torch.Tensor | None = None
         self.scale: torch.Tensor | None = None
 
-    def fit(self, x: torch.Tensor) -> EdgeLog:
-        """Find the hard edges of each column of ``x`` (``(N, F)``); returns self."""
+    @classmethod
+    def identity(cls, features: int) -> EdgeLog:
+        """A fitted map without edges on ``features`` features (e.g. for states written before edge maps).
+
+        Example:
+            >>> EdgeLog.identity(2).edged()
+            [(False, False), (False, False)]
+        """
+        return cls(enabled=False).fit(torch.zeros(0, features, dtype=torch.float64))
+
+    def fit(self, x: torch.Tensor | np.ndarray, weights: torch.Tensor | np.ndarray | None = None) -> EdgeLog:
+        """Find the hard edges of each column of ``x`` (``(N, F)``; unweighted); returns self."""
         x = torch.as_tensor(x, dtype=torch.float64)
         nan = torch.full((x.shape[1],), math.nan, dtype=torch.float64)
         self.lo, self.hi = nan.clone(), nan.clone()
@@ -99,21 +114,20 @@ class EdgeLog:
                 self.hi[j] = high + EDGE_MARGIN * sigma
         return self
 
-    def _check(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _check(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.lo is None or self.hi is None or self.scale is None:
             raise DataError("the edge map is used before it was fitted")
-        return self.lo, self.hi
+        return self.lo, self.hi, self.scale
 
     def edged(self) -> list[tuple[bool, bool]]:
         """``(lower, upper)`` edge found, per feature."""
-        lo, hi = self._check()
+        lo, hi, _ = self._check()
         return [(bool(torch.isfinite(a)), bool(torch.isfinite(b))) for a, b in zip(lo, hi, strict=True)]
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """``g(x - lo)``, ``-g(hi - x)`` (``g(d) = s ln(exp(d / s) - 1)``) or ``ln((x - lo) / (hi - x))`` on edged
         columns (keeps the dtype)."""
-        lo, hi = (t.to(x.dtype) for t in self._check())
-        s = self.scale.to(x.dtype)
+        lo, hi, s = (t.to(x.dtype) for t in self._check())
         has_lo, has_hi = torch.isfinite(lo), torch.isfinite(hi)
         if not bool((has_lo | has_hi).any()):
             return x
@@ -124,57 +138,56 @@ class EdgeLog:
         one_sided = torch.where(has_lo, _inverse_softplus(d_lo, s), -_inverse_softplus(d_hi, s))
         return torch.where(has_lo & has_hi, logit, torch.where(has_lo | has_hi, one_sided, x))
 
-    def inverse(self, u: torch.Tensor) -> torch.Tensor:
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """Undo :meth:`transform`: every value lands strictly inside the bounds."""
-        lo, hi = (t.to(u.dtype) for t in self._check())
+        lo, hi, s = (t.to(z.dtype) for t in self._check())
         has_lo, has_hi = torch.isfinite(lo), torch.isfinite(hi)
         if not bool((has_lo | has_hi).any()):
-            return u
-        s = self.scale.to(u.dtype)
+            return z
         zero = torch.zeros_like(lo)
         lo_, hi_ = torch.where(has_lo, lo, zero), torch.where(has_hi, hi, zero)
-        both = lo_ + (hi_ - lo_) * torch.sigmoid(u)
-        out = torch.where(has_lo & has_hi, both, u)
-        out = torch.where(has_lo & ~has_hi, lo_ + s * torch.nn.functional.softplus(u / s), out)
-        return torch.where(has_hi & ~has_lo, hi_ - s * torch.nn.functional.softplus(-u / s), out)
+        both = lo_ + (hi_ - lo_) * torch.sigmoid(z)
+        out = torch.where(has_lo & has_hi, both, z)
+        out = torch.where(has_lo & ~has_hi, lo_ + s * torch.nn.functional.softplus(z / s), out)
+        return torch.where(has_hi & ~has_lo, hi_ - s * torch.nn.functional.softplus(-z / s), out)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``{"lo", "hi", "scale"}`` (NaN bound: no edge)."""
-        lo, hi = self._check()
-        return {"lo": lo.clone(), "hi": hi.clone(), "scale": self.scale.clone()}
+        lo, hi, scale = self._check()
+        return {"lo": lo.clone(), "hi": hi.clone(), "scale": scale.clone()}
 
-    def load_state_dict(self, state: Mapping[str, Any] | None, features: int) -> EdgeLog:
-        """Restore from :meth:`state_dict`; ``None`` (a state written before edges): no edges. Returns self."""
-        if state is None:
-            self.lo = torch.full((features,), math.nan, dtype=torch.float64)
-            self.hi = self.lo.clone()
-            self.scale = torch.ones(features, dtype=torch.float64)
-            return self
+    def load_state_dict(self, state: Mapping[str, Any]) -> EdgeLog:
+        """Restore from :meth:`state_dict`; returns self.
+
+        Raises:
+            DataError: the state lacks a tensor, or its tensors differ in length.
+        """
         try:
-            self.lo, self.hi, self.scale = (torch.as_tensor(state[k], dtype=torch.float64).clone()
-                                            for k in ("lo", "hi", "scale"))
-        except KeyError as err:
+            lo, hi, scale = (torch.as_tensor(state[k], dtype=torch.float64).clone() for k in ("lo", "hi", "scale"))
+        except (KeyError, TypeError) as err:
             raise DataError(f"the edge map's state lacks {err}") from None
-        if any(t.shape != (features,) for t in (self.lo, self.hi, self.scale)):
-            raise DataError(f"the edge map holds {tuple(self.lo.shape)} bounds for {features} features")
+        if not lo.shape == hi.shape == scale.shape or lo.ndim != 1:
+            raise DataError(f"the edge map's state holds bounds of shapes {tuple(lo.shape)}, {tuple(hi.shape)} "
+                            f"and scales of shape {tuple(scale.shape)}")
+        self.lo, self.hi, self.scale = lo, hi, scale
         return self
 
 
-def logit_y_from_ln(ln_y: torch.Tensor) -> torch.Tensor:
-    """``ln(y / (1 - y))`` from ``ln y``: ``ln y`` itself for ``y << 1``, the kinematic limit ``y -> 1`` at infinity.
+def logit_from_ln(ln_u: torch.Tensor) -> torch.Tensor:
+    """``ln(u / (1 - u))`` from ``ln u`` (``u ≤ 1``): ``ln u`` itself for ``u << 1``, the bound ``u -> 1`` at infinity.
 
     Example:
         >>> import torch
-        >>> u = logit_y_from_ln(torch.log(torch.tensor([1e-4, 0.5, 0.99], dtype=torch.float64)))
-        >>> [round(v, 4) for v in u.tolist()], [round(v, 4) for v in ln_y_from_logit(u).exp().tolist()]
+        >>> v = logit_from_ln(torch.log(torch.tensor([1e-4, 0.5, 0.99], dtype=torch.float64)))
+        >>> [round(t, 4) for t in v.tolist()], [round(t, 4) for t in ln_from_logit(v).exp().tolist()]
         ([-9.2102, 0.0, 4.5951], [0.0001, 0.5, 0.99])
     """
-    return ln_y - torch.log((-torch.expm1(ln_y)).clamp_min(_TINY))
+    return ln_u - torch.log((-torch.expm1(ln_u)).clamp_min(_TINY))
 
 
-def ln_y_from_logit(u: torch.Tensor) -> torch.Tensor:
-    """Undo :func:`logit_y_from_ln`: ``ln y = ln sigmoid(u) < 0`` for every ``u``."""
-    return torch.nn.functional.logsigmoid(u)
+def ln_from_logit(v: torch.Tensor) -> torch.Tensor:
+    """Undo :func:`logit_from_ln`: ``ln u = ln sigmoid(v) < 0`` for every ``v``."""
+    return torch.nn.functional.logsigmoid(v)
 
 
 def _inverse_softplus(d: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
