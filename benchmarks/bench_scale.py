@@ -162,7 +162,7 @@ def network_workload(gen: Any, n: int, reference: bool = False) -> tuple[torch.n
             return flow, lambda: flow().transform.inv(noise), n
         sampler = gen.samplers()[0]
         return sampler, lambda: sampler(noise), min(n, getattr(sampler, "chunk", n))
-    from mlegpipe_builtins.generators._gan_base import SAMPLE_CHUNK
+    from mlegpipe_builtins.generators._gan_sampler import SAMPLE_CHUNK
 
     noise = gen.noise(n, gen_t)
     cond = gen.condition_tensor(np.full(n, gen.beams.lepton_energy)) if gen.conditions else None

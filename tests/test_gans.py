@@ -15,11 +15,12 @@ from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.losses import mmd2
+from mlegpipe.metrics import sliced_wasserstein1
 from mlegpipe.registry import load_plugins
 from mlegpipe.schema import build_params
 from mlegpipe_builtins.dis.kinematics import dis_from_lepton
 from mlegpipe_builtins.discriminators.critics import WGANGP, DeepSetsDiscriminator
-from mlegpipe_builtins.generators._gan_base import sliced_wasserstein, soft_clip
+from mlegpipe_builtins.generators._gan_critic_features import soft_clip
 from mlegpipe_builtins.generators.gans import CFATGAN, DSGAN, FATGAN, LSGANGenerator
 
 #: Small, fast settings for tests (2 cores, a few seconds per fit).
@@ -59,8 +60,8 @@ def test_mmd2_known_values():
 def test_sliced_wasserstein_of_a_shift():
     a = np.random.default_rng(0).normal(size=(2000, 3))
     # along each axis the shift is 1; along a random unit direction u it is |u·(1,1,1)|, so use axes only
-    assert sliced_wasserstein(a, a + 1.0, n_random=0) == pytest.approx(1.0)
-    assert sliced_wasserstein(a, a) == 0.0
+    assert sliced_wasserstein1(a, a + 1.0, n_random=0) == pytest.approx(1.0)
+    assert sliced_wasserstein1(a, a) == 0.0
 
 
 def test_soft_clip_is_identity_near_zero_and_bounded():
@@ -84,8 +85,8 @@ def test_dsgan_moves_toward_a_1d_exponential():
     before = gan.sample(4000, np.random.SeedSequence(2)).column("v")
     history = gan.fit(train, valid)
     after = gan.sample(4000, np.random.SeedSequence(2)).column("v")
-    w_before = sliced_wasserstein(before[:, None], truth[:, None])
-    w_after = sliced_wasserstein(after[:, None], truth[:, None])
+    w_before = sliced_wasserstein1(before[:, None], truth[:, None])
+    w_after = sliced_wasserstein1(after[:, None], truth[:, None])
     assert w_after < 0.5 * w_before  # W₁ in units of v (the exponential has mean and σ 1)
     # the skew of the exponential (2) is learned: the median lies below the mean
     assert np.median(after) < after.mean() - 0.1
@@ -96,8 +97,8 @@ def test_dsgan_moves_toward_a_1d_exponential():
 def test_fatgan_training_moves_toward_the_data(trained_fatgan, sym50):
     gan, history = trained_fatgan
     valid = gan.encode(sym50[1].take(slice(0, 1500))).numpy()
-    before = sliced_wasserstein(gan.encode(history["untrained_events"]).numpy()[:1500], valid)
-    after = sliced_wasserstein(gan.encode(gan.sample(1500, np.random.SeedSequence(8))).numpy(), valid)
+    before = sliced_wasserstein1(gan.encode(history["untrained_events"]).numpy()[:1500], valid)
+    after = sliced_wasserstein1(gan.encode(gan.sample(1500, np.random.SeedSequence(8))).numpy(), valid)
     assert after < 0.9 * before  # standardized (p_x, p_y, T); a tiny network after 150 steps
     metrics = [h["metric"] for h in history["history"] if "metric" in h]
     assert history["best_metric"] == min(metrics)
@@ -242,7 +243,7 @@ def test_lsgan_features_are_the_thesis_nu_variables():
     hera = Beams.preset("hera")
     events = dis_events(500, hera, 2)
     gan = make(LSGANGenerator).prepare(events)
-    assert gan.generated_names == ["nu1", "nu2"]
+    assert gan.representation.generated_names == ["nu1", "nu2"]
     nu = gan.to_physical(gan.encode(events).double()).numpy()
     dis = dis_from_lepton(*(events.column(f) for f in ("lepton_E", "lepton_px", "lepton_py", "lepton_pz")), hera)
     # ν₁ = ln(Q²/2E_e), ν₂ ≈ ln(2E_e y) at HERA (float32 round trip)
@@ -390,7 +391,7 @@ def test_energy_scaling_generates_ln_y_like_t_and_inverts_exactly():
     np.testing.assert_allclose(t_scaled, np.log(1.0 - events.column("lepton_pz") / eb), atol=1e-5)
     raw = gan.to_physical(z, torch.from_numpy(eb)).numpy()  # (p_x, p_y, T) in GeV, float32 round trip
     np.testing.assert_allclose(raw[:, 2], np.log(eb - events.column("lepton_pz")), atol=1e-5)
-    columns, ok = gan.decode_columns(gan.encode(events), eb)
+    columns, ok = gan.representation.decode_columns(gan.encode(events), eb, np.random.SeedSequence(0))
     np.testing.assert_allclose(columns["lepton_E"], events.column("lepton_E"), rtol=1e-4)
     assert ok.mean() > 0.99
     with pytest.raises(ConfigError, match="energy_scaling"):
@@ -405,11 +406,12 @@ def test_rotate_azimuth_keeps_pt_pz_and_rotates():
     gan = make(CFATGAN).prepare(events)
     eb = torch.from_numpy(events.column("beam_energy"))
     z = gan.encode(events).double()
-    half_turn = gan.to_physical(gan.rotate_azimuth(z, torch.full((len(z),), math.pi)), eb).numpy()
+    rotate = gan.representation.rotate_azimuth
+    half_turn = gan.to_physical(rotate(z, torch.full((len(z),), math.pi)), eb).numpy()
     np.testing.assert_allclose(half_turn[:, :2], -np.stack([events.column("lepton_px"), events.column("lepton_py")],
                                                            axis=1), atol=1e-6)
     phi = torch.from_numpy(np.random.default_rng(0).uniform(-np.pi, np.pi, len(z)))
-    back = gan.rotate_azimuth(gan.rotate_azimuth(z, phi), -phi)
+    back = rotate(rotate(z, phi), -phi)
     np.testing.assert_allclose(back.numpy(), z.numpy(), atol=1e-9)
     with pytest.raises(ConfigError, match="random_azimuth"):
         make(LSGANGenerator, random_azimuth=True).prepare(dis_events(300, Beams.preset("hera"), 2))
@@ -484,10 +486,12 @@ def test_linear_augment_adds_linear_copies_that_resolve_the_low_energy_tail():
     ratio = events.column("lepton_E") / events.column("beam_energy")
     gan = make(CFATGAN, linear_augment=["E", "pz"]).prepare(events)
     n_aug = len(gan.settings["augment"])
-    assert gan.aug_pre.mask.tolist() == [True] * n_aug + [False, False]
-    feats = gan._real_discriminator_features(events)[0].numpy()
-    assert feats.shape[1] == gan.n_generated + n_aug + 2
-    asinh_e = feats[:, gan.n_generated + gan.settings["augment"].index("E")]
+    assert gan.representation.critic.pre.mask.tolist() == [True] * n_aug + [False, False]
+    inputs = gan.interpretation_inputs(events)
+    feats = gan.discriminator_features(inputs.features, torch.from_numpy(inputs.context)).detach().numpy()
+    n_generated = inputs.features.shape[1]
+    assert feats.shape[1] == n_generated + n_aug + 2
+    asinh_e = feats[:, n_generated + gan.settings["augment"].index("E")]
     linear_e = feats[:, -2]
     # the copy is affine in E'/E_b (up to the soft clip c·tanh(x/c) in the far tail), the asinh column is not ...
     assert np.corrcoef(linear_e, ratio)[0, 1] == pytest.approx(1.0, abs=1e-4)

@@ -1,7 +1,7 @@
 """GAN event generators: FAT-GAN, conditional cFAT-GAN, the DS-GAN baseline and the thesis ch. 7 LSGAN.
 
-All four share :class:`~mlegpipe_builtins.generators._gan_base.AdversarialGenerator`
-(one training loop, sampling and state code) and differ in what they generate:
+All four are an :class:`~mlegpipe_builtins.generators._gan_base.AdversarialGenerator`
+(one representation, training loop, sampler and state code) and differ in what they generate:
 
 =========  ===========================================  ======================  =============
 plugin     generated features                           discriminator also sees  default adversary
@@ -31,12 +31,9 @@ from mlegpipe.exceptions import DataError
 from mlegpipe.features import FeatureMap, make_feature_map
 from mlegpipe.schema import param
 from mlegpipe_builtins.dis.maps import beam_energy_of
-from mlegpipe_builtins.generators._gan_base import (
-    CPU_PRESET,
-    PUBLISHED_PRESET,
-    AdversarialGenerator,
-    GANParams,
-)
+from mlegpipe_builtins.generators._gan_base import AdversarialGenerator
+from mlegpipe_builtins.generators._gan_params import CPU_PRESET, PUBLISHED_PRESET, GANParams
+from mlegpipe_builtins.generators._listed_features import listed_feature_map
 
 __all__ = ["CFATGAN", "DSGAN", "FATGAN", "LSGANGenerator"]
 
@@ -192,15 +189,8 @@ class DSGAN(AdversarialGenerator):
         """``collection`` on ``features`` if given (flat fields as they are, particles as ln p_T, η, φ, mass),
         else ``lepton_cartesian``."""
         if self.params.features:
-            have = set(events.fields) | set(events.collections)
-            missing = [f for f in self.params.features if f not in have]
-            if missing:
-                raise DataError("the training events have no such field or collection (fields: "
-                                + ", ".join(events.fields) + "; collections: " + (", ".join(events.collections)
-                                                                                  or "none") + ")",
-                                path=f"{self.ctx.name}.features", value=missing[0])
-            return make_feature_map({"name": "collection", "features": list(self.params.features)},
-                                    registry=self.ctx.lookup())
+            return listed_feature_map("collection", events, self.params.features, registry=self.ctx.lookup(),
+                                      where=self.ctx.name)
         return _lepton_map("lepton_cartesian", events, "dsgan")
 
 

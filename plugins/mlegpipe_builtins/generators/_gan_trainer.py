@@ -1,0 +1,233 @@
+"""The adversarial training loop of the GAN generators: critic steps, generator step, EMA, validation.
+
+One training step is ``critic_steps`` discriminator updates, then one
+generator update::
+
+    noise ─► network ─► z ─┬──────────────────────────────────────────► [z, aug] ─► discriminator
+                           └─► representation⁻¹ ─► lepton (E, p) ─► augmented features ─┘
+
+Every step of the generated branch is differentiable, so the discriminator's
+judgement of the augmented features (E, p_T, p_z/p_T, ...) trains the network
+(thesis ch. 4, Table 4). The generator loss adds η·MMD² (``mmd_weight``,
+thesis eq. 14) between generated and real critic features, optionally joined
+by the scaled condition (``mmd_condition``: the kernel then compares events of
+like beam energies only). With ``ema`` validation and sampling use an
+exponential moving average of the generator weights. The tracked metric is the
+sliced Wasserstein distance between generated and validation events in the
+critic's feature space (:func:`mlegpipe.metrics.sliced_wasserstein1`).
+
+Example:
+    >>> import numpy as np
+    >>> from mlegpipe.context import StageContext
+    >>> from mlegpipe.events import EventBatch
+    >>> from mlegpipe_builtins.generators.gans import DSGAN
+    >>> train = EventBatch.from_columns({"x": np.random.default_rng(0).normal(2.0, 0.5, 500)})
+    >>> gan = DSGAN(DSGAN.Params(features=["x"], steps=3, validate_every=0), StageContext("generator"))
+    >>> len(gan.fit(train, train)["history"])
+    3
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlegpipe.events import EventBatch
+from mlegpipe.losses import mmd2
+from mlegpipe.metrics import sliced_wasserstein1
+from mlegpipe.nets import count_parameters
+from mlegpipe.stages import Discriminator, StageContext
+from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
+from mlegpipe_builtins.generators._gan_representation import GANRepresentation
+
+__all__ = ["AdversarialTrainer", "AdversarialTraining", "uniform_angles"]
+
+
+def uniform_angles(n: int, generator: torch.Generator) -> Callable[[], torch.Tensor]:
+    """A function drawing ``n`` uniform angles in [-π, π) (float64) from ``generator`` at each call.
+
+    Example:
+        >>> draw = uniform_angles(4, torch.Generator().manual_seed(0))
+        >>> bool((draw().abs() <= np.pi).all())
+        True
+    """
+    return lambda: (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * np.pi
+
+
+@dataclass
+class AdversarialTraining:
+    """What :meth:`AdversarialTrainer.train` returns.
+
+    Attributes:
+        history: the per-step figures (``loss_d``, ``loss_g``, ``mmd2``, validation ``metric``, ...).
+        network: the generator weights validation and sampling use (the moving average with ``ema``).
+        discriminator_net: the trained discriminator network.
+        figures: ``best_step``, ``best_metric``, ``steps`` and the parameter counts.
+    """
+
+    history: list[dict[str, float]]
+    network: nn.Module
+    discriminator_net: nn.Module
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+class AdversarialTrainer:
+    """Trains a generator network against a discriminator on a fitted :class:`GANRepresentation`.
+
+    Arguments:
+        representation: the fitted representation (critic features, conditions, decoding).
+        settings: the resolved :class:`~mlegpipe_builtins.generators._gan_params.GANParams` values.
+        ctx: the generator's stage context (seeds, run folder, checkpoints, resume).
+        desc: progress-bar label.
+    """
+
+    def __init__(self, representation: GANRepresentation, settings: Mapping[str, Any], ctx: StageContext,
+                 desc: str = "generator") -> None:
+        self.rep = representation
+        self.s = dict(settings)
+        self.ctx = ctx
+        self.desc = desc
+
+    def _noise(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.randn(n, self.s["noise_dim"], generator=generator)
+
+    @staticmethod
+    def _forward(net: nn.Module, noise: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        return net(noise if cond is None else torch.cat([noise, cond], dim=1))
+
+    def train(self, network: nn.Module, discriminator: Discriminator, train: EventBatch,
+              valid: EventBatch | None) -> AdversarialTraining:
+        """Train ``network`` (in place) against ``discriminator``; returns the history and the networks."""
+        s, rep = self.s, self.rep
+        real, eb_real = rep.real_discriminator_features(train)
+        cond_real = rep.condition_tensor(eb_real.numpy())
+        d_net = discriminator.build(real.shape[1], 1 if rep.conditional else 0)
+        opt_d = discriminator.make_optimizer(d_net.parameters()) or torch.optim.Adam(
+            d_net.parameters(), lr=s["lr"], betas=(s["beta1"], s["beta2"]))
+        opt_g = torch.optim.Adam(network.parameters(), lr=s["lr"], betas=(s["beta1"], s["beta2"]))
+        ema = float(s["ema"])
+        # validation and sampling use the moving average of the trained weights
+        sampling = copy.deepcopy(network).requires_grad_(False) if ema > 0 else network
+        batch_gen = self.ctx.torch_generator("batches")
+        noise_gen = self.ctx.torch_generator("noise")
+        tensors = [real, eb_real] + ([cond_real] if cond_real is not None else [])
+        weights = torch.from_numpy(train.weights) if train.has("weight") else None
+        batches = MinibatchSampler(*tensors, batch_size=s["batch_size"], generator=batch_gen, weights=weights)
+
+        def fake_features(eb: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+            angles = uniform_angles(len(eb), noise_gen)
+            z = rep.randomize_azimuth(self._forward(network, self._noise(len(eb), noise_gen), cond), angles)
+            return rep.generated_features(z, eb, angles)
+
+        def step(i: int) -> dict[str, float]:
+            network.train()
+            d_net.train()
+            loss_d = torch.zeros(())
+            for _ in range(s["critic_steps"]):
+                x_real, eb, cond = self._unpack(batches(), cond_real is not None)
+                with torch.no_grad():
+                    x_fake = fake_features(eb, cond)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d = discriminator.discriminator_loss(d_net, x_real, x_fake, cond)
+                loss_d.backward()
+                opt_d.step()
+            x_real, eb, cond = self._unpack(batches(), cond_real is not None)
+            d_net.requires_grad_(False)
+            opt_g.zero_grad(set_to_none=True)
+            x_fake = fake_features(eb, cond)
+            loss_adv = discriminator.generator_loss(d_net, x_fake, cond)
+            out = {"loss_d": float(loss_d.detach()), "loss_g": float(loss_adv.detach())}
+            mmd = self._mmd_term(x_fake, x_real, cond, out)
+            loss_g = loss_adv if mmd is None else loss_adv + mmd
+            loss_g.backward()
+            opt_g.step()
+            if ema > 0:
+                self._average(sampling, network, ema, i)
+            d_net.requires_grad_(True)
+            return out
+
+        validate = self._validation(sampling, valid)
+        generators = {"batches": batch_gen, "noise": noise_gen}
+        penalty_gen = discriminator.random_generator()
+        if penalty_gen is not None:
+            generators["discriminator"] = penalty_gen
+        loop = TrainLoop(
+            self.ctx, step, s["steps"],
+            modules={"generator": sampling, "discriminator": d_net,
+                     **({"generator_trained": network} if ema > 0 else {})},
+            optimizers={"generator": opt_g, "discriminator": opt_d},
+            validate_fn=validate, validate_every=s["validate_every"] if validate is not None else 0,
+            lr_schedule=cosine_schedule(s["steps"]) if s["lr_schedule"] == "cosine" else None,
+            checkpoint_every=s["checkpoint_every"] if self.ctx.run_dir is not None else 0,
+            generators=generators, desc=self.desc,
+        )
+        history = loop.run(resume=True if s["resume"] or getattr(self.ctx, "resume", False) else None)
+        sampling.eval()
+        network.eval()
+        d_net.eval()
+        figures = {"best_step": loop.best_step, "best_metric": loop.best_metric, "steps": s["steps"],
+                   "generator_parameters": count_parameters(sampling),
+                   "discriminator_parameters": count_parameters(d_net)}
+        return AdversarialTraining(history, sampling, d_net, figures)
+
+    @staticmethod
+    def _unpack(batch: list[torch.Tensor], conditional: bool) -> tuple[torch.Tensor, torch.Tensor,
+                                                                        torch.Tensor | None]:
+        """(critic features, beam energy, condition or None) of a minibatch."""
+        return batch[0], batch[1], batch[2] if conditional else None
+
+    def _mmd_term(self, fake: torch.Tensor, real: torch.Tensor, cond: torch.Tensor | None,
+                  out: dict[str, float]) -> torch.Tensor | None:
+        """η·MMD² between the first ``mmd_events`` generated and real critic features (None without
+        ``mmd_weight``); records the MMD² in ``out``."""
+        weight, m, factor = float(self.s["mmd_weight"]), self.s["mmd_events"], float(self.s["mmd_condition"])
+        if weight <= 0:
+            return None
+        sigmas = list(self.s["mmd_sigmas"])
+        if cond is not None and factor > 0:  # (features, c·condition): compare like energies
+            term = mmd2(torch.cat([fake[:m], factor * cond[:m]], dim=1),
+                        torch.cat([real[:m], factor * cond[:m]], dim=1), sigmas)
+        else:
+            term = mmd2(fake[:m], real[:m], sigmas)
+        out["mmd2"] = float(term.detach())
+        return weight * term
+
+    @staticmethod
+    def _average(average: nn.Module, network: nn.Module, ema: float, i: int) -> None:
+        """One step of the moving average; its warm-up forgets the early weights quickly."""
+        with torch.no_grad():
+            decay = min(ema, (1.0 + i) / (10.0 + i))
+            for p_avg, p in zip(average.parameters(), network.parameters(), strict=True):
+                p_avg.lerp_(p, 1.0 - decay)
+
+    def _validation(self, network: nn.Module, valid: EventBatch | None) -> Callable[[int], dict[str, float]] | None:
+        """The validation function: sliced W₁ in the critic's feature space (+ the unphysical fraction)."""
+        if valid is None or len(valid) < 2 or self.s["validate_every"] == 0:
+            return None
+        rep = self.rep
+        n = min(len(valid), self.s["valid_events"])
+        real, eb = rep.real_discriminator_features(valid.take(slice(0, n)))
+        real_np = real.numpy()
+        cond = rep.condition_tensor(eb.numpy())
+        seed = self.ctx.torch_seed("validate")
+
+        def validate(i: int) -> dict[str, float]:
+            gen = torch.Generator().manual_seed(seed)
+            network.eval()
+            angles = uniform_angles(n, gen)
+            with torch.no_grad():
+                z = rep.randomize_azimuth(self._forward(network, self._noise(n, gen), cond), angles)
+                fake = rep.generated_features(z, eb, angles).numpy()
+            out = {"metric": sliced_wasserstein1(real_np, np.nan_to_num(fake, nan=1e6, posinf=1e6, neginf=-1e6))}
+            if rep.has_physical_limits:
+                _, ok = rep.decode_columns(z, eb.numpy(), np.random.SeedSequence(seed))
+                out["unphysical"] = float(1.0 - ok.mean())
+            return out
+
+        return validate
