@@ -148,6 +148,34 @@ def _fixed_edges(spec: tuple[float, float, int], log: bool) -> np.ndarray:
     return log_edges(low, high, n) if log else np.linspace(low, high, n + 1)
 
 
+#: A bin is a hole when the reference, scaled to the model's size, expects at least this many model events there.
+HOLE_EXPECTATION = 5.0
+
+
+def holes(model: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """Empty bins of a (fine) model histogram where the reference expects events: holes in the model's coverage.
+
+    A bin is a hole when the model has no event but the reference, scaled to the model's total, expects at
+    least :data:`HOLE_EXPECTATION` (a Poisson mean of 5 gives no event by chance with probability 0.7 %):
+    generating ten times the truth sample makes every populated truth bin count.
+
+    Returns:
+        ``{"holes": n, "tested": bins where the expectation is reached, "fraction": holes / tested}``.
+
+    Example:
+        >>> ref = np.array([[10.0, 0.0], [10.0, 10.0]])
+        >>> holes(np.array([[100.0, 0.0], [0.0, 90.0]]), ref)
+        {'holes': 1, 'tested': 3, 'fraction': 0.3333333333333333}
+    """
+    model, reference = np.asarray(model, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    total = reference.sum()
+    expected = reference * (model.sum() / total) if total > 0 else np.zeros_like(reference)
+    tested = expected >= HOLE_EXPECTATION
+    n_holes = int((tested & (model <= 0)).sum())
+    n_tested = int(tested.sum())
+    return {"holes": n_holes, "tested": n_tested, "fraction": n_holes / n_tested if n_tested else float("nan")}
+
+
 def compare_joint(
     pair: Pair,
     model: EventBatch,
@@ -157,7 +185,8 @@ def compare_joint(
     observables: ObservableSet | None = None,
 ) -> dict[str, Any]:
     """Joint figures of two observables: χ²/ndf on ``bins`` × ``bins`` bins over the samples' range
-    (log axes for log observables), and, where the pair declares a fixed binning, the thesis χ² on it.
+    (log axes for log observables), and, where the pair declares a fixed binning, the thesis χ² and the
+    :func:`holes` on it.
 
     The fixed-binning form (:func:`~mlegpipe.metrics.distances.thesis_chi2`) scales
     with the sample sizes, which are returned beside it.
@@ -188,12 +217,14 @@ def compare_joint(
                            "n_model": len(model), "n_reference": len(reference)}
     if fixed:
         out.update({"thesis_chi2": thesis_chi2(mod_f.values(), ref_f.values()),
-                    "thesis_bins": [pair.bins[0][2], pair.bins[1][2]]})
+                    "thesis_bins": [pair.bins[0][2], pair.bins[1][2]],
+                    "holes": holes(mod_f.values(), ref_f.values())})
     if reference2 is not None:
         r2_h, r2_f = hists(values[2], reference2.weights)
         out["chi2_ndf_floor"] = chi2_ndf(r2_h.values(), r2_h.variances(), ref_h.values(), ref_h.variances())[0]
         if fixed:
             out["thesis_chi2_floor"] = thesis_chi2(r2_f.values(), ref_f.values())
+            out["holes_floor"] = holes(r2_f.values(), ref_f.values())
         out["n_reference2"] = len(reference2)
     return out
 

@@ -131,11 +131,27 @@ def _comparison_tables(label: str, table: Mapping[str, Any]) -> str:
     if rows:
         parts.append(_table(["feature", "bins", "χ²/ndf", "floor", "KL", "KL floor", "W1", "W1 floor", "Δ×10³",
                              "Δ floor×10³", "outside bins"], rows))
+    peaks = [[name, label, f[key].get("window_fraction"), f[key].get("pole_fit"), f[key].get("width_fit"),
+              f[key].get("fwhm"), f[key].get("iqr")]
+             for name, f in table.get("features", {}).items() if "peak" in f
+             for key, label in (("peak", "model"), ("peak_reference", "truth"), ("peak_reference2", "truth (floor)"))
+             if key in f]
+    if peaks:
+        parts.append("<p class='meta'>Resonance peaks: fraction of events within the mass window, pole and full "
+                     "width of a Cauchy fitted to the peak region, FWHM of the histogram, interquartile range.</p>")
+        parts.append(_table(["observable", "sample", "window fraction", "fitted pole", "fitted width", "FWHM", "IQR"],
+                            peaks, name_columns=2))
     extra = []
     for j in table.get("joints", {}).values():
         bins = "×".join(str(b) for b in j.get("bins", []))
         extra.append([f"joint {j.get('x')}–{j.get('y')} χ²/ndf ({bins} bins)", j.get("chi2_ndf"),
                       j.get("chi2_ndf_floor")])
+        if "holes" in j:
+            h, hf = j["holes"], j.get("holes_floor") or {}
+            fixed = "×".join(str(b) for b in j.get("thesis_bins", []))
+            extra.append([f"holes in {j.get('x')}–{j.get('y')} ({fixed} bins; empty where truth expects ≥ 5 events; "
+                          f"{h['tested']} bins tested; n = {j.get('n_model')} vs {j.get('n_reference')})",
+                          h["holes"], hf.get("holes")])
         if "thesis_chi2" in j:
             fixed = "×".join(str(b) for b in j.get("thesis_bins", []))
             extra.append([f"thesis χ² per bin ({fixed} fixed bins; n = {j.get('n_model')} vs {j.get('n_reference')})",
