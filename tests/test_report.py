@@ -222,7 +222,14 @@ def test_html_stage_writes_report_metrics_and_plots(two_runs) -> None:
 
 
 def test_report_command_rebuilds_the_page(two_runs, capsys) -> None:
+    import toy_stages
+
+    from mlegpipe.registry import load_plugins
+
     run, _ = two_runs
+    with warnings.catch_warnings():  # the run's plugins active (other tests may have loaded the installed ones only)
+        warnings.simplefilter("ignore")
+        load_plugins(extra=[toy_stages])
     out = run.parent / "rebuilt.html"
     assert main(["report", str(run), "-o", str(out), "--no-classifier"]) == 0
     page = out.read_text()

@@ -384,5 +384,6 @@ def _setup_from_config(config_path: Path) -> dict[str, Any]:
         stages = build_stages(config)
         return {"plan": config.report_plan, "observables": config.observables, "truths": truth_setups(stages),
                 "conditions": generator_conditions(config, stages)}
-    except MlegpipeError:
-        return empty
+    except MlegpipeError as err:
+        raise DataError(f"cannot rebuild the run's report plan from its configuration ({err}); rebuild the page "
+                        "from the stored metrics with --no-recompute", path=str(config_path)) from None
