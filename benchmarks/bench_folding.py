@@ -57,9 +57,9 @@ from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.metrics import classifier_auc
 from mlegpipe.metrics import sample_chi2_ndf as chi2_ndf
+from mlegpipe.observables import resolve
 from mlegpipe.registry import load_plugins
 from mlegpipe.toys import VertexGaussian, VertexUniform
-from mlegpipe_builtins.detectors._fold_features import DERIVED_FEATURES
 from mlegpipe_builtins.detectors._fold_metrics import resolution_deviation, resolution_profile
 from mlegpipe_builtins.dis.kinematics import nu_from_lepton
 
@@ -196,7 +196,7 @@ def _compare(refs: list[EventBatch], ref_vertex: EventBatch, models: list[EventB
         out.setdefault("resolution_events_per_bin", {})[name] = dev["events_per_bin"]
     out["resolution_floor_median_deviation"] = floor_median
     # E' resolution across the detector's η zones (Matrix 0.2's calorimeter changes at η = -2 and -1)
-    eta = DERIVED_FEATURES["lepton_eta"](model_vertex)
+    eta = resolve("lepton_eta")(model_vertex)
     e_rows = [_observable_rows(bs, "lepton_E") for bs in (models, floors, floors_again)]
     zones = resolution_deviation(model_vertex.column("lepton_E"), e_rows[0], e_rows[1], ETA_EDGES, by=eta)
     zones_floor = resolution_deviation(model_vertex.column("lepton_E"), e_rows[2], e_rows[1], ETA_EDGES, by=eta)
