@@ -156,3 +156,13 @@ def test_peak_figures_of_a_breit_wigner_against_known_values() -> None:
     assert f["iqr"] == pytest.approx(2 * q3, rel=0.02)
     # undefined masses (NaN) count as outside the window
     assert peak_figures(np.r_[m[:1000], np.full(1000, np.nan)], Peak(80.385, gamma_full))["window_fraction"] < 0.5
+
+
+def test_generated_quark_systems_above_sqrt_s_are_unphysical(toy: EventBatch) -> None:
+    from mlegpipe.features import decode_events
+
+    fmap = make_feature_map("ttbar_chain", features=["quarks"]).fit(toy)
+    z = np.zeros((2, len(CHAIN_FEATURES)))
+    z[:, 1] = [math.log(100.0), math.log(8000.0)]  # top p_T 100 GeV, and 8 TeV: m_tt > 13 TeV
+    _, ok = decode_events(fmap, z, np.zeros(2), Beams.preset("lhc13"))
+    assert ok.tolist() == [True, False]

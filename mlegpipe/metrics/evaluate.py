@@ -160,12 +160,15 @@ def holes(model: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     generating ten times the truth sample makes every populated truth bin count.
 
     Returns:
-        ``{"holes": n, "tested": bins where the expectation is reached, "fraction": holes / tested}``.
+        ``{"holes": n, "tested": bins where the expectation is reached, "fraction": holes / tested,
+        "by_chance": the number of empty tested bins a model equal to the reference would leave by Poisson
+        fluctuations alone (Σ e^{-expected})}``: more holes than that are holes of the model.
 
     Example:
         >>> ref = np.array([[10.0, 0.0], [10.0, 10.0]])
-        >>> holes(np.array([[100.0, 0.0], [0.0, 90.0]]), ref)
-        {'holes': 1, 'tested': 3, 'fraction': 0.3333333333333333}
+        >>> out = holes(np.array([[100.0, 0.0], [0.0, 90.0]]), ref)
+        >>> out["holes"], out["tested"], out["by_chance"] < 1e-3
+        (1, 3, True)
     """
     model, reference = np.asarray(model, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     total = reference.sum()
@@ -173,7 +176,8 @@ def holes(model: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     tested = expected >= HOLE_EXPECTATION
     n_holes = int((tested & (model <= 0)).sum())
     n_tested = int(tested.sum())
-    return {"holes": n_holes, "tested": n_tested, "fraction": n_holes / n_tested if n_tested else float("nan")}
+    return {"holes": n_holes, "tested": n_tested, "fraction": n_holes / n_tested if n_tested else float("nan"),
+            "by_chance": float(np.exp(-expected[tested]).sum())}
 
 
 def compare_joint(

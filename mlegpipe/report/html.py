@@ -150,8 +150,8 @@ def _comparison_tables(label: str, table: Mapping[str, Any]) -> str:
             h, hf = j["holes"], j.get("holes_floor") or {}
             fixed = "×".join(str(b) for b in j.get("thesis_bins", []))
             extra.append([f"holes in {j.get('x')}–{j.get('y')} ({fixed} bins; empty where truth expects ≥ 5 events; "
-                          f"{h['tested']} bins tested; n = {j.get('n_model')} vs {j.get('n_reference')})",
-                          h["holes"], hf.get("holes")])
+                          f"{h['tested']} bins tested, {h.get('by_chance', float('nan')):.1f} empty by chance; "
+                          f"n = {j.get('n_model')} vs {j.get('n_reference')})", h["holes"], hf.get("holes")])
         if "thesis_chi2" in j:
             fixed = "×".join(str(b) for b in j.get("thesis_bins", []))
             extra.append([f"thesis χ² per bin ({fixed} fixed bins; n = {j.get('n_model')} vs {j.get('n_reference')})",

@@ -298,6 +298,17 @@ class TtbarChain(FeatureMap):
             quarks += [b, q1, q2]
         return torch.cat(quarks, dim=1)
 
+    def complete(self, columns: dict[str, np.ndarray], context: np.ndarray, beams: Beams | None,
+                 ok: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+        """Events whose six quarks have more mass than the collision's √s are unphysical (with beams)."""
+        if beams is not None:
+            total = {c: sum(np.asarray(columns[f"{self.collection}{i}_{c}"]) for i in range(1, _SLOTS + 1))
+                     for c in FOUR_MOMENTUM}
+            with np.errstate(invalid="ignore"):
+                m2 = total["E"] ** 2 - total["px"] ** 2 - total["py"] ** 2 - total["pz"] ** 2
+                ok = ok & (m2 < beams.sqrt_s**2)
+        return columns, ok
+
     def assemble(self, columns: Mapping[str, np.ndarray], context: np.ndarray | None = None) -> dict[str, Any]:
         """The collection of six quarks per event from the decoded per-slot columns."""
         comps = {c: np.stack([np.asarray(columns[f"{self.collection}{i}_{c}"]) for i in range(1, _SLOTS + 1)], axis=1)
