@@ -110,6 +110,8 @@ class FlowParams:
     lr_schedule: str = param("cosine", choices=("cosine", "constant"), doc="learning-rate schedule")
     weight_decay: float = param(0.0, min=0.0, doc="AdamW weight decay")
     transforms: int = param(4, min=1, doc="flow transformations")
+    passes: int = param(0, min=0, doc="0: autoregressive transforms (sampling inverts one feature group at a time); "
+                                      "2: coupling transforms (two groups: sampling many features is much faster)")
     hidden: list[int] = param([64, 64], min=1, doc="hidden layer widths of each transformation's network")
     bins: int = param(8, min=2, doc="spline bins (nsf)")
     validate_every: int = param(250, min=0, doc="validate every this many steps (0: never)")
@@ -262,10 +264,11 @@ class FlowGenerator(Generator):
     def _build_flow(self) -> zuko.flows.Flow:
         n_feat, n_ctx = len(self.learned), len(self.space.model_conditions)
         hidden = tuple(self.p.hidden)
+        extra = {"passes": self.p.passes} if self.p.passes else {}  # zuko's default: autoregressive
         if self.p.flow == "nsf":
             return zuko.flows.NSF(n_feat, n_ctx, bins=self.p.bins, transforms=self.p.transforms,
-                                  hidden_features=hidden)
-        return zuko.flows.MAF(n_feat, n_ctx, transforms=self.p.transforms, hidden_features=hidden)
+                                  hidden_features=hidden, **extra)
+        return zuko.flows.MAF(n_feat, n_ctx, transforms=self.p.transforms, hidden_features=hidden, **extra)
 
     def _context(self, events: EventBatch) -> torch.Tensor | None:
         return self.space.condition_tensor(self.space.condition_values(events, self.ctx.observables))

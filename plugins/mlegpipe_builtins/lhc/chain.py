@@ -91,29 +91,10 @@ def _to_rest(p: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
     return torch.cat([vec, energy], dim=1)
 
 
-def _to_lab(p: torch.Tensor, parent: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``p`` given in the rest frame of ``parent`` (of mass ``m``) in the laboratory (pure boost)."""
-    pvec = parent[:, :3]
-    pabs = pvec.norm(dim=1, keepdim=True)
-    n = pvec / pabs
-    m = m[:, None]
-    gamma = parent[:, 3:4] / m
-    along = (p[:, :3] * n).sum(dim=1, keepdim=True)
-    vec = p[:, :3] + ((gamma - 1.0) * along + p[:, 3:4] * pabs / m) * n
-    energy = (parent[:, 3:4] * p[:, 3:4] + (pvec * p[:, :3]).sum(dim=1, keepdim=True)) / m
-    return torch.cat([vec, energy], dim=1)
-
-
 def _angles(p: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x, y, z = _axes(direction)
     u = p[:, :3] / p[:, :3].norm(dim=1, keepdim=True)
     return (u * z).sum(dim=1), torch.atan2((u * y).sum(dim=1), (u * x).sum(dim=1))
-
-
-def _from_angles(cos: torch.Tensor, phi: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-    x, y, z = _axes(direction)
-    sin = torch.sqrt((1.0 - cos**2).clamp_min(0.0))
-    return (sin * torch.cos(phi))[:, None] * x + (sin * torch.sin(phi))[:, None] * y + cos[:, None] * z
 
 
 def _two_body(m: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor) -> torch.Tensor:
@@ -122,14 +103,35 @@ def _two_body(m: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor) -> torch.Tens
     return torch.where(lam >= 0, torch.sqrt(lam.clamp_min(0.0)), torch.full_like(lam, float("nan"))) / (2.0 * m)
 
 
-def _decay(parent: torch.Tensor, m: torch.Tensor, cos: torch.Tensor, phi: torch.Tensor, m1: torch.Tensor,
-           m2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Daughters (lab) of ``parent`` of mass ``m``; daughter 1 along (cos θ, φ) in the parent rest frame."""
-    k = _two_body(m, m1, m2)[:, None]
-    u = _from_angles(cos, phi, parent[:, :3])
-    d1 = torch.cat([k * u, torch.sqrt(k**2 + m1[:, None] ** 2)], dim=1)
-    d2 = torch.cat([-k * u, torch.sqrt(k**2 + m2[:, None] ** 2)], dim=1)
-    return _to_lab(d1, parent, m), _to_lab(d2, parent, m)
+def _decay(parent: tuple[torch.Tensor, ...], m: torch.Tensor, cos: torch.Tensor, phi: torch.Tensor,
+           m1: torch.Tensor, m2: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Daughters (lab; ``(px, py, pz, E)`` tuples) of ``parent`` of mass ``m``; daughter 1 along (cos θ, φ) in the
+    parent rest frame, about the axes of :func:`_axes`.
+
+    With n̂ the parent's direction, γ = E/m and the rest-frame momentum k, a pure boost gives
+    p₁ = k sin θ (cos φ x̂′ + sin φ ŷ′) + (γ k cos θ + e₁ |p|/m) n̂ and E₁ = (E e₁ + |p| k cos θ)/m, and the same
+    with k → -k for daughter 2 (the inverse of :func:`_to_rest` and :func:`_angles`, written out).
+    """
+    px, py, pz, energy = parent
+    k = _two_body(m, m1, m2)
+    e1, e2 = torch.sqrt(k**2 + m1**2), torch.sqrt(k**2 + m2**2)
+    rho = torch.hypot(px, py)
+    pabs = torch.sqrt(rho**2 + pz**2)
+    a, b, c = px / pabs, py / pabs, pz / pabs  # n̂
+    r = rho / pabs
+    cphi, sphi = torch.cos(phi), torch.sin(phi)
+    ks = k * torch.sqrt((1.0 - cos**2).clamp_min(0.0))
+    # ks (cos φ x̂′ + sin φ ŷ′), with x̂′ = (a c, b c, -r²)/r and ŷ′ = (-b, a, 0)/r
+    tx = ks * (cphi * a * c - sphi * b) / r
+    ty = ks * (cphi * b * c + sphi * a) / r
+    tz = -ks * cphi * r
+    gk = energy / m * k * cos
+    along1 = gk + e1 * pabs / m
+    along2 = -gk + e2 * pabs / m
+    pk = pabs * k * cos
+    d1 = (tx + along1 * a, ty + along1 * b, tz + along1 * c, (energy * e1 + pk) / m)
+    d2 = (-tx + along2 * a, -ty + along2 * b, -tz + along2 * c, (energy * e2 - pk) / m)
+    return d1, d2
 
 
 # -- unbounding transforms ------------------------------------------------------------------------------
@@ -292,11 +294,11 @@ class TtbarChain(FeatureMap):
             y = z[:, 2 if k == 0 else 5]
             sign = 1.0 if k == 0 else -1.0
             mtr = torch.sqrt(mt**2 + pt**2)
-            t = torch.stack([sign * px, sign * py, mtr * torch.sinh(y), mtr * torch.cosh(y)], dim=1)
+            t = (sign * px, sign * py, mtr * torch.sinh(y), mtr * torch.cosh(y))
             w, b = _decay(t, mt, _cos_value(d[:, 1]), _phi_value(d[:, 2]), mw, m[3 * k])
             q1, q2 = _decay(w, mw, _cos_value(d[:, 3]), _phi_value(d[:, 4]), m[3 * k + 1], m[3 * k + 2])
-            quarks += [b, q1, q2]
-        return torch.cat(quarks, dim=1)
+            quarks += [*b, *q1, *q2]
+        return torch.stack(quarks, dim=1)
 
     def complete(self, columns: dict[str, np.ndarray], context: np.ndarray, beams: Beams | None,
                  ok: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
@@ -313,7 +315,7 @@ class TtbarChain(FeatureMap):
         """The collection of six quarks per event from the decoded per-slot columns."""
         comps = {c: np.stack([np.asarray(columns[f"{self.collection}{i}_{c}"]) for i in range(1, _SLOTS + 1)], axis=1)
                  for c in FOUR_MOMENTUM}
-        out: dict[str, Any] = {self.collection: particle_lists({c: v.tolist() for c, v in comps.items()})}
+        out: dict[str, Any] = {self.collection: particle_lists(comps)}
         out.update({k: v for k, v in columns.items() if k not in self.fields})
         return out
 
