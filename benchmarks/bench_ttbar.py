@@ -1,0 +1,213 @@
+"""Benchmark of the LHC top-pair generators against the targets of issue 20, measured side by side in one run.
+
+All hadronic (``pipelines/ttbar_allhad.toml``, How to GAN LHC Events): the
+pipeline runs as shipped, at larger sizes (``--events`` Pythia events split
+0.6/0.2/0.2, so 500k events give 100k test events; ``--generate`` events, ten
+times the test sample by default, for the hole map), once per ``--seeds`` value
+(truth, split and training all follow the pipeline seed). Per seed it prints:
+
+* the worst 1D χ²/ndf over its truth-vs-truth floor (and every observable above 1.5);
+* the W and top mass-window fractions, fitted widths and poles, model beside truth;
+* the largest |ΣpT| of a generated event; the classifier AUC; the memorization ratio;
+* the training time; the generator's events/s (1M events, two threads) beside
+  Pythia's hard process ``next()`` on one core in the same run (the target is per core:
+  ≥ 20 × Pythia's rate for twice the threads would be ≥ 10 × per thread; both are printed).
+
+Then the spread (mean, min, max) over seeds. Results go to ``benchmarks/results/bench_ttbar.json``.
+
+Run: ``python benchmarks/bench_ttbar.py [--quick] [--seeds 1 2 3] [--set generator.steps=2000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import Figure, format_table, machine_info, write_json  # noqa: E402
+from mlegpipe.checkpoint import load_stage  # noqa: E402
+from mlegpipe.config import load_config  # noqa: E402
+from mlegpipe.events import EventBatch  # noqa: E402
+from mlegpipe.pipeline import run_pipeline  # noqa: E402
+from mlegpipe.registry import load_plugins  # noqa: E402
+from mlegpipe.rootio import read_events  # noqa: E402
+
+__all__ = ["allhad_run", "main", "pythia_hard_rate"]
+
+ALLHAD = ROOT / "pipelines" / "ttbar_allhad.toml"
+#: Targets of issue 20 for the all-hadronic default generator.
+CHI2_RATIO_MAX = 1.5
+WINDOW_TOLERANCE = 0.01
+WIDTH_TOLERANCE = 0.10
+SUM_PT_MAX = 1e-3
+AUC_MAX = 0.55
+MEMORIZATION_MIN = 0.9
+TRAIN_SECONDS_MAX = 600.0
+SPEED_RATIO_MIN = 20.0
+
+
+def pythia_hard_rate(events: int = 20_000, seed: int = 1) -> float:
+    """Events/s of Pythia's all-hadronic tt̄ hard process (``next()`` only, one core)."""
+    from mlegpipe_builtins.lhc.ttbar import AllHadronic
+    from mlegpipe_builtins.truth.pythia import import_pythia
+
+    pythia = import_pythia().Pythia("", False)
+    for setting, _ in AllHadronic("bench").settings():
+        pythia.readString(setting)
+    for setting in ("Beams:eCM = 13000", "Random:setSeed = on", f"Random:seed = {seed}", "Print:quiet = on"):
+        pythia.readString(setting)
+    pythia.init()
+    start, done = time.perf_counter(), 0
+    while done < events:
+        done += bool(pythia.next())
+    return events / (time.perf_counter() - start)
+
+
+def _generation_rate(run_dir: Path, events: int, threads: int) -> float:
+    gen = load_stage(run_dir / "checkpoints" / "generator.pt", load_plugins(), "generator")
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen.sample(10_000, np.random.SeedSequence(0))  # warm-up (and distillation of an old checkpoint)
+        start = time.perf_counter()
+        gen.sample(events, np.random.SeedSequence(1))
+        return events / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(old)
+
+
+def allhad_run(seed: int, events: int, generate: int, sets: list[str], out: Path, speed_events: int) -> dict[str, Any]:
+    """Run the all-hadronic pipeline at ``seed`` and collect its figures."""
+    overrides = [f"pipeline.seed={seed}", f"truth.events={events}", f"pipeline.generate={generate}", *sets]
+    config = load_config(ALLHAD, overrides=overrides)
+    run_dir = out / f"allhad_seed{seed}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_pipeline(config, output=str(run_dir), force=True, progress=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    table = metrics["stages"]["report"]["comparisons"]["generated"]
+    ratios = {name: f["chi2_ndf"] / f["chi2_ndf_floor"] for name, f in table["features"].items()
+              if f.get("chi2_ndf_floor")}
+    peaks = {name: {"model": f["peak"], "truth": f["peak_reference"]} for name, f in table["features"].items()
+             if "peak" in f}
+    generated = EventBatch.concat(list(read_events(run_dir / "generated.root")))
+    parts = generated.particles("quarks")
+    sum_pt = float(np.hypot(parts["px"].sum(axis=1), parts["py"].sum(axis=1)).max())
+    joint = next(iter(table.get("joints", {}).values()), {})
+    return {
+        "seed": seed, "ratios": ratios, "peaks": peaks, "max_sum_pt": sum_pt,
+        "auc": table.get("classifier", {}).get("auc"), "memorization": table.get("memorization", {}).get("ratio"),
+        "train_seconds": metrics["stages"]["generator"].get("train_seconds"),
+        "truth_seconds": metrics["timings_s"].get("truth"), "events": events,
+        "n_test": table["n_reference"], "n_generated": table["n_model"],
+        "holes": joint.get("holes"), "holes_floor": joint.get("holes_floor"),
+        "generation_rate_2threads": _generation_rate(run_dir, speed_events, 2),
+        "generation_rate_1thread": _generation_rate(run_dir, speed_events, 1),
+    }
+
+
+def _figures(run: dict[str, Any], pythia_rate: float) -> list[Figure]:
+    seed = run["seed"]
+    worst = max(run["ratios"], key=run["ratios"].get)
+    figures = [Figure(f"seed {seed}: worst χ²/ndf ({worst})", run["ratios"][worst], "χ²/ndf", "truth floor", 1.0,
+                      target=f"≤ {CHI2_RATIO_MAX}", ratio=run["ratios"][worst], group="ttbar_allhad",
+                      note=f"{sum(r > CHI2_RATIO_MAX for r in run['ratios'].values())} of {len(run['ratios'])} "
+                           f"above; {run['n_test']} test events")]
+    for name, p in sorted(run["peaks"].items()):
+        m, t = p["model"], p["truth"]
+        figures.append(Figure(f"seed {seed}: {name} window fraction", m["window_fraction"], "", "truth",
+                              t["window_fraction"], ratio=abs(m["window_fraction"] - t["window_fraction"]),
+                              target=f"≤ {WINDOW_TOLERANCE}", group="ttbar_allhad", note="ratio column: |Δ|"))
+        figures.append(Figure(f"seed {seed}: {name} fitted width", m["width_fit"], "GeV", "truth", t["width_fit"],
+                              ratio=abs(m["width_fit"] / t["width_fit"] - 1.0), target=f"≤ {WIDTH_TOLERANCE}",
+                              group="ttbar_allhad", note=f"ratio column: |relative Δ|; poles {m['pole_fit']:.2f} "
+                                                        f"vs {t['pole_fit']:.2f}"))
+    figures += [
+        Figure(f"seed {seed}: largest |ΣpT|", run["max_sum_pt"], "GeV", "target", SUM_PT_MAX,
+               target="≤ 1", group="ttbar_allhad", note=f"{run['n_generated']} generated events"),
+        Figure(f"seed {seed}: classifier AUC", run["auc"], "", "ideal", 0.5, ratio=run["auc"],
+               target=f"≤ {AUC_MAX}", group="ttbar_allhad", note="52 observables incl. 24 momentum components"),
+        Figure(f"seed {seed}: memorization ratio", run["memorization"], "", "ideal", 1.0, ratio=run["memorization"],
+               target=f"≥ {MEMORIZATION_MIN}", group="ttbar_allhad"),
+        Figure(f"seed {seed}: training time", run["train_seconds"], "s", "target", TRAIN_SECONDS_MAX,
+               target="≤ 1", group="ttbar_allhad", note="2 cores"),
+        Figure(f"seed {seed}: generation (2 threads)", run["generation_rate_2threads"], "events/s",
+               "pythia8 hard process next(), 1 core", pythia_rate, target=f"≥ {SPEED_RATIO_MIN}",
+               group="ttbar_allhad"),
+        Figure(f"seed {seed}: generation (1 thread)", run["generation_rate_1thread"], "events/s",
+               "pythia8 hard process next(), 1 core", pythia_rate, group="ttbar_allhad", note="per core"),
+    ]
+    if run.get("holes"):
+        h, f = run["holes"], run.get("holes_floor") or {}
+        figures.append(Figure(f"seed {seed}: holes φ_j1–φ_j2 (100×100)", h["holes"], "bins", "empty by chance",
+                              h["by_chance"], group="ttbar_allhad",
+                              note=f"{h['tested']} bins tested; truth vs truth: {f.get('holes')} holes"))
+    return figures
+
+
+def _spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def stats(values: list[float]) -> dict[str, float]:
+        arr = np.asarray(values, dtype=np.float64)
+        return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else math.nan,
+                "min": float(arr.min()), "max": float(arr.max())}
+
+    out: dict[str, Any] = {"worst_chi2_ratio": stats([max(r["ratios"].values()) for r in runs]),
+                           "auc": stats([r["auc"] for r in runs]),
+                           "memorization": stats([r["memorization"] for r in runs]),
+                           "train_seconds": stats([r["train_seconds"] for r in runs]),
+                           "generation_rate_2threads": stats([r["generation_rate_2threads"] for r in runs])}
+    for name in runs[0]["peaks"]:
+        out[f"{name}_window_delta"] = stats([r["peaks"][name]["model"]["window_fraction"]
+                                             - r["peaks"][name]["truth"]["window_fraction"] for r in runs])
+        out[f"{name}_width_ratio"] = stats([r["peaks"][name]["model"]["width_fit"]
+                                            / r["peaks"][name]["truth"]["width_fit"] for r in runs])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small samples and few steps (a smoke run)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1])
+    ap.add_argument("--events", type=int, default=500_000, help="Pythia events per run (20 %% are the test sample)")
+    ap.add_argument("--generate", type=int, default=0, help="generated events (0: ten times the test sample)")
+    ap.add_argument("--speed-events", type=int, default=1_000_000, help="events of the generation-speed figure")
+    ap.add_argument("--set", dest="sets", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="pipeline overrides, e.g. generator.steps=2000")
+    ap.add_argument("--output", type=Path, default=None, help="run folders (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.events, args.speed_events = 20_000, 100_000
+        args.sets = ["generator.steps=100", *args.sets]
+    generate = args.generate or 10 * int(0.2 * args.events)
+    load_plugins()
+    pythia_rate = pythia_hard_rate(5_000 if args.quick else 20_000)
+    runs, figures = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.output or Path(tmp)
+        for seed in args.seeds:
+            run = allhad_run(seed, args.events, generate, args.sets, out, args.speed_events)
+            runs.append(run)
+            figures += _figures(run, pythia_rate)
+            print(format_table(_figures(run, pythia_rate)), flush=True)
+    payload = {"machine": machine_info(), "pythia_hard_rate": pythia_rate, "runs": runs,
+               "spread": _spread(runs), "figures": [f.to_dict() for f in figures], "args": vars(args) | {
+                   "output": str(args.output) if args.output else None}}
+    print("\nspread over seeds:", json.dumps(payload["spread"], indent=1))
+    print(f"written: {write_json('bench_ttbar', payload)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
