@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,10 +29,11 @@ from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.observables import ObservableSet
-from mlegpipe.stages import UnfoldingInputs
+from mlegpipe.schema import param
+from mlegpipe.stages import Unfolding, UnfoldingInputs
 from mlegpipe_builtins.unfolding._observables import observable
 
-__all__ = ["PASS_FIELDS", "Simulation", "UnfoldingSamples", "check_pair_names", "feature_columns", "pass_mask",
+__all__ = ["PASS_FIELDS", "Simulation", "SimulationUnfolding", "SimulationUnfoldingParams", "UnfoldingSamples", "check_pair_names", "feature_columns", "pass_mask",
            "resolve_samples", "unfolded_observables"]
 
 #: Pass flags looked for in detector-level samples (first found wins).
@@ -163,3 +165,38 @@ def unfolded_observables(names: Sequence[str], ctx: StageContext, *batches: Even
     if names:
         return list(names)
     return (ctx.observables or ObservableSet()).default_names(*batches)
+
+
+@dataclass
+class SimulationUnfoldingParams:
+    """Parameters every unfolding through simulation pairs shares (``ibu``, ``omnifold``): bin support,
+    the samples it reads, plots.
+
+    Example:
+        >>> SimulationUnfoldingParams().min_support
+        10.0
+    """
+
+    min_support: float = param(10.0, min=0.0, doc="data events a vertex bin's detector-level support needs")
+    min_efficiency: float = param(0.05, min=0.0, max=1.0, doc="efficiency below which a bin is unrecoverable")
+    truth: str = param("", doc="vertex-level truth sample of the data (default: the sample it was folded from)")
+    simulation: list[str] = param([], doc="[vertex, detector] simulation pairs (default: the surrogate's "
+                                  "training pairs, else the last truth's training split and its folding)")
+    plots: bool = param(True, doc="draw the closure plots into the run folder")
+
+    def __post_init__(self) -> None:
+        check_pair_names(self.simulation)
+
+
+class SimulationUnfolding(Unfolding):
+    """An unfolding through simulation pairs without a surrogate; :meth:`info` holds what its run measured."""
+
+    needs_surrogate: ClassVar[bool] = False
+
+    def __init__(self, params: Any, ctx: Any) -> None:
+        super().__init__(params, ctx)
+        self._info: dict[str, Any] = {}
+
+    def info(self) -> dict[str, Any]:
+        """Per observable the band and closure figures against the truth when known; the samples used."""
+        return self._info

@@ -44,13 +44,14 @@ import numpy as np
 from mlegpipe import hookimpl
 from mlegpipe.events import EventBatch
 from mlegpipe.schema import param
-from mlegpipe.stages import RunRecord, Unfolding, UnfoldingInputs
+from mlegpipe.stages import RunRecord, UnfoldingInputs
 from mlegpipe.unfold import Response, marginal_weights
 from mlegpipe_builtins.unfolding._baselines import ibu_unfold
 from mlegpipe_builtins.unfolding._closure import Closure, binned_compare, plot_closure, pull_fractions
 from mlegpipe_builtins.unfolding._inputs import (
     Simulation,
-    check_pair_names,
+    SimulationUnfolding,
+    SimulationUnfoldingParams,
     pass_mask,
     resolve_samples,
     unfolded_observables,
@@ -94,7 +95,7 @@ def _marginal_residual(values: np.ndarray, weights: np.ndarray, response: Respon
     return float(np.abs(a / a.sum() - b / b.sum()).max())
 
 
-class IterativeBayesUnfolding(Unfolding):
+class IterativeBayesUnfolding(SimulationUnfolding):
     """Unfold each observable by iterative Bayesian unfolding through the simulation pairs; bootstrap bands.
 
     Example:
@@ -103,10 +104,9 @@ class IterativeBayesUnfolding(Unfolding):
     """
 
     plugin_name: ClassVar[str] = "ibu"
-    needs_surrogate: ClassVar[bool] = False
 
     @dataclass
-    class Params:
+    class Params(SimulationUnfoldingParams):
         """Parameters of ``ibu``."""
 
         observables: list[str] = param([], doc="observables to unfold, each on its own binning (empty: those the "
@@ -116,23 +116,6 @@ class IterativeBayesUnfolding(Unfolding):
         iterations: int = param(4, min=0, doc="Bayes iterations (0: the simulation's spectrum scaled to the data)")
         replicas: int = param(20, min=2, max=1000, doc="bootstrap resamples of the data (Poisson(1) weights) for "
                               "the band and the pulls")
-        min_support: float = param(10.0, min=0.0, doc="data events a vertex bin's detector-level support needs")
-        min_efficiency: float = param(0.05, min=0.0, max=1.0, doc="efficiency below which a bin is unrecoverable")
-        truth: str = param("", doc="vertex-level truth sample of the data (default: the sample it was folded from)")
-        simulation: list[str] = param([], doc="[vertex, detector] simulation pairs (default: the surrogate's "
-                                      "training pairs, else the last truth's training split and its folding)")
-        plots: bool = param(True, doc="draw the closure plots into the run folder")
-
-        def __post_init__(self) -> None:
-            check_pair_names(self.simulation)
-
-    def __init__(self, params: Any, ctx: Any) -> None:
-        super().__init__(params, ctx)
-        self._info: dict[str, Any] = {}
-
-    def info(self) -> dict[str, Any]:
-        """Per observable the IBU band, closure figures against the truth when known; the samples used."""
-        return self._info
 
     def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
         """Unfold the data of ``inputs``; return ``unfolded`` and ``refolded`` (weighted simulation events).

@@ -41,13 +41,14 @@ from mlegpipe import hookimpl
 from mlegpipe.events import EventBatch
 from mlegpipe.generation import single_threaded_kernels
 from mlegpipe.schema import param
-from mlegpipe.stages import RunRecord, Unfolding, UnfoldingInputs
+from mlegpipe.stages import RunRecord, UnfoldingInputs
 from mlegpipe.unfold import Band
 from mlegpipe_builtins.unfolding._baselines import omnifold_unfold
 from mlegpipe_builtins.unfolding._closure import Closure, plot_closure, pull_fractions
 from mlegpipe_builtins.unfolding._inputs import (
     Simulation,
-    check_pair_names,
+    SimulationUnfolding,
+    SimulationUnfoldingParams,
     pass_mask,
     resolve_samples,
     unfolded_observables,
@@ -119,7 +120,7 @@ def record_omnifold(result: OmniFoldResult, closure: Closure, binned: dict[str, 
                                                                              closure.edges[n], result.weights))
 
 
-class OmniFoldUnfolding(Unfolding):
+class OmniFoldUnfolding(SimulationUnfolding):
     """Unfold by reweighting the simulation pairs with classifiers (OmniFold); bootstrap bands.
 
     Example:
@@ -128,10 +129,9 @@ class OmniFoldUnfolding(Unfolding):
     """
 
     plugin_name: ClassVar[str] = "omnifold"
-    needs_surrogate: ClassVar[bool] = False
 
     @dataclass
-    class Params:
+    class Params(SimulationUnfoldingParams):
         """Parameters of ``omnifold``."""
 
         observables: list[str] = param([], doc="observables the closure figures and bands are binned in (empty: "
@@ -145,23 +145,6 @@ class OmniFoldUnfolding(Unfolding):
         epochs: int = param(5, min=1, doc="epochs of each classifier")
         replicas: int = param(10, min=2, max=200, doc="bootstrap resamples of the data (Poisson(1) weights), "
                               "each a full reweighting")
-        min_support: float = param(10.0, min=0.0, doc="data events a vertex bin's detector-level support needs")
-        min_efficiency: float = param(0.05, min=0.0, max=1.0, doc="efficiency below which a bin is unrecoverable")
-        truth: str = param("", doc="vertex-level truth sample of the data (default: the sample it was folded from)")
-        simulation: list[str] = param([], doc="[vertex, detector] simulation pairs (default: the surrogate's "
-                                      "training pairs, else the last truth's training split and its folding)")
-        plots: bool = param(True, doc="draw the closure plots into the run folder")
-
-        def __post_init__(self) -> None:
-            check_pair_names(self.simulation)
-
-    def __init__(self, params: Any, ctx: Any) -> None:
-        super().__init__(params, ctx)
-        self._info: dict[str, Any] = {}
-
-    def info(self) -> dict[str, Any]:
-        """Per observable the OmniFold band, closure figures against the truth when known; the samples used."""
-        return self._info
 
     def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
         """Unfold the data of ``inputs``; return ``unfolded`` and ``refolded`` (weighted simulation events).
