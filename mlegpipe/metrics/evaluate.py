@@ -148,16 +148,18 @@ def _fixed_edges(spec: tuple[float, float, int], log: bool) -> np.ndarray:
     return log_edges(low, high, n) if log else np.linspace(low, high, n + 1)
 
 
-#: A bin is a hole when the reference, scaled to the model's size, expects at least this many model events there.
+#: A bin is tested for a hole when the reference has at least this many events in it (so that it is populated,
+#: not a fluctuation) and, scaled to the model's size, expects at least :data:`HOLE_EXPECTATION` model events.
+HOLE_REFERENCE_EVENTS = 3
 HOLE_EXPECTATION = 5.0
 
 
 def holes(model: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     """Empty bins of a (fine) model histogram where the reference expects events: holes in the model's coverage.
 
-    A bin is a hole when the model has no event but the reference, scaled to the model's total, expects at
-    least :data:`HOLE_EXPECTATION` (a Poisson mean of 5 gives no event by chance with probability 0.7 %):
-    generating ten times the truth sample makes every populated truth bin count.
+    A bin is tested when the reference has at least :data:`HOLE_REFERENCE_EVENTS` events in it and, scaled to
+    the model's total, expects at least :data:`HOLE_EXPECTATION` model events; it is a hole when the model has
+    none. With ten times the truth's events generated (the referees' test), a tested bin expects ≥ 30.
 
     Returns:
         ``{"holes": n, "tested": bins where the expectation is reached, "fraction": holes / tested,
@@ -165,7 +167,7 @@ def holes(model: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
         fluctuations alone (Σ e^{-expected})}``: more holes than that are holes of the model.
 
     Example:
-        >>> ref = np.array([[10.0, 0.0], [10.0, 10.0]])
+        >>> ref = np.array([[10.0, 0.0], [10.0, 10.0]])   # the model has 10x the events
         >>> out = holes(np.array([[100.0, 0.0], [0.0, 90.0]]), ref)
         >>> out["holes"], out["tested"], out["by_chance"] < 1e-3
         (1, 3, True)
@@ -173,7 +175,7 @@ def holes(model: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     model, reference = np.asarray(model, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     total = reference.sum()
     expected = reference * (model.sum() / total) if total > 0 else np.zeros_like(reference)
-    tested = expected >= HOLE_EXPECTATION
+    tested = (reference >= HOLE_REFERENCE_EVENTS) & (expected >= HOLE_EXPECTATION)
     n_holes = int((tested & (model <= 0)).sum())
     n_tested = int(tested.sum())
     return {"holes": n_holes, "tested": n_tested, "fraction": n_holes / n_tested if n_tested else float("nan"),

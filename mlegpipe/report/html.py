@@ -149,7 +149,7 @@ def _comparison_tables(label: str, table: Mapping[str, Any]) -> str:
         if "holes" in j:
             h, hf = j["holes"], j.get("holes_floor") or {}
             fixed = "×".join(str(b) for b in j.get("thesis_bins", []))
-            extra.append([f"holes in {j.get('x')}–{j.get('y')} ({fixed} bins; empty where truth expects ≥ 5 events; "
+            extra.append([f"holes in {j.get('x')}–{j.get('y')} ({fixed} bins; empty where truth has ≥ 3 events and expects ≥ 5; "
                           f"{h['tested']} bins tested, {h.get('by_chance', float('nan')):.1f} empty by chance; "
                           f"n = {j.get('n_model')} vs {j.get('n_reference')})", h["holes"], hf.get("holes")])
         if "thesis_chi2" in j:
