@@ -320,10 +320,13 @@ class QuantileGaussianize(Scaler):
                             for j in range(knots.shape[1])], dim=1)
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        """N(0, 1) levels → feature values."""
+        """N(0, 1) levels → feature values (the same values as interpolating with a search, found directly: the
+        levels are normal quantiles of equally spaced probabilities, so Φ(z) gives the interval)."""
         knots, levels = self._check()
-        return torch.stack([_interp(z[:, j], levels.to(z.dtype), knots[:, j].to(z.dtype))
-                            for j in range(knots.shape[1])], dim=1)
+        levels = levels.to(z.dtype)
+        j = _level_interval(z, levels)
+        return torch.stack([_interp_at(z[:, c], j[:, c], levels, knots[:, c].to(z.dtype))
+                            for c in range(knots.shape[1])], dim=1)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``{"knots": (K, k), "levels": (K,)}`` (float64 tensors)."""
@@ -335,6 +338,24 @@ class QuantileGaussianize(Scaler):
         self.knots = torch.as_tensor(state["knots"], dtype=torch.float64).clone()
         self.levels = torch.as_tensor(state["levels"], dtype=torch.float64).clone()
         return self
+
+
+def _level_interval(z: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """For each value, the index j of the interval [levels[j], levels[j+1]) holding it (clamped to the
+    first and last interval), levels being the N(0, 1) quantiles of the probabilities (k + ½)/K."""
+    k = len(levels)
+    safe = torch.nan_to_num(z, nan=0.0, posinf=1e300, neginf=-1e300)
+    j = (torch.special.ndtr(safe) * k - 0.5).floor().clamp(0, k - 2).long()
+    j = torch.where(levels[j] > safe, j - 1, j).clamp(0, k - 2)  # Φ's rounding: at most one interval off
+    return torch.where(levels[(j + 1).clamp(max=k - 1)] <= safe, j + 1, j).clamp(0, k - 2)
+
+
+def _interp_at(x: torch.Tensor, j: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """:func:`_interp` with the interval indices ``j`` given."""
+    x0, y0 = xp[j], fp[j]
+    slope = (fp[j + 1] - y0) / (xp[j + 1] - x0)
+    out = torch.where(x < xp[0], fp[0], slope * (x - x0) + y0)
+    return torch.where(x >= xp[-1], fp[-1], out)
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:

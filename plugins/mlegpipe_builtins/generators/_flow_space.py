@@ -7,7 +7,10 @@
 3. features ``ln u`` of a quantity ``u ≤ 1`` (the map's ``logit_features``) become ``ln(u / (1 - u))``
    (:func:`~mlegpipe.features.edges.logit_from_ln`);
 4. hard edges mapped to infinity (:class:`~mlegpipe.features.EdgeLog`);
-5. asinh on heavy-tailed features (:class:`~mlegpipe.features.AsinhScale`);
+5. asinh on heavy-tailed features (:class:`~mlegpipe.features.AsinhScale`), or with ``preprocess =
+   "quantile"`` every feature's training quantiles mapped to N(0, 1)
+   (:class:`~mlegpipe.features.QuantileGaussianize`: the flow then learns the dependence only, and a
+   cheap affine flow suffices);
 6. standardization (:class:`~mlegpipe.features.Standardize`).
 
 Features of particles an event does not have (slots beyond a variable
@@ -49,6 +52,8 @@ from mlegpipe.features import (
     CollectionMap,
     EdgeLog,
     FeatureMap,
+    QuantileGaussianize,
+    Scaler,
     Standardize,
     decode_events,
     make_feature_map,
@@ -119,7 +124,7 @@ class FlowSpace:
         self.beams: Beams | None = None
         self.set_azimuth(azimuth)
         self.edge = EdgeLog(self._edges_enabled())
-        self.pre = AsinhScale(self._asinh_columns())
+        self.pre = self._make_pre()
         self.scaler = Standardize()
         self.cond_scaler = Standardize()
         self.fill: torch.Tensor | None = None  # training medians standing in for absent particles
@@ -179,6 +184,10 @@ class FlowSpace:
         """Edge maps where the edges stay put: unconditional models, or maps whose edges do not move."""
         return self.edges_mode == "auto" and (not self.conditions or self.map_class.edges_fixed_under_context)
 
+    def _make_pre(self) -> Scaler:
+        """The per-feature preprocessing: quantiles to N(0, 1) (``preprocess = "quantile"``), else asinh where asked."""
+        return QuantileGaussianize() if self.preprocess == "quantile" else AsinhScale(self._asinh_columns())
+
     def _asinh_columns(self) -> list[bool]:
         if self.preprocess == "none":
             return [False] * len(self.learned)
@@ -198,7 +207,7 @@ class FlowSpace:
         self.fmap.fit(train)
         self.set_azimuth(self.azimuth)
         self.edge = EdgeLog(self._edges_enabled())
-        self.pre = AsinhScale(self._asinh_columns())
+        self.pre = self._make_pre()
         self.fill = None
         x = self.features(train)
         self.scaler.fit(x, train.weights)
@@ -254,7 +263,10 @@ class FlowSpace:
         if self.edge.lo is None:
             self.edge.fit(x)
         x = self.edge.transform(x)
-        if self.pre.mask is None:
+        if isinstance(self.pre, QuantileGaussianize):
+            if self.pre.knots is None:
+                self.pre.fit(x)
+        elif self.pre.mask is None:
             if self.preprocess == "auto" and self.splines:
                 self.pre.columns = [a or b for a, b in zip(self.pre.columns or [False] * x.shape[1],
                                                             beyond_spline_reach(x), strict=True)]
@@ -374,7 +386,8 @@ class FlowSpace:
         if self.y_transform not in ("logit", "log"):
             raise CheckpointError("unknown y_transform in the checkpoint", path=f"{where}.y_transform",
                                   value=self.y_transform)
-        self.pre = AsinhScale().load_state_dict(state["preprocess"])
+        pre: Scaler = QuantileGaussianize() if "knots" in state["preprocess"] else AsinhScale()
+        self.pre = pre.load_state_dict(state["preprocess"])
         self.scaler = Standardize().load_state_dict(state["scaler"])
         if self.model_conditions:
             self.cond_scaler = Standardize().load_state_dict(state["cond_scaler"])

@@ -118,11 +118,13 @@ class FlowParams:
     validation_events: int = param(20_000, min=100, doc="validation events used for the metric")
     metric: str = param("nll", choices=("nll", "chi2"),
                         doc="validation metric for the best state: negative log-likelihood or mean 1D chi2/ndf")
-    preprocess: str = param("auto", choices=("auto", "asinh", "none"),
+    preprocess: str = param("auto", choices=("auto", "asinh", "quantile", "none"),
                             doc="asinh before standardizing (auto: on the map's heavy-tailed features, e.g. the DIS "
                                 "lepton momentum components, and for nsf on any feature whose standardized training values reach "
                                 "beyond ±4.5: the splines act on [-5, 5] only, so a flow cannot generate a tail "
-                                "beyond it, e.g. ln Q² above ~300 GeV² at HERA; asinh: on every feature)")
+                                "beyond it, e.g. ln Q² above ~300 GeV² at HERA; asinh: on every feature); quantile: "
+                                "every feature's training quantiles mapped to N(0, 1) (4096 knots, piecewise linear: "
+                                "the flow learns the dependence only; nothing is generated beyond the training range)")
     y_transform: str = param("logit", choices=("logit", "log"),
                              doc="how a map's logit features (nu_scaled's ln y) are learned: logit (ln(y / (1 - y)): ln y where y << 1, "
                                  "the kinematic limit y -> 1 moved to infinity, so the steep fall of the spectrum "
@@ -499,17 +501,18 @@ class FlowGenerator(Generator):
 
     def _draw_features(self, sampler: torch.nn.Module, condition: np.ndarray | None, n: int, gen: torch.Generator,
                        workers: int = 1) -> np.ndarray:
-        """All map features of ``n`` events: learned ones from the flow, uniform ones drawn (blocks of noise in order)."""
+        """All map features of ``n`` events: learned ones from the flow (standardized: :meth:`_decode` undoes the
+        preprocessing), uniform ones drawn (blocks of noise in order)."""
         space = self.space
         out = np.empty((n, len(space.names)))
-        learned = [j for j in range(len(space.names)) if j not in space.uniform_columns]
+        learned = self._learned_columns()
         with torch.inference_mode():
             for lo in range(0, n, _SAMPLE_BLOCK):
                 hi = min(lo + _SAMPLE_BLOCK, n)
                 noise = torch.randn((hi - lo, len(self.learned)), generator=gen)
                 c = None if condition is None else space.condition_tensor(condition[lo:hi])
                 z = sampler(noise, c, workers=workers) if isinstance(sampler, _CHUNKED) else sampler(noise, c)
-                out[lo:hi, learned] = space.unprocess(z)
+                out[lo:hi, learned] = z.numpy()
                 uniform = space.draw_uniform(hi - lo, gen)
                 if uniform is not None:
                     out[lo:hi, space.uniform_columns] = uniform
@@ -567,13 +570,24 @@ class FlowGenerator(Generator):
                 "rejected_fraction": rejected / drawn if drawn else 0.0}
         return EventBatch.from_columns(space.fmap.assemble(cols, context), space.beams, meta)
 
+    def _learned_columns(self) -> list[int]:
+        return [j for j in range(len(self.space.names)) if j not in self.space.uniform_columns]
+
+    def _unprocess_and_decode(self, z: np.ndarray, context: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        features = z.copy()
+        learned = self._learned_columns()
+        features[:, learned] = self.space.unprocess(torch.from_numpy(np.ascontiguousarray(z[:, learned])))
+        return self.space.decode(features, context)
+
     def _decode(self, z: np.ndarray, context: np.ndarray, workers: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The space's decoding, split over ``workers`` threads for large draws (same result)."""
+        """Undo the preprocessing of the learned features ``z`` and decode, split over ``workers`` threads for
+        large draws (same result)."""
         if workers <= 1 or len(z) < 2 * _DECODE_MIN:
-            return self.space.decode(z, context)
+            return self._unprocess_and_decode(z, context)
         edges = np.linspace(0, len(z), workers + 1).astype(int)
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(lambda lo_hi: self.space.decode(z[lo_hi[0]:lo_hi[1]], context[lo_hi[0]:lo_hi[1]]),
+            parts = list(pool.map(lambda lo_hi: self._unprocess_and_decode(z[lo_hi[0]:lo_hi[1]],
+                                                                           context[lo_hi[0]:lo_hi[1]]),
                                   zip(edges[:-1], edges[1:], strict=True)))
         cols = {k: np.concatenate([c[k] for c, _ in parts]) for k in parts[0][0]}
         return cols, np.concatenate([ok for _, ok in parts])
