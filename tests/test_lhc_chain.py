@@ -166,3 +166,21 @@ def test_generated_quark_systems_above_sqrt_s_are_unphysical(toy: EventBatch) ->
     z[:, 1] = [math.log(100.0), math.log(8000.0)]  # top p_T 100 GeV, and 8 TeV: m_tt > 13 TeV
     _, ok = decode_events(fmap, z, np.zeros(2), Beams.preset("lhc13"))
     assert ok.tolist() == [True, False]
+
+
+def test_a_pp_lepton_is_not_a_dis_lepton_and_jets_are_compared_by_default() -> None:
+    from mlegpipe.observables import ObservableSet
+
+    load_plugins()
+    lepton = {"lepton_E": [50.0, 40.0], "lepton_px": [30.0, 0.0], "lepton_py": [40.0, 24.0],
+              "lepton_pz": [0.0, 32.0]}
+    jets = particle_lists({"pt": [[60.0, 30.0], [45.0]], "eta": [[0.1, 1.0], [-0.5]], "phi": [[0.0, 2.0], [1.0]],
+                           "mass": [[8.0, 5.0], [6.0]]})
+    pp = EventBatch.from_columns({**lepton, "met": [20.0, 35.0], "jets": jets}, beams=Beams.preset("lhc13"))
+    names = ObservableSet().default_names(pp, pp)
+    assert {"n_jets", "jets1_pt", "met", "lepton_pt"} <= set(names) and "nu1" not in names
+    chosen = observable_set({"compare": ["lepton_pt", "lepton_theta"]})
+    assert all(chosen.available(pp, n) for n in chosen.compare)
+    assert chosen.values(pp, "lepton_pt").tolist() == pytest.approx([50.0, 24.0])
+    dis = EventBatch.from_columns(lepton, beams=Beams.preset("hera"))
+    assert ObservableSet().default_names(dis, dis)[:4] == ["lepton_E", "lepton_px", "lepton_py", "lepton_pz"]

@@ -17,7 +17,7 @@ from mlegpipe.events import FOUR_MOMENTUM, WEIGHT, EventBatch
 from mlegpipe.exceptions import ConfigError
 from mlegpipe.observables.base import Observable, Pair
 from mlegpipe.observables.expressions import compile_observable
-from mlegpipe.observables.resolve import _auto_or_registered, resolve, values_of
+from mlegpipe.observables.resolve import _auto_or_registered, automatic, resolve, values_of
 from mlegpipe.schema import suggest
 
 __all__ = ["ObservableSet", "observable_set"]
@@ -67,8 +67,13 @@ class ObservableSet:
         return self.get(name)(batch)
 
     def available(self, batch: EventBatch, name: str) -> bool:
-        """True when ``name`` can be computed for ``batch`` (a field, or an observable whose inputs it has)."""
-        return batch.has(name) or self.get(name).available(batch)
+        """True when ``name`` can be computed for ``batch`` (a field, or an observable whose inputs it has; a
+        registered observable of another domain, e.g. DIS's ``lepton_pt`` for pp events, falls back on the
+        automatic one of the same name)."""
+        if batch.has(name) or self.get(name).available(batch):
+            return True
+        auto = automatic(name) if name not in self.declared else None
+        return auto is not None and auto.available(batch)
 
     def check(self, batch: EventBatch, where: str = "observables") -> None:
         """Compute every declared or chosen observable (and pair) on the first events of ``batch``.

@@ -5,7 +5,8 @@ Registered through the ``mlegpipe_register_observables`` hook by
 core's automatic observables of the multiplicity-one collection ``lepton``
 (:func:`mlegpipe.observables.automatic`), here given DIS labels; the labels
 x, Q², y, W², ν are the events' own fields; ν₁, ν₂ (thesis ch. 7) are computed
-from the lepton and the beams. The (x, Q²) pair is compared on the samples'
+from the lepton and the beams. The lepton observables are the DIS domain's for lepton–hadron beams
+(or events without beams): a lepton of pp events gets the core's automatic ones. The (x, Q²) pair is compared on the samples'
 range and on the thesis's fixed 49 × 49 log bins, with the kinematic limit
 y = 1 and the Q² cut drawn on its maps.
 
@@ -36,12 +37,18 @@ __all__ = ["OBSERVABLES", "Q2X_PAIR", "THESIS_Q2X_BINS"]
 THESIS_Q2X_BINS: tuple[tuple[float, float, int], tuple[float, float, int]] = ((1e-3, 1.0, 49), (1.0, 1e3, 49))
 
 
-def _field(name: str, label: str, unit: str = "", log: bool = False) -> Observable:
-    return Observable(name, lambda b: b.column(name), (name,), label, unit, log=log, doc=f"the event field {name}")
-
-
 def _has_lepton(batch: EventBatch) -> bool:
     return all(batch.has(f) for f in LEPTON_FIELDS)
+
+
+def _dis_lepton(batch: EventBatch) -> bool:
+    """A scattered lepton of lepton-hadron beams (or of events without beams): a lepton at the LHC is not DIS's."""
+    return _has_lepton(batch) and (batch.beams is None or batch.beams.is_lepton_hadron)
+
+
+def _field(name: str, label: str, unit: str = "", log: bool = False) -> Observable:
+    return Observable(name, lambda b: b.column(name), (name,), label, unit, log=log, when=_dis_lepton,
+                      doc=f"the event field {name}")
 
 
 def _label(name: str, label: str, unit: str = "", log: bool = False) -> Observable:
@@ -61,7 +68,11 @@ def _label(name: str, label: str, unit: str = "", log: bool = False) -> Observab
 def _lepton(quantity: str, label: str, unit: str, periodic: bool = False, compare: bool = True) -> Observable:
     base = automatic(f"lepton_{quantity}")
     return dataclasses.replace(base, requires=LEPTON_FIELDS[1:], label=label, unit=unit, periodic=periodic,
-                               compare=compare)
+                               compare=compare, when=_dis_lepton)
+
+
+def _lepton_hadron(batch: EventBatch) -> bool:
+    return _has_lepton(batch) and batch.beams is not None and batch.beams.is_lepton_hadron
 
 
 def _nu(index: int) -> Any:
@@ -91,9 +102,9 @@ _LIST: list[Observable] = [
     _lepton("P", "$|k'|$", "GeV", compare=False),
     _lepton("eta", r"$\eta'$", "", compare=False),
     Observable("nu1", _nu(0), LEPTON_FIELDS, r"$\nu_1 = \ln(E' - k'_\parallel)$", needs_beams=True, compare=False,
-               doc="thesis ch. 7: ln(Q^2 / 2E_b) at a collider"),
+               when=_lepton_hadron, doc="thesis ch. 7: ln(Q^2 / 2E_b) at a collider"),
     Observable("nu2", _nu(1), LEPTON_FIELDS, r"$\nu_2 = \ln(2E_b - E' - k'_\parallel)$", needs_beams=True,
-               compare=False, doc="thesis ch. 7: ln(2 E_b y) at a collider"),
+               compare=False, when=_lepton_hadron, doc="thesis ch. 7: ln(2 E_b y) at a collider"),
     Observable("beam_energy", lambda b: b.column("beam_energy"), ("beam_energy",), "$E_b$", "GeV", compare=False,
                doc="the per-event lepton beam energy (a condition of energy scans)"),
 ]
