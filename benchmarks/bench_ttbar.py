@@ -176,6 +176,30 @@ def _spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _speed_only(args: argparse.Namespace) -> int:
+    """Generation speed of the saved runs and Pythia's rate, measured again side by side."""
+    from benchmarks import RESULTS
+
+    if args.output is None:
+        raise SystemExit("--speed-only needs --output, the folder of the runs")
+    path = RESULTS / "bench_ttbar.json"
+    payload = json.loads(path.read_text()) if path.is_file() else {"runs": []}
+    load_plugins()
+    pythia_rate = pythia_hard_rate(20_000)
+    payload["pythia_hard_rate"] = pythia_rate
+    for run in payload["runs"]:
+        run_dir = args.output / f"allhad_seed{run['seed']}"
+        run["generation_rate_2threads"] = _generation_rate(run_dir, args.speed_events, 2)
+        run["generation_rate_1thread"] = _generation_rate(run_dir, args.speed_events, 1)
+        print(f"seed {run['seed']}: {run['generation_rate_2threads']:,.0f} events/s (2 threads), "
+              f"{run['generation_rate_1thread']:,.0f} (1 thread); pythia {pythia_rate:,.0f} events/s: ratio "
+              f"{run['generation_rate_2threads'] / pythia_rate:.1f}")
+    payload["figures"] = [f.to_dict() for run in payload["runs"] for f in _figures(run, pythia_rate)]
+    payload["machine"] = machine_info()
+    write_json("bench_ttbar", payload)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small samples and few steps (a smoke run)")
@@ -186,7 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", nargs="*", default=[], metavar="KEY=VALUE",
                     help="pipeline overrides, e.g. generator.steps=2000")
     ap.add_argument("--output", type=Path, default=None, help="run folders (default: a temporary folder)")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="re-measure only the speeds of the runs already in --output (an idle machine gives the "
+                         "honest figure) and update bench_ttbar.json")
     args = ap.parse_args(argv)
+    if args.speed_only:
+        return _speed_only(args)
     if args.quick:
         args.events, args.speed_events = 20_000, 100_000
         args.sets = ["generator.steps=100", *args.sets]

@@ -368,3 +368,15 @@ def test_compare_samples_tolerates_and_counts_non_finite_values() -> None:
     assert entry["nonfinite"] == pytest.approx(0.01)
     assert np.isfinite([entry["w1"], entry["w1_floor"], entry["chi2_ndf"], table["mmd2"]]).all()
     assert table["memorization"]["ratio"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_memorization_in_many_dimensions_finds_copies_directly() -> None:
+    from mlegpipe.metrics.memorization import HIGH_DIMENSION_QUERIES, KD_TREE_MAX_DIMENSIONS, memorization_ratio
+
+    rng = np.random.default_rng(3)
+    d = KD_TREE_MAX_DIMENSIONS + 8
+    train, independent = rng.normal(size=(8000, d)), rng.normal(size=(8000, d))
+    fresh = memorization_ratio(rng.normal(size=(8000, d)), independent, train)
+    assert fresh["ratio"] == pytest.approx(1.0, abs=0.05) and fresh["n_queries"] == HIGH_DIMENSION_QUERIES
+    copies = memorization_ratio(train[rng.integers(0, 8000, 8000)], independent, train)
+    assert copies["ratio"] == 0.0 and copies["exact_copies"] == 1.0
