@@ -1,4 +1,4 @@
-"""Adversaries for GAN training: WGAN-GP critic, least-squares (LSGAN) and DeepSets batch discriminators.
+"""Adversaries for GAN training: WGAN-GP critic, least-squares (LSGAN), Jensen–Shannon and DeepSets discriminators.
 
 Each plugin builds its network (:func:`mlegpipe.nets.mlp`, with a
 ``preset = "published"`` reproducing the papers' sizes) and defines the two
@@ -8,10 +8,12 @@ adversarial losses the generator's training loop minimizes:
   straight-line interpolates x̂ (thesis eq. 13); L_G = -E[D(fake)].
 - ``lsgan``: L_D = ½⟨(D(real) - b)²⟩ + ½⟨(D(fake) - a)²⟩, L_G = ½⟨(D(fake) - c)²⟩
   (thesis eqs. 25-26; b - a = 2, b - c = 1 minimizes the Pearson χ² divergence).
+- ``jsgan``: the standard (Jensen–Shannon) GAN of How to GAN LHC Events:
+  L_D = BCE(l(real), 1) + BCE(l(fake), 0) + γ/2 · Ω (Roth et al. regularizer,
+  :func:`roth_penalty`), L_G = BCE(l(fake), 1), with l the logit of a plain MLP.
 - ``deepsets``: the GANplifying discriminator that sees each event together
   with statistics of its whole batch (std over the batch of an embedding of
-  B - x), trained with the binary cross entropy plus the Roth et al. gradient
-  penalty of strength γ.
+  B - x), trained with the ``jsgan`` losses.
 
 Conditional models pass ``cond`` (e.g. the standardized beam energy); the
 network sees ``[features, cond]`` and penalties differentiate with respect to
@@ -43,6 +45,7 @@ from mlegpipe.stages import Discriminator
 
 __all__ = [
     "DeepSetsDiscriminator",
+    "JSGAN",
     "LSGAN",
     "SetStatisticsNet",
     "WGANGP",
@@ -310,6 +313,57 @@ class LSGAN(_Adversary):
         return 0.5 * ((self.score(net, fake, cond) - self.settings["c"]) ** 2).mean()
 
 
+class JSGAN(_Adversary):
+    """The standard GAN discriminator with the Roth et al. regularizer (How to GAN LHC Events, arXiv:1907.03764).
+
+    L_D = BCE(l(real), 1) + BCE(l(fake), 0) + γ/2 · Ω with Ω the Roth et al.
+    (2017) regularizer of the logit l (:func:`roth_penalty`), which stabilizes
+    the Jensen–Shannon GAN; L_G = BCE(l(fake), 1) (non-saturating). The
+    published preset (EventGAN): a plain MLP of 10 layers × 512, γ = 0.001,
+    Adam 10⁻³ with β = (0.5, 0.9).
+
+    Example:
+        >>> from mlegpipe.context import StageContext
+        >>> d = JSGAN(JSGAN.Params(preset="published"), StageContext("discriminator"))
+        >>> d.widths == [512] * 10, d.settings["gp_weight"]
+        (True, 0.001)
+    """
+
+    plugin_name: ClassVar[str] = "jsgan"
+
+    @dataclass
+    class Params(_NetworkParams):
+        gp_weight: float | None = param(None, min=0.0, doc="strength γ of the Roth et al. regularizer")
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "cpu": {"layers": 3, "width": 128, "activation": "leaky_relu", "leaky_slope": 0.2, "dropout": 0.0,
+                "residual": False, "norm": "none", "lr": 1e-3, "beta1": 0.5, "beta2": 0.9, "gp_weight": 0.001},
+        "published": {"layers": 10, "width": 512, "activation": "leaky_relu", "leaky_slope": 0.2, "dropout": 0.0,
+                      "residual": False, "norm": "none", "lr": 1e-3, "beta1": 0.5, "beta2": 0.9, "gp_weight": 0.001},
+    }
+
+    def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        """What the network sees of ``x`` (subclasses may add instance noise)."""
+        return x
+
+    def discriminator_loss(
+        self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Binary cross entropy of real vs generated plus γ/2 times the Roth penalty."""
+        real, fake = self._noisy(real), self._noisy(fake.detach())
+        bce = nn.functional.binary_cross_entropy_with_logits
+        l_real, l_fake = self.score(net, real, cond), self.score(net, fake, cond)
+        loss = bce(l_real, torch.ones_like(l_real)) + bce(l_fake, torch.zeros_like(l_fake))
+        if self.settings["gp_weight"] > 0:
+            loss = loss + 0.5 * self.settings["gp_weight"] * roth_penalty(net, real, fake, cond)
+        return loss
+
+    def generator_loss(self, net: nn.Module, fake: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Non-saturating generator loss BCE(l(fake), 1) = -E[ln σ(l(fake))]."""
+        logits = self.score(net, self._noisy(fake), cond)
+        return nn.functional.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
 class SetStatisticsNet(nn.Module):
     """DeepSets batch discriminator (GANplifying, Fig. 3): scores each event within its batch.
 
@@ -357,7 +411,7 @@ class SetStatisticsNet(nn.Module):
         return torch.cat([self._score_set(part) for part in torch.split(x, self.max_set)])
 
 
-class DeepSetsDiscriminator(_Adversary):
+class DeepSetsDiscriminator(JSGAN):
     """Batch-statistics GAN discriminator of GANplifying (seed 002) with gradient penalty γ.
 
     L_D = BCE(l(real), 1) + BCE(l(fake), 0) + γ/2 · Ω (Roth et al. penalty,
@@ -400,33 +454,18 @@ class DeepSetsDiscriminator(_Adversary):
                                 s["aggregation"], s["max_set"])
 
     def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` plus uniform instance noise in [-u, u] (``input_noise``)."""
         u = self.settings["input_noise"]
         if u <= 0:
             return x
         noise = torch.rand(x.shape, generator=self.random_generator(), dtype=x.dtype).to(x.device)
         return x + u * (2.0 * noise - 1.0)
 
-    def discriminator_loss(
-        self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Binary cross entropy of real vs generated plus γ/2 times the Roth penalty."""
-        real, fake = self._noisy(real), self._noisy(fake.detach())
-        bce = nn.functional.binary_cross_entropy_with_logits
-        l_real, l_fake = self.score(net, real, cond), self.score(net, fake, cond)
-        loss = bce(l_real, torch.ones_like(l_real)) + bce(l_fake, torch.zeros_like(l_fake))
-        if self.settings["gp_weight"] > 0:
-            loss = loss + 0.5 * self.settings["gp_weight"] * roth_penalty(net, real, fake, cond)
-        return loss
-
-    def generator_loss(self, net: nn.Module, fake: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Non-saturating generator loss BCE(l(fake), 1) = -E[ln σ(l(fake))]."""
-        logits = self.score(net, self._noisy(fake), cond)
-        return nn.functional.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-
 
 @hookimpl
 def mlegpipe_register_stages(registry: Any) -> None:
-    """Register the adversaries: ``wgan-gp``, ``lsgan``, ``deepsets``."""
+    """Register the adversaries: ``wgan-gp``, ``lsgan``, ``jsgan``, ``deepsets``."""
     registry.add(WGANGP)
     registry.add(LSGAN)
+    registry.add(JSGAN)
     registry.add(DeepSetsDiscriminator)

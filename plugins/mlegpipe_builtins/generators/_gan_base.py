@@ -90,8 +90,9 @@ class AdversarialGenerator(Generator):
 
     Subclass interface:
         PRESETS: ``{"cpu": {...}, "published": {...}}`` values for ``None`` parameters.
-        MODEL_DEFAULTS: defaults of ``mmd_weight``, ``augment``, ``reject_unphysical`` and the representation.
-        DEFAULT_DISCRIMINATOR: ``"wgan-gp"`` or ``"lsgan"`` (used when ``fit`` gets none).
+        MODEL_DEFAULTS: defaults of ``mmd_weight``, ``augment``, ``reject_unphysical``, ``mmd_observables`` and the
+            representation.
+        DEFAULT_DISCRIMINATOR: ``"wgan-gp"``, ``"lsgan"`` or ``"jsgan"`` (used when ``fit`` gets none).
         conditional: conditioned on the per-event ``beam_energy``.
         uniform_phi: the last feature of the map is the azimuth, drawn uniformly
             instead of generated (unpolarized scattering).
@@ -261,9 +262,9 @@ class AdversarialGenerator(Generator):
     # -- training ---------------------------------------------------------------------------------------
     def default_discriminator(self) -> Discriminator:
         """A fresh instance of the adversary :meth:`fit` trains against when given none."""
-        from mlegpipe_builtins.discriminators.critics import LSGAN, WGANGP
+        from mlegpipe_builtins.discriminators.critics import JSGAN, LSGAN, WGANGP
 
-        cls = {"wgan-gp": WGANGP, "lsgan": LSGAN}[self.DEFAULT_DISCRIMINATOR]
+        cls = {"wgan-gp": WGANGP, "lsgan": LSGAN, "jsgan": JSGAN}[self.DEFAULT_DISCRIMINATOR]
         stage = cls(cls.Params(), self.ctx.child("discriminator"))
         stage.plugin_name = stage.plugin_name or self.DEFAULT_DISCRIMINATOR
         return stage

@@ -53,6 +53,23 @@ class GANParams:
                                         doc="conditional models: the standardized beam energy times this factor "
                                             "joins the MMD features, so the kernel compares events of nearby "
                                             "energies only (0: MMD of the pooled energies)")
+    mmd_observables: list[str] | None = param(None, doc="How to GAN LHC Events: declared observables (e.g. resonance "
+                                                         "masses m_W1, m_t1) whose MMD² between generated and training "
+                                                         "events, one Breit–Wigner kernel each, joins the generator "
+                                                         "loss (None: model's; [] none)")
+    mmd_observable_widths: list[float] | None = param(None, min=0.0, exclusive_min=True,
+                                                      doc="full width Γ of each observable's Breit–Wigner kernel "
+                                                          "(None: each observable's declared peak width)")
+    mmd_observable_weight: float | None = param(None, min=0.0, doc="weight of the observables' MMD² in the generator "
+                                                                   "loss (None: model's, else 1 as published; 0: "
+                                                                   "the ablation without it)")
+    mmd_observable_scales: list[float] | None = param(None, min=0.0, exclusive_min=True,
+                                                      doc="the observables' kernel is the sum of Breit–Wigner "
+                                                          "kernels of widths Γ times each of these (None: model's; "
+                                                          "[1] as published)")
+    mmd_observable_events: int | None = param(None, min=2, doc="generated and training events of each batch in the "
+                                                               "observables' MMD² (None: model's; its cost grows as "
+                                                               "the square)")
     energy_scaling: bool | None = param(None, doc="generate T - ln E_b ≈ ln y instead of T = ln(E_b - p∥) and show the "
                                                   "critic its augmented features in units of E_b: the edge y ≤ 1 sits "
                                                   "at the same place at every beam energy (lepton_t map; p_x, p_y stay "
@@ -101,6 +118,8 @@ PUBLISHED_PRESET: dict[str, Any] = {
 
 #: Defaults of the parameters that neither the preset nor the model's ``MODEL_DEFAULTS`` gives.
 BASE_DEFAULTS: dict[str, Any] = {"reject_outside_training": False, "ema": 0.0, "mmd_condition": 0.0,
+                                 "mmd_observables": [], "mmd_observable_weight": 1.0, "mmd_observable_events": 256,
+                                 "mmd_observable_scales": [1.0],
                                  "log_condition": False, "linear_augment": [],
                                  "random_azimuth": False, "energy_scaling": False}
 

@@ -11,8 +11,12 @@ judgement of the augmented features (E, p_T, p_z/p_T, ...) trains the network
 (thesis ch. 4, Table 4). The generator loss adds η·MMD² (``mmd_weight``,
 thesis eq. 14) between generated and real critic features, optionally joined
 by the scaled condition (``mmd_condition``: the kernel then compares events of
-like beam energies only). With ``ema`` validation and sampling use an
-exponential moving average of the generator weights. The tracked metric is the
+like beam energies only), and with ``mmd_observables`` the How-to-GAN term: a
+Breit–Wigner MMD² per declared observable of the decoded events
+(:class:`~mlegpipe_builtins.generators._gan_observable_mmd.ObservableMMD`), its
+training values drawn in the same minibatch as the critic's real features.
+With ``ema`` validation and sampling use an exponential moving average of the
+generator weights. The tracked metric is the
 sliced Wasserstein distance between generated and validation events in the
 critic's feature space (:func:`mlegpipe.metrics.sliced_wasserstein1`).
 
@@ -44,6 +48,7 @@ from mlegpipe.metrics import sliced_wasserstein1
 from mlegpipe.nets import count_parameters
 from mlegpipe.stages import Discriminator, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
+from mlegpipe_builtins.generators._gan_observable_mmd import ObservableMMD
 from mlegpipe_builtins.generators._gan_representation import GANRepresentation
 
 __all__ = ["AdversarialTrainer", "AdversarialTraining", "uniform_angles"]
@@ -103,8 +108,15 @@ class AdversarialTrainer:
 
     def train(self, network: nn.Module, discriminator: Discriminator, train: EventBatch,
               valid: EventBatch | None) -> AdversarialTraining:
-        """Train ``network`` (in place) against ``discriminator``; returns the history and the networks."""
+        """Train ``network`` (in place) against ``discriminator``; returns the history and the networks.
+
+        Raises:
+            ConfigError: an ``mmd_observables`` entry is unknown, has no kernel width, or cannot be computed on
+                tensors (checked before the first step).
+            DataError: an ``mmd_observables`` entry cannot be computed for the training events.
+        """
         s, rep = self.s, self.rep
+        observable_mmd, observed = self._observable_mmd(train)
         real, eb_real = rep.real_discriminator_features(train)
         cond_real = rep.condition_tensor(eb_real.numpy())
         d_net = discriminator.build(real.shape[1], 1 if rep.conditional else 0)
@@ -117,13 +129,16 @@ class AdversarialTrainer:
         batch_gen = self.ctx.torch_generator("batches")
         noise_gen = self.ctx.torch_generator("noise")
         tensors = [real, eb_real] + ([cond_real] if cond_real is not None else [])
+        if observed is not None:  # the training events' observables, drawn with their critic features
+            tensors.append(observed)
         weights = torch.from_numpy(train.weights) if train.has("weight") else None
         batches = MinibatchSampler(*tensors, batch_size=s["batch_size"], generator=batch_gen, weights=weights)
 
-        def fake_features(eb: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        def fake_features(eb: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+            """(generated z, the critic's features of z)."""
             angles = uniform_angles(len(eb), noise_gen)
             z = rep.randomize_azimuth(self._forward(network, self._noise(len(eb), noise_gen), cond), angles)
-            return rep.generated_features(z, eb, angles)
+            return z, rep.generated_features(z, eb, angles)
 
         def step(i: int) -> dict[str, float]:
             network.train()
@@ -132,19 +147,23 @@ class AdversarialTrainer:
             for _ in range(s["critic_steps"]):
                 x_real, eb, cond = self._unpack(batches(), cond_real is not None)
                 with torch.no_grad():
-                    x_fake = fake_features(eb, cond)
+                    _, x_fake = fake_features(eb, cond)
                 opt_d.zero_grad(set_to_none=True)
                 loss_d = discriminator.discriminator_loss(d_net, x_real, x_fake, cond)
                 loss_d.backward()
                 opt_d.step()
-            x_real, eb, cond = self._unpack(batches(), cond_real is not None)
+            batch = batches()
+            x_real, eb, cond = self._unpack(batch, cond_real is not None)
             d_net.requires_grad_(False)
             opt_g.zero_grad(set_to_none=True)
-            x_fake = fake_features(eb, cond)
+            z, x_fake = fake_features(eb, cond)
             loss_adv = discriminator.generator_loss(d_net, x_fake, cond)
             out = {"loss_d": float(loss_d.detach()), "loss_g": float(loss_adv.detach())}
             mmd = self._mmd_term(x_fake, x_real, cond, out)
             loss_g = loss_adv if mmd is None else loss_adv + mmd
+            if observable_mmd is not None:
+                phi = uniform_angles(len(eb), noise_gen)() if rep.uniform_phi else None
+                loss_g = loss_g + observable_mmd(rep.event_tensors(z, eb, phi), batch[-1], out).to(loss_g.dtype)
             loss_g.backward()
             opt_g.step()
             if ema > 0:
@@ -175,6 +194,20 @@ class AdversarialTrainer:
                    "generator_parameters": count_parameters(sampling),
                    "discriminator_parameters": count_parameters(d_net)}
         return AdversarialTraining(history, sampling, d_net, figures)
+
+    def _observable_mmd(self, train: EventBatch) -> tuple[ObservableMMD | None, torch.Tensor | None]:
+        """The ``mmd_observables`` term and the training events' values (None, None without), checked on the
+        training events and on a few of them decoded as tensors."""
+        term = ObservableMMD.from_settings(self.s, events=train, observables=self.ctx.observables,
+                                           registry=self.ctx.lookup(), where=self.ctx.name)
+        if term is None:
+            return None, None
+        observed = term.real_values(train)
+        head = train.take(slice(0, min(len(train), 64)))
+        with torch.no_grad():
+            context = torch.from_numpy(self.rep.context(head))
+            term.generated_values(self.rep.event_tensors(self.rep.encode(head), context))
+        return term, observed
 
     @staticmethod
     def _unpack(batch: list[torch.Tensor], conditional: bool) -> tuple[torch.Tensor, torch.Tensor,

@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlegpipe.events import EventBatch
@@ -22,8 +22,9 @@ __all__ = ["fixed_multiplicity", "listed_feature_map"]
 
 
 def listed_feature_map(name: str, events: EventBatch, features: Sequence[str], *, registry: Any,
-                       where: str) -> FeatureMap:
-    """The (unfitted) map ``name`` (``columns`` or ``collection``) of ``features``.
+                       where: str, options: Mapping[str, Any] | None = None) -> FeatureMap:
+    """The (unfitted) map ``name`` (``columns``, ``collection``, ``cartesian``) of ``features``, with the map's
+    ``options`` (e.g. ``{"masses": {...}}`` of ``cartesian``).
 
     Raises:
         DataError: the events have no field or collection of that name (path ``<where>.features``).
@@ -34,7 +35,8 @@ def listed_feature_map(name: str, events: EventBatch, features: Sequence[str], *
         raise DataError("the training events have no such field or collection (fields: " + ", ".join(events.fields)
                         + "; collections: " + (", ".join(events.collections) or "none") + ")",
                         path=f"{where}.features", value=missing[0])
-    return make_feature_map({"name": name, "features": list(features)}, registry=registry)
+    return make_feature_map({"name": name, "features": list(features), **(options or {})}, registry=registry,
+                            path=f"{where}.feature_map")
 
 
 def fixed_multiplicity(fmap: FeatureMap, where: str) -> FeatureMap:
