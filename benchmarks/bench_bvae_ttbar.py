@@ -16,7 +16,10 @@ file never used in training:
   n_jets, p_T, η, φ of the four leading jets, of the lepton, MET and its
   azimuth, m_jjj and m_jj (absent jets as a sentinel value), and on the
   compared observables alone;
-- the nearest-neighbour memorization ratio, the training time and the generation speed (events/s).
+- the nearest-neighbour memorization ratio, the training time and the generation speed (events/s),
+  beside Pythia's own rate for the same events in the same run (full semileptonic events with
+  showers, hadronization and anti-kT clustering through the ``pythia8`` source, one core;
+  ``--pythia-events``, 0 to skip).
 
 Samples: ``/work/data/ttbar/ttbar_semilep_{train,test}_100k.root`` (or
 ``--train``/``--test``; made by ``scripts/make_ttbar_samples.py semilep``);
@@ -83,6 +86,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "jets-latent24": {"preset": "jets", "azimuth": "rotated", "latent": 24},
     "jets-prior": {"preset": "jets", "azimuth": "rotated", "sampling": "prior"},
 }
+
+
+def pythia_semilep_rate(events: int, seed: int = 1) -> float:
+    """Events/s of the ``pythia8`` source's ``ttbar-semilep`` preset (full events, jets clustered; one core)."""
+    from mlegpipe_builtins.truth.pythia import PythiaSource
+
+    source = PythiaSource(build_params(PythiaSource.Params, {"events": events, "process": "ttbar-semilep"}, "truth"),
+                          StageContext("truth", seed=seed))
+    start = time.perf_counter()
+    n = len(source.read())
+    return n / (time.perf_counter() - start)
 
 
 def load(path: Path, limit: int | None = None) -> EventBatch:
@@ -266,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load", action="store_true", help="reuse the models saved by --save (sampling studies)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 5000 training events, 300 steps, one seed")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--pythia-events", type=int, default=500,
+                    help="full Pythia events timed for the speed comparison (0: skip)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     load_plugins()
@@ -289,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {source}: {len(train)} training, {len(valid)} validation, {len(test)} test events; "
           f"floor: {len(floor)} training-file events; {platform.node()}, torch threads {args.threads}", flush=True)
     judge = Judge(test, floor, train, args.seed)
+    pythia_rate = pythia_semilep_rate(100 if args.quick else args.pythia_events) if args.pythia_events else None
+    if pythia_rate is not None:
+        print(f"# Pythia 8 semileptonic tt̄, full events with jet clustering: {pythia_rate:,.1f} events/s (one core)",
+              flush=True)
     results = {}
     for variant in args.variants.split(","):
         if variant not in VARIANTS:
@@ -302,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = evaluate(name.replace("/", "_"), gen, {"draws": sampling, "alpha": alpha},
                                judge, seeds, args.seed)
                 row.update({"params": {"features": FEATURES, **params}, "train_seconds": train_s,
-                            "best_metric": gen.info().get("best_metric")})
+                            "best_metric": gen.info().get("best_metric"), "pythia_events_per_second": pythia_rate,
+                            "speed_ratio": (row["events_per_second"] / pythia_rate) if pythia_rate else None})
                 results[name] = row
                 print(f"# {name}: worst targeted ratio "
                       f"{max(row['observables'][o]['ratio_mean'] for o in TARGETED):.2f}, AUC {row['auc']:.3f}",

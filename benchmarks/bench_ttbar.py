@@ -13,7 +13,10 @@ times the test sample by default, for the hole map), once per ``--seeds`` value
   Pythia's hard process ``next()`` on one core in the same run (the target is per core:
   ≥ 20 × Pythia's rate for twice the threads would be ≥ 10 × per thread; both are printed).
 
-Then the spread (mean, min, max) over seeds. Results go to ``benchmarks/results/bench_ttbar.json``.
+Then the spread (mean, min, max) over seeds. Results go to ``benchmarks/results/bench_ttbar.json``
+(``--name``). ``--null`` adds what a perfect generator (independent Pythia events in the
+model's place) scores against the same test and floor samples. The same flow in plain (p_T, η, φ) coordinates for comparison:
+``--set generator.feature_map=collection --name bench_ttbar_plain``.
 
 Run: ``python benchmarks/bench_ttbar.py [--quick] [--seeds 1 2 3] [--set generator.steps=2000]``.
 """
@@ -176,13 +179,67 @@ def _spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def null_ratios(run_dirs: list[Path], events: int, seed: int = 987_654) -> list[dict[str, float]]:
+    """χ²/ndf ÷ floor of a perfect generator: ``events`` independent Pythia events in the model's place.
+
+    Each saved run's report compared its generated events with its ``truth_test``
+    and took the floor from ``truth_valid`` (:func:`mlegpipe.metrics.evaluate.compare_feature`,
+    the pipeline's observables); here the same figures are computed with Pythia
+    events of another seed as the "model", so what a perfect generator scores
+    against the same test and floor samples is printed beside the trained one.
+    """
+    from mlegpipe.context import StageContext
+    from mlegpipe.metrics.evaluate import compare_feature
+    from mlegpipe.schema import build_params
+    from mlegpipe_builtins.truth.pythia import PythiaSource
+
+    load_plugins()
+    observables = load_config(ALLHAD).observables
+    source = PythiaSource(build_params(PythiaSource.Params, {"events": events, "process": "ttbar-allhad"}, "truth"),
+                          StageContext("truth", seed=seed))
+    model = source.read()
+    out = []
+    for run_dir in run_dirs:
+        test = EventBatch.concat(list(read_events(run_dir / "truth_test.root")))
+        valid = EventBatch.concat(list(read_events(run_dir / "truth_valid.root")))
+        ratios = {}
+        for name in observables.compare:
+            f = compare_feature(name, model, test, valid, observables=observables)
+            ratios[name] = f["chi2_ndf"] / f["chi2_ndf_floor"]
+        out.append(ratios)
+    return out
+
+
+def _null_only(args: argparse.Namespace) -> int:
+    """A perfect generator's ratios against the saved runs' test and floor samples; adds ``null`` to the results."""
+    from benchmarks import RESULTS
+
+    if args.output is None:
+        raise SystemExit("--null needs --output, the folder of the runs")
+    path = RESULTS / f"{args.name}.json"
+    payload = json.loads(path.read_text())
+    dirs = [args.output / f"allhad_seed{run['seed']}" for run in payload["runs"]]
+    events = payload["runs"][0]["n_generated"]
+    nulls = null_ratios(dirs, events)
+    for run, ratios in zip(payload["runs"], nulls, strict=True):
+        run["null_ratios"] = ratios
+        worst = max(ratios, key=ratios.get)
+        above = sorted((n for n, r in ratios.items() if r > CHI2_RATIO_MAX), key=lambda n: -ratios[n])
+        trained = sum(r > CHI2_RATIO_MAX for r in run["ratios"].values())
+        print(f"seed {run['seed']}: perfect generator ({events} independent Pythia events): worst {ratios[worst]:.2f} "
+              f"({worst}), {len(above)} of {len(ratios)} above {CHI2_RATIO_MAX} ({', '.join(above)}); "
+              f"the trained flow: {trained} above", flush=True)
+    write_json(args.name, payload)
+    return 0
+
+
 def _speed_only(args: argparse.Namespace) -> int:
     """Generation speed of the saved runs and Pythia's rate, measured again side by side."""
     from benchmarks import RESULTS
 
     if args.output is None:
         raise SystemExit("--speed-only needs --output, the folder of the runs")
-    path = RESULTS / "bench_ttbar.json"
+    path = RESULTS / f"{args.name}.json"
     payload = json.loads(path.read_text()) if path.is_file() else {"runs": []}
     load_plugins()
     pythia_rate = pythia_hard_rate(20_000)
@@ -196,7 +253,7 @@ def _speed_only(args: argparse.Namespace) -> int:
               f"{run['generation_rate_2threads'] / pythia_rate:.1f}")
     payload["figures"] = [f.to_dict() for run in payload["runs"] for f in _figures(run, pythia_rate)]
     payload["machine"] = machine_info()
-    write_json("bench_ttbar", payload)
+    write_json(args.name, payload)
     return 0
 
 
@@ -210,10 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", nargs="*", default=[], metavar="KEY=VALUE",
                     help="pipeline overrides, e.g. generator.steps=2000")
     ap.add_argument("--output", type=Path, default=None, help="run folders (default: a temporary folder)")
+    ap.add_argument("--name", default="bench_ttbar",
+                    help="results file benchmarks/results/NAME.json (e.g. bench_ttbar_plain for the flow in plain "
+                         "coordinates: --set generator.feature_map=collection)")
     ap.add_argument("--speed-only", action="store_true",
                     help="re-measure only the speeds of the runs already in --output (an idle machine gives the "
                          "honest figure) and update bench_ttbar.json")
+    ap.add_argument("--null", action="store_true",
+                    help="a perfect generator (independent Pythia events, as many as generated) against the saved "
+                         "runs' test and floor samples in --output: how often the 1.5 x floor target fails by chance")
     args = ap.parse_args(argv)
+    if args.null:
+        return _null_only(args)
     if args.speed_only:
         return _speed_only(args)
     if args.quick:
@@ -234,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
                "spread": _spread(runs), "figures": [f.to_dict() for f in figures], "args": vars(args) | {
                    "output": str(args.output) if args.output else None}}
     print("\nspread over seeds:", json.dumps(payload["spread"], indent=1))
-    print(f"written: {write_json('bench_ttbar', payload)}")
+    print(f"written: {write_json(args.name, payload)}")
     return 0
 
 
