@@ -39,7 +39,7 @@ import torch
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.losses import Kernel, breit_wigner_kernel
-from mlegpipe.observables import Observable, ObservableSet, automatic
+from mlegpipe.observables import Observable, ObservableSet
 from mlegpipe.schema import suggest
 
 __all__ = ["ObservableMMD", "columnwise_mmd2", "resolve_observables"]
@@ -59,18 +59,17 @@ def resolve_observables(names: Sequence[str], *, observables: ObservableSet | No
         ...                                      events=EventBatch.from_columns({"a": [1.0]}), where="generator")]
         ['m_W1']
     """
+    known = observables if observables is not None else ObservableSet(registry=registry)
     out = []
-    declared = dict(observables.declared) if observables is not None else {}
-    registered = {n: o for n, o in registry.observables.items().items() if isinstance(o, Observable)}
     for name in names:
-        found = declared.get(name) or registered.get(name) or automatic(name)
-        if found is None and events.has(name):
-            found = Observable(name, lambda b, n=name: b.column(n), (name,))
-        if found is None:
-            known = [*declared, *registered, *events.fields]
+        found = known.get(name)  # declared, registered, automatic, else a plain field of that name
+        plain_field = found.requires == (name,) and name not in known.declared and name not in registry.observables
+        if plain_field and not events.has(name):
+            names_known = [*known.declared, *(n for n, o in registry.observables.items().items()
+                                              if isinstance(o, Observable)), *events.fields]
             raise ConfigError("unknown observable: neither declared in [observables], registered by a plugin, a "
                               "collection's automatic observable nor a field of the training events", path=where,
-                              value=name, hint=suggest(name, known))
+                              value=name, hint=suggest(name, names_known))
         out.append(found)
     return out
 
