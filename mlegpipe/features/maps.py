@@ -116,6 +116,15 @@ class FeatureMap:
         out = self.inverse(z, context)
         return torch.isfinite(out).all(dim=1)
 
+    def inverse_and_valid(self, z: torch.Tensor, context: TensorLike = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`inverse` and :meth:`valid` of the same features, as event decoding needs both.
+
+        This default calls both; a map whose validity is the finiteness of its
+        inverse (the default :meth:`valid`) and whose inverse is costly overrides
+        it to compute the inverse once.
+        """
+        return self.inverse(z, context), self.valid(z, context)
+
     def config(self) -> dict[str, Any]:
         """JSON-able description; :func:`make_feature_map` rebuilds the map from it."""
         return {"name": self.name}
@@ -271,8 +280,9 @@ def decode_events(
     context = np.asarray(context, dtype=np.float64)
     zt, ct = torch.from_numpy(z), torch.from_numpy(context)
     with torch.no_grad():
-        ok = fmap.valid(zt, ct).numpy() & np.isfinite(z).all(axis=1)
-        out = fmap.inverse(zt, ct).numpy()
+        out_t, valid = fmap.inverse_and_valid(zt, ct)
+        ok = valid.numpy() & np.isfinite(z).all(axis=1)
+        out = out_t.numpy()
     columns = {f: out[:, i] for i, f in enumerate(fmap.fields)}
     ok &= fmap.finite(out, context)
     columns, ok = fmap.complete(columns, context, beams, ok)

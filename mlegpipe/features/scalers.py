@@ -323,10 +323,14 @@ class QuantileGaussianize(Scaler):
         """N(0, 1) levels → feature values (the same values as interpolating with a search, found directly: the
         levels are normal quantiles of equally spaced probabilities, so Φ(z) gives the interval)."""
         knots, levels = self._check()
-        levels = levels.to(z.dtype)
+        levels, knots = levels.to(z.dtype), knots.to(z.dtype)
         j = _level_interval(z, levels)
-        return torch.stack([_interp_at(z[:, c], j[:, c], levels, knots[:, c].to(z.dtype))
-                            for c in range(knots.shape[1])], dim=1)
+        # every column at once: a gather from (K, C) tables with the flat index j·C + c (slopes as np.interp's)
+        flat = j * knots.shape[1] + torch.arange(knots.shape[1])
+        slopes = (knots[1:] - knots[:-1]) / (levels[1:] - levels[:-1])[:, None]
+        out = slopes.reshape(-1)[flat] * (z - levels[j]) + knots.reshape(-1)[flat]
+        out = torch.where(z < levels[0], knots[0], out)
+        return torch.where(z >= levels[-1], knots[-1], out)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``{"knots": (K, k), "levels": (K,)}`` (float64 tensors)."""
@@ -348,14 +352,6 @@ def _level_interval(z: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     j = (torch.special.ndtr(safe) * k - 0.5).floor().clamp(0, k - 2).long()
     j = torch.where(levels[j] > safe, j - 1, j).clamp(0, k - 2)  # Φ's rounding: at most one interval off
     return torch.where(levels[(j + 1).clamp(max=k - 1)] <= safe, j + 1, j).clamp(0, k - 2)
-
-
-def _interp_at(x: torch.Tensor, j: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """:func:`_interp` with the interval indices ``j`` given."""
-    x0, y0 = xp[j], fp[j]
-    slope = (fp[j + 1] - y0) / (xp[j + 1] - x0)
-    out = torch.where(x < xp[0], fp[0], slope * (x - x0) + y0)
-    return torch.where(x >= xp[-1], fp[-1], out)
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:

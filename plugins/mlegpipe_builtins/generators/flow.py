@@ -82,6 +82,7 @@ _DISTILL_STEPS_PER_STEP, _DISTILL_STEPS_MAX = 2.4, 6000  # distill_steps = 0: me
 _CONTEXT_MARGIN = 0.5  # distil conditional flows this fraction of the trained context span beyond it
 _CHUNKED = (FastFlowSampler, DistilledSampler)  # samplers that run their chunks on data-parallel threads
 _DECODE_MIN = 8192  # events per decoding thread, at least
+_DECODE_CHUNK = 32768  # events decoded at a time by a thread (arrays that stay in cache)
 _DEFAULT_MAP = "nu_scaled"  # without `features`: the DIS map measured best (README)
 
 
@@ -574,21 +575,32 @@ class FlowGenerator(Generator):
         return [j for j in range(len(self.space.names)) if j not in self.space.uniform_columns]
 
     def _unprocess_and_decode(self, z: np.ndarray, context: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        features = z.copy()
         learned = self._learned_columns()
-        features[:, learned] = self.space.unprocess(torch.from_numpy(np.ascontiguousarray(z[:, learned])))
+        if len(learned) == z.shape[1]:
+            return self.space.decode(self.space.unprocess(torch.from_numpy(np.ascontiguousarray(z))), context)
+        features = np.empty_like(z)
+        uniform = list(self.space.uniform_columns)
+        features[:, uniform] = z[:, uniform]
+        features[:, learned] = self.space.unprocess(torch.from_numpy(z[:, learned]))  # a fancy index copies
         return self.space.decode(features, context)
 
     def _decode(self, z: np.ndarray, context: np.ndarray, workers: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Undo the preprocessing of the learned features ``z`` and decode, split over ``workers`` threads for
-        large draws (same result)."""
-        if workers <= 1 or len(z) < 2 * _DECODE_MIN:
+        """Undo the preprocessing of the learned features ``z`` and decode, in cache-sized chunks split over
+        ``workers`` threads for large draws (the same result: decoding is event by event)."""
+        workers = workers if len(z) >= 2 * _DECODE_MIN else 1
+        if workers <= 1 and len(z) <= _DECODE_CHUNK:
             return self._unprocess_and_decode(z, context)
-        edges = np.linspace(0, len(z), workers + 1).astype(int)
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(lambda lo_hi: self._unprocess_and_decode(z[lo_hi[0]:lo_hi[1]],
-                                                                           context[lo_hi[0]:lo_hi[1]]),
-                                  zip(edges[:-1], edges[1:], strict=True)))
+        edges = np.linspace(0, len(z), max(workers, -(-len(z) // _DECODE_CHUNK)) + 1).astype(int)
+        spans = list(zip(edges[:-1], edges[1:], strict=True))
+
+        def decode(span: tuple[int, int]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            return self._unprocess_and_decode(z[span[0]:span[1]], context[span[0]:span[1]])
+
+        if workers <= 1:
+            parts = [decode(span) for span in spans]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(decode, spans))
         cols = {k: np.concatenate([c[k] for c, _ in parts]) for k in parts[0][0]}
         return cols, np.concatenate([ok for _, ok in parts])
 

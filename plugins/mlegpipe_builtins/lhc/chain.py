@@ -300,6 +300,11 @@ class TtbarChain(FeatureMap):
             quarks += [*b, *q1, *q2]
         return torch.stack(quarks, dim=1)
 
+    def inverse_and_valid(self, z: torch.Tensor, context: TensorLike = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The quarks of ``z`` and where they are finite, the decay chain decoded once."""
+        out = self.inverse(z, context)
+        return out, torch.isfinite(out).all(dim=1)
+
     def complete(self, columns: dict[str, np.ndarray], context: np.ndarray, beams: Beams | None,
                  ok: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
         """Events whose six quarks have more mass than the collision's √s are unphysical (with beams)."""
