@@ -122,6 +122,12 @@ class FeatureMap:
         This default calls both; a map whose validity is the finiteness of its
         inverse (the default :meth:`valid`) and whose inverse is costly overrides
         it to compute the inverse once.
+
+        Example:
+            >>> m = Columns(["x"])
+            >>> out, ok = m.inverse_and_valid(torch.tensor([[1.0], [float("nan")]], dtype=torch.float64))
+            >>> ok.tolist()
+            [True, False]
         """
         return self.inverse(z, context), self.valid(z, context)
 

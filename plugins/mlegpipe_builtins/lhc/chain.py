@@ -301,7 +301,14 @@ class TtbarChain(FeatureMap):
         return torch.stack(quarks, dim=1)
 
     def inverse_and_valid(self, z: torch.Tensor, context: TensorLike = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """The quarks of ``z`` and where they are finite, the decay chain decoded once."""
+        """The quarks of ``z`` and where they are finite, the decay chain decoded once.
+
+        Example:
+            >>> m = TtbarChain().fit(EventBatch.from_columns({"quarks": toy_ttbar(20, seed=2)}))
+            >>> quarks, ok = m.inverse_and_valid(torch.zeros(3, len(m.names), dtype=torch.float64))
+            >>> tuple(quarks.shape), ok.tolist()
+            ((3, 24), [True, True, True])
+        """
         out = self.inverse(z, context)
         return out, torch.isfinite(out).all(dim=1)
 
