@@ -48,7 +48,9 @@ __all__ = [
     "WEIGHT",
     "EventBatch",
     "cartesian",
+    "invariant_mass",
     "is_four_momentum",
+    "mass_squared",
     "particle_lists",
 ]
 
@@ -69,6 +71,28 @@ def is_four_momentum(components: Mapping[str, Any] | Sequence[str]) -> bool:
     """
     keys = set(components)
     return {"px", "py", "pz"} <= keys or {"pt", "eta", "phi"} <= keys
+
+
+def mass_squared(p: Mapping[str, Any]) -> Any:
+    """E² − |p|² of the four-momentum arrays ``p["E"], p["px"], p["py"], p["pz"]`` (any shape; NaN stays NaN).
+
+    Example:
+        >>> float(mass_squared({"E": np.array(5.0), "px": 0.0, "py": 3.0, "pz": 0.0}))
+        16.0
+    """
+    with np.errstate(invalid="ignore"):
+        return p["E"] ** 2 - p["px"] ** 2 - p["py"] ** 2 - p["pz"] ** 2
+
+
+def invariant_mass(p: Mapping[str, Any]) -> Any:
+    """√max(E² − |p|², 0): the mass of four-momentum arrays, rounding below the light cone read as 0.
+
+    Example:
+        >>> invariant_mass({"E": np.array([5.0, 1.0]), "px": 0.0, "py": np.array([3.0, 1.0 + 1e-12]), "pz": 0.0})
+        array([4., 0.])
+    """
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.maximum(mass_squared(p), 0.0))
 
 
 def cartesian(components: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import FOUR_MOMENTUM, EventBatch, particle_lists
+from mlegpipe.events import FOUR_MOMENTUM, EventBatch, invariant_mass, particle_lists
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.features.maps import FeatureMap, TensorLike
 
@@ -147,10 +147,7 @@ class CartesianMap(FeatureMap):
             if coll in self.masses:
                 continue
             parts = events.particles(coll, k)
-            with np.errstate(invalid="ignore"):
-                mass = np.sqrt(np.maximum(parts["E"] ** 2 - parts["px"] ** 2 - parts["py"] ** 2 - parts["pz"] ** 2,
-                                          0.0))
-            median = np.median(mass, axis=0)
+            median = np.median(invariant_mass(parts), axis=0)
             rounding = _MASSLESS_RTOL * np.maximum(1.0, np.median(parts["E"], axis=0))
             self.masses[coll] = [float(m) if m > r else 0.0 for m, r in zip(median, rounding, strict=True)]
         self.flat, self.slots = flat, slots
@@ -187,6 +184,6 @@ class CartesianMap(FeatureMap):
         for coll, k in self.slots.items():
             comps = {c: np.stack([np.asarray(columns[f"{coll}{i}_{c}"]) for i in range(1, k + 1)], axis=1)
                      for c in FOUR_MOMENTUM}
-            out[coll] = particle_lists({c: v for c, v in comps.items()})
+            out[coll] = particle_lists(comps)
         out.update({name: values for name, values in columns.items() if name not in out and name not in self.fields})
         return out

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import FOUR_MOMENTUM, EventBatch, particle_lists
+from mlegpipe.events import FOUR_MOMENTUM, EventBatch, invariant_mass, particle_lists
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.features.maps import FeatureMap, TensorLike, as_context
 
@@ -162,7 +162,7 @@ class CollectionMap(FeatureMap):
         self.constants, self.log_mass, self.ordered = {}, [], []
         for coll in slots:
             parts = events.particles(coll, slots[coll])
-            mass = _mass(parts)
+            mass = invariant_mass(parts)
             present = np.isfinite(parts["E"])
             e_max = float(np.nanmax(parts["E"], initial=0.0))
             if (mass[present] > 0).all() and np.ptp(mass[present]) > _MASS_RTOL * max(1.0, e_max):
@@ -202,7 +202,7 @@ class CollectionMap(FeatureMap):
             pt = np.hypot(parts["px"], parts["py"])
             with np.errstate(divide="ignore", invalid="ignore"):
                 eta = np.arcsinh(parts["pz"] / np.maximum(pt, 1e-300))
-                mass = _mass(parts)
+                mass = invariant_mass(parts)
                 mass_feature = np.log(mass) if coll in self.log_mass else mass
                 logpt = np.log(pt)
             phi = np.arctan2(parts["py"], parts["px"])
@@ -353,10 +353,3 @@ def _slot_of(name: str, collection: str) -> int | None:
         return None
     stem = name[len(collection):].split("_", 1)[0]
     return int(stem) if stem.isdigit() else None
-
-
-def _mass(parts: Mapping[str, np.ndarray]) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        m2 = parts["E"] ** 2 - parts["px"] ** 2 - parts["py"] ** 2 - parts["pz"] ** 2
-        return np.sqrt(np.maximum(m2, 0.0))
-

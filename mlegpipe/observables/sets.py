@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mlegpipe.events import FOUR_MOMENTUM, WEIGHT, EventBatch
+from mlegpipe.events import FOUR_MOMENTUM, WEIGHT, EventBatch, invariant_mass
 from mlegpipe.exceptions import ConfigError
 from mlegpipe.observables.base import Observable, Pair
 from mlegpipe.observables.expressions import compile_observable
@@ -144,9 +144,7 @@ def _generic_names(batches: Sequence[EventBatch], skip: set[str]) -> list[str]:
 
 def _mass_of(batch: EventBatch, coll: str, i: int) -> np.ndarray:
     parts = batch.particles(coll, i)
-    e, px, py, pz = (parts[c][:, i - 1] for c in ("E", "px", "py", "pz"))
-    with np.errstate(invalid="ignore"):
-        return np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0))
+    return invariant_mass({c: parts[c][:, i - 1] for c in FOUR_MOMENTUM})
 
 
 def _is_flat_number(batch: EventBatch, name: str) -> bool:

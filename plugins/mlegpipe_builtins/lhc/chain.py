@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import FOUR_MOMENTUM, EventBatch, particle_lists
+from mlegpipe.events import FOUR_MOMENTUM, EventBatch, invariant_mass, mass_squared, particle_lists
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.features.maps import FeatureMap, TensorLike
 from mlegpipe_builtins.lhc import QUARKS, TOP_MASS, TOP_WIDTH, W_MASS, W_WIDTH
@@ -246,8 +246,7 @@ class TtbarChain(FeatureMap):
                             "after initial-state radiation); learn them with feature_map = \"collection\"",
                             path=where, value=self.collection)
         if self.masses is None:
-            m2 = parts["E"] ** 2 - parts["px"] ** 2 - parts["py"] ** 2 - parts["pz"] ** 2
-            self.masses = np.median(np.sqrt(np.maximum(m2, 0.0)), axis=0).tolist()
+            self.masses = np.median(invariant_mass(parts), axis=0).tolist()
         return self
 
     def input_matrix(self, events: EventBatch) -> np.ndarray:
@@ -318,9 +317,7 @@ class TtbarChain(FeatureMap):
         if beams is not None:
             total = {c: sum(np.asarray(columns[f"{self.collection}{i}_{c}"]) for i in range(1, _SLOTS + 1))
                      for c in FOUR_MOMENTUM}
-            with np.errstate(invalid="ignore"):
-                m2 = total["E"] ** 2 - total["px"] ** 2 - total["py"] ** 2 - total["pz"] ** 2
-                ok = ok & (m2 < beams.sqrt_s**2)
+            ok = ok & (mass_squared(total) < beams.sqrt_s**2)
         return columns, ok
 
     def assemble(self, columns: Mapping[str, np.ndarray], context: np.ndarray | None = None) -> dict[str, Any]:

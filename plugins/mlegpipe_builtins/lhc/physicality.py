@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import EventBatch
+from mlegpipe.events import EventBatch, invariant_mass, mass_squared
 from mlegpipe.physicality import PhysicalityCheck
 from mlegpipe_builtins.lhc import QUARKS
 
@@ -28,10 +28,10 @@ _MASS2_TOLERANCE = 1e-6  # relative to E²: rounding of massless partons
 def _limits(batch: EventBatch, beams: Beams | None, cuts: Mapping[str, float]) -> dict[str, np.ndarray]:
     parts = batch.particles(QUARKS)
     with np.errstate(invalid="ignore"):
-        m2 = parts["E"] ** 2 - parts["px"] ** 2 - parts["py"] ** 2 - parts["pz"] ** 2
+        m2 = mass_squared(parts)
         spacelike = np.nan_to_num(m2 < -_MASS2_TOLERANCE * parts["E"] ** 2, nan=False).any(axis=1)
         total = {c: np.nansum(v, axis=1) for c, v in parts.items()}
-        mass = np.sqrt(np.maximum(total["E"] ** 2 - total["px"] ** 2 - total["py"] ** 2 - total["pz"] ** 2, 0.0))
+        mass = invariant_mass(total)
     beams = beams or batch.beams
     above = mass > beams.sqrt_s if beams is not None else np.zeros(len(batch), dtype=bool)
     return {"spacelike_quark": spacelike, "above_sqrt_s": above}
