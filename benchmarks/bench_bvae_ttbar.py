@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlegpipe.config import parse_override_value
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.metrics.classifier import classifier_auc
@@ -236,13 +237,6 @@ def _figure(name: str, model: EventBatch, test: EventBatch) -> None:
     plt.close(fig)
 
 
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def _table(results: dict[str, dict[str, Any]]) -> str:
     """One line per row: ratio to the floor of each judged observable (mean over seeds), AUC, memorization, speed."""
     short = {"n_jets": "n_jets", "jets1_pt": "j1_pt", "lepton_pt": "l_pt", "met": "met", "m_jjj": "m_jjj",
@@ -298,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     train, valid = train_all.take(slice(n_valid, None)), train_all.take(slice(0, n_valid))
     floor = train_all.take(slice(0, min(len(test), len(train_all))))
     test = test.take(slice(0, len(floor)))
-    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = {k: parse_override_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     seeds = 1 if args.quick else args.seeds
     if args.quick:
         overrides.setdefault("steps", 300)

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlegpipe.config import parse_override_value
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.metrics.distances import sample_chi2_ndf
@@ -201,13 +202,6 @@ def figure(rows: list[dict[str, Any]], test: EventBatch, path: Path) -> None:
     plt.close(fig)
 
 
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -230,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         source = f"Pythia files in {args.data}"
     n_valid = max(2, len(train_all) // 20)
     train, valid = train_all.take(slice(n_valid, None)), train_all.take(slice(0, n_valid))
-    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    overrides = {k: parse_override_value(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.quick:
         overrides.setdefault("steps", 300)
     seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]

@@ -35,7 +35,7 @@ from mlegpipe.schema import build_params, param, suggest
 from mlegpipe.stages import STAGE_KINDS
 
 __all__ = ["PipelineConfig", "PipelineSettings", "StageSpec", "apply_override", "in_file", "load_config",
-           "parse_config"]
+           "parse_config", "parse_override_value"]
 
 #: Keys of a stage section that are read by the pipeline runner, not by the plugin.
 #: ``inputs``: the samples a stage consumes (detector: samples to fold; unfolding: the data).
@@ -138,8 +138,13 @@ def _drop_none(obj: Any) -> Any:
     return obj
 
 
-def _parse_value(text: str) -> Any:
-    """Parse an override value as a TOML value; fall back to a plain string."""
+def parse_override_value(text: str) -> Any:
+    """Parse an override value as a TOML value; fall back to a plain string.
+
+    Example:
+        >>> parse_override_value("[1.0, 4.0]"), parse_override_value("1e-6"), parse_override_value("jets")
+        ([1.0, 4.0], 1e-06, 'jets')
+    """
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -172,7 +177,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         table = table[part]
         if not isinstance(table, dict):
             raise ConfigError(f"{'.'.join(parts[: i + 1])} is not a table", path="--set", value=assignment)
-    table[parts[-1]] = _parse_value(text.strip())
+    table[parts[-1]] = parse_override_value(text.strip())
 
 
 def parse_config(
