@@ -27,7 +27,7 @@ import numpy as np
 from mlegpipe.exceptions import FormulaError
 from mlegpipe.schema import suggest
 
-__all__ = ["CONSTANTS", "FUNCTIONS", "Formula", "compile_formula"]
+__all__ = ["CONSTANTS", "FUNCTIONS", "Formula", "compile_formula", "parse_expression"]
 
 #: Longest formula accepted (guards against pathological nesting).
 MAX_LENGTH = 4000
@@ -278,6 +278,29 @@ def _as_numeric(value: Any) -> Any:
     return value
 
 
+def parse_expression(text: str, where: str, what: str = "formula") -> ast.Expression:
+    """``text`` parsed as one Python expression (nothing is evaluated), for a compiler that whitelists its nodes.
+
+    Raises:
+        FormulaError: the text is longer than :data:`MAX_LENGTH`, is not an expression, or nests too deeply
+            for the parser, naming ``where`` and ``what`` it is.
+
+    Example:
+        >>> type(parse_expression("a + 1", "cut").body).__name__
+        'BinOp'
+    """
+    if len(text) > MAX_LENGTH:
+        raise FormulaError(f"the {what} is longer than {MAX_LENGTH} characters", path=where)
+    try:
+        return ast.parse(text.strip(), mode="eval")
+    except SyntaxError as err:
+        col = (err.offset or 1) - 1
+        near = text.strip()[max(col, 0) : max(col, 0) + 10] or f"end of {what}"
+        raise FormulaError(f"in {what} {text!r}: syntax error near {near!r}", path=where) from None
+    except (ValueError, RecursionError, MemoryError) as err:
+        raise FormulaError(f"in {what} {text!r}: cannot parse ({err})", path=where) from None
+
+
 def compile_formula(text: str, variables: Iterable[str], where: str) -> Formula:
     """Parse ``text`` and check it against the whitelist; return a callable :class:`Formula`.
 
@@ -301,16 +324,7 @@ def compile_formula(text: str, variables: Iterable[str], where: str) -> Formula:
         raise FormulaError("a formula must be a string", path=where, value=text)
     if not text.strip():
         raise FormulaError("the formula is empty", path=where, value=text)
-    if len(text) > MAX_LENGTH:
-        raise FormulaError(f"the formula is longer than {MAX_LENGTH} characters", path=where)
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as err:
-        col = (err.offset or 1) - 1
-        near = text.strip()[max(col, 0) : max(col, 0) + 10] or "end of formula"
-        raise FormulaError(f"in formula {text!r}: syntax error near {near!r}", path=where) from None
-    except (ValueError, RecursionError, MemoryError) as err:
-        raise FormulaError(f"in formula {text!r}: cannot parse ({err})", path=where) from None
+    tree = parse_expression(text, where)
     compiler = _Compiler(text.strip(), frozenset(variables), where)
     try:
         evaluator = compiler.compile(tree)

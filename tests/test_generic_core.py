@@ -131,6 +131,7 @@ def test_automatic_collection_observables() -> None:
     ("mass(q)", "several particles per event"),
     ("q[-1]", "whole number >= 0"),
     ("pt(q[0]", "syntax error"),
+    ("-" * 1990 + "pt(q[0])", "nested too deeply"),
 ])
 def test_bad_expressions_name_the_toml_path(expression: str, message: str) -> None:
     with pytest.raises((FormulaError, ConfigError, DataError), match=message) as err:

@@ -19,7 +19,7 @@ import numpy as np
 
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, FormulaError
-from mlegpipe.formula import CONSTANTS, FUNCTIONS, MAX_LENGTH
+from mlegpipe.formula import CONSTANTS, FUNCTIONS, parse_expression
 from mlegpipe.observables.base import Observable
 from mlegpipe.observables.particles import (
     _COLLECTION_FUNCTIONS,
@@ -228,14 +228,12 @@ def compile_observable(
     """
     if not isinstance(expression, str) or not expression.strip():
         raise ConfigError("an observable needs an expression", path=where, value=expression)
-    if len(expression) > MAX_LENGTH:
-        raise FormulaError(f"expression longer than {MAX_LENGTH} characters", path=where)
-    try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as err:
-        raise FormulaError(f"syntax error in {expression!r}: {err.msg}", path=where) from None
+    tree = parse_expression(expression, where, "expression")
     compiler = _ExpressionCompiler(expression.strip(), where, resolver or (lambda n: _auto_or_registered(n)))
-    out = compiler.visit(tree)
+    try:
+        out = compiler.visit(tree)
+    except RecursionError:
+        raise FormulaError(f"in expression {expression!r}: nested too deeply", path=where) from None
     if out.kind == "particle":
         raise compiler.error(tree.body, "the expression gives a particle, not a number: wrap it, e.g. mass(...)")
     if out.kind == "name":
