@@ -261,8 +261,8 @@ def generation_figures(name: str, gen: Any, n: int, pythia: float, cores: int, r
 
 
 def stream_figures(gen: Any, n: int, cores: int, tmp: Path) -> list[Figure]:
-    """``generate_to_root`` (writing on a background thread) beside generating and writing in turn."""
-    from mlegpipe.generation import generate_blocks, generate_to_root
+    """``generate_to_file`` (writing on a background thread) beside generating and writing in turn."""
+    from mlegpipe.generation import generate_blocks, generate_to_file
     from mlegpipe.rootio import RootWriter
 
     def in_turn() -> None:
@@ -276,9 +276,9 @@ def stream_figures(gen: Any, n: int, cores: int, tmp: Path) -> list[Figure]:
             t_serial = t_stream = float("inf")
             for _ in range(2):  # interleaved, so a change of machine load hits both alike
                 t_serial = min(t_serial, best_time(in_turn, 1))
-                t_stream = min(t_stream, best_time(lambda: generate_to_root(gen, n, tmp / "stream.root", 1,
+                t_stream = min(t_stream, best_time(lambda: generate_to_file(gen, n, tmp / "stream.root", 1,
                                                                            overwrite=True), 1))
-        figures.append(Figure(f"flow generate_to_root [{t} thread{'s' if t > 1 else ''}]", n / t_stream, "events/s",
+        figures.append(Figure(f"flow generate_to_file [{t} thread{'s' if t > 1 else ''}]", n / t_stream, "events/s",
                               "generate, then write, in turn", n / t_serial, group=GROUP,
                               note=f"{n} events; ROOT writing on a background thread"))
     return figures
@@ -335,7 +335,7 @@ warnings.simplefilter("ignore")
 import numpy as np, psutil, torch
 torch.set_num_threads(1)
 from mlegpipe.checkpoint import load_generator
-from mlegpipe.generation import generate_to_root
+from mlegpipe.generation import generate_to_file
 from mlegpipe.registry import load_plugins
 gen = load_generator(sys.argv[1], load_plugins())
 gen.sample(1000, np.random.SeedSequence(0))
@@ -348,7 +348,7 @@ base = proc.memory_info().rss
 watcher = threading.Thread(target=watch, daemon=True)
 watcher.start()
 start = time.perf_counter()
-generate_to_root(gen, int(sys.argv[2]), sys.argv[3], seed=1, overwrite=True)
+generate_to_file(gen, int(sys.argv[2]), sys.argv[3], seed=1, overwrite=True)
 seconds = time.perf_counter() - start
 stop.set()
 watcher.join()

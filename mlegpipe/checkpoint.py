@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import io
 import json
 import os
 import pickle
@@ -46,12 +48,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT",
+    "HASHES",
     "Checkpoint",
     "check_checkpoint",
     "load_checkpoint",
     "load_generator",
     "load_stage",
+    "open_generator",
     "params_to_dict",
+    "record_hash",
     "save_checkpoint",
     "save_stage",
 ]
@@ -60,13 +65,38 @@ __all__ = [
 FORMAT = "mlegpipe-checkpoint/1"
 
 
+#: File beside saved stages recording each checkpoint's sha256 (checked on load).
+HASHES = "sha256.json"
+
+
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the state dict and its metadata."""
+    """A loaded checkpoint: the state dict, its metadata and the file's sha256."""
 
     state: dict[str, Any]
     metadata: dict[str, Any]
     path: Path
+    sha256: str = ""
+
+    def provenance(self) -> dict[str, Any]:
+        """What files generated from this checkpoint say about it: name, sha256, plugin, training seed and the σ
+        of the sample it was trained on (stated as such).
+
+        Example:
+            >>> Checkpoint({}, {"plugin": "flow", "seed": 3}, Path("g.pt"), "ab").provenance()["training_seed"]
+            3
+        """
+        from mlegpipe.provenance import cross_section_meta
+
+        meta = self.metadata
+        out: dict[str, Any] = {"generator": meta.get("plugin", ""), "checkpoint": self.path.name,
+                               "checkpoint_sha256": self.sha256, "training_seed": meta.get("seed"),
+                               "trained_with_mlegpipe": meta.get("version")}
+        if isinstance(meta.get("beams"), dict):
+            out["beams"] = meta["beams"]
+        out.update(cross_section_meta(meta.get("cross_section") or {},
+                                      origin="the truth sample the generator was trained on"))
+        return out
 
 
 def _sanitize(value: Any, where: str) -> Any:
@@ -193,7 +223,13 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError("checkpoint file not found", path=str(path))
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint: {err.strerror or err}", path=str(path)) from None
+    digest = hashlib.sha256(data).hexdigest()
+    _check_recorded_hash(path, digest)
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError("refusing to load: the file needs unsafe unpickling (it is not a plain dict of "
                               f"tensors; only weights_only loading is allowed): {str(err).splitlines()[0]}",
@@ -207,9 +243,47 @@ def load_checkpoint(
         metadata = json.loads(payload["metadata_json"])
     except (TypeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"corrupt checkpoint metadata: {err}", path=str(path)) from None
-    ckpt = Checkpoint(payload.get("state", {}), metadata, path)
+    ckpt = Checkpoint(payload.get("state", {}), metadata, path, digest)
     check_checkpoint(ckpt, expect_kind=expect_kind, expect_plugin=expect_plugin, expect_features=expect_features)
     return ckpt
+
+
+def _check_recorded_hash(path: Path, digest: str) -> None:
+    """A checkpoint whose run folder recorded another sha256 was changed or replaced: refuse it."""
+    record = path.parent / HASHES
+    if not record.is_file():
+        return
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8")).get(path.name)
+    except (OSError, ValueError, AttributeError):
+        raise CheckpointError("the run folder's checkpoint hash record is unreadable", path=str(record)) from None
+    if recorded is not None and recorded != digest:
+        raise CheckpointError(f"the file's sha256 {digest[:12]}... does not match the {recorded[:12]}... that the run "
+                              f"recorded in {record}: it was changed or replaced after training", path=str(path))
+
+
+def record_hash(path: str | os.PathLike[str]) -> str:
+    """Record ``path``'s sha256 in the :data:`HASHES` file beside it (checked whenever it is loaded); return it.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "g.pt"
+        >>> _ = p.write_bytes(b"x")
+        >>> record_hash(p)[:8], sorted(json.loads((p.parent / HASHES).read_text()))
+        ('2d711642', ['g.pt'])
+    """
+    path = Path(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    record = path.parent / HASHES
+    try:
+        hashes = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    except (OSError, ValueError):
+        hashes = {}
+    hashes[path.name] = digest
+    tmp = record.with_name(f".{HASHES}.tmp")
+    tmp.write_text(json.dumps(hashes, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, record)
+    return digest
 
 
 def check_checkpoint(
@@ -239,13 +313,15 @@ def save_stage(path: str | os.PathLike[str], stage: Stage, seed: int | None = No
     Example:
         >>> # save_stage(run_dir / "generator.pt", flow_generator, seed=42)
     """
-    return save_checkpoint(path, stage.state_dict(), kind=stage.kind, plugin=stage.plugin_name,
-                           params=stage.params, features=list(getattr(stage, "features", []) or []),
-                           seed=seed if seed is not None else stage.ctx.seed, extra=extra)
+    written = save_checkpoint(path, stage.state_dict(), kind=stage.kind, plugin=stage.plugin_name,
+                              params=stage.params, features=list(getattr(stage, "features", []) or []),
+                              seed=seed if seed is not None else stage.ctx.seed, extra=extra)
+    record_hash(written)
+    return written
 
 
 def load_stage(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Checkpoint,
     registry: StageRegistry,
     kind: str,
     ctx: StageContext | None = None,
@@ -260,7 +336,12 @@ def load_stage(
     """
     from mlegpipe.schema import build_params
 
-    ckpt = load_checkpoint(path, expect_kind=kind, expect_plugin=expect_plugin)
+    if isinstance(path, Checkpoint):
+        ckpt = path
+        check_checkpoint(ckpt, expect_kind=kind, expect_plugin=expect_plugin)
+        path = ckpt.path
+    else:
+        ckpt = load_checkpoint(path, expect_kind=kind, expect_plugin=expect_plugin)
     meta = ckpt.metadata
     info = registry.get(kind, meta.get("plugin", ""), path=f"{path}: plugin")
     try:
@@ -278,6 +359,20 @@ def load_stage(
         raise CheckpointError(f"checkpoint features {features} do not match the expected features "
                               f"{list(expect_features)}", path=str(path))
     return stage
+
+
+def open_generator(
+    path: str | os.PathLike[str],
+    registry: StageRegistry,
+    ctx: StageContext | None = None,
+) -> tuple[Generator, dict[str, Any]]:
+    """A trained generator and the provenance its events should carry (:meth:`Checkpoint.provenance`).
+
+    Example:
+        >>> # gen, provenance = open_generator("runs/hera/checkpoints/generator.pt", load_plugins())
+    """
+    ckpt = load_checkpoint(path, expect_kind="generator")
+    return load_stage(ckpt, registry, "generator", ctx), ckpt.provenance()  # type: ignore[return-value]
 
 
 def load_generator(

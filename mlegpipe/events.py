@@ -303,6 +303,61 @@ class EventBatch:
         comps = [c for c in PARTICLE_FIELDS if f"{name}_{c}" in self.fields]
         return particle_lists({c: ak.unflatten(self.arrays[f"{name}_{c}"], 1) for c in comps})
 
+    def to_awkward(self) -> ak.Array:
+        """The events for analysis: flat fields as they are, every collection as vector ``Momentum4D`` records
+        (a list per event, or one record for a group of flat fields such as the DIS ``lepton``); beams and
+        metadata ride along in ``attrs`` (``"@beams"``, ``"meta"``). :meth:`from_awkward` is the inverse.
+
+        Example:
+            >>> b = EventBatch.from_columns({"Q2": [4.0], **{f"lepton_{c}": [v] for c, v in
+            ...                              zip(FOUR_MOMENTUM, (3.0, 0.0, 4.0, 5.0))}})
+            >>> events = b.to_awkward()
+            >>> events.fields, events.lepton.pt.tolist(), events.Q2.tolist()
+            (['Q2', 'lepton'], [3.0], [4.0])
+        """
+        groups = [c for c in self.collections if c not in self.fields]
+        grouped = {f"{c}_{p}" for c in groups for p in PARTICLE_FIELDS}
+        columns: dict[str, Any] = {}
+        for name in self.fields:
+            if name in grouped:
+                continue
+            columns[name] = self.collection(name) if _is_collection(self.arrays[name]) else self.arrays[name]
+        for name in groups:
+            parts = {c: self.arrays[f"{name}_{c}"] for c in PARTICLE_FIELDS if f"{name}_{c}" in self.fields}
+            columns[name] = ak.zip(parts, with_name="Momentum4D")
+        array = ak.zip(columns, depth_limit=1) if columns else ak.Array([{}] * len(self))
+        return ak.Array(array, attrs={"@beams": self.beams, "meta": dict(self.meta)})
+
+    @classmethod
+    def from_awkward(cls, events: ak.Array, beams: Beams | None = None,
+                     meta: Mapping[str, Any] | None = None) -> EventBatch:
+        """A batch from :meth:`to_awkward`'s layout (or any record array of flat fields and collections).
+
+        A single four-vector record per event becomes a group of flat fields
+        (``lepton_px``, ...); lists of four-vectors stay collections.
+        ``beams`` and ``meta`` default to those in ``events.attrs``.
+
+        Example:
+            >>> b = EventBatch.from_columns({"x": [0.5], **{f"lepton_{c}": [v] for c, v in
+            ...                              zip(FOUR_MOMENTUM, (3.0, 0.0, 4.0, 5.0))}})
+            >>> EventBatch.from_awkward(b.to_awkward()).fields == b.fields
+            True
+        """
+        attrs = events.attrs or {}
+        columns: dict[str, Any] = {}
+        for name in events.fields:
+            column = events[name]
+            if column.fields and is_four_momentum(column.fields) and column.ndim == 1:
+                for part in PARTICLE_FIELDS:
+                    if part in column.fields:
+                        columns[f"{name}_{part}"] = ak.without_parameters(column[part])
+            elif _is_collection(column):
+                columns[name] = ak.zip({f: column[f] for f in column.fields})
+            else:
+                columns[name] = column
+        beams = beams if beams is not None else attrs.get("@beams")
+        return cls.from_columns(columns, beams, meta if meta is not None else attrs.get("meta"))
+
     def momenta(self, collection: str = "particles") -> ak.Array:
         """Same as :meth:`collection` (kept for scripts written against the first event model)."""
         return self.collection(collection)

@@ -1,7 +1,8 @@
 """Safe, vectorized arithmetic formulas from user strings (selection cuts, resolutions).
 
 A formula is parsed with :mod:`ast` and checked against a whitelist (numbers,
-declared variable names, arithmetic, comparisons, ``and``/``or``/``not`` and a
+declared variable names, arithmetic, comparisons, ``and``/``or``/``not`` (or
+ROOT's ``&&``/``||``/``!``) and a
 fixed set of mathematical functions); it is then compiled into nested NumPy
 closures. Nothing is ever passed to ``eval`` or ``exec``.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -27,7 +29,7 @@ import numpy as np
 from mlegpipe.exceptions import FormulaError
 from mlegpipe.schema import suggest
 
-__all__ = ["CONSTANTS", "FUNCTIONS", "Formula", "compile_formula", "parse_expression"]
+__all__ = ["CONSTANTS", "FUNCTIONS", "Formula", "compile_formula", "parse_expression", "root_to_python"]
 
 #: Longest formula accepted (guards against pathological nesting).
 MAX_LENGTH = 4000
@@ -278,8 +280,26 @@ def _as_numeric(value: Any) -> Any:
     return value
 
 
+_ROOT_OPERATORS = re.compile(r"&&|\|\||!(?!=)")
+
+
+def root_to_python(text: str) -> str:
+    """ROOT/C logical operators as Python's: ``&&`` → ``and``, ``||`` → ``or``, ``!`` → ``not`` (``!=`` kept).
+
+    ``!`` becomes Python's ``not``, which binds more loosely than a comparison:
+    ``!x > 1`` reads as ``not (x > 1)``; write ``!(...)`` to be explicit.
+
+    Example:
+        >>> " ".join(root_to_python("Q2 > 1 && !(y >= 0.95) || x != 0").split())
+        'Q2 > 1 and not (y >= 0.95) or x != 0'
+    """
+    return _ROOT_OPERATORS.sub(lambda m: {"&&": " and ", "||": " or "}.get(m.group(), " not "), text)
+
+
 def parse_expression(text: str, where: str, what: str = "formula") -> ast.Expression:
     """``text`` parsed as one Python expression (nothing is evaluated), for a compiler that whitelists its nodes.
+
+    ROOT's ``&&``, ``||`` and ``!`` are accepted beside ``and``, ``or`` and ``not`` (:func:`root_to_python`).
 
     Raises:
         FormulaError: the text is longer than :data:`MAX_LENGTH`, is not an expression, or nests too deeply
@@ -292,7 +312,7 @@ def parse_expression(text: str, where: str, what: str = "formula") -> ast.Expres
     if len(text) > MAX_LENGTH:
         raise FormulaError(f"the {what} is longer than {MAX_LENGTH} characters", path=where)
     try:
-        return ast.parse(text.strip(), mode="eval")
+        return ast.parse(root_to_python(text.strip()), mode="eval")
     except SyntaxError as err:
         col = (err.offset or 1) - 1
         near = text.strip()[max(col, 0) : max(col, 0) + 10] or f"end of {what}"
@@ -325,7 +345,7 @@ def compile_formula(text: str, variables: Iterable[str], where: str) -> Formula:
     if not text.strip():
         raise FormulaError("the formula is empty", path=where, value=text)
     tree = parse_expression(text, where)
-    compiler = _Compiler(text.strip(), frozenset(variables), where)
+    compiler = _Compiler(root_to_python(text.strip()), frozenset(variables), where)
     try:
         evaluator = compiler.compile(tree)
     except RecursionError:

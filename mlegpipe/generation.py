@@ -23,10 +23,11 @@ import torch
 from mlegpipe.context import seed_key
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError
+from mlegpipe.formats import format_for
 from mlegpipe.shared_setting import SharedSetting
 from mlegpipe.stages import Generator, checked_conditions
 
-__all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_root", "map_in_chunks", "single_threaded_kernels"]
+__all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_file", "map_in_chunks", "single_threaded_kernels"]
 
 #: Events per random-stream block.
 BLOCK = 65_536
@@ -143,7 +144,7 @@ def generate_blocks(
         block += 1
 
 
-def generate_to_root(
+def generate_to_file(
     generator: Generator,
     n: int,
     path: str | Path,
@@ -152,23 +153,33 @@ def generate_to_root(
     meta: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    format: str | None = None,  # noqa: A002 - the CLI's name
+    **writer_options: Any,
 ) -> Path:
-    """Stream ``n`` generated events to a ROOT file (bounded memory; atomic write).
+    """Stream ``n`` generated events to a file of any format (bounded memory; atomic write).
 
-    Writing (compression, basket serialization) runs on a background thread while
-    the next block is generated, so on two cores the slower of the two sets the
-    pace, not their sum; at most one block waits to be written.
+    The format comes from ``path``'s extension or ``format``
+    (:func:`mlegpipe.formats.format_for`); ``writer_options`` go to its writer
+    (e.g. ``compression="lz4:1"`` for ROOT). Writing (formatting, compression)
+    runs on a background thread while the next block is generated, so on two
+    cores the slower of the two sets the pace, not their sum; at most one block
+    waits to be written. The file records the generation seed, the conditions
+    and ``meta`` (the checkpoint's provenance, for ``mlegpipe generate``).
 
     Example:
-        >>> # generate_to_root(gen, 10_000_000, "events.root", seed=1)
+        >>> # generate_to_file(gen, 10_000_000, "events.root", seed=1)
     """
     from tqdm import tqdm
 
-    from mlegpipe.rootio import RootWriter
+    from mlegpipe.formats import open_writer
+    from mlegpipe.provenance import SUM_WEIGHTS
 
-    meta = {**(meta or {}), "seed": seed, "events": n, "conditions": dict(conditions or {})}
+    fmt = format_for(path, format)  # an unknown format fails before any event is generated
+    meta = {**(meta or {}), "generation_seed": seed, "seed": seed, "events": n, "conditions": dict(conditions or {})}
     bar = tqdm(total=n, unit="ev", unit_scale=True, disable=not progress, desc="generate")
-    with RootWriter(path, meta=meta, overwrite=overwrite) as writer, ThreadPoolExecutor(1) as pool:
+    meta.setdefault(SUM_WEIGHTS, float(n))  # streamed headers (HepMC3, LHE) are written before the events
+    with open_writer(path, meta, format=fmt.name, overwrite=overwrite, **writer_options) as writer, \
+            ThreadPoolExecutor(1) as pool:
         pending: Future[None] | None = None
         for batch in generate_blocks(generator, n, seed, conditions):
             if pending is not None:
@@ -177,5 +188,6 @@ def generate_to_root(
             bar.update(len(batch))
         if pending is not None:
             pending.result()
+        writer.meta[SUM_WEIGHTS] = writer.sum_weights
     bar.close()
     return Path(path)

@@ -35,6 +35,7 @@ from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError, OutputError
 from mlegpipe.plan import Step, plan_pipeline
+from mlegpipe.provenance import cross_section_meta
 from mlegpipe.stages import Detector, Generator, Report, RunRecord, Stage, TruthSource, Unfolding, UnfoldingInputs
 
 __all__ = ["build_stages", "generator_conditions", "run_pipeline", "run_folder"]
@@ -83,6 +84,9 @@ class _Runner:
         self.work_dir = work_dir
         self.steps = config.steps or plan_pipeline(config)
         self.stages = build_stages(config, work_dir, progress, resume)
+        self._cross_section: dict[str, Any] = {}
+        self._truth_samples: set[str] = set()
+        self._made_by: dict[str, str] = {}  # sample -> the trained section that generated or folded it
         self.record = RunRecord(config=config.resolved(), samples={}, stages=self.stages, metrics={},
                                 histories={}, timings={}, run_dir=work_dir, seed=config.settings.seed,
                                 plan=config.report_plan, observables=config.observables)
@@ -99,7 +103,11 @@ class _Runner:
         rng = stage.ctx.rng("split")
         for name, part in zip(step.outputs, _split(batch, self.config.settings.split, rng), strict=True):
             self.record.samples[name] = part
-        self.record.metrics[step.section] = {"events": len(batch), **stage.info()}
+            self._truth_samples.add(name)
+        info = stage.info()
+        self.record.metrics[step.section] = {"events": len(batch), **info}
+        if not self._cross_section:  # the pipeline's first truth normalizes what is generated from it
+            self._cross_section = cross_section_meta({**batch.meta, **info})
         self.record.truths[step.section] = {"beams": batch.beams, "cuts": stage.cuts(),
                                             "exact_density": stage.exact_density()}
         if len(self.record.truths) == 1:  # the pipeline's observables must be computable on its truth
@@ -122,6 +130,7 @@ class _Runner:
                 conditions[name] = self.config.observables.values(reference, name)[rows]
         generated = stage.sample(n, stage.ctx.seed_sequence("generate"), conditions or None)
         self.record.samples[step.outputs[0]] = generated
+        self._made_by[step.outputs[0]] = step.section
         self.record.metrics[step.section] = stage.info()
 
     def detector(self, step: Step, stage: Detector) -> None:
@@ -131,6 +140,8 @@ class _Runner:
             self._save_checkpoint(step.section, stage)
         for name, out in zip(step.inputs, step.outputs, strict=True):
             self.record.samples[out] = stage.fold(self.record.samples[name], stage.ctx.seed_sequence("fold", name))
+            if stage.trainable:
+                self._made_by[out] = step.section
         self.record.metrics[step.section] = stage.info()
 
     def unfolding(self, step: Step, stage: Unfolding) -> None:
@@ -156,7 +167,29 @@ class _Runner:
         from mlegpipe.checkpoint import save_stage
 
         path = self.work_dir / "checkpoints" / f"{section}.pt"
-        save_stage(path, stage, seed=self.config.settings.seed)
+        truth = next(iter(self.record.truths.values()), {})
+        beams = truth.get("beams")
+        extra = {"cross_section": self._cross_section, "beams": beams.to_dict() if beams is not None else None}
+        save_stage(path, stage, seed=self.config.settings.seed, extra=extra)
+
+    def _sample_meta(self, name: str, batch: EventBatch) -> dict[str, Any]:
+        """Provenance of one run output: σ (the truth's, stated as such for generated events), seeds, config."""
+        from mlegpipe.provenance import sha256_file
+
+        meta = {**batch.meta, "sample": name, "pipeline": self.config.settings.name,
+                "seed": self.config.settings.seed, "mlegpipe_version": __version__,
+                "config": self.config.resolved_toml()}
+        if batch.beams is not None:
+            meta["beams"] = batch.beams.to_dict()
+        origin = None if name in self._truth_samples else "the truth sample of this run (generated and unfolded " \
+            "events carry the σ of the sample they were trained on)"
+        meta.update(cross_section_meta(self._cross_section, origin=origin))
+        section = self._made_by.get(name)
+        checkpoint = self.work_dir / "checkpoints" / f"{section}.pt"
+        if section is not None and checkpoint.is_file():
+            meta.update({"checkpoint": f"checkpoints/{checkpoint.name}", "checkpoint_sha256": sha256_file(checkpoint),
+                         "training_seed": self.config.settings.seed, "generation_seed": self.config.settings.seed})
+        return meta
 
     def _write_samples(self) -> None:
         from mlegpipe.rootio import write_events
@@ -165,11 +198,7 @@ class _Runner:
             path = self.work_dir / f"{name}.root"
             if path.exists():
                 continue
-            meta = {**batch.meta, "sample": name, "pipeline": self.config.settings.name,
-                    "seed": self.config.settings.seed, "mlegpipe_version": __version__}
-            if batch.beams is not None:
-                meta["beams"] = batch.beams.to_dict()
-            write_events(path, batch, meta=meta)
+            write_events(path, batch, meta=self._sample_meta(name, batch))
 
     def _write_metrics(self) -> None:
         out = {"pipeline": self.config.settings.name, "seed": self.config.settings.seed,

@@ -21,12 +21,9 @@ import difflib
 import glob
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import awkward as ak
@@ -35,13 +32,16 @@ import uproot
 
 from mlegpipe.beams import Beams
 from mlegpipe.events import WEIGHT, EventBatch, is_four_momentum, particle_lists
-from mlegpipe.exceptions import DataError, MlegpipeError, OutputError
+from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError
+from mlegpipe.formats.base import EventWriter
+from mlegpipe.provenance import EVENT_NUMBER
 from mlegpipe.rootstamp import fixed_write_time, uuid_sequence
 
 __all__ = [
     "META_KEY",
     "RootWriter",
     "beams_from_meta",
+    "compression_setting",
     "describe_tree",
     "expand_paths",
     "format_inspection",
@@ -74,30 +74,29 @@ def _is_jagged(array: ak.Array) -> bool:
     return isinstance(ak.type(array).content, ak.types.ListType | ak.types.RegularType)
 
 
-class RootWriter:
-    """Write event batches into one TTree, atomically.
+class RootWriter(EventWriter):
+    """Write event batches into one TTree, atomically (:class:`~mlegpipe.formats.base.EventWriter`).
 
     Batches are buffered and written with ``tree.extend`` in chunks of
     ``chunk_events`` events, one basket per branch each (branch types come from
-    the first chunk); readers then need only one chunk in memory at a time. The file is
-    written into a hidden temporary folder beside the destination (under its
-    final name, which ROOT stores inside the file) and moved into place on a
-    successful close; if the ``with`` block raises, the temporary folder is
-    removed and an existing output is never touched. The same events give a
-    bitwise identical file: ROOT's time stamps and UUIDs are fixed
+    the first chunk); readers then need only one chunk in memory at a time. An
+    ``event_number`` branch numbers the events. The same events give a bitwise
+    identical file: ROOT's time stamps and UUIDs are fixed
     (:mod:`mlegpipe.rootstamp`).
 
     Arguments:
         path: the output ``.root`` file.
-        tree: TTree name.
         meta: provenance stored as JSON in the ``mlegpipe_meta`` TObjString
             (merged over the ``meta`` of the first batch; beams are added).
-        chunk_events: events per ``extend`` call and basket (keep ≥ ~100 kB per branch).
         overwrite: replace an existing file (else :class:`OutputError`).
+        first_event: number of the first event.
+        tree: TTree name.
+        chunk_events: events per ``extend`` call and basket (keep ≥ ~100 kB per branch).
         float32: store floating-point branches as float32 (half the size),
             except the fields in ``keep_float64``.
         keep_float64: fields kept in double precision when ``float32`` is set
-            (default: ``beam_energy`` and ``weight``, so 27.6 stays 27.6).
+            (default: ``weight``; per-event beam energies are added, so 27.6 stays 27.6).
+        compression: ``"zlib:1"`` (default), ``"lz4:1"``, ``"zstd:1"``, ``"lzma:1"`` or ``"none"``.
 
     Example:
         >>> import numpy as np, tempfile, pathlib
@@ -108,92 +107,58 @@ class RootWriter:
         True
     """
 
+    format_name = "ROOT"
+
     def __init__(
         self,
         path: PathLike,
-        tree: str = "events",
         meta: Mapping[str, Any] | None = None,
-        chunk_events: int = 100_000,
         overwrite: bool = False,
+        first_event: int = 0,
+        tree: str = "events",
+        chunk_events: int = 100_000,
         float32: bool = False,
         keep_float64: Sequence[str] = (WEIGHT,),
+        compression: str = "zlib:1",
     ) -> None:
-        self.path = Path(path)
+        super().__init__(path, meta, overwrite, first_event)
         self.tree_name = tree
-        self.meta = dict(meta or {})
         self.chunk_events = max(int(chunk_events), 1)
-        self.overwrite = overwrite
         self.float32 = float32
         self.keep_float64 = frozenset(keep_float64)
-        self.entries = 0
+        self.compression = compression_setting(compression)
         self._buffer: list[ak.Array] = []
         self._buffered = 0
         self._fields: list[str] | None = None
         self._file: Any = None
         self._tree: Any = None
-        self._tmp: Path | None = None
         self._stamps = ExitStack()
-        self._beams: Beams | None = None
-        self._batch_meta: dict[str, Any] = {}
         self._template: ak.Array | None = None
 
-    # -- context management -------------------------------------------------
-    def __enter__(self) -> RootWriter:
-        self.open()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def open(self) -> None:
-        """Create the temporary output file (called by ``with``)."""
-        if self.path.exists() and not self.overwrite:
-            raise OutputError("the output file exists already; pass overwrite=True (or --overwrite) to replace it",
-                              path=str(self.path))
-        if self.path.is_dir():
-            raise OutputError("the output path is a folder, expected a .root file name", path=str(self.path))
-        folder = self.path.parent
+    def _begin(self, tmp: Path) -> None:
+        self._stamps.enter_context(fixed_write_time())
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot create the output folder: {err.strerror}", path=str(folder)) from None
-        tmp_dir = folder / f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            tmp_dir.mkdir()
-            self._tmp = tmp_dir / self.path.name
-            self._stamps.enter_context(fixed_write_time())
-            self._file = uproot.recreate(self._tmp, uuid_function=uuid_sequence(self.path.name))
-        except OSError as err:
+            self._file = uproot.recreate(tmp, uuid_function=uuid_sequence(self.path.name),
+                                         compression=self.compression)
+        except BaseException:
             self._stamps.close()
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            self._tmp = None
-            raise OutputError(f"cannot write here: {err.strerror or err}", path=str(self.path)) from None
+            raise
 
-    # -- writing ----------------------------------------------------------------
-    def write(self, batch: EventBatch) -> None:
+    def _append(self, batch: EventBatch, numbers: np.ndarray) -> None:
         """Buffer one batch; write a chunk when enough events are waiting."""
-        if self._file is None:
-            raise OutputError("the writer is not open (use it in a with block)", path=str(self.path))
         arrays = batch.arrays
         if len(batch) == 0:
             if self._template is None:  # an empty first batch still defines the branches
-                self._template, self._beams, self._batch_meta = arrays, batch.beams, dict(batch.meta)
+                self._template = _numbered(arrays, numbers)
             return
         if self._fields is None:
             self._fields = list(arrays.fields)
-            self._beams = batch.beams
             if batch.beams is not None:  # per-event beam energies keep their precision, as weights do
                 self.keep_float64 = self.keep_float64 | {f for f in batch.beams.fields if f}
-            self._batch_meta = dict(batch.meta)
         elif list(arrays.fields) != self._fields:
             raise DataError(f"batch fields {list(arrays.fields)} differ from the first batch's {self._fields}",
                             path=str(self.path))
-        self._buffer.append(arrays)
+        self._buffer.append(_numbered(arrays, numbers))
         self._buffered += len(arrays)
         if self._buffered >= self.chunk_events:
             self._flush()
@@ -219,50 +184,58 @@ class RootWriter:
             types = {name: _branch_type(name, col, str(self.path)) for name, col in columns.items()}
             self._tree = self._file.mktree(self.tree_name, types)
         self._tree.extend(columns)
-        self.entries += len(chunk)
 
-    def close(self) -> Path:
-        """Flush, store the metadata and move the file into place; return its path."""
-        if self._file is None:
-            return self.path
+    def _finish(self, meta: dict[str, Any]) -> None:
         try:
             self._flush(final=True)
             if self._tree is None and self._template is not None:
                 self._extend(self._template)  # an empty tree with the right branches
             if self._tree is None:
                 raise DataError("no events were written", path=str(self.path))
-            meta = {**self._batch_meta, **self.meta}
-            if self._beams is not None and "beams" not in meta:
-                meta["beams"] = self._beams.to_dict()
-            meta.setdefault("entries", self.entries)
+            meta["storage"] = {"compression": str(self.compression or "none"),
+                               "float32": self.float32, "float64_fields": sorted(self.keep_float64)}
             self._file[META_KEY] = json.dumps(meta, default=json_default, sort_keys=True)
             self._file.close()
             self._file = None
+        finally:
             self._stamps.close()
-            if self.path.exists() and not self.overwrite:
-                raise OutputError("the output file appeared while writing; not replacing it", path=str(self.path))
-            assert self._tmp is not None
-            os.replace(self._tmp, self.path)
-            self._tmp.parent.rmdir()
-            self._tmp = None
-        except BaseException:
-            self.abort()
-            raise
-        return self.path
 
-    def abort(self) -> None:
-        """Discard everything written so far (called by ``with`` on an exception)."""
+    def _discard(self) -> None:
         if self._file is not None:
-            try:
-                self._file.close()
-            except Exception:  # noqa: BLE001 - the file is being thrown away
-                pass
+            self._file.close()
             self._file = None
         self._stamps.close()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp.parent, ignore_errors=True)
-            self._tmp = None
         self._buffer, self._buffered = [], 0
+
+
+def _numbered(arrays: ak.Array, numbers: np.ndarray) -> ak.Array:
+    """``arrays`` with the event numbers as their first field (replacing any read from an input file)."""
+    columns = {EVENT_NUMBER: numbers, **{f: arrays[f] for f in arrays.fields if f != EVENT_NUMBER}}
+    return ak.zip(columns, depth_limit=1)
+
+
+def compression_setting(text: str) -> Any:
+    """An uproot compression object from ``"algorithm:level"`` (``"none"``: no compression).
+
+    Example:
+        >>> compression_setting("lz4:1")
+        LZ4(1)
+        >>> compression_setting("gzip")
+        Traceback (most recent call last):
+        ...
+        mlegpipe.exceptions.ConfigError: compression: unknown compression 'gzip'; choose zlib, lz4, zstd, lzma or none
+    """
+    name, _, level = str(text).lower().partition(":")
+    if name in ("none", ""):
+        return None
+    kinds = {"zlib": uproot.ZLIB, "lz4": uproot.LZ4, "zstd": uproot.ZSTD, "lzma": uproot.LZMA}
+    if name not in kinds:
+        raise ConfigError(f"unknown compression {text!r}; choose zlib, lz4, zstd, lzma or none", path="compression")
+    try:
+        value = int(level) if level else 1
+    except ValueError:
+        raise ConfigError(f"the compression level must be an integer, got {level!r}", path="compression") from None
+    return kinds[name](value)
 
 
 def _to_float32(array: ak.Array) -> ak.Array:
@@ -302,7 +275,7 @@ def write_events(
         >>> write_events(p, EventBatch.from_columns({"x": np.ones(3)})).name
         'e.root'
     """
-    with RootWriter(path, tree, meta, chunk_events, overwrite, float32) as writer:
+    with RootWriter(path, meta, overwrite, tree=tree, chunk_events=chunk_events, float32=float32) as writer:
         for batch in [batches] if isinstance(batches, EventBatch) else batches:
             writer.write(batch)
     return writer.path
@@ -427,7 +400,7 @@ def describe_tree(path: PathLike, tree: str = "events") -> dict[str, Any]:
         >>> import numpy as np, tempfile, pathlib
         >>> p = write_events(pathlib.Path(tempfile.mkdtemp()) / "d.root", EventBatch.from_columns({"x": np.ones(2)}))
         >>> describe_tree(p)["flat"]
-        ['x']
+        ['event_number', 'x']
     """
     path = Path(path)
     with _open(path) as file:

@@ -51,16 +51,19 @@ def generate_shard(
     conditions: Mapping[str, float] | None = None,
     meta: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    format: str | None = None,  # noqa: A002 - the CLI's name
+    **writer_options: Any,
 ) -> str:
     """Load the generator and write one shard (runs inside a Dask task as well)."""
     from mlegpipe.checkpoint import load_generator
+    from mlegpipe.formats import open_writer
     from mlegpipe.registry import load_plugins
-    from mlegpipe.rootio import RootWriter
 
     generator = load_generator(checkpoint, load_plugins())
-    info = {**(meta or {}), "seed": seed, "events": events, "first_block": first_block,
+    info = {**(meta or {}), "seed": seed, "generation_seed": seed, "events": events, "first_block": first_block,
             "conditions": dict(conditions or {})}
-    with RootWriter(path, meta=info, overwrite=overwrite) as writer:
+    with open_writer(path, info, format=format, overwrite=overwrite, first_event=first_block * BLOCK,
+                     **writer_options) as writer:
         for batch in generate_blocks(generator, events, seed, conditions, first_block=first_block):
             writer.write(batch)
     return str(path)
@@ -77,6 +80,8 @@ def generate_shards(
     overwrite: bool = False,
     scheduler: str | None = None,
     workers: int = 2,
+    format: str | None = None,  # noqa: A002 - the CLI's name
+    **writer_options: Any,
 ) -> list[Path]:
     """Write ``shards`` ROOT files holding ``n`` events in total.
 
@@ -93,17 +98,17 @@ def generate_shards(
         for p in paths:
             if p.exists():
                 raise OutputError("the output file exists already; use --force to overwrite", path=str(p))
-    args = [(str(checkpoint), ev, first, str(p), seed, dict(conditions or {}), dict(meta or {}), overwrite)
+    args = [(str(checkpoint), ev, first, str(p), seed, dict(conditions or {}), dict(meta or {}), overwrite, format)
             for (first, ev), p in zip(plan, paths, strict=True)]
     if scheduler is None:
-        return [Path(generate_shard(*a)) for a in args]
+        return [Path(generate_shard(*a, **writer_options)) for a in args]
     from dask.distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) \
         if scheduler == "local" else None
     try:
         with Client(cluster if cluster is not None else scheduler) as client:
-            futures = [client.submit(generate_shard, *a, pure=False) for a in args]
+            futures = [client.submit(generate_shard, *a, pure=False, **writer_options) for a in args]
             return [Path(p) for p in client.gather(futures)]
     finally:
         if cluster is not None:

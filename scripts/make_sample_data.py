@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mlegpipe.context import StageContext
+from mlegpipe.provenance import cross_section, cross_section_meta
 from mlegpipe.rootio import RootWriter, inspect_file
 from mlegpipe.schema import build_params
 
@@ -62,7 +63,8 @@ def _write(path: Path, sources: list[Any], meta: dict[str, Any], overwrite: bool
         writer.meta["per_source"] = figures
         writer.meta["seconds"] = round(time.perf_counter() - start, 1)
         if len(figures) == 1:
-            for key in ("sigma_pb", "sigma_err_pb", "sigma_selected_pb", "cross_section_pb", "cross_section_err_pb"):
+            writer.meta.update(cross_section_meta(figures[0]))  # the file's σ, in the convention's keys
+            for key in ("sigma_process_pb", "sigma_process_error_pb"):
                 if key in figures[0]:
                     writer.meta[key] = figures[0][key]
     return {"path": str(path), "figures": figures}
@@ -135,10 +137,10 @@ def _fmt_sigma(meta: dict[str, Any]) -> str:
     rows = meta.get("per_source") or []
     parts = []
     for row in rows:
-        sigma = row.get("sigma_selected_pb", row.get("cross_section_pb"))
-        err = row.get("sigma_err_pb", row.get("cross_section_err_pb"))
-        if sigma is None:
+        found = cross_section(row)
+        if found is None:
             continue
+        sigma, err = found
         label = f"E={row['beam_energy']:g}: " if "beam_energy" in row and len(rows) > 1 else ""
         parts.append(f"{label}{sigma:.4g} ± {err:.2g}" if err is not None else f"{label}{sigma:.4g}")
     return "; ".join(parts) or "–"
@@ -151,14 +153,16 @@ def _sigma_summary(out: Path) -> list[str]:
     lines = []
     if (out / "hera_pythia_lepton.root").exists():
         m = read_meta(out / "hera_pythia_lepton.root")
-        lines.append(f"Pythia 8 σ(HERA e⁺p, Q²_hard > 1 GeV²) = sigmaGen = {m['sigma_pb']:.4g} ± {m['sigma_err_pb']:.2g} pb "
-                     f"({m['sigma_pb'] / 1e6:.3f} µb); with the scattered-lepton Q² > 1 selection "
-                     f"{m['sigma_selected_pb']:.4g} pb.")
+        process = m.get("sigma_process_pb", m.get("sigma_pb"))
+        process_err = m.get("sigma_process_error_pb", m.get("sigma_err_pb"))
+        lines.append(f"Pythia 8 σ(HERA e⁺p, Q²_hard > 1 GeV²) = sigmaGen = {process:.4g} ± {process_err:.2g} pb "
+                     f"({process / 1e6:.3f} µb); with the scattered-lepton Q² > 1 selection "
+                     f"{m.get('sigma_selected_pb', m.get('cross_section_pb')):.4g} pb.")
         if (out / "hera_dis.root").exists():
             d = read_meta(out / "hera_dis.root")
-            lines.append(f"The dis sampler (ALLM97 F₂, F_L = 0, one-photon exchange, W² > 3 GeV²) gives "
-                         f"{d['cross_section_pb']:.4g} ± {d['cross_section_err_pb']:.2g} pb; "
-                         f"Pythia / dis = {m['sigma_pb'] / d['cross_section_pb']:.3f}.")
+            lines.append("The dis sampler (ALLM97 F₂, F_L = 0, one-photon exchange, W² > 3 GeV²) gives "
+                         "{:.4g} ± {:.2g} pb; ".format(*cross_section(d))
+                         + f"Pythia / dis = {process / d['cross_section_pb']:.3f}.")
         lines.append("")
     return lines
 

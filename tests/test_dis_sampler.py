@@ -111,7 +111,7 @@ def test_total_cross_section_matches_quadrature(preset: str) -> None:
     src.read()
     info = src.info()
     reference = quad_sigma(src.beams, q2_min=1.0)
-    sigma, error = info["cross_section_pb"], info["cross_section_err_pb"]
+    sigma, error = info["cross_section_pb"], info["cross_section_error_pb"]
     assert abs(sigma / reference - 1) < 0.01
     assert abs(sigma - reference) < 4 * error
     assert error / sigma < 0.005

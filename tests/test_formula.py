@@ -196,3 +196,20 @@ def test_every_whitelisted_function_is_tested() -> None:
     tested = {"sqrt", "exp", "log", "log10", "abs", "sin", "cos", "tan", "asin", "acos", "atan", "atan2"}
     tested |= {"sinh", "cosh", "tanh", "min", "max", "hypot"}
     assert tested == set(FUNCTIONS)
+
+
+def test_root_logical_operators_select_the_same_events() -> None:
+    """A cut written as in ROOT selects exactly what the Python spelling selects; `!=` keeps its meaning."""
+    rng = np.random.default_rng(3)
+    env = {"Q2": rng.uniform(0, 10, 1000), "y": rng.uniform(0, 1, 1000), "x": rng.integers(0, 3, 1000) * 1.0}
+    root = compile_formula("Q2 > 1 && y < 0.95 || !(x != 0)", ["Q2", "y", "x"], "truth.cut")(env)
+    python = compile_formula("Q2 > 1 and y < 0.95 or not (x != 0)", ["Q2", "y", "x"], "truth.cut")(env)
+    expected = ((env["Q2"] > 1) & (env["y"] < 0.95)) | (env["x"] == 0)
+    np.testing.assert_array_equal(root, expected)
+    np.testing.assert_array_equal(python, expected)
+    assert 0 < expected.sum() < 1000
+
+
+def test_root_operators_do_not_open_a_door_to_python() -> None:
+    with pytest.raises(FormulaError, match="truth.cut"):
+        compile_formula("!__import__('os') && Q2 > 1", ["Q2"], "truth.cut")

@@ -10,7 +10,7 @@ import torch
 import uproot
 
 from mlegpipe.events import EventBatch
-from mlegpipe.generation import BLOCK, generate_blocks, generate_to_root, single_threaded_kernels
+from mlegpipe.generation import BLOCK, generate_blocks, generate_to_file, single_threaded_kernels
 
 
 class _Gaussian:
@@ -36,7 +36,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
 
 def test_streamed_file_holds_exactly_the_blocks(tmp_path: Path) -> None:
     n = 2 * BLOCK + 1000  # two full blocks and a short one, written while the next is generated
-    path = generate_to_root(_Gaussian(), n, tmp_path / "g.root", seed=4)
+    path = generate_to_file(_Gaussian(), n, tmp_path / "g.root", seed=4)
     expected = EventBatch.concat(list(generate_blocks(_Gaussian(), n, seed=4)))
     got = _read(path)
     assert len(got["a"]) == n
@@ -60,7 +60,7 @@ def test_a_failure_propagates_and_leaves_no_file(tmp_path: Path, monkeypatch: py
 
         monkeypatch.setattr(RootWriter, "write", failing)
     with pytest.raises(RuntimeError if where == "generator" else OSError):
-        generate_to_root(gen, 3 * BLOCK, tmp_path / "g.root", seed=1)
+        generate_to_file(gen, 3 * BLOCK, tmp_path / "g.root", seed=1)
     assert not (tmp_path / "g.root").exists()
     assert not list(tmp_path.iterdir())  # no temporary file left either
 

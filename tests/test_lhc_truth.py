@@ -60,8 +60,8 @@ def test_allhad_cross_section_and_metadata(allhad) -> None:  # noqa: ANN001
     src, events = allhad
     info = src.info()
     assert info["events_accepted"] == 600 and info["level"] == "hard" and info["process"] == "ttbar-allhad"
-    assert 0 < info["sigma_err_pb"] < 0.05 * info["sigma_pb"]
-    assert within_statistics(info["sigma_pb"], info["sigma_err_pb"], SIGMA_ALLHAD), info["sigma_pb"]
+    assert 0 < info["cross_section_error_pb"] < 0.05 * info["cross_section_pb"]
+    assert within_statistics(info["cross_section_pb"], info["cross_section_error_pb"], SIGMA_ALLHAD), info
     assert src.beams.name == "lhc13" and info["sqrt_s"] == pytest.approx(13000.0)
     assert "6:m0 = 172.5" in info["settings"] and "PartonLevel:all = off" in info["settings"]
     assert events.collections == ["quarks"] and (events.multiplicity("quarks") == 6).all()
@@ -119,7 +119,7 @@ def test_semilep_cross_section_and_fields(semilep) -> None:  # noqa: ANN001
     src, events = semilep
     info = src.info()
     assert info["level"] == "full" and info["process"] == "ttbar-semilep"
-    assert within_statistics(info["sigma_pb"], info["sigma_err_pb"], SIGMA_SEMILEP), info["sigma_pb"]
+    assert within_statistics(info["cross_section_pb"], info["cross_section_error_pb"], SIGMA_SEMILEP), info
     assert sorted(events.collections) == ["jets", "lepton"]
     assert {"met", "met_phi", "lepton_pid"} <= set(events.fields)
 
@@ -245,7 +245,7 @@ def test_the_small_sample_reads_back() -> None:
                         StageContext("t")).read()
     assert sorted(events.collections) == ["jets", "lepton"] and len(events) == 500
     assert events.meta["process"] == "ttbar-semilep" and events.beams.name == "lhc13"
-    assert within_statistics(events.meta["sigma_pb"], events.meta["sigma_err_pb"], SIGMA_SEMILEP)
+    assert within_statistics(events.meta["cross_section_pb"], events.meta["cross_section_error_pb"], SIGMA_SEMILEP)
 
 
 PIPELINE = """

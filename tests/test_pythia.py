@@ -71,7 +71,7 @@ def test_hard_process_kinematics_within_limits() -> None:
     assert np.median(ev.column("lepton_pz")) < -20
     assert (ev.column("beam_energy") == 27.6).all()
     info = src.info()
-    assert info["events_accepted"] == 400 and info["sigma_pb"] > 0 and info["sigma_err_pb"] < 0.2 * info["sigma_pb"]
+    assert info["events_accepted"] == 400 and info["cross_section_pb"] > 0 and info["cross_section_error_pb"] < 0.2 * info["cross_section_pb"]
 
 
 def test_lepton_direction_convention_symmetric_beams() -> None:
@@ -164,7 +164,7 @@ def test_top_pairs_at_the_lhc_keep_the_hard_process_particles() -> None:
     parts = events.particles("particles")
     np.testing.assert_allclose(parts["px"].sum(axis=1), 0.0, atol=1e-6)
     # Pythia's LO σ(pp -> tt̄) at 13 TeV, about 490 pb, times the forced BR(W -> qq')² ≈ 0.676² (Pythia's σ counts it)
-    assert 150.0 < src.info()["sigma_pb"] < 350.0
+    assert 150.0 < src.info()["cross_section_pb"] < 350.0
 
 
 def test_dis_options_need_lepton_hadron_beams() -> None:

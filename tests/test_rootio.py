@@ -44,7 +44,8 @@ def test_round_trip_flat_and_jagged_identical(tmp_path: Path) -> None:
     batch = make_batch(1000)
     path = write_events(tmp_path / "ev.root", batch, meta={"cross_section_pb": 123.5})
     out = EventBatch.concat(read_events(path))
-    assert out.fields == batch.fields
+    assert out.fields == ["event_number", *batch.fields]
+    np.testing.assert_array_equal(out.column("event_number"), np.arange(1000))
     for name in ("x", "Q2", "weight"):
         np.testing.assert_array_equal(out.column(name), batch.column(name))
     assert ak.all(ak.num(out.arrays["particles"]) == ak.num(batch.arrays["particles"]))

@@ -14,7 +14,7 @@ from mlegpipe.checkpoint import load_generator, save_stage
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
-from mlegpipe.generation import BLOCK, generate_to_root
+from mlegpipe.generation import BLOCK, generate_to_file
 from mlegpipe.registry import load_plugins
 from mlegpipe.rootio import read_events, read_meta, write_events
 from mlegpipe.rootio_dask import dask_events, iter_partition_batches, partition_to_batch, reduce_partitions
@@ -52,7 +52,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def unsharded(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> ak.Array:
     gen = load_generator(checkpoint, _registry())
-    path = generate_to_root(gen, N_EVENTS, tmp_path_factory.mktemp("one") / "all.root", seed=9)
+    path = generate_to_file(gen, N_EVENTS, tmp_path_factory.mktemp("one") / "all.root", seed=9)
     return _read([path])
 
 
@@ -110,7 +110,7 @@ def test_dask_awkward_reading_matches_the_streaming_reader(tmp_path: Path, unsha
     assert array.npartitions >= 4  # 1500 events per file in steps of 700
     batches = list(iter_partition_batches(array))
     merged = EventBatch.concat(batches)
-    assert len(merged) == 3000 and merged.fields == ["Q2", "particles"]
+    assert len(merged) == 3000 and merged.fields == ["event_number", "Q2", "particles"]
     assert merged.beams == HERA and merged.meta["generator"] == "test"  # provenance from the file metadata
     assert np.array_equal(merged.column("Q2"), ak.to_numpy(unsharded["Q2"][:3000]))
     assert ak.all(ak.num(merged.arrays["particles"]) == counts)

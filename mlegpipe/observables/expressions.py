@@ -19,7 +19,7 @@ import numpy as np
 
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, FormulaError
-from mlegpipe.formula import CONSTANTS, FUNCTIONS, parse_expression
+from mlegpipe.formula import CONSTANTS, FUNCTIONS, parse_expression, root_to_python
 from mlegpipe.observables.base import Observable
 from mlegpipe.observables.particles import (
     _COLLECTION_FUNCTIONS,
@@ -229,7 +229,8 @@ def compile_observable(
     if not isinstance(expression, str) or not expression.strip():
         raise ConfigError("an observable needs an expression", path=where, value=expression)
     tree = parse_expression(expression, where, "expression")
-    compiler = _ExpressionCompiler(expression.strip(), where, resolver or (lambda n: _auto_or_registered(n)))
+    compiler = _ExpressionCompiler(root_to_python(expression.strip()), where,
+                                   resolver or (lambda n: _auto_or_registered(n)))
     try:
         out = compiler.visit(tree)
     except RecursionError:

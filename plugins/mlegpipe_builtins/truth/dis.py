@@ -254,7 +254,7 @@ class DISTruth(TruthSource):
             r = self._sampler.report()
             out.update({
                 "cross_section_pb": r["integral"],
-                "cross_section_err_pb": r["integral_error"],
+                "cross_section_error_pb": r["integral_error"],
                 "unweighting_efficiency": r["unweighting_efficiency"],
                 "trials": r["trials"],
                 "overweight_fraction": r["overweight_fraction"],

@@ -63,6 +63,7 @@ from mlegpipe import hookimpl
 from mlegpipe.beams import Beams
 from mlegpipe.events import WEIGHT, EventBatch
 from mlegpipe.exceptions import ConfigError, PhysicsError, PluginError
+from mlegpipe.provenance import CROSS_SECTION, CROSS_SECTION_ERROR
 from mlegpipe.schema import fill_none, param
 from mlegpipe.stages import StageContext, TruthSource
 from mlegpipe_builtins.dis import BEAM_ENERGY, DIS_LABELS, LEPTON_FIELDS
@@ -603,9 +604,12 @@ class PythiaSource(TruthSource):
     def info(self) -> dict[str, Any]:
         sigma, error = self.cross_section()
         efficiency = self._selected / self._generated if self._generated else math.nan
-        return {"generator": f"Pythia {pythia_version()}", "process": self.params.process, "sigma_pb": sigma,
-                "sigma_err_pb": error, "cut": self.params.cut, "cut_efficiency": efficiency,
-                "sigma_selected_pb": sigma * efficiency,
+        # the sample's σ is the process σ times the cut efficiency (binomial error added in quadrature)
+        eff_error = math.sqrt(efficiency * (1 - efficiency) / self._generated) if self._generated else math.nan
+        return {"generator": f"Pythia {pythia_version()}", "process": self.params.process,
+                CROSS_SECTION: sigma * efficiency, CROSS_SECTION_ERROR: math.hypot(error * efficiency, sigma * eff_error),
+                "sigma_process_pb": sigma, "sigma_process_error_pb": error,
+                "cut": self.params.cut, "cut_efficiency": efficiency,
                 "events_tried": int(sum(b["tried"] for b in self._blocks)),
                 "events_accepted": int(sum(b["accepted"] for b in self._blocks)),
                 "events_failed": self._failed, "blocks": list(self._blocks), "level": self.process.level,

@@ -36,6 +36,7 @@ from mlegpipe.beams import Beams
 from mlegpipe.events import WEIGHT, EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError
 from mlegpipe.formula import compile_formula
+from mlegpipe.provenance import EVENT_NUMBER, cross_section_meta
 from mlegpipe.rootio import beams_from_meta, describe_tree, expand_paths, read_events
 from mlegpipe.schema import param
 from mlegpipe.stages import StageContext, TruthSource
@@ -68,7 +69,7 @@ class RootSource(TruthSource):
         files: list[str] = param([], doc="ROOT files or glob patterns, read in sorted order")
         tree: str = param("events", doc="TTree name")
         features: dict[str, str] = param({}, doc="feature name -> branch; default: every flat branch (but counters "
-                                                 "and the weight branch)")
+                                                 "and the weight and event_number branches)")
         collections: dict[str, dict[str, str]] | None = param(
             None, doc="particle collections: name -> {px=..., py=..., pz=..., E=...} or {pt=..., eta=..., phi=..., "
                       "mass=...}, optionally pid=..., charge=...; jagged or fixed-size branches; default: the "
@@ -100,7 +101,8 @@ class RootSource(TruthSource):
             branches = dict(self.params.features)
         else:
             counters = set(layout["counters"])
-            branches = {b: b for b in flat if b not in counters and b not in (self.params.weight, WEIGHT)}
+            skip = {self.params.weight, WEIGHT, EVENT_NUMBER}  # an index is not a feature
+            branches = {b: b for b in flat if b not in counters and b not in skip}
         if self.params.weight:
             branches[WEIGHT] = self.params.weight
         elif not self.params.features and WEIGHT in flat:
@@ -163,7 +165,7 @@ class RootSource(TruthSource):
                                      max_events=self.params.events or None, cut_where=f"{self.ctx.name}.cut"):
                 self._selected += len(batch)
                 bar.update(len(batch))
-                yield EventBatch(batch.arrays, beams or batch.beams, batch.meta)
+                yield EventBatch(batch.arrays, beams or batch.beams, {**batch.meta, **cross_section_meta(batch.meta)})
         finally:
             bar.close()
 
@@ -171,9 +173,9 @@ class RootSource(TruthSource):
         meta = self._file_meta or {}
         out: dict[str, Any] = {"files": [str(p) for p in self.paths], "events_read": self._selected,
                                "features": self.branches}
-        for key in ("generator", "cross_section_pb", "cross_section_err_pb", "cross_section_error_pb"):
-            if key in meta:
-                out[key] = meta[key]
+        if "generator" in meta:
+            out["generator"] = meta["generator"]
+        out.update(cross_section_meta(meta))
         return out
 
 
