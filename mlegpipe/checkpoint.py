@@ -3,8 +3,9 @@
 A checkpoint is one file written with :func:`torch.save` holding a plain dict:
 the stage's state (tensors, numbers, strings, lists and dicts of them; NumPy
 arrays are stored as tensors) and JSON-able metadata (plugin kind and name,
-parameters, features, package version, seed, creation time). Files are written
-to a temporary name and renamed, so a crash never leaves half a checkpoint.
+parameters, features, package version, seed; no wall-clock time, so the same
+training gives the same bytes and the same sha256). Files are written to a
+temporary name and renamed, so a crash never leaves half a checkpoint.
 
 Loading uses ``torch.load(weights_only=True)`` only: a file that needs any
 other Python object to unpickle (and could run code doing so) is refused with
@@ -23,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import io
 import json
@@ -183,7 +183,6 @@ def save_checkpoint(
         "version": __version__,
         "torch": torch.__version__,
         "seed": seed,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **dict(extra or {}),
     }
     try:

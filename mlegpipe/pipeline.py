@@ -87,6 +87,7 @@ class _Runner:
         self._cross_section: dict[str, Any] = {}
         self._truth_samples: set[str] = set()
         self._made_by: dict[str, str] = {}  # sample -> the trained section that generated or folded it
+        self._config_text = _portable_config(config)
         self.record = RunRecord(config=config.resolved(), samples={}, stages=self.stages, metrics={},
                                 histories={}, timings={}, run_dir=work_dir, seed=config.settings.seed,
                                 plan=config.report_plan, observables=config.observables)
@@ -178,7 +179,7 @@ class _Runner:
 
         meta = {**batch.meta, "sample": name, "pipeline": self.config.settings.name,
                 "seed": self.config.settings.seed, "mlegpipe_version": __version__,
-                "config": self.config.resolved_toml()}
+                "config": self._config_text}
         if batch.beams is not None:
             meta["beams"] = batch.beams.to_dict()
         origin = None if name in self._truth_samples else "the truth sample of this run (generated and unfolded " \
@@ -223,6 +224,16 @@ class _Runner:
             self._write_metrics()
         self._write_samples()
         self._write_metrics()
+
+
+def _portable_config(config: PipelineConfig) -> str:
+    """The resolved pipeline as TOML for file metadata, without where it was read from or written to (so the
+    same pipeline and seed give byte-identical files wherever they run)."""
+    import tomli_w
+
+    resolved = config.resolved()
+    resolved["pipeline"] = {k: v for k, v in resolved.get("pipeline", {}).items() if k != "output"}
+    return tomli_w.dumps(resolved)
 
 
 def _jsonable(obj: Any) -> Any:
