@@ -70,12 +70,13 @@ def _bare_root(columns: dict[str, np.ndarray], path: Path, compression: str, chu
             tree.extend({k: v[lo:lo + chunk] for k, v in columns.items()})
 
 
-def _bare_parquet(columns: dict[str, np.ndarray], path: Path, compression: str) -> None:
+def _bare_parquet(columns: dict[str, np.ndarray], path: Path, compression: str, chunk: int = 0) -> None:
     ak.to_parquet(ak.zip(columns, depth_limit=1), path, compression=compression)
 
 
 def measure(events: int, text_events: int, seed: int, repeat: int) -> dict[str, Any]:
     """Every figure of the table; returns the JSON-able result."""
+    from mlegpipe.cli.generate import storage_options
     from mlegpipe.formats import open_writer
     from mlegpipe.generation import generate_blocks, generate_to_file
 
@@ -94,7 +95,7 @@ def measure(events: int, text_events: int, seed: int, repeat: int) -> dict[str, 
     fields = blocks[0].fields
     keep64 = {"weight", "beam_energy"}
     settings = [  # name, format, writer options, bare-library function or None, events
-        ("ROOT float32+LZ4 (generate default)", "root", {"float32": True, "compression": "lz4:1"}, "lz4:1", events),
+        ("ROOT float32+LZ4 (generate default)", "root", storage_options("root", None, False), "lz4:1", events),
         ("ROOT float64+ZLIB-1 (old default)", "root", {"float32": False, "compression": "zlib:1"}, "zlib:1", events),
         ("Parquet float32+ZSTD", "parquet", {"float32": True}, "zstd", events),
         ("HepMC3 (text)", "hepmc3", {}, None, text_events),
@@ -136,8 +137,9 @@ def measure(events: int, text_events: int, seed: int, repeat: int) -> dict[str, 
                     np.float64 if f in keep64 else dtype) for f in fields}
                 columns["event_number"] = np.arange(n_part, dtype=np.int64)
                 bare = _bare_root if fmt == "root" else _bare_parquet
-                t_bare = _best(lambda bare=bare, columns=columns, suffix=suffix, setting=bare_setting: bare(
-                    columns, tmp / f"bare{suffix}", setting), repeat)
+                chunk = int(options.get("chunk_events", 100_000))
+                t_bare = _best(lambda bare=bare, columns=columns, suffix=suffix, setting=bare_setting, chunk=chunk:
+                               bare(columns, tmp / f"bare{suffix}", setting, chunk), repeat)
                 figures.append(Figure(f"writer alone -> {label}", n_part / t_writer, "events/s",
                                       "bare library, same settings", n_part / t_bare, group=GROUP,
                                       note="uproot mktree/extend" if fmt == "root" else "ak.to_parquet"))

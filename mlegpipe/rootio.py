@@ -79,8 +79,9 @@ class RootWriter(EventWriter):
 
     Batches are buffered and written with ``tree.extend`` in chunks of
     ``chunk_events`` events, one basket per branch each (branch types come from
-    the first chunk); readers then need only one chunk in memory at a time. An
-    ``event_number`` branch numbers the events. The same events give a bitwise
+    the first chunk); readers then need only one chunk in memory at a time.
+    Batches of exactly ``chunk_events`` events are written without a copy. An
+    ``event_number`` branch, the first, numbers the events. The same events give a bitwise
     identical file: ROOT's time stamps and UUIDs are fixed
     (:mod:`mlegpipe.rootstamp`).
 
@@ -127,13 +128,13 @@ class RootWriter(EventWriter):
         self.float32 = float32
         self.keep_float64 = frozenset(keep_float64)
         self.compression = compression_setting(compression)
-        self._buffer: list[ak.Array] = []
+        self._buffer: list[tuple[ak.Array, np.ndarray]] = []
         self._buffered = 0
         self._fields: list[str] | None = None
         self._file: Any = None
         self._tree: Any = None
         self._stamps = ExitStack()
-        self._template: ak.Array | None = None
+        self._template: tuple[ak.Array, np.ndarray] | None = None
 
     def _begin(self, tmp: Path) -> None:
         self._stamps.enter_context(fixed_write_time())
@@ -145,11 +146,13 @@ class RootWriter(EventWriter):
             raise
 
     def _append(self, batch: EventBatch, numbers: np.ndarray) -> None:
-        """Buffer one batch; write a chunk when enough events are waiting."""
+        """Buffer one batch; write a basket when at least ``chunk_events`` events are waiting."""
         arrays = batch.arrays
+        if EVENT_NUMBER in arrays.fields:  # numbers read from an input file are replaced by this file's
+            arrays = arrays[[f for f in arrays.fields if f != EVENT_NUMBER]]
         if len(batch) == 0:
             if self._template is None:  # an empty first batch still defines the branches
-                self._template = _numbered(arrays, numbers)
+                self._template = (arrays, numbers)
             return
         if self._fields is None:
             self._fields = list(arrays.fields)
@@ -158,28 +161,37 @@ class RootWriter(EventWriter):
         elif list(arrays.fields) != self._fields:
             raise DataError(f"batch fields {list(arrays.fields)} differ from the first batch's {self._fields}",
                             path=str(self.path))
-        self._buffer.append(_numbered(arrays, numbers))
+        self._buffer.append((arrays, numbers))
         self._buffered += len(arrays)
         if self._buffered >= self.chunk_events:
             self._flush()
 
-    def _convert(self, name: str, array: ak.Array) -> ak.Array:
-        return _to_float32(array) if self.float32 and name not in self.keep_float64 else array
+    def _convert(self, name: str, array: ak.Array) -> Any:
+        """A column as written: flat numbers as NumPy (float32 when asked), lists as awkward."""
+        narrow = self.float32 and name not in self.keep_float64
+        if array.ndim == 1 and not array.fields:
+            values = ak.to_numpy(array)
+            return values.astype(np.float32) if narrow and values.dtype == np.float64 else values
+        return _to_float32(array) if narrow else array
 
     def _flush(self, final: bool = False) -> None:
-        """Write whole chunks of ``chunk_events`` (and, when ``final``, the remainder)."""
+        """Write whole chunks of ``chunk_events`` (and, when ``final``, the remainder); one basket each."""
         if not self._buffer:
             return
-        pending = self._buffer[0] if len(self._buffer) == 1 else ak.concatenate(self._buffer)
-        start = 0
-        while len(pending) - start >= self.chunk_events or (final and start < len(pending)):
-            self._extend(pending[start:start + self.chunk_events])
-            start += self.chunk_events
-        rest = ak.to_packed(pending[start:])  # a copy, so the written part can be freed
-        self._buffer, self._buffered = ([rest] if len(rest) else []), len(rest)
+        if len(self._buffer) == 1:
+            pending, numbers = self._buffer[0]
+        else:
+            pending = ak.concatenate([a for a, _ in self._buffer])
+            numbers = np.concatenate([n for _, n in self._buffer])
+        start, size = 0, self.chunk_events
+        while len(pending) - start >= size or (final and start < len(pending)):
+            self._extend(pending[start:start + size], numbers[start:start + size])
+            start += size
+        rest = (ak.to_packed(pending[start:]), numbers[start:].copy())  # copies, so the written part can be freed
+        self._buffer, self._buffered = ([rest] if len(rest[0]) else []), len(rest[0])
 
-    def _extend(self, chunk: ak.Array) -> None:
-        columns = {name: self._convert(name, chunk[name]) for name in chunk.fields}
+    def _extend(self, chunk: ak.Array, numbers: np.ndarray) -> None:
+        columns = {EVENT_NUMBER: numbers, **{name: self._convert(name, chunk[name]) for name in chunk.fields}}
         if self._tree is None:
             types = {name: _branch_type(name, col, str(self.path)) for name, col in columns.items()}
             self._tree = self._file.mktree(self.tree_name, types)
@@ -189,7 +201,7 @@ class RootWriter(EventWriter):
         try:
             self._flush(final=True)
             if self._tree is None and self._template is not None:
-                self._extend(self._template)  # an empty tree with the right branches
+                self._extend(*self._template)  # an empty tree with the right branches
             if self._tree is None:
                 raise DataError("no events were written", path=str(self.path))
             meta["storage"] = {"compression": str(self.compression or "none"),
@@ -206,12 +218,6 @@ class RootWriter(EventWriter):
             self._file = None
         self._stamps.close()
         self._buffer, self._buffered = [], 0
-
-
-def _numbered(arrays: ak.Array, numbers: np.ndarray) -> ak.Array:
-    """``arrays`` with the event numbers as their first field (replacing any read from an input file)."""
-    columns = {EVENT_NUMBER: numbers, **{f: arrays[f] for f in arrays.fields if f != EVENT_NUMBER}}
-    return ak.zip(columns, depth_limit=1)
 
 
 def compression_setting(text: str) -> Any:
@@ -248,8 +254,10 @@ def _to_float32(array: ak.Array) -> ak.Array:
     return ak.values_astype(array, np.float32) if getattr(form, "primitive", "") == "float64" else array
 
 
-def _branch_type(name: str, column: ak.Array, where: str) -> Any:
+def _branch_type(name: str, column: ak.Array | np.ndarray, where: str) -> Any:
     """The ``mktree`` type of one column: a NumPy dtype or an awkward list type."""
+    if isinstance(column, np.ndarray):
+        return column.dtype
     content = ak.type(column).content
     if isinstance(content, ak.types.NumpyType):
         return np.dtype(content.primitive)

@@ -84,11 +84,12 @@ def storage_options(fmt: str, compression: str | None, double: bool) -> dict[str
 
     Example:
         >>> storage_options("root", None, False)
-        {'float32': True, 'compression': 'lz4:1'}
+        {'float32': True, 'compression': 'lz4:1', 'chunk_events': 65536}
         >>> storage_options("hepmc3", None, False)
         {}
     """
     from mlegpipe.exceptions import ConfigError
+    from mlegpipe.generation import BLOCK
 
     if compression is not None and fmt != "root":
         raise ConfigError("--compression applies to ROOT output only", path="--compression", value=compression)
@@ -97,4 +98,5 @@ def storage_options(fmt: str, compression: str | None, double: bool) -> dict[str
         out["float32"] = not double
     if fmt == "root":
         out["compression"] = compression or "lz4:1"
+        out["chunk_events"] = BLOCK  # one generation block, one basket: no re-chunking copy
     return out
