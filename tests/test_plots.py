@@ -7,11 +7,15 @@ import pytest
 
 from mlegpipe.beams import Beams
 from mlegpipe.metrics import amplification
+from mlegpipe.observables import Observable
 from mlegpipe.plots import (
     conditional_kl,
     energy_regime,
+    flat_like,
     history_columns,
+    label_figure,
     normalized,
+    pdf_bytes,
     plot_amplification,
     plot_conditional,
     plot_distribution,
@@ -21,6 +25,8 @@ from mlegpipe.plots import (
     plot_unfolding,
     png_bytes,
     resolution_profile,
+    run_label,
+    save_figure,
     save_png,
 )
 
@@ -124,6 +130,7 @@ def test_unfolding_plots_from_recorded_bands(tmp_path) -> None:
                                "ibu": band, "unrecoverable": [0, 0, 1]}}}
     files = plot_unfolding_info(info, tmp_path / "plots", prefix="unfolding")
     assert [f.name for f in files] == ["unfolding__nu1.png"] and files[0].read_bytes()[:4] == PNG
+    assert files[0].with_suffix(".pdf").read_bytes()[:4] == b"%PDF"  # the PDF beside it
     from mlegpipe.plots import plot_unfolding_bands
 
     fig = plot_unfolding_bands("nu1", [0.0, 1.0, 2.0, 3.0], shifted, truth=band)
@@ -151,3 +158,57 @@ def test_amplification_plot_marks_the_asymptote() -> None:
     asymptote = [ln for ln in fig.axes[0].lines if "asymptote" in str(ln.get_label())]
     assert asymptote and asymptote[0].get_ydata()[0] == pytest.approx(result["asymptotic_mse"])
     assert png_bytes(fig)[:4] == PNG
+
+
+def test_ratio_panel_has_the_reference_band_and_both_panels_stack() -> None:
+    rng = np.random.default_rng(7)
+    edges = np.linspace(-2, 2, 21)
+    ref, mod = rng.normal(size=40_000), rng.normal(size=40_000)
+    fig = plot_distribution("a", ref, mod, edges=edges, panel="ratio")
+    low = fig.axes[1]
+    assert low.get_ylabel() == "ratio" and low.lines[0].get_ydata() == pytest.approx(np.ones(20), abs=0.15)
+    band = [p for p in low.patches if "stat." in str(p.get_label())]  # the reference's statistical band around 1
+    d, e = normalized(ref, edges)
+    upper = band[0].get_data().values
+    assert upper == pytest.approx(1 + e / d)
+    both = plot_distribution("a", ref, mod, edges=edges, panel="both")
+    assert [a.get_ylabel() for a in both.axes] == ["normalized density", "ratio", "pull"]
+    assert both.axes[2].get_xlabel() == "a" and both.axes[1].get_xlabel() == ""
+    with pytest.raises(ValueError, match="panel"):
+        plot_distribution("a", ref, mod, panel="residual")  # type: ignore[arg-type]
+
+
+def test_phi_like_observables_get_a_linear_density_axis() -> None:
+    rng = np.random.default_rng(8)
+    flat = rng.uniform(-np.pi, np.pi, 5000)
+    for name in ("lepton_phi", "jets1_phi", "phi"):
+        assert plot_distribution(name, flat, flat).axes[0].get_yscale() == "linear", name
+    assert plot_distribution("Q2", flat + 4, flat + 4).axes[0].get_yscale() == "log"
+    declared = Observable("azimuth", lambda b: b, periodic=True)
+    assert flat_like(declared) and not flat_like(Observable("deltaphi", lambda b: b))
+    assert plot_distribution("azimuth", flat, flat, observable=declared).axes[0].get_yscale() == "linear"
+    assert plot_distribution("lepton_phi", flat, flat, log_y=True).axes[0].get_yscale() == "log"  # asked for
+
+
+def test_beam_and_process_label_and_pdf(tmp_path) -> None:
+    assert run_label(Beams.preset("hera")) == "ep  √s = 318.7 GeV"
+    assert run_label(Beams.preset("lhc13"), meta={"process": "ttbar-allhad"}) == \
+        r"pp → $t\bar{t}$ (all-hadronic)  √s = 13 TeV"
+    assert run_label(Beams.preset("hera"), "Z+jets").startswith("ep → Z+jets")
+    scan = Beams.preset("hera")
+    from dataclasses import replace
+
+    assert run_label(replace(scan, fields=(None, "beam_energy"))) == "ep  √s per event"
+    rng = np.random.default_rng(9)
+    fig = plot_distribution("a", rng.normal(size=500), rng.normal(size=500))
+    label_figure(fig, "ep  √s = 318.7 GeV")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["ep  √s = 318.7 GeV"]
+    from mlegpipe.observables import Pair
+
+    pair = plot_pair(Pair("a", "b"), (rng.normal(size=500), rng.normal(size=500)),
+                     (rng.normal(size=500), rng.normal(size=500)))
+    label_figure(pair, "pp  √s = 13 TeV")  # titled maps side by side: above the figure
+    assert pair.get_suptitle() == "pp  √s = 13 TeV" and not pair.axes[0].texts
+    assert pdf_bytes(fig)[:4] == b"%PDF"
+    files = save_figure(fig, tmp_path / "sub" / "a.png")
+    assert [f.name for f in files] == ["a.png", "a.pdf"] and all(f.is_file() for f in files)

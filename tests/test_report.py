@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlegpipe.beams import Beams
 from mlegpipe.cli import main
 from mlegpipe.config import parse_config
 from mlegpipe.events import EventBatch
-from mlegpipe.exceptions import DataError
+from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.plan import Comparison, ReportPlan, Response
 from mlegpipe.report import analyse_run, build_report, compare_runs, render_report
+from mlegpipe.report.analysis import truth_cross_section
+from mlegpipe.report.html import HEADER_PACKAGES, versions
 from mlegpipe.toys import CamelBack
 
 PLANNED = """
@@ -166,6 +169,58 @@ def test_render_report_colours_targets() -> None:
     assert "torch" in page and "numpy" in page
 
 
+def test_header_gives_seed_sigma_and_library_versions() -> None:
+    sigma = {"value": 1234.5, "error": 6.25, "sample": "truth_test", "source": "truth_test.root"}
+    page = render_report({"comparisons": {}, "targets": {}, "run_label": "ep  √s = 318.7 GeV"}, {}, [],
+                         seed=20240517, cross_section=sigma)
+    header = page[page.index("<h1>"):page.index("<h2>")]
+    assert "seed 20240517" in header and "20,240,517" not in page  # seeds as typed, no thousands separator
+    assert "σ(truth) = 1234.5 ± 6.2 pb" in header and "truth_test.root" in header
+    assert "ep  √s = 318.7 GeV" in header
+    found = versions()
+    for name in HEADER_PACKAGES:  # mlegpipe, torch, zuko, vector, pluggy, uproot, awkward, numpy, matplotlib
+        assert f"{name} {found[name]}" in header, name
+    assert {"zuko", "vector", "pluggy", "uproot", "awkward"} <= set(HEADER_PACKAGES)
+    unknown = render_report({"comparisons": {}, "targets": {}}, {}, [], seed=7)
+    assert "σ(truth) not known" in unknown
+
+
+def test_truth_cross_section_from_the_file_the_sample_or_the_stage(tmp_path: Path) -> None:
+    from mlegpipe.rootio import write_events
+
+    batch = EventBatch.from_columns({"x": np.ones(3)}, meta={"sigma_pb": 3.0, "sigma_err_pb": 0.5})
+    assert truth_cross_section({"truth_test": batch})["source"] == "truth_test metadata"
+    write_events(tmp_path / "truth_test.root", EventBatch.from_columns({"x": np.ones(3)}),
+                 meta={"cross_section_pb": 7.5, "cross_section_error_pb": 0.25})
+    found = truth_cross_section({"truth_test": batch}, ReportPlan.generated("generated"), {}, tmp_path)
+    assert (found["value"], found["error"], found["source"]) == (7.5, 0.25, "truth_test.root")
+    stage = truth_cross_section({}, None, {"truth": {"cross_section_pb": 2.0, "cross_section_err_pb": 0.1}})
+    assert (stage["value"], stage["error"]) == (2.0, 0.1)
+    assert truth_cross_section({"truth_test": EventBatch.from_columns({"x": np.ones(2)})}) is None
+
+
+def test_figures_carry_beams_captions_and_pdfs(monkeypatch) -> None:
+    import mlegpipe.plots
+
+    drawn: list[str] = []
+    original = mlegpipe.plots.label_figure
+    monkeypatch.setattr(mlegpipe.plots, "label_figure", lambda fig, text: (drawn.append(text), original(fig, text)))
+    rng = np.random.default_rng(11)
+    hera = Beams.preset("hera")
+    samples = {n: EventBatch.from_columns({"phi": rng.uniform(-np.pi, np.pi, 800)}, hera)
+               for n in ("truth_train", "truth_valid", "truth_test", "generated")}
+    out = analyse_run(samples, ReportPlan.generated("generated"), classifier=False, dpi=30, lower_panel="ratio",
+                      histories={"generator": [{"step": s, "loss": 1.0 / s} for s in range(1, 5)]})
+    assert set(out.figures) == set(out.pdfs) == set(out.captions) == {"generated__phi", "training__generator"}
+    assert all(out.pdfs[name][:4] == b"%PDF" for name in out.pdfs)
+    assert drawn == ["ep  √s = 318.7 GeV"] * 2 and out.metrics["run_label"] == "ep  √s = 318.7 GeV"
+    caption = out.captions["generated__phi"]
+    assert caption.startswith("<b>phi</b>: generated (800 events) vs truth")
+    assert "truth_test" in caption and "ratio" in caption and caption.endswith("ep  √s = 318.7 GeV")
+    with pytest.raises(ConfigError, match="lower_panel"):
+        analyse_run(samples, ReportPlan.generated("generated"), plots=False, classifier=False, lower_panel="x")
+
+
 PIPELINE = """
 [pipeline]
 name = "{name}"
@@ -187,6 +242,7 @@ width = 0.5
 plugin = "html"
 dpi = 40
 plots = {plots}
+lower_panel = "both"
 """
 
 
@@ -217,8 +273,17 @@ def test_html_stage_writes_report_metrics_and_plots(two_runs) -> None:
     assert any(f.endswith("report.html") for f in report["files"])
     page = (run / "report.html").read_text()
     assert "Summary against targets" in page and "Resolved configuration" in page and 'plugin = &quot;html&quot;' in page
-    assert page.count("data:image/png;base64,") == len(list((run / "plots").glob("*.png")))
+    pngs = sorted((run / "plots").glob("*.png"))
+    assert page.count("data:image/png;base64,") == len(pngs)
     assert (run / "plots" / "generated__a.png").is_file() and (run / "plots" / "detector__a.png").is_file()
+    for png in pngs:  # every figure as PDF beside its PNG, linked from its caption
+        assert png.with_suffix(".pdf").read_bytes()[:4] == b"%PDF"
+        assert f"<a href='plots/{png.stem}.pdf'>[PDF]</a>" in page
+    caption = report["captions"]["generated__a"]
+    assert "<code>a</code>" in caption or "<b>a</b>" in caption
+    assert "generated" in caption and "truth_test" in caption and "ratio" in caption and "pulls" in caption
+    assert "σ(truth) not known" in page and f"seed {metrics['seed']}" in page  # a toy truth has no σ
+    assert all(f"{name} " in page[:page.index("<h2>")] for name in HEADER_PACKAGES)
 
 
 def test_report_command_rebuilds_the_page(two_runs, capsys) -> None:
@@ -234,6 +299,7 @@ def test_report_command_rebuilds_the_page(two_runs, capsys) -> None:
     assert main(["report", str(run), "-o", str(out), "--no-classifier"]) == 0
     page = out.read_text()
     assert "generated vs truth" in page and "Summary against targets" in page
+    assert f"<a href='{run.name}/plots/generated__a.pdf'>[PDF]</a>" in page  # links relative to the page
     assert main(["report", str(run), "--no-recompute", "-o", str(run.parent / "stored.html")]) == 0
     assert "data:image/png;base64," in (run.parent / "stored.html").read_text()
 

@@ -37,14 +37,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import awkward as ak
 import numpy as np
 
 from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError, OutputError
-from mlegpipe.provenance import SUM_WEIGHTS, base_provenance
+from mlegpipe.provenance import EVENT_NUMBER, SUM_WEIGHTS, base_provenance
 
-__all__ = ["EventWriter"]
+__all__ = ["EventWriter", "with_event_numbers"]
+
+
+def with_event_numbers(arrays: ak.Array, numbers: np.ndarray) -> ak.Array:
+    """``arrays`` with ``numbers`` as their first field, :data:`~mlegpipe.provenance.EVENT_NUMBER` (replacing
+    numbers read from an input file).
+
+    Example:
+        >>> with_event_numbers(ak.Array({"x": [1.0, 2.0]}), np.array([7, 8])).fields
+        ['event_number', 'x']
+    """
+    columns = {EVENT_NUMBER: numbers, **{f: arrays[f] for f in arrays.fields if f != EVENT_NUMBER}}
+    return ak.zip(columns, depth_limit=1)
 
 
 class EventWriter(ABC):

@@ -18,6 +18,7 @@ from mlegpipe.exceptions import ConfigError
 from mlegpipe.observables.base import Observable, Pair
 from mlegpipe.observables.expressions import compile_observable
 from mlegpipe.observables.resolve import _auto_or_registered, automatic, resolve, values_of
+from mlegpipe.provenance import EVENT_NUMBER
 from mlegpipe.schema import suggest
 
 __all__ = ["ObservableSet", "observable_set"]
@@ -133,7 +134,7 @@ def _generic_names(batches: Sequence[EventBatch], skip: set[str]) -> list[str]:
                     names.append(f"{coll}{i}_mass")
         else:
             names += [f"{coll}_{q}" for q in (*FOUR_MOMENTUM, "pt", "theta", "phi")]
-    excluded = {WEIGHT} | components
+    excluded = {WEIGHT, EVENT_NUMBER} | components
     for b in batches:
         if b.beams is not None:
             excluded |= {f for f in b.beams.fields if f}

@@ -1,4 +1,4 @@
-"""Physics plots of a run (mplhep style, Agg canvases): distributions, 2D pair maps, detector, unfolding, training.
+"""Physics plots of a run (mplhep style, Agg canvases, PNG and PDF): distributions, 2D maps, detector, unfolding, training.
 
 Example:
     >>> import numpy as np
@@ -8,11 +8,22 @@ Example:
     True
 """
 
-from mlegpipe.plots._style import STYLE, new_figure, png_bytes, save_png, styled
+from mlegpipe.plots._style import (
+    STYLE,
+    label_figure,
+    new_figure,
+    pdf_bytes,
+    png_bytes,
+    process_label,
+    run_label,
+    save_figure,
+    save_png,
+    styled,
+)
 from mlegpipe.plots.amplification import plot_amplification
 from mlegpipe.plots.conditional import conditional_kl, energy_regime, plot_conditional
 from mlegpipe.plots.detector import plot_resolution, resolution_profile
-from mlegpipe.plots.distributions import axis_label, normalized, plot_distribution
+from mlegpipe.plots.distributions import axis_label, flat_like, normalized, plot_distribution
 from mlegpipe.plots.pairs import plot_pair
 from mlegpipe.plots.training import history_columns, plot_history
 from mlegpipe.plots.unfolding import plot_unfolding, plot_unfolding_bands, plot_unfolding_info
@@ -22,9 +33,12 @@ __all__ = [
     "axis_label",
     "conditional_kl",
     "energy_regime",
+    "flat_like",
     "history_columns",
+    "label_figure",
     "new_figure",
     "normalized",
+    "pdf_bytes",
     "plot_amplification",
     "plot_conditional",
     "plot_distribution",
@@ -35,7 +49,10 @@ __all__ = [
     "plot_unfolding_bands",
     "plot_unfolding_info",
     "png_bytes",
+    "process_label",
     "resolution_profile",
+    "run_label",
+    "save_figure",
     "save_png",
     "styled",
 ]

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from mlegpipe.metrics.histograms import edges_for
 from mlegpipe.metrics.pulls import pulls, replica_densities, replica_stats
-from mlegpipe.plots._style import MODEL_COLOR, REFERENCE_COLOR, new_figure, save_png, styled
+from mlegpipe.plots._style import MODEL_COLOR, REFERENCE_COLOR, new_figure, save_figure, styled
 from mlegpipe.plots.distributions import axis_label, normalized
 
 __all__ = ["plot_unfolding", "plot_unfolding_bands", "plot_unfolding_info"]
@@ -157,8 +157,10 @@ def plot_unfolding_bands(
 
 
 def plot_unfolding_info(info: Mapping[str, Any], folder: str | Path, prefix: str = "unfolding",
-                        unfolded: str = "gan") -> list[Path]:
+                        unfolded: str = "gan", pdf: bool = True) -> list[Path]:
     """Draw :func:`plot_unfolding_bands` for every observable in ``info["binned"]``; return the PNG files.
+
+    Each figure is ``{prefix}__{observable}.png`` and, with ``pdf``, ``{prefix}__{observable}.pdf`` beside it.
 
     ``info["binned"][observable]`` holds ``edges``, the unfolded band (key ``unfolded``: ``gan``
     for ``gan-unfold``, ``ibu`` or ``omnifold`` for those unfoldings), ``truth``, ``data``, optional
@@ -172,5 +174,5 @@ def plot_unfolding_info(info: Mapping[str, Any], folder: str | Path, prefix: str
                      if key in entry and key != unfolded}
         fig = plot_unfolding_bands(name, entry["edges"], entry[unfolded], entry.get("truth"), entry.get("data"),
                                    baselines, entry.get("unrecoverable"))
-        files.append(save_png(fig, Path(folder) / f"{prefix}__{name}.png"))
+        files.append(save_figure(fig, Path(folder) / f"{prefix}__{name}.png", pdf=pdf)[0])
     return files

@@ -22,24 +22,31 @@ Example:
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
 from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
-from mlegpipe.exceptions import MlegpipeError
+from mlegpipe.exceptions import ConfigError, MlegpipeError
 from mlegpipe.metrics.amplification import amplification_from_cells, equivalent_events
 from mlegpipe.metrics.evaluate import compare_samples, pair_values, with_beams
 from mlegpipe.metrics.targets import evaluate_targets, summarize_targets
 from mlegpipe.observables import ObservableSet
 from mlegpipe.plan import Comparison, ReportPlan
+from mlegpipe.provenance import EVENT_NUMBER, cross_section
+from mlegpipe.report.text import math_html
 
-__all__ = ["RunAnalysis", "analyse_run", "truth_setups"]
+__all__ = ["LOWER_PANELS", "RunAnalysis", "analyse_run", "truth_cross_section", "truth_setups"]
+
+#: The lower panels of the 1D comparison plots (the html report's ``lower_panel``).
+LOWER_PANELS: tuple[str, ...] = ("pull", "ratio", "both")
 
 MEASURED = "measured"  # the per-event flag of detector-level samples: the detector measured the event
 
@@ -48,16 +55,48 @@ log = logging.getLogger("mlegpipe.report")
 
 @dataclass
 class RunAnalysis:
-    """Metrics (JSON-able), figures as PNG bytes by name, and the page sections listing figure names."""
+    """Metrics (JSON-able), figures as PNG (and PDF) bytes by name, and the page sections listing figure names.
+
+    The figures' captions (HTML) are ``metrics["captions"]`` and the beam/process label drawn on them
+    ``metrics["run_label"]``, so that a page rebuilt from ``metrics.json`` has them too.
+    """
 
     metrics: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, bytes] = field(default_factory=dict)
     sections: list[tuple[str, list[str]]] = field(default_factory=list)
+    pdfs: dict[str, bytes] = field(default_factory=dict)
 
     def add_section(self, title: str, names: list[str]) -> None:
         """Append a section of figures (skipped when empty)."""
         if names:
             self.sections.append((title, names))
+
+    @property
+    def captions(self) -> dict[str, str]:
+        """Figure name → caption (HTML), kept in ``metrics["captions"]``."""
+        return self.metrics.setdefault("captions", {})
+
+
+@dataclass
+class _Drawing:
+    """How figures are rendered: PNG resolution, PDF beside, the label written on them, the lower panel."""
+
+    dpi: int = 90
+    pdf: bool = True
+    label: str = ""
+    lower_panel: str = "pull"
+
+    def add(self, out: RunAnalysis, key: str, fig: Any, caption: str, label: str | None = None) -> None:
+        """Label the figure, render it as PNG (and PDF) into ``out`` under ``key`` with its caption."""
+        from mlegpipe.plots import label_figure, pdf_bytes, png_bytes
+
+        label = self.label if label is None else label
+        label_figure(fig, label)
+        out.figures[key] = png_bytes(fig, self.dpi)
+        if self.pdf:
+            fig.set_layout_engine("none")  # the layout the PNG drew is kept: not computed twice (half the time)
+            out.pdfs[key] = pdf_bytes(fig)
+        out.captions[key] = caption + (f" · {math_html(label)}" if label else "")
 
 
 def _measured_fraction(batch: EventBatch) -> float | None:
@@ -106,10 +145,101 @@ def truth_setups(stages: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _png(fig: Any, dpi: int) -> bytes:
-    from mlegpipe.plots import png_bytes
+def _without_event_number(batch: EventBatch) -> EventBatch:
+    """The batch without its ``event_number`` field (an index written by the event files, not an observable).
 
-    return png_bytes(fig, dpi)
+    Example:
+        >>> _without_event_number(EventBatch.from_columns({EVENT_NUMBER: [0, 1], "x": [1.0, 2.0]})).fields
+        ['x']
+    """
+    if EVENT_NUMBER not in batch.fields:
+        return batch
+    return batch.select([f for f in batch.fields if f != EVENT_NUMBER])
+
+
+def _process(*batches: EventBatch | None) -> str | None:
+    """The ``process`` a truth source recorded in its events' metadata (Pythia's ``ttbar-semilep``), or None."""
+    for batch in batches:
+        process = batch.meta.get("process") if batch is not None else None
+        if isinstance(process, str) and process:
+            return process
+    return None
+
+
+def _run_beams(samples: Mapping[str, EventBatch], truths: Mapping[str, Mapping[str, Any]],
+               beams: Beams | None) -> Beams | None:
+    """The run's beams: given, else the first truth section's, else the first sample's that has some."""
+    if beams is not None:
+        return beams
+    for truth in truths.values():
+        if truth.get("beams") is not None:
+            return truth["beams"]
+    return next((b.beams for b in samples.values() if b.beams is not None), None)
+
+
+def _events(n: int) -> str:
+    return f"{n:,} events"
+
+
+def _sample(text: str, name: str | None, batch: EventBatch | None = None) -> str:
+    """``truth (truth_test, 1,000 events)``-style names of a sample in a caption (HTML)."""
+    detail = [html.escape(name)] if name and name != text else []
+    if batch is not None:
+        detail.append(_events(len(batch)))
+    return html.escape(text) + (f" ({', '.join(detail)})" if detail else "")
+
+
+def _observable(observables: ObservableSet, name: str) -> str:
+    """Caption head naming an observable: its axis label and unit (HTML), and its name when that differs."""
+    try:
+        label = observables.get(name).axis_label
+    except MlegpipeError:
+        label = name
+    text = math_html(label)
+    return f"<b>{text}</b>" + ("" if label == name else f" <code>{html.escape(name)}</code>")
+
+
+def truth_cross_section(
+    samples: Mapping[str, EventBatch],
+    plan: ReportPlan | None = None,
+    stage_metrics: Mapping[str, Any] | None = None,
+    run_dir: str | Path | None = None,
+) -> dict[str, Any] | None:
+    """σ and its error (pb) of the run's truth sample, and where they were read; None when nowhere.
+
+    Looked up in the truth test sample's file in ``run_dir`` (its provenance), the sample's metadata, then
+    the truth stage's figures in ``stage_metrics`` (``metrics.json``), for each truth sample the plan
+    compares generated events with (default ``truth_test`` of section ``truth``).
+
+    Example:
+        >>> b = EventBatch.from_columns({"x": [1.0]}, meta={"cross_section_pb": 2.0, "cross_section_error_pb": 0.1})
+        >>> truth_cross_section({"truth_test": b})
+        {'value': 2.0, 'error': 0.1, 'sample': 'truth_test', 'source': 'truth_test metadata'}
+        >>> truth_cross_section({}, stage_metrics={"truth": {"sigma_pb": 5.0}})["source"]
+        '[truth] stage figures'
+    """
+    entries = [c for c in (plan.comparisons if plan else []) if c.kind in ("generator", "") and c.level == "vertex"]
+    names = list(dict.fromkeys([*(c.reference for c in entries), "truth_test"]))
+    sections = list(dict.fromkeys([*(c.truth_section for c in entries if c.truth_section), "truth"]))
+    found: tuple[float, float] | None = None
+    for name in names:
+        path = Path(run_dir) / f"{name}.root" if run_dir is not None else None
+        if path is not None and path.is_file():
+            from mlegpipe.rootio import read_meta
+
+            try:
+                found = cross_section(read_meta(path))
+            except MlegpipeError:
+                found = None
+            if found is not None:
+                return {"value": found[0], "error": found[1], "sample": name, "source": path.name}
+        if name in samples and (found := cross_section(samples[name].meta)) is not None:
+            return {"value": found[0], "error": found[1], "sample": name, "source": f"{name} metadata"}
+    for section in sections:
+        info = (stage_metrics or {}).get(section)
+        if isinstance(info, Mapping) and (found := cross_section(info)) is not None:
+            return {"value": found[0], "error": found[1], "sample": names[0], "source": f"[{section}] stage figures"}
+    return None
 
 
 def _replicas(values: np.ndarray, batch: EventBatch) -> list[np.ndarray]:
@@ -139,6 +269,8 @@ def analyse_run(
     plots: bool = True,
     dpi: int = 90,
     seed: int = 0,
+    lower_panel: Literal["pull", "ratio", "both"] = "pull",
+    pdf: bool = True,
 ) -> RunAnalysis:
     """Compute every metric and figure of the run's planned comparisons.
 
@@ -154,11 +286,26 @@ def analyse_run(
         bins, classifier, max_classifier_events, seed: see :func:`~mlegpipe.metrics.compare_samples`.
         plots: draw figures (False: metrics only).
         dpi: PNG resolution.
+        lower_panel: below the 1D distributions: ``pull``, ``ratio`` (with the reference's statistical band)
+            or ``both``.
+        pdf: render every figure as PDF too (``RunAnalysis.pdfs``).
+
+    Every figure carries the beams and process (:func:`mlegpipe.plots.run_label`) and gets a caption naming
+    the observable and the samples compared.
     """
+    if lower_panel not in LOWER_PANELS:
+        raise ConfigError(f"choose {', '.join(LOWER_PANELS)}", path="lower_panel", value=lower_panel)
+    samples = {name: _without_event_number(batch) for name, batch in samples.items()}
     out = RunAnalysis()
-    out.metrics = {"comparisons": {}, "targets": {}, "skipped": {}}
+    out.metrics = {"comparisons": {}, "targets": {}, "skipped": {}, "captions": {}}
     observables = observables or ObservableSet()
     truths = truths or {}
+    from mlegpipe.plots import run_label
+
+    truth_names = [c.reference for c in plan.comparisons if c.level == "vertex"] + ["truth_test"]
+    run_process = _process(*(samples.get(n) for n in truth_names), *samples.values())
+    draw = _Drawing(dpi, pdf, run_label(_run_beams(samples, truths, beams), run_process), lower_panel)
+    out.metrics["run_label"] = draw.label
     for entry in plan.comparisons:
         label = entry.label
         needed = [n for n in (entry.model, entry.reference, entry.reference2, entry.training) if n]
@@ -194,20 +341,21 @@ def analyse_run(
         out.metrics["comparisons"][label] = table
         out.metrics["targets"][label] = evaluate_targets(table)
         if plots:
+            label_here = run_label(seen_beams, _process(ref, model) or run_process)
             _plot_comparison(out, entry, with_beams(model, seen_beams), with_beams(ref, seen_beams), table,
-                             observables, truth.get("cuts"), dpi, samples)
+                             observables, truth.get("cuts"), draw, samples, label_here)
         if entry.kind == "generator":
             toy = truth.get("exact_density")
             if toy is not None and train is not None:
-                _amplification(out, label, model, train, toy, plots, dpi)
+                _amplification(out, label, model, train, toy, plots, draw)
             for name in (conditions or {}).get(label, ()):
-                _conditional(out, label, name, model, ref, train, table["feature_names"][:4], observables, bins,
-                             plots, dpi)
+                _conditional(out, entry, name, model, ref, train, table["feature_names"][:4], observables, bins,
+                             plots, draw)
     all_rows = [r for rows in out.metrics["targets"].values() for r in rows]
     out.metrics["summary"] = summarize_targets(all_rows)
     if plots:
-        _detector_response(out, samples, plan, observables, dpi)
-        _training(out, histories or {}, dpi)
+        _detector_response(out, samples, plan, observables, draw)
+        _training(out, histories or {}, draw)
     return out
 
 
@@ -219,8 +367,9 @@ def _plot_comparison(
     table: Mapping[str, Any],
     observables: ObservableSet,
     cuts: Mapping[str, Any] | None,
-    dpi: int,
+    draw: _Drawing,
     samples: Mapping[str, EventBatch],
+    run_label: str,
 ) -> None:
     from mlegpipe.plots import plot_distribution, plot_pair, plot_unfolding
 
@@ -229,9 +378,11 @@ def _plot_comparison(
     ref_label = "truth (detector level)" if entry.level == "detector" else "truth"
     data = samples.get(entry.data) if entry.data else None
     baselines = {b: samples[b] for b in entry.baselines if b in samples}
+    model_text, ref_text = _sample(label, entry.model, model), _sample(ref_label, entry.reference, ref)
     for f in table["feature_names"]:
         key = f"{label}__{f}"
         observable = observables.get(f)
+        head = _observable(observables, f)
         if entry.kind == "unfolding" and entry.level == "vertex" and label not in entry.baselines:
             extra = {name: (observable(b), b.weights) for name, b in baselines.items() if observable.available(b)}
             detector = observable(data) if data is not None and observable.available(data) else None
@@ -239,10 +390,18 @@ def _plot_comparison(
             fig = plot_unfolding(f, observable(ref), detector, replicas,
                                  baselines={("OmniFold" if "omnifold" in k else k): v for k, v in extra.items()},
                                  unfolded_weights=model.weights if len(replicas) == 1 else None)
+            spread = f"mean ± std over {len(replicas)} replicas" if len(replicas) > 1 else "statistical band"
+            caption = (f"{head}: {model_text}, {spread}, vs {ref_text}"
+                       + (f"; detector-level data {html.escape(str(entry.data))}" if detector is not None else "")
+                       + (f"; baselines {html.escape(', '.join(extra))}" if extra else "") + "; lower panel: pulls")
         else:
             fig = plot_distribution(f, observable(ref), observable(model), reference_weights=ref.weights,
-                                    model_weights=model.weights, labels=(ref_label, label), observable=observable)
-        out.figures[key] = _png(fig, dpi)
+                                    model_weights=model.weights, labels=(ref_label, label), observable=observable,
+                                    panel=draw.lower_panel)  # type: ignore[arg-type]
+            panel = {"pull": "pulls", "ratio": f"ratio {html.escape(label)}/truth with the truth's statistical "
+                     "band", "both": "ratio (with the truth's statistical band) and pulls"}[draw.lower_panel]
+            caption = f"{head}: {model_text} vs {ref_text}, normalized; lower panel: {panel}"
+        draw.add(out, key, fig, caption, run_label)
         names.append(key)
     pairs = {p.name: p for p in observables.default_pairs(table["feature_names"])}
     for pair_name in table.get("joints", {}):
@@ -256,13 +415,15 @@ def _plot_comparison(
             out.metrics["skipped"][f"{label} {pair_name} map"] = str(err)
             continue
         key = f"{label}__pair__{pair.x}__{pair.y}"
-        out.figures[key] = _png(fig, dpi)
+        caption = (f"{_observable(observables, pair.y)} against {_observable(observables, pair.x)}: {ref_text} "
+                   f"(left) and {model_text} (right), fraction of events per bin")
+        draw.add(out, key, fig, caption, run_label)
         names.append(key)
     out.add_section(f"{label} vs {ref_label}", names)
 
 
 def _amplification(out: RunAnalysis, label: str, generated: EventBatch, train: EventBatch, toy: Any, plots: bool,
-                   dpi: int) -> None:
+                   draw: _Drawing) -> None:
     features = list(getattr(toy, "features", ()))
     if not features or not all(generated.has(f) for f in features):
         out.metrics["skipped"][f"amplification {label}"] = "generated events lack the toy density's features"
@@ -280,14 +441,18 @@ def _amplification(out: RunAnalysis, label: str, generated: EventBatch, train: E
     if plots:
         from mlegpipe.plots import plot_amplification
 
-        out.figures[key] = _png(plot_amplification(result), dpi)
+        draw.add(out, key, plot_amplification(result),
+                 f"<b>quantile MSE</b> ({n_q} quantiles per coordinate) against the number of events: "
+                 f"{_sample(label, None, generated)} vs true samples of the exact density; training: "
+                 f"{_events(n_train)}")
         out.add_section(f"Amplification (quantile MSE) of {label}", [key])
 
 
-def _conditional(out: RunAnalysis, label: str, condition: str, generated: EventBatch, truth: EventBatch,
+def _conditional(out: RunAnalysis, entry: Comparison, condition: str, generated: EventBatch, truth: EventBatch,
                  train: EventBatch | None, features: Sequence[str], observables: ObservableSet, bins: int,
-                 plots: bool, dpi: int) -> None:
+                 plots: bool, draw: _Drawing) -> None:
     """Distributions and KL per value of a condition with a few values (trained / interpolated / extrapolated)."""
+    label = entry.label
     if not (generated.has(condition) and truth.has(condition)):
         return
     c_gen, c_ref = generated.column(condition), truth.column(condition)
@@ -308,7 +473,10 @@ def _conditional(out: RunAnalysis, label: str, condition: str, generated: EventB
         per_feature[f] = {f"{e:g}": v for e, v in kls.items()}
         if plots and kls:
             key = f"conditional__{f}" if label == "generated" else f"conditional__{label}__{f}"
-            out.figures[key] = _png(plot_conditional(f, ref, mod, trained, bins), dpi)
+            draw.add(out, key, plot_conditional(f, ref, mod, trained, bins),
+                     f"{_observable(observables, f)} per value of <code>{html.escape(condition)}</code>: "
+                     f"{_sample(label, entry.model)} (line) vs truth ({html.escape(entry.reference)}, points), "
+                     "titled with the regime and KL(truth ‖ model)")
             names.append(key)
     key = "conditional_kl" if "conditional_kl" not in out.metrics else f"conditional_kl__{label}"
     out.metrics[key] = per_feature
@@ -316,7 +484,7 @@ def _conditional(out: RunAnalysis, label: str, condition: str, generated: EventB
 
 
 def _detector_response(out: RunAnalysis, samples: Mapping[str, EventBatch], plan: ReportPlan,
-                       observables: ObservableSet, dpi: int) -> None:
+                       observables: ObservableSet, draw: _Drawing) -> None:
     from mlegpipe.plots import plot_resolution
 
     for response in plan.responses:
@@ -330,20 +498,26 @@ def _detector_response(out: RunAnalysis, samples: Mapping[str, EventBatch], plan
             key = f"detector__{f}"
             obs = observables.get(f)
             folded = {s: obs(b) for s, b in learned.items() if obs.available(b)}
-            out.figures[key] = _png(plot_resolution(f, obs(vertex), obs(det), surrogate=folded), dpi)
+            learned_text = f"; learned surrogates: {html.escape(', '.join(folded))}" if folded else ""
+            draw.add(out, key, plot_resolution(f, obs(vertex), obs(det), surrogate=folded),
+                     f"{_observable(observables, f)}: detector level ({html.escape(response.detector)}) against "
+                     f"vertex level ({html.escape(response.vertex)}, {_events(len(vertex))}); bias and "
+                     f"resolution against the vertex value{learned_text}")
             names.append(key)
         extra = f"; learned surrogates: {', '.join(learned)}" if learned else ""
         out.add_section(f"Detector response ({response.vertex} → {response.detector}{extra})", names)
         return
 
 
-def _training(out: RunAnalysis, histories: Mapping[str, Any], dpi: int) -> None:
+def _training(out: RunAnalysis, histories: Mapping[str, Any], draw: _Drawing) -> None:
     from mlegpipe.plots import history_columns, plot_history
 
     names = []
     for section, history in histories.items():
         if history_columns(history):
             key = f"training__{section}"
-            out.figures[key] = _png(plot_history(history, title=section), dpi)
+            draw.add(out, key, plot_history(history, title=section),
+                     f"<b>training of [{html.escape(section)}]</b>: losses (top) and the validation metric (bottom) "
+                     "against the training step")
             names.append(key)
     out.add_section("Training", names)

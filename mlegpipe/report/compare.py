@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlegpipe.exceptions import OutputError
-from mlegpipe.report.html import CSS, _fmt, load_run
+from mlegpipe.report.html import CSS, _fmt, _seed, load_run
 
 __all__ = ["compare_runs", "flatten_metrics", "render_comparison"]
 
@@ -49,7 +49,8 @@ def render_comparison(run_a: Mapping[str, Any], run_b: Mapping[str, Any]) -> str
     for key in sorted(set(flat_a) | set(flat_b)):
         a, b = flat_a.get(key), flat_b.get(key)
         diff = b - a if a is not None and b is not None else None
-        rows.append(f"<tr><td class='name'>{html.escape(key)}</td><td>{_fmt(a)}</td><td>{_fmt(b)}</td>"
+        show = _seed if key.rsplit(".", 1)[-1].endswith("seed") else _fmt  # seeds as typed: 1234567, not 1.235e+06
+        rows.append(f"<tr><td class='name'>{html.escape(key)}</td><td>{show(a)}</td><td>{show(b)}</td>"
                     f"<td>{_fmt(diff)}</td></tr>")
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              f"<title>compare {html.escape(name_a)} / {html.escape(name_b)}</title><style>{CSS}</style></head><body>",

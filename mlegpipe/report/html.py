@@ -1,13 +1,18 @@
 """The self-contained HTML run report: summary against targets, metric tables, figures, config, versions.
 
 Plots are embedded as base64 PNG, so ``report.html`` is one file that can be
-mailed or archived. :func:`write_report` is used by the ``html`` report stage;
-:func:`build_report` rebuilds the page from the files of a run folder
-(``mlegpipe report RUN_DIR``).
+mailed or archived; every figure is also written as ``plots/<name>.png`` and
+``plots/<name>.pdf`` (linked from its caption, for papers and talks). The
+header gives the seed, the beams and process, the truth sample's σ and the
+versions of the physics and ML libraries. :func:`write_report` is used by the
+``html`` report stage; :func:`build_report` rebuilds the page from the files
+of a run folder (``mlegpipe report RUN_DIR``).
 
 Example:
-    >>> page = render_report({"comparisons": {}, "targets": {}}, {}, [], title="empty run")
-    >>> page.startswith("<!DOCTYPE html>") and "empty run" in page
+    >>> page = render_report({"comparisons": {}, "targets": {}}, {}, [], title="empty run", seed=20240517)
+    >>> page.startswith("<!DOCTYPE html>") and "empty run" in page and "seed 20240517" in page
+    True
+    >>> "σ(truth) not known" in page and "zuko" in page
     True
 """
 
@@ -18,6 +23,7 @@ import datetime as dt
 import html
 import importlib.metadata as md
 import json
+import os
 import platform
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -27,9 +33,14 @@ from typing import Any
 from mlegpipe import __version__
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError, OutputError
-from mlegpipe.report.analysis import RunAnalysis, analyse_run, truth_setups
+from mlegpipe.report.analysis import RunAnalysis, analyse_run, truth_cross_section, truth_setups
+from mlegpipe.report.text import math_html, sigma_text
 
-__all__ = ["build_report", "load_run", "render_report", "versions", "write_report"]
+__all__ = ["HEADER_PACKAGES", "build_report", "load_run", "render_report", "versions", "write_report"]
+
+#: The libraries whose versions the page's header gives (all of :func:`versions` are in its Versions table).
+HEADER_PACKAGES: tuple[str, ...] = ("mlegpipe", "torch", "zuko", "vector", "pluggy", "uproot", "awkward", "numpy",
+                                    "matplotlib")
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;max-width:1250px;
@@ -40,22 +51,24 @@ th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f
 td.name,th.name{text-align:left}
 td.pass{background:#d5f5d5;color:#0b5d0b;font-weight:600}td.fail{background:#f9d3d3;color:#8b0000;font-weight:600}
 td.na{background:#eee;color:#666}
-.figs{display:flex;flex-wrap:wrap;gap:10px}.figs figure{margin:0}.figs img{max-width:600px;border:1px solid #eee}
-.figs figure.wide img{max-width:1200px}
+.figs{display:flex;flex-wrap:wrap;gap:10px}.figs figure{margin:0;max-width:600px}
+.figs img{max-width:600px;border:1px solid #eee}.figs figure.wide,.figs figure.wide img{max-width:1200px}
+figcaption{font-size:.85em;color:#333;margin-top:.2em}figcaption a{margin-left:.4em}
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.8em;overflow-x:auto;font-size:.85em}
 .meta{color:#555}
 """
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python, mlegpipe and the main libraries (installed metadata, no imports).
+    """Versions of Python, mlegpipe and the physics and ML libraries (installed metadata, no imports).
 
     Example:
-        >>> "python" in versions() and "mlegpipe" in versions()
+        >>> {"python", "mlegpipe", "zuko", "vector", "pluggy"} <= set(versions())
         True
     """
     out = {"python": platform.python_version(), "mlegpipe": __version__}
-    for dist in ("torch", "numpy", "scipy", "awkward", "uproot", "hist", "scikit-learn", "matplotlib", "mplhep"):
+    for dist in ("torch", "zuko", "numpy", "scipy", "awkward", "uproot", "vector", "pluggy", "hist", "scikit-learn",
+                 "matplotlib", "mplhep", "pyarrow"):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -180,7 +193,8 @@ def _comparison_tables(label: str, table: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _figures(sections: Sequence[tuple[str, Sequence[str]]], figures: Mapping[str, bytes]) -> str:
+def _figures(sections: Sequence[tuple[str, Sequence[str]]], figures: Mapping[str, bytes],
+             captions: Mapping[str, str] | None = None, pdf_links: Mapping[str, str] | None = None) -> str:
     parts = []
     for title, names in sections:
         imgs = []
@@ -189,11 +203,47 @@ def _figures(sections: Sequence[tuple[str, Sequence[str]]], figures: Mapping[str
                 continue
             data = base64.b64encode(figures[name]).decode("ascii")
             wide = " class='wide'" if "__pair__" in name or name.startswith(("detector__", "conditional__")) else ""
+            caption = (captions or {}).get(name) or html.escape(name)  # captions are HTML made by the analysis
+            link = (pdf_links or {}).get(name)
+            pdf = f"<a href='{html.escape(link)}'>[PDF]</a>" if link else ""
             imgs.append(f"<figure{wide}><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
-                        f"<figcaption class='meta'>{html.escape(name)}</figcaption></figure>")
+                        f"<figcaption>{caption}{pdf}</figcaption></figure>")
         if imgs:
             parts.append(f"<h2>{html.escape(title)}</h2><div class='figs'>{''.join(imgs)}</div>")
     return "".join(parts)
+
+
+def _seed(seed: Any) -> str:
+    """A seed as it is typed into a config: all digits, no thousands separator.
+
+    Example:
+        >>> _seed(1234567), _seed(12345.0), _seed(None)
+        ('1234567', '12345', '–')
+    """
+    if seed is None:
+        return "–"
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)
+    return html.escape(str(seed))
+
+
+def _header(metrics: Mapping[str, Any], seed: Any, sigma: Mapping[str, Any] | None) -> str:
+    """The lines under the title: seed, beams and process, σ of the truth sample, library versions."""
+    built = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    first = [f"seed {_seed(seed)}", f"built {built}"]
+    if metrics.get("run_label"):
+        first.insert(1, math_html(str(metrics["run_label"])))
+    sigma = sigma if sigma is not None else metrics.get("truth_cross_section")
+    where = ""
+    if sigma:
+        origin = sigma.get("source") or ""
+        where = f" <span class='meta'>({html.escape(str(origin))})</span>" if origin else ""
+    sigma_line = f"σ(truth) = {html.escape(sigma_text(sigma))}{where}" if sigma else "σ(truth) not known"
+    found = versions()
+    libraries = " · ".join(f"{html.escape(name)} {html.escape(found.get(name, 'not installed'))}"
+                           for name in HEADER_PACKAGES)
+    return (f"<p class='meta'>{' · '.join(first)}</p><p class='header'><b>{sigma_line}</b></p>"
+            f"<p class='meta'>{libraries}</p>")
 
 
 def render_report(
@@ -207,13 +257,23 @@ def render_report(
     timings: Mapping[str, float] | None = None,
     seed: int | None = None,
     description: str = "",
+    cross_section: Mapping[str, Any] | None = None,
+    pdf_links: Mapping[str, str] | None = None,
 ) -> str:
-    """The report page as one HTML string (figures embedded as base64 PNG)."""
+    """The report page as one HTML string (figures embedded as base64 PNG).
+
+    Arguments:
+        metrics: the report's metrics (:class:`~mlegpipe.report.analysis.RunAnalysis`); its ``captions``,
+            ``run_label`` and ``truth_cross_section`` go into the captions and the header.
+        figures: PNG bytes by figure name; ``sections``: (title, figure names) in page order.
+        cross_section: σ of the truth sample (:func:`~mlegpipe.report.analysis.truth_cross_section`;
+            default ``metrics["truth_cross_section"]``); absent: "not known".
+        pdf_links: figure name → link to its PDF, relative to the page.
+        title, config_text, stage_metrics, timings, seed, description: the page's other parts.
+    """
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             f"<p class='meta'>seed {_fmt(seed)} · built {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} · "
-             f"mlegpipe {__version__}</p>"]
+             f"<h1>{html.escape(title)}</h1>", _header(metrics, seed, cross_section)]
     if description:
         parts.append(f"<p>{html.escape(description)}</p>")
     parts.append("<h2>Summary against targets</h2>" + _summary(metrics))
@@ -236,7 +296,7 @@ def render_report(
     if metrics.get("skipped"):
         parts.append("<p class='meta'>not computed: " + "; ".join(
             f"{html.escape(k)} ({html.escape(str(v))})" for k, v in metrics["skipped"].items()) + "</p>")
-    parts.append(_figures(sections, figures))
+    parts.append(_figures(sections, figures, metrics.get("captions"), pdf_links))
     if stage_metrics:
         parts.append("<h2>Stage figures</h2><pre>" + html.escape(json.dumps(stage_metrics, indent=2, default=str))
                      + "</pre>")
@@ -257,22 +317,28 @@ def write_report(
     dpi: int = 90,
     **page: Any,
 ) -> list[Path]:
-    """Write ``plots/<name>.png`` and the page (default ``run_dir/report.html``); return the files.
+    """Write ``plots/<name>.png`` and ``.pdf`` and the page (default ``run_dir/report.html``); return the files.
 
-    ``page`` passes through to :func:`render_report` (title, config_text, ...).
+    ``page`` passes through to :func:`render_report` (title, config_text, ...). Each figure's caption links
+    its PDF in ``run_dir/plots`` when there is one (written now, or by an earlier run of the report).
     """
     run_dir = Path(run_dir)
     files: list[Path] = []
+    plot_dir = run_dir / "plots"
     try:
         if write_plots and analysis.figures:
-            plot_dir = run_dir / "plots"
             plot_dir.mkdir(parents=True, exist_ok=True)
             for name, data in analysis.figures.items():
-                path = plot_dir / f"{name}.png"
-                path.write_bytes(data)
-                files.append(path)
+                for suffix, content in ((".png", data), (".pdf", analysis.pdfs.get(name))):
+                    if content is not None:
+                        path = plot_dir / f"{name}{suffix}"
+                        path.write_bytes(content)
+                        files.append(path)
         out = Path(output) if output is not None else run_dir / "report.html"
         out.parent.mkdir(parents=True, exist_ok=True)
+        links = {name: Path(os.path.relpath(plot_dir.resolve() / f"{name}.pdf", out.parent.resolve())).as_posix()
+                 for name in analysis.figures if (plot_dir / f"{name}.pdf").is_file()}
+        page.setdefault("pdf_links", links)
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(render_report(analysis.metrics, analysis.figures, analysis.sections, **page), encoding="utf-8")
         tmp.replace(out)
@@ -335,8 +401,10 @@ def build_report(
 
     With ``recompute`` (and sample files present) every metric and plot is
     computed again from the ``*.root`` samples (truth cuts and toy densities
-    from ``config.toml``); otherwise the report metrics stored in
-    ``metrics.json`` and the PNGs in ``plots/`` are used.
+    from ``config.toml``; the report section's ``bins``, ``classifier``,
+    ``lower_panel`` and ``pdf``); otherwise the report metrics stored in
+    ``metrics.json`` and the PNGs (and PDFs) in ``plots/`` are used. The σ
+    of the truth sample comes from its file, else from the truth stage's figures.
 
     Raises:
         DataError: missing run folder, ``metrics.json`` or unreadable samples.
@@ -359,9 +427,14 @@ def build_report(
         analysis = analyse_run(samples, setup["plan"], histories=run["histories"], observables=setup["observables"],
                                truths=setup["truths"], conditions=setup["conditions"], bins=int(params.get("bins", 50)),
                                classifier=classifier and bool(params.get("classifier", True)),
-                               seed=int(page["seed"] or 0), dpi=dpi)
+                               seed=int(page["seed"] or 0), dpi=dpi, lower_panel=params.get("lower_panel", "pull"),
+                               pdf=bool(params.get("pdf", True)))
+        analysis.metrics["truth_cross_section"] = truth_cross_section(samples, setup["plan"], stage_metrics,
+                                                                      run["run_dir"])
         return write_report(run["run_dir"], analysis, output, write_plots=output is None, **page)[-1]
     analysis = RunAnalysis(metrics={k: v for k, v in report_metrics.items() if k != "files"})
+    if analysis.metrics.get("truth_cross_section") is None:
+        analysis.metrics["truth_cross_section"] = truth_cross_section({}, None, stage_metrics, run["run_dir"])
     plot_dir = run["run_dir"] / "plots"
     names = sorted(p.stem for p in plot_dir.glob("*.png")) if plot_dir.is_dir() else []
     analysis.figures = {n: (plot_dir / f"{n}.png").read_bytes() for n in names}

@@ -1,9 +1,10 @@
-"""Report plugin "html": metrics against targets, physics plots and a self-contained report.html.
+"""Report plugin "html": metrics against targets, physics plots (PNG and PDF) and a self-contained report.html.
 
 Example:
     >>> from mlegpipe.context import StageContext
-    >>> HtmlReport(HtmlReport.Params(), StageContext("report")).params.bins
-    50
+    >>> p = HtmlReport(HtmlReport.Params(), StageContext("report")).params
+    >>> p.bins, p.lower_panel, p.pdf
+    (50, 'pull', True)
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ class HtmlReport(Report):
     an exact density; distributions per condition value for conditional
     generators; detector response; training curves. The figures go into
     ``record.metrics[<section>]``.
+
+    Every plot carries the beams and process (``ep  √s = 318.7 GeV``), is
+    written as PNG and PDF into ``plots/`` and captioned with the observable
+    (label and unit) and the samples compared; φ-like observables are drawn on
+    a linear density axis. The page's header gives the seed, the σ of the truth
+    sample (from its file, else the truth stage) and the versions of mlegpipe,
+    torch, zuko, vector, pluggy, uproot, awkward, numpy and matplotlib.
     """
 
     plugin_name: ClassVar[str] = "html"
@@ -61,10 +69,14 @@ class HtmlReport(Report):
         plots: bool = param(True, doc="draw the physics plots")
         dpi: int = param(90, min=30, max=300, doc="resolution of the PNG plots")
         title: str = param("", doc="page title (default: the pipeline name)")
+        lower_panel: str = param("pull", choices=("pull", "ratio", "both"),
+                                 doc="below the 1D distributions: pulls, the ratio to truth with the truth's "
+                                     "statistical band, or both")
+        pdf: bool = param(True, doc="also write every figure as PDF beside its PNG (linked from the page)")
 
     def write(self, record: RunRecord) -> list[str]:
         """Compute the metrics and write metrics.json, histories.json, plots/*.png and report.html."""
-        from mlegpipe.report.analysis import analyse_run
+        from mlegpipe.report.analysis import analyse_run, truth_cross_section
         from mlegpipe.report.html import write_report
 
         p = self.params
@@ -77,7 +89,10 @@ class HtmlReport(Report):
                                observables=record.observables, truths=record.truths, conditions=conditions,
                                bins=p.bins, classifier=p.classifier,
                                max_classifier_events=p.max_classifier_events, plots=p.plots, dpi=p.dpi,
-                               seed=int(record.seed))  # the pipeline seed: `mlegpipe report` reproduces it
+                               seed=int(record.seed),  # the pipeline seed: `mlegpipe report` reproduces it
+                               lower_panel=p.lower_panel, pdf=p.pdf)  # type: ignore[arg-type]
+        analysis.metrics["truth_cross_section"] = truth_cross_section(
+            record.samples, record.plan, {k: v for k, v in record.metrics.items() if k != self.ctx.name}, run_dir)
         record.metrics[self.ctx.name] = analysis.metrics
         config_path = run_dir / "config.toml"
         config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else _toml(record.config)
