@@ -92,7 +92,7 @@ def main() -> None:
         info = src.info()
         quad = quadrature_sigma(src)
         eff_flat, eff_vegas = baseline_efficiencies(src)
-        sigma, err = info["cross_section_pb"], info["cross_section_err_pb"]
+        sigma, err = info["cross_section_pb"], info["cross_section_error_pb"]
         row = {
             "setup": label, "params": raw, "events": n, "build_s": t1 - t0, "generate_s": t2 - t1,
             "events_per_s": n / (t2 - t1), "unweighting_efficiency": info["unweighting_efficiency"],

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         dis_events, sec, info = time_source(DISTruth, {"events": n_dis, "beams": "hera", "q2_min": 1.0}, "dis")
         rows.append(_row("dis (ALLM97, incl. grid build)", n_dis, sec))
         sigmas["dis_pb"] = info.get("cross_section_pb")
-        sigmas["dis_err_pb"] = info.get("cross_section_err_pb")
+        sigmas["dis_err_pb"] = info.get("cross_section_error_pb")
     except ImportError as err:
         rows.append({"source": "dis", "error": str(err)})
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _, sec, info = time_source(PythiaSource, {"events": n_hard, "level": "hard"}, "pythia-hard")
     rows.append(_row("pythia8 hard process", n_hard, sec, init_s=round(init_s, 2)))
-    sigmas["pythia_pb"], sigmas["pythia_err_pb"] = info["sigma_pb"], info["sigma_err_pb"]
+    sigmas["pythia_pb"], sigmas["pythia_err_pb"] = info["sigma_process_pb"], info["sigma_process_error_pb"]
     _, sec, info = time_source(PythiaSource, {"events": n_lep, "level": "full", "particles": False}, "pythia-lep")
     rows.append(_row("pythia8 full event, lepton only", n_lep, sec))
     full_events, sec, info = time_source(PythiaSource, {"events": n_full, "level": "full"}, "pythia-full")

@@ -130,7 +130,7 @@ def make_sample(kind: str, events: int, seed: int, output: Path, *, processes: i
         writer.meta.update({
             "dataset": output.stem, "description": DESCRIPTIONS[kind], "kind": kind, "process": KINDS[kind],
             "seed": seed, "section": SECTION, "block_events": block_events, "events": events,
-            "sigma_pb": sigma, "sigma_err_pb": error, "cross_section_pb": sigma, "cross_section_err_pb": error,
+            "cross_section_pb": sigma, "cross_section_error_pb": error,
             "blocks": ordered, "generator": info["generator"], "settings": info["settings"],
             "beams": source.beams.to_dict(), "seconds": round(seconds, 1), "processes": processes,
             "events_per_s": round(events / seconds, 1), "float32": float32,

@@ -70,7 +70,7 @@ def test_cross_section_is_reweighted_integral(physics: tuple) -> None:
     info, info0 = src.info(), src0.info()
     w = src.spectrum_weight(cols["x"], cols["Q2"])
     predicted = info0["cross_section_pb"] * w.mean()
-    err = np.hypot(info["cross_section_err_pb"], predicted * w.std() / np.sqrt(len(w)))
+    err = np.hypot(info["cross_section_error_pb"], predicted * w.std() / np.sqrt(len(w)))
     assert abs(info["cross_section_pb"] - predicted) < 4 * err
     assert info["reweighted"] and not info0["reweighted"]
     assert info["settings"]["reweight"] == {"x_power": 0.3, "q2_power": -0.5, "x_ref": 0.01, "q2_ref": 10.0}
