@@ -94,6 +94,8 @@ class Checkpoint:
                                "trained_with_mlegpipe": meta.get("version")}
         if isinstance(meta.get("beams"), dict):
             out["beams"] = meta["beams"]
+        if meta.get("process"):
+            out["process"] = meta["process"]
         out.update(cross_section_meta(meta.get("cross_section") or {},
                                       origin="the truth sample the generator was trained on"))
         return out

@@ -59,8 +59,14 @@ class PipelineSettings:
     generate: int | None = param(None, min=1, doc="events to generate (default: as many as the test set)")
     threads: int | None = param(None, min=1, doc="CPU threads for torch (default: all cores)")
     description: str = param("", doc="free text shown in the report")
+    also_write: list[str] = param([], doc="formats every sample is also written in beside ROOT (hepmc3, lhe, "
+                                          "parquet): SAMPLE.hepmc, SAMPLE.lhe, SAMPLE.parquet in the run folder")
 
     def __post_init__(self) -> None:
+        from mlegpipe.formats import format_for
+
+        for i, name in enumerate(self.also_write):
+            format_for("", name, where=f"pipeline.also_write[{i}]")
         if len(self.split) != 3 or abs(sum(self.split) - 1.0) > 1e-6 or min(self.split) < 0:
             raise ConfigError("must be three non-negative fractions (train, valid, test) adding up to 1",
                               path="pipeline.split", value=self.split)

@@ -113,3 +113,14 @@ def mlegpipe_register_augmentations(registry: NamedRegistry) -> None:
     :class:`~mlegpipe.features.Augmentation`; GANs name them in ``augment = [...]``.
     Returns nothing.
     """
+
+
+@hookspec
+def mlegpipe_register_parton_records(registry: NamedRegistry) -> None:
+    """Contribute parton-level event records for LHE output: resonances, mothers and colour lines of a process.
+
+    Called once at plugin loading. Call ``registry.add(process, builder)`` with
+    the name of the process the events carry in their ``process`` metadata and a
+    :data:`~mlegpipe.formats.records.RecordBuilder`; the LHE writer then writes
+    those events through it. Returns nothing.
+    """

@@ -85,6 +85,7 @@ class _Runner:
         self.steps = config.steps or plan_pipeline(config)
         self.stages = build_stages(config, work_dir, progress, resume)
         self._cross_section: dict[str, Any] = {}
+        self._process = ""  # the first truth's process, carried by what is generated from it
         self._truth_samples: set[str] = set()
         self._made_by: dict[str, str] = {}  # sample -> the trained section that generated or folded it
         self._config_text = _portable_config(config)
@@ -109,6 +110,7 @@ class _Runner:
         self.record.metrics[step.section] = {"events": len(batch), **info}
         if not self._cross_section:  # the pipeline's first truth normalizes what is generated from it
             self._cross_section = cross_section_meta({**batch.meta, **info})
+            self._process = str(batch.meta.get("process") or info.get("process") or "")
         self.record.truths[step.section] = {"beams": batch.beams, "cuts": stage.cuts(),
                                             "exact_density": stage.exact_density()}
         if len(self.record.truths) == 1:  # the pipeline's observables must be computable on its truth
@@ -170,7 +172,8 @@ class _Runner:
         path = self.work_dir / "checkpoints" / f"{section}.pt"
         truth = next(iter(self.record.truths.values()), {})
         beams = truth.get("beams")
-        extra = {"cross_section": self._cross_section, "beams": beams.to_dict() if beams is not None else None}
+        extra = {"cross_section": self._cross_section, "beams": beams.to_dict() if beams is not None else None,
+                 "process": self._process}
         save_stage(path, stage, seed=self.config.settings.seed, extra=extra)
 
     def _sample_meta(self, name: str, batch: EventBatch) -> dict[str, Any]:
@@ -185,6 +188,8 @@ class _Runner:
         origin = None if name in self._truth_samples else "the truth sample of this run (generated and unfolded " \
             "events carry the σ of the sample they were trained on)"
         meta.update(cross_section_meta(self._cross_section, origin=origin))
+        if self._process:
+            meta.setdefault("process", self._process)
         section = self._made_by.get(name)
         checkpoint = self.work_dir / "checkpoints" / f"{section}.pt"
         if section is not None and checkpoint.is_file():
@@ -193,13 +198,17 @@ class _Runner:
         return meta
 
     def _write_samples(self) -> None:
-        from mlegpipe.rootio import write_events
+        from mlegpipe.formats import format_for, open_writer
 
+        formats = [format_for("", f) for f in ["root", *self.config.settings.also_write]]
         for name, batch in self.record.samples.items():
-            path = self.work_dir / f"{name}.root"
-            if path.exists():
-                continue
-            write_events(path, batch, meta=self._sample_meta(name, batch))
+            for fmt in formats:
+                path = self.work_dir / f"{name}{fmt.extensions[0]}"
+                if path.exists():
+                    continue
+                with in_file(self.config.source), open_writer(path, self._sample_meta(name, batch),
+                                                              format=fmt.name) as writer:
+                    writer.write(batch)
 
     def _write_metrics(self) -> None:
         out = {"pipeline": self.config.settings.name, "seed": self.config.settings.seed,

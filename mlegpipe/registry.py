@@ -47,6 +47,7 @@ EXTENSIONS: dict[str, tuple[str, str]] = {
     "beam_presets": ("mlegpipe_register_beam_presets", "beam preset"),
     "physicality": ("mlegpipe_register_physicality", "physicality check"),
     "augmentations": ("mlegpipe_register_augmentations", "augmented feature"),
+    "parton_records": ("mlegpipe_register_parton_records", "parton record"),
 }
 
 
@@ -139,7 +140,7 @@ class Registry:
     """Stage classes by kind and plugin name, plus one :class:`NamedRegistry` per extension point.
 
     Attributes:
-        feature_maps, observables, beam_presets, physicality, augmentations: the
+        feature_maps, observables, beam_presets, physicality, augmentations, parton_records: the
             extension-point registries (see :data:`EXTENSIONS`).
         failed: plugins that failed to load, by entry-point name, with the reason.
     """
@@ -153,6 +154,7 @@ class Registry:
         self.beam_presets: NamedRegistry = NamedRegistry("beam preset")
         self.physicality: NamedRegistry = NamedRegistry("physicality check")
         self.augmentations: NamedRegistry = NamedRegistry("augmented feature")
+        self.parton_records: NamedRegistry = NamedRegistry("parton record")
 
     def extension(self, attribute: str) -> NamedRegistry:
         """The extension-point registry named ``attribute`` (a key of :data:`EXTENSIONS`)."""

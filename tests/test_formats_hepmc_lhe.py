@@ -206,12 +206,12 @@ def test_lhe_unweighted_strategy_and_hepmc3_reads_it(tmp_path: Path) -> None:
         assert sum(1 for _ in f) == 20
 
 
-def test_lhe_refuses_events_that_two_partons_cannot_make(tmp_path: Path) -> None:
+def test_lhe_refuses_events_that_two_partons_cannot_make_when_asked(tmp_path: Path) -> None:
     batch = six_quarks(3, 6)
     huge = particle_lists({"px": [[0.0]] * 3, "py": [[0.0]] * 3, "pz": [[7000.0]] * 3, "E": [[7000.0]] * 3})
     batch = EventBatch.from_columns({"quarks": huge}, batch.beams)
     with pytest.raises(DataError, match=r"huge.lhe: event 0 cannot come from two incoming partons.*x1 = 1\.07"):
-        with open_writer(tmp_path / "huge.lhe") as writer:
+        with open_writer(tmp_path / "huge.lhe", unphysical="error") as writer:
             writer.write(batch)
     assert not (tmp_path / "huge.lhe").exists()
 

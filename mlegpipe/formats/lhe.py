@@ -20,8 +20,11 @@ Writing (:class:`LHEWriter`) follows the Les Houches Accord event file
   (= (E ± pz)/√s for symmetric beams), so that E and pz balance exactly, then
   the outgoing particles (status 1, mothers 1 and 2) of every collection of
   the batch, PDG ids as in :func:`~mlegpipe.formats.hepmc.event_particles`.
-  Colour lines are 0 (mlegpipe's events carry no colour flow: a parton
-  shower must assign one), lifetimes 0 and spins 9 (unknown).
+  Colour lines are 0 (mlegpipe's events carry no colour flow), lifetimes 0
+  and spins 9 (unknown). That is the generic record; a domain that knows its
+  process registers a richer one (:mod:`mlegpipe.formats.records`): for
+  tt̄ → 6 quarks the LHC domain writes the tops and Ws as decayed resonances
+  (status 2) with a gg → tt̄ colour flow, which Pythia 8 showers as is.
 
 px and py balance when the outgoing transverse momenta sum to zero, as they do
 for a complete leading-order final state (the six quarks of tt̄). The scale
@@ -55,6 +58,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -74,23 +78,21 @@ from mlegpipe.formats.base import EventWriter
 from mlegpipe.formats.hepmc import (
     ParticleChunk,
     apply_cut,
-    beam_momenta,
     compile_cut,
-    event_particles,
     named_beams,
     particle_selections,
     step_events,
 )
+from mlegpipe.formats.records import INCOMING_STATUS, PartonRecord, generic_record
 from mlegpipe.provenance import CROSS_SECTION, CROSS_SECTION_ERROR, cross_section
 
 __all__ = ["INCOMING_STATUS", "META_ELEMENT", "LHEWriter", "read_lhe", "read_lhe_meta"]
 
 PathLike = str | os.PathLike[str]
+log = logging.getLogger("mlegpipe")
 
 #: The ``<header>`` element holding the JSON provenance.
 META_ELEMENT = "mlegpipe"
-#: LHE status of incoming partons.
-INCOMING_STATUS = -1
 
 
 def _number(value: float) -> str:
@@ -105,9 +107,8 @@ def _strings(values: np.ndarray) -> Any:
     return pc.cast(pa.array(values), pa.large_string())
 
 
-def _event_text(numbers: np.ndarray, sizes: np.ndarray, offsets: np.ndarray, weights: np.ndarray,
-                scale: np.ndarray, process_id: int, pid: np.ndarray, px: np.ndarray, py: np.ndarray,
-                pz: np.ndarray, e: np.ndarray, mass: np.ndarray) -> memoryview:
+def _event_text(numbers: np.ndarray, record: PartonRecord, weights: np.ndarray, scale: np.ndarray,
+                process_id: int) -> memoryview:
     """The ``<event>`` blocks of a batch as bytes, formatted by Arrow's kernels.
 
     Every line is one string of an Arrow array (particle lines from their
@@ -121,30 +122,26 @@ def _event_text(numbers: np.ndarray, sizes: np.ndarray, offsets: np.ndarray, wei
         return pa.scalar(value, pa.large_string())
 
     n = len(numbers)
+    offsets, sizes = record.offsets, record.sizes
     join = pc.binary_join_element_wise
-    incoming = np.zeros(len(px), dtype=bool)
-    incoming[offsets[:-1]], incoming[offsets[:-1] + 1] = True, True
-    roles = pc.if_else(pa.array(incoming), text(f"{INCOMING_STATUS} 0 0 0 0"), text("1 1 2 0 0"))
-    lines = join(_strings(pid), roles, *(_strings(v) for v in (px, py, pz, e, mass)), text("0 9\n"), text(" "))
+    columns = (record.pid, record.status, record.mother1, record.mother2, record.color1, record.color2,
+               record.px, record.py, record.pz, record.e, record.mass)
+    lines = join(*(_strings(v) for v in columns), text("0 9\n"), text(" "))
     opening = join(text('<event event_number="'), _strings(numbers), text('">\n'), _strings(sizes),
                    text(f" {process_id} "), _strings(weights), text(" "), _strings(scale), text(" -1 -1\n"),
                    text(""))
+    count = len(record.px)
     pieces = pa.concat_arrays([opening, lines, pa.array(["</event>\n"], pa.large_string())])
     events = np.arange(n, dtype=np.int64)
-    order = np.empty(n + len(px) + n, dtype=np.int64)
+    order = np.empty(n + count + n, dtype=np.int64)
     order[offsets[:-1] + 2 * events] = events  # opening i
-    particle = np.arange(len(px), dtype=np.int64)
+    particle = np.arange(count, dtype=np.int64)
     order[particle + 2 * np.repeat(events, sizes) + 1] = n + particle
-    order[offsets[1:] + 2 * events + 1] = n + len(px)  # closing
+    order[offsets[1:] + 2 * events + 1] = n + count  # closing
     ordered = pieces.take(pa.array(order))
     _, ends, data = ordered.buffers()
     bounds = np.frombuffer(ends, dtype=np.int64)[ordered.offset:ordered.offset + len(ordered) + 1]
     return memoryview(data)[int(bounds[0]):int(bounds[-1])]
-
-
-def _incoming_pid(beam: Beam) -> int:
-    """The incoming parton of a beam: the lepton (or photon) itself, else a gluon."""
-    return beam.pdg if beam.is_lepton or beam.pdg == 22 else 21
 
 
 class LHEWriter(EventWriter):
@@ -162,6 +159,13 @@ class LHEWriter(EventWriter):
             beams, the beam particle for lepton and photon beams).
         scale: the event scale SCALUP in GeV (default: H_T/2 of the outgoing particles).
         process_id: the process id (IDPRUP, LPRUP).
+        record: the parton record (:mod:`mlegpipe.formats.records`): ``"auto"``
+            (the one registered for the events' ``process``, else generic),
+            ``"generic"``, or a registered name (``mlegpipe plugins`` lists them).
+        unphysical: an event no two incoming partons can make (a momentum
+            fraction above 1: a generator's unphysical event) is left out with
+            a logged warning and counted in the header's ``unphysical_events_left_out``
+            (``"skip"``, the default), or is an error (``"error"``).
 
     Example:
         >>> import tempfile, pathlib
@@ -184,7 +188,8 @@ class LHEWriter(EventWriter):
 
     def __init__(self, path: PathLike, meta: Mapping[str, Any] | None = None, overwrite: bool = False,
                  first_event: int = 0, pids: Mapping[str, int] | None = None,
-                 incoming: Sequence[int] | None = None, scale: float | None = None, process_id: int = 1) -> None:
+                 incoming: Sequence[int] | None = None, scale: float | None = None, process_id: int = 1,
+                 record: str = "auto", unphysical: str = "skip") -> None:
         super().__init__(path, meta, overwrite, first_event)
         self.pids = {str(k): int(v) for k, v in (pids or {}).items()}
         if incoming is not None and len(incoming) != 2:
@@ -194,6 +199,11 @@ class LHEWriter(EventWriter):
             raise ConfigError("expected a positive scale in GeV", path="scale", value=scale)
         self.scale = scale
         self.process_id = int(process_id)
+        self.record = str(record)
+        if unphysical not in ("skip", "error"):
+            raise ConfigError("expected 'skip' or 'error'", path="unphysical", value=unphysical)
+        self.unphysical = unphysical
+        self._skipped = 0
         self._file: Path | None = None
         self._body: IO[bytes] | None = None
         self._body_path: Path | None = None
@@ -207,6 +217,25 @@ class LHEWriter(EventWriter):
         self._body_path = tmp.parent / (tmp.name + ".events")
         self._body = self._body_path.open("wb")
 
+    def _record(self, batch: EventBatch, numbers: np.ndarray) -> PartonRecord:
+        """The batch's parton record: the builder registered for its process, else the generic one."""
+        def generic(events: EventBatch, numbers: np.ndarray) -> PartonRecord:
+            return generic_record(events, numbers, self.pids, self.incoming, str(self.path))
+
+        meta = {**self.batch_meta, **self.meta}
+        name = self.record if self.record != "auto" else str(meta.get("process", "generic"))
+        if name == "generic":
+            return generic(batch, numbers)
+        from mlegpipe.registry import default_registry
+
+        builders = default_registry().parton_records
+        if name not in builders:
+            if self.record == "auto":
+                return generic(batch, numbers)
+            raise ConfigError("no parton record of this name; registered: " + (", ".join(builders) or "none")
+                              + ", generic", path="record", value=name)
+        return builders.get(name)(batch, numbers, meta, generic)
+
     def _append(self, batch: EventBatch, numbers: np.ndarray) -> None:
         n = len(batch)
         if n == 0:
@@ -217,43 +246,40 @@ class LHEWriter(EventWriter):
                             "truth source's beams parameter)", path=str(self.path))
         if batch.beams is None:
             batch = EventBatch(batch.arrays, beams, batch.meta)
-        offsets, (px, py, pz, e, pid) = event_particles(batch, self.pids, str(self.path), lead=2)
-        sizes = np.diff(offsets)
-        first = offsets[:-1]
-        index = np.repeat(np.arange(n), sizes)
-        outgoing = np.ones(len(px), dtype=bool)
-        outgoing[first], outgoing[first + 1] = False, False
-        total_e = np.bincount(index[outgoing], weights=e[outgoing], minlength=n)
-        total_pz = np.bincount(index[outgoing], weights=pz[outgoing], minlength=n)
-        e1, e2 = (total_e + total_pz) / 2, (total_e - total_pz) / 2
-        (ea, eb) = (m[:, 0] for m in beam_momenta(batch))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bad = ~((e1 > 0) & (e2 > 0) & (e1 <= ea * (1 + 1e-12)) & (e2 <= eb * (1 + 1e-12)))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise DataError(f"event {int(numbers[i])} cannot come from two incoming partons: its outgoing particles "
-                            f"need momentum fractions x1 = {e1[i] / ea[i]:.6g}, x2 = {e2[i] / eb[i]:.6g} (each "
-                            "must be in (0, 1])", path=str(self.path))
-        pin = self.incoming or (_incoming_pid(beams.a), _incoming_pid(beams.b))
-        px[first], py[first], pz[first], e[first], pid[first] = 0.0, 0.0, e1, e1, pin[0]
-        px[first + 1], py[first + 1], pz[first + 1], e[first + 1], pid[first + 1] = 0.0, 0.0, -e2, e2, pin[1]
-        with np.errstate(invalid="ignore"):
-            mass = np.sqrt(np.maximum(e**2 - px**2 - py**2 - pz**2, 0.0))
-            mass[first], mass[first + 1] = 0.0, 0.0
+        record = self._record(batch, numbers)
+        weights = batch.weights
+        if not record.valid.all():
+            from mlegpipe.formats.hepmc import beam_momenta
+            from mlegpipe.formats.records import unphysical_message
+
+            energies = beam_momenta(batch)
+            out = record.status == 1
+            index = record.event_index()
+            total_e = np.bincount(index[out], weights=record.e[out], minlength=n)
+            total_pz = np.bincount(index[out], weights=record.pz[out], minlength=n)
+            message = unphysical_message((total_e + total_pz) / 2, (total_e - total_pz) / 2,
+                                         (energies[0][:, 0], energies[1][:, 0]), record.valid, numbers)
+            if self.unphysical == "error":
+                raise DataError(message, path=str(self.path))
+            keep = record.valid
+            self._skipped += int((~keep).sum())
+            log.warning("%s: %d events left out (%s)", self.path.name, int((~keep).sum()), message)
+            record, numbers, weights, n = record.take(keep), numbers[keep], weights[keep], int(keep.sum())
+            if n == 0:
+                return
         if self.scale is not None:
             scale = np.full(n, float(self.scale))
-        else:
-            mt = np.sqrt(np.maximum(e**2 - pz**2, 0.0))
-            scale = np.bincount(index[outgoing], weights=mt[outgoing], minlength=n) / 2
-        weights = batch.weights
+        else:  # H_T / 2 of the outgoing particles
+            out = record.status == 1
+            mt = np.sqrt(np.maximum(record.e**2 - record.pz**2, 0.0))
+            scale = np.bincount(record.event_index()[out], weights=mt[out], minlength=n) / 2
         if not np.isfinite(weights).all():
             raise DataError("non-finite event weights (NaN or inf)", path=f"{self.path}: weight")
         self._max_weight = max(self._max_weight, float(np.abs(weights).max()))
         self._min_abs = min(self._min_abs, float(np.abs(weights).min()))
         self._negative = self._negative or bool((weights < 0).any())
         assert self._body is not None
-        self._body.write(_event_text(numbers, sizes, offsets, weights, scale, self.process_id,
-                                     pid, px, py, pz, e, mass))
+        self._body.write(_event_text(numbers, record, weights, scale, self.process_id))
 
     def _init_block(self, meta: Mapping[str, Any]) -> str:
         beams = self.beams
@@ -273,6 +299,8 @@ class LHEWriter(EventWriter):
                 "</generator>\n</init>\n")
 
     def _finish(self, meta: dict[str, Any]) -> None:
+        if self._skipped:
+            meta["unphysical_events_left_out"] = self._skipped
         from mlegpipe.rootio import json_default
 
         assert self._file is not None and self._body is not None and self._body_path is not None

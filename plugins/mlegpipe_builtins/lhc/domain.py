@@ -1,4 +1,5 @@
-"""The LHC domain's registrations: observables and their φ maps, the decay-chain feature map, physicality.
+"""The LHC domain's registrations: observables and their φ maps, the decay-chain feature map, physicality, the
+LHE record of tt̄ → 6 quarks.
 
 This module is the LHC domain's entry point (``lhc-domain`` in the ``mlegpipe``
 group): it reaches the core only through the hooks of :mod:`mlegpipe.hookspecs`.
@@ -19,8 +20,10 @@ from mlegpipe import hookimpl
 from mlegpipe_builtins.lhc.chain import TtbarChain
 from mlegpipe_builtins.lhc.observables import OBSERVABLES, PAIRS
 from mlegpipe_builtins.lhc.physicality import TTBAR_CHECK
+from mlegpipe_builtins.lhc.records import PROCESS, ttbar_record
 
-__all__ = ["mlegpipe_register_feature_maps", "mlegpipe_register_observables", "mlegpipe_register_physicality"]
+__all__ = ["mlegpipe_register_feature_maps", "mlegpipe_register_observables", "mlegpipe_register_parton_records",
+           "mlegpipe_register_physicality"]
 
 
 @hookimpl
@@ -42,3 +45,9 @@ def mlegpipe_register_observables(registry: Any) -> None:
 def mlegpipe_register_physicality(registry: Any) -> None:
     """Quarks with real masses inside √s."""
     registry.add(TTBAR_CHECK.name, TTBAR_CHECK)
+
+
+@hookimpl
+def mlegpipe_register_parton_records(registry: Any) -> None:
+    """The LHE record of tt̄ → 6 quarks: tops and Ws as resonances, a gg → tt̄ colour flow."""
+    registry.add(PROCESS, ttbar_record)
