@@ -85,7 +85,8 @@ def run(
         output: run folder (default: the pipeline's ``output``).
         force: replace an existing run folder once the new run is complete.
         resume: continue an interrupted run.
-        progress: progress bars (default: when stderr is a terminal or a notebook).
+        progress: progress bars (default: when stderr is a terminal or a notebook; in a notebook the
+            stage log is shown too, see :func:`show_progress`).
         overrides: applied when ``pipeline`` is a path.
     """
     from mlegpipe.config import PipelineConfig
@@ -94,6 +95,8 @@ def run(
     config = pipeline if isinstance(pipeline, PipelineConfig) else load_pipeline(pipeline, overrides)
     if progress is None:
         progress = sys.stderr.isatty() or _in_notebook()
+    if _in_notebook() and not logging.getLogger("mlegpipe").handlers:
+        show_progress()  # a notebook shows no log records unless a handler is attached
     return run_pipeline(config, output=None if output is None else os.fspath(output), force=force, resume=resume,
                         progress=progress)
 

@@ -94,3 +94,19 @@ def test_sample_gives_the_events_generate_writes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.asarray(written.Q2), np.asarray(events.Q2))
     assert events.attrs["meta"]["generation_seed"] == 4 and len(events.attrs["meta"]["checkpoint_sha256"]) == 64
     assert isinstance(events, ak.Array)
+
+
+def test_a_notebook_run_shows_the_stage_log(tmp_path: Path) -> None:
+    """In a notebook (ipykernel loaded) the run's log reaches stderr without any set-up."""
+    code = f"""
+import sys, types
+sys.modules["ipykernel"] = types.ModuleType("ipykernel")
+import mlegpipe
+mlegpipe.run({str(ROOT / "pipelines" / "quickstart.toml")!r}, output={str(tmp_path / "nb")!r},
+             overrides={{"truth.events": 2000, "generator.steps": 5, "pipeline.threads": 1,
+                        "generator.flow": "maf", "generator.transforms": 1}})
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[truth] dis" in done.stderr and "[generator] done in" in done.stderr

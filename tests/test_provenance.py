@@ -129,3 +129,27 @@ events = 5000
     q2, y, x = a.column("Q2"), a.column("y"), a.column("x")
     assert np.all(((q2 > 5) & (y < 0.5)) | (x >= 0.01))
     np.testing.assert_array_equal(q2, b.column("Q2"))
+
+
+def test_generated_hepmc_is_balanced_with_the_run_beams_and_sigma(run_dir: Path, tmp_path: Path) -> None:
+    """What Rivet or Delphes reads: beams in, the lepton and X out, balanced to 1e-6, σ of the run's truth."""
+    import pyhepmc
+
+    out = tmp_path / "dis.hepmc"
+    assert main(["generate", str(run_dir / "checkpoints" / "generator.pt"), "-n", "500", "-o", str(out)]) == 0
+    sigma, error = _truth_sigma(run_dir)
+    count = 0
+    with pyhepmc.open(out) as handle:
+        for event in handle:
+            beams = [p for p in event.particles if p.status == 4]
+            final = [p for p in event.particles if p.status == 1]
+            assert sorted((p.pid, round(p.momentum.e, 6)) for p in beams) == [(-11, 27.6), (2212, 920.0)]
+            assert sorted(p.pid for p in final) == [-11, 90]  # the scattered positron and the hadronic system X
+            p_in = np.sum([[p.momentum.px, p.momentum.py, p.momentum.pz, p.momentum.e] for p in beams], axis=0)
+            p_out = np.sum([[p.momentum.px, p.momentum.py, p.momentum.pz, p.momentum.e] for p in final], axis=0)
+            assert np.all(np.abs(p_out - p_in) <= 1e-6 * p_in[3])
+            assert event.cross_section.xsec() == pytest.approx(sigma)
+            assert event.cross_section.xsec_err() == pytest.approx(error)
+            assert event.event_number == count
+            count += 1
+    assert count == 500
