@@ -19,7 +19,7 @@ Writing (:class:`LHEWriter`) follows the Les Houches Accord event file
   outgoing momenta, i.e. momentum fractions x₁,₂ = (E ± pz)/(2 E_beam)
   (= (E ± pz)/√s for symmetric beams), so that E and pz balance exactly, then
   the outgoing particles (status 1, mothers 1 and 2) of every collection of
-  the batch, PDG ids as in :func:`~mlegpipe.formats.hepmc.event_particles`.
+  the batch, PDG ids as in :func:`~mlegpipe.formats.particles.event_particles`.
   Colour lines are 0 (mlegpipe's events carry no colour flow), lifetimes 0
   and spins 9 (unknown). That is the generic record; a domain that knows its
   process registers a richer one (:mod:`mlegpipe.formats.records`): for
@@ -75,11 +75,12 @@ from mlegpipe.beams import Beam, Beams
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError
 from mlegpipe.formats.base import EventWriter
-from mlegpipe.formats.hepmc import (
+from mlegpipe.formats.hepmc import named_beams
+from mlegpipe.formats.particles import (
     ParticleChunk,
     apply_cut,
+    beam_momenta,
     compile_cut,
-    named_beams,
     particle_selections,
     step_events,
 )
@@ -249,7 +250,6 @@ class LHEWriter(EventWriter):
         record = self._record(batch, numbers)
         weights = batch.weights
         if not record.valid.all():
-            from mlegpipe.formats.hepmc import beam_momenta
             from mlegpipe.formats.records import unphysical_message
 
             energies = beam_momenta(batch)

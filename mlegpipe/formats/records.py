@@ -135,7 +135,7 @@ def generic_record(batch: EventBatch, numbers: np.ndarray, pids: Mapping[str, in
                    incoming: Sequence[int] | None = None, where: str = "events") -> PartonRecord:
     """Two incoming partons (status −1) balancing E and pz, then every particle of every collection (status 1,
     mothers 1 and 2, no colour)."""
-    from mlegpipe.formats.hepmc import beam_momenta, event_particles
+    from mlegpipe.formats.particles import beam_momenta, event_particles
 
     beams = batch.beams
     if beams is None:

@@ -38,7 +38,7 @@ import numpy as np
 
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
-from mlegpipe.formats.hepmc import beam_momenta
+from mlegpipe.formats.particles import beam_momenta
 from mlegpipe.formats.records import INCOMING_STATUS, PartonRecord, incoming_energies
 from mlegpipe_builtins.lhc import QUARKS
 

@@ -43,8 +43,9 @@ from mlegpipe import hookimpl
 from mlegpipe.beams import Beams
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError
-from mlegpipe.formats.hepmc import compile_cut, particle_selections, read_hepmc, read_hepmc_meta
+from mlegpipe.formats.hepmc import read_hepmc, read_hepmc_meta
 from mlegpipe.formats.lhe import read_lhe, read_lhe_meta
+from mlegpipe.formats.particles import compile_cut, particle_selections
 from mlegpipe.provenance import CROSS_SECTION, CROSS_SECTION_ERROR, cross_section
 from mlegpipe.rootio import beams_from_meta, expand_paths
 from mlegpipe.schema import param
