@@ -52,6 +52,7 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "launch_command",
+    "parse_master",
     "rank",
     "rank_seed_sequence",
     "rank_zero_only",
@@ -355,17 +356,45 @@ def wrap_ddp(module: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:
     return DistributedDataParallel(module, **kwargs)
 
 
-def launch_command(argv: Sequence[str], nproc: int, python: str | None = None) -> list[str]:
-    """The command that runs ``mlegpipe <argv>`` on ``nproc`` local ranks through ``torch.distributed.run``.
+def launch_command(argv: Sequence[str], nproc: int, python: str | None = None, nnodes: int = 1, node_rank: int = 0,
+                   master: str | None = None) -> list[str]:
+    """The command that runs ``mlegpipe <argv>`` on ``nproc`` ranks per node through ``torch.distributed.run``.
+
+    One node uses torchrun's standalone rendezvous; several nodes a static
+    one at ``master`` (``HOST:PORT`` of node 0, which every node must reach).
 
     Example:
         >>> launch_command(["run", "p.toml"], 2, python="python")[1:6]
         ['-m', 'torch.distributed.run', '--standalone', '--nnodes', '1']
+        >>> launch_command(["run", "p.toml"], 1, "python", 2, 1, "127.0.0.1:29511")[3:11]
+        ['--nnodes', '2', '--node-rank', '1', '--master-addr', '127.0.0.1', '--master-port', '29511']
     """
     if nproc < 1:
         raise ConfigError("the number of processes must be at least 1", path="--nproc", value=nproc)
-    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-            "--nproc-per-node", str(int(nproc)), "-m", "mlegpipe", *argv]
+    if nnodes < 1 or not 0 <= node_rank < nnodes:
+        raise ConfigError(f"--node-rank must lie in [0, --nnodes={nnodes})", path="--node-rank", value=node_rank)
+    head = [python or sys.executable, "-m", "torch.distributed.run"]
+    if nnodes == 1:
+        rendezvous = ["--standalone", "--nnodes", "1"]
+    else:
+        host, port = parse_master(master)
+        rendezvous = ["--nnodes", str(nnodes), "--node-rank", str(node_rank), "--master-addr", host,
+                      "--master-port", str(port)]
+    return [*head, *rendezvous, "--nproc-per-node", str(int(nproc)), "-m", "mlegpipe", *argv]
+
+
+def parse_master(master: str | None) -> tuple[str, int]:
+    """``HOST:PORT`` of node 0 for a multi-node launch.
+
+    Example:
+        >>> parse_master("10.0.0.1:29500")
+        ('10.0.0.1', 29500)
+    """
+    host, _, port = (master or "").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("a multi-node launch needs --master HOST:PORT, the address of node 0 (e.g. "
+                          "10.0.0.1:29500; 127.0.0.1:PORT for nodes on this machine)", path="--master", value=master)
+    return host, int(port)
 
 
 def running_under_torchrun(environ: Mapping[str, str] | None = None) -> bool:
@@ -393,37 +422,91 @@ def strip_option(argv: Sequence[str], option: str) -> list[str]:
     return out
 
 
-def relaunch(argv: Sequence[str], nproc: int) -> int:
-    """Run ``mlegpipe <argv>`` (``--nproc`` removed) on ``nproc`` ranks through torchrun; return its exit code."""
+_TORCHRUN_NOISE = ("torch.distributed.elastic", "ChildFailedError", "OMP_NUM_THREADS", "*****")
+
+
+def relaunch(argv: Sequence[str], nproc: int, nnodes: int = 1, node_rank: int = 0, master: str | None = None) -> int:
+    """Run ``mlegpipe <argv>`` (launch options removed) on ``nproc`` ranks per node through torchrun.
+
+    The ranks' own messages pass through; torchrun's failure report (a
+    Python traceback and a table) is condensed to one line naming the failed
+    rank and its exit code, which becomes this command's exit code (2 for a
+    bad input found by a rank, as without torchrun).
+    """
+    import re
     import subprocess
 
-    return subprocess.call(launch_command(strip_option(argv, "--nproc"), nproc))
+    for option in ("--nproc", "--nnodes", "--node-rank", "--master"):
+        argv = strip_option(argv, option)
+    command = launch_command(argv, nproc, nnodes=nnodes, node_rank=node_rank, master=master)
+    report: list[str] = []
+    in_report = False
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, bufsize=1) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            in_report = in_report or line.startswith(("Traceback", "==="))
+            if in_report or any(mark in line for mark in _TORCHRUN_NOISE):
+                report.append(line)
+                continue
+            sys.stderr.write(line)
+        code = proc.wait()
+    if code == 0:
+        return 0
+    text = "".join(report)
+    found = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", text, re.S)
+    if found is None:
+        sys.stderr.write(text)
+        return code
+    rank_, child = int(found.group(1)), int(found.group(2))
+    print(f"mlegpipe: rank {rank_} stopped with exit code {child} (its message is above); the other ranks were "
+          "stopped", file=sys.stderr)
+    return child if child > 0 else code
 
 
 def run_ranked(run: Callable[[str | None, bool, bool | None], R], output: str | None, force: bool,
                progress: bool | None) -> R | None:
     """Join the torchrun job, run ``run(output, force, progress)`` on every rank, keep rank 0's result.
 
-    Every rank runs the whole pipeline with the same seed (the training steps
-    are shared through :func:`sync_gradients`); ranks other than 0 write into a
-    scratch folder that is deleted afterwards, so only rank 0's run folder remains.
+    Every rank runs the pipeline with the same seed (the training steps are
+    shared through :func:`sync_gradients`); ranks other than 0 work in a
+    scratch folder that is deleted afterwards and write neither samples nor
+    reports, so only rank 0's run folder remains. Only rank 0 logs to the
+    console; the other ranks' log records are gathered into rank 0's
+    ``run.log``, each line prefixed ``[rank R]``.
     """
+    import logging
     import shutil
     import tempfile
     from pathlib import Path
 
     env = init_distributed()
+    logger = logging.getLogger("mlegpipe")
+    quiet: list[tuple[logging.Handler, int]] = []
     try:
         if env.is_main:
             result: R | None = run(output, force, progress)
+            log_text = ""
         else:
+            for handler in logger.handlers:  # errors still reach the console; the rest goes to rank 0's run.log
+                quiet.append((handler, handler.level))
+                handler.setLevel(logging.ERROR)
             scratch = tempfile.mkdtemp(prefix=f"mlegpipe-rank{env.rank}-")
             try:
                 run(str(Path(scratch) / "run"), True, False)
+                log_file = Path(scratch) / "run" / "run.log"
+                log_text = log_file.read_text(encoding="utf-8") if log_file.is_file() else ""
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
             result = None
+        logs: list[Any] = [None] * env.world_size
+        dist.all_gather_object(logs, (env.rank, log_text))
+        if env.is_main and isinstance(result, Path) and (result / "run.log").is_file():
+            with (result / "run.log").open("a", encoding="utf-8") as out:
+                for r, text in sorted(item for item in logs if item[0] != 0):
+                    out.writelines(f"[rank {r}] {line}\n" for line in text.splitlines())
         barrier()
     finally:
+        for handler, level in quiet:
+            handler.setLevel(level)
         shutdown()
     return result

@@ -32,6 +32,7 @@ import numpy as np
 from mlegpipe import __version__
 from mlegpipe.config import PipelineConfig, in_file
 from mlegpipe.context import StageContext
+from mlegpipe.distributed import is_main_process
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError, OutputError
 from mlegpipe.plan import Step, plan_pipeline
@@ -161,6 +162,8 @@ class _Runner:
         self.record.metrics[step.section] = stage.info()
 
     def report(self, step: Step, stage: Report) -> None:
+        if not is_main_process():  # under torchrun only rank 0 writes; the others' folders are scratch
+            return
         self._write_samples()
         files = stage.write(self.record)
         self.record.metrics.setdefault(step.section, {})["files"] = [str(f) for f in files]
@@ -200,6 +203,8 @@ class _Runner:
     def _write_samples(self) -> None:
         from mlegpipe.formats import format_for, open_writer
 
+        if not is_main_process():
+            return
         formats = [format_for("", f) for f in ["root", *self.config.settings.also_write]]
         for name, batch in self.record.samples.items():
             for fmt in formats:

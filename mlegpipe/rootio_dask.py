@@ -57,9 +57,13 @@ def dask_events(
 
     Raises:
         DataError: a file is missing or is not a ROOT file with this tree.
+        ConfigError: the optional ``dask`` extra is not installed.
     """
     import uproot
 
+    from mlegpipe.sharding import require_dask
+
+    require_dask("dask_events")
     files = expand_paths(paths)
     meta = read_meta(files[0])
     for path in files:  # check here, where the message can name the file, not inside a Dask task

@@ -21,7 +21,24 @@ from typing import Any
 from mlegpipe.exceptions import ConfigError
 from mlegpipe.generation import BLOCK, generate_blocks
 
-__all__ = ["generate_shard", "generate_shards", "shard_paths", "shard_plan"]
+__all__ = ["generate_shard", "generate_shards", "require_dask", "shard_paths", "shard_plan"]
+
+#: The modules of the optional ``dask`` extra.
+DASK_MODULES = ("dask", "distributed", "dask_awkward")
+
+
+def require_dask(where: str = "--dask") -> None:
+    """Raise a :class:`ConfigError` naming the missing extra when dask, distributed or dask-awkward is absent.
+
+    Example:
+        >>> require_dask()  # the test environment has the extra
+    """
+    import importlib.util
+
+    missing = [m for m in DASK_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"needs the optional 'dask' extra ({', '.join(missing)} not installed): "
+                          "pip install 'mlegpipe[dask]' (or make install, which installs it)", path=where)
 
 
 def shard_plan(n: int, shards: int) -> list[tuple[int, int]]:
@@ -102,6 +119,7 @@ def generate_shards(
             for (first, ev), p in zip(plan, paths, strict=True)]
     if scheduler is None:
         return [Path(generate_shard(*a, **writer_options)) for a in args]
+    require_dask()
     from dask.distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) \

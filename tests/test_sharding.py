@@ -128,3 +128,30 @@ def test_dask_reading_reports_missing_files_and_branches(tmp_path: Path) -> None
     with pytest.raises(DataError, match=r"a\.root: Q2"):
         dask_events(path, branches=["Q2"])
     assert partition_to_batch(ak.Array({"x": [1.0]})).fields == ["x"]
+
+
+def test_plain_reductions_over_uproot_dask_arrays_compute(tmp_path: Path) -> None:
+    """dask 2025.5 to 2026.11 with dask-awkward 2026.2 fail these with "Cannot fuse tasks with multiple outputs":
+    the dask extra's upper bounds keep such a combination out, and this test finds it if they are relaxed."""
+    import dask
+    import dask_awkward as dak
+
+    for i in range(2):
+        write_events(tmp_path / f"r{i}.root", EventBatch.from_columns({"x": np.arange(1000.0) + i, "y": np.ones(1000)}),
+                     chunk_events=300)
+    array = dask_events(str(tmp_path / "r*.root"), step_size=400)
+    total, top = dask.compute(dak.sum(array.x, axis=None), dak.max(array.y, axis=None))
+    assert total == 2 * 499500.0 + 1000.0 and top == 1.0
+    assert float((dak.sum(array.x, axis=None) / dak.num(array.x, axis=0)).compute()) == pytest.approx(500.0)
+
+
+def test_dask_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from mlegpipe.exceptions import ConfigError
+    from mlegpipe.sharding import require_dask
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dask_awkward" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"--dask: needs the optional 'dask' extra \(dask_awkward not installed\)"):
+        require_dask()

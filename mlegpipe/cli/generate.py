@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     if args.events < 1:
         raise ConfigError("the number of events must be positive", path="-n", value=args.events)
     fmt = format_for(args.output, args.format)  # a bad extension fails before the checkpoint is loaded
+    if args.dask:
+        from mlegpipe.sharding import require_dask
+
+        require_dask()
     options = storage_options(fmt.name, args.compression, args.double)
     if args.shards > 1 or args.dask:
         from mlegpipe.sharding import generate_shards

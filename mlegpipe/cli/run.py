@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from mlegpipe.cli.common import add_pipeline_arguments
 
-__all__ = ["add_parser", "run"]
+if TYPE_CHECKING:
+    from mlegpipe.config import PipelineConfig
+
+__all__ = ["add_parser", "check_output", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,20 +26,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--progress", action="store_true", help="progress bars even when not on a terminal")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="data-parallel training on N local processes (re-launches through torchrun; "
+                   help="data-parallel training on N processes per node (re-launches through torchrun; "
                    "same as: torchrun --nproc-per-node N -m mlegpipe run ...)")
+    p.add_argument("--nnodes", type=int, default=1, metavar="M",
+                   help="nodes of a multi-node launch: run the same command on every node with its --node-rank")
+    p.add_argument("--node-rank", type=int, default=0, metavar="K", help="this node's rank, 0 to M-1")
+    p.add_argument("--master", metavar="HOST:PORT",
+                   help="address of node 0 for a multi-node launch (127.0.0.1:PORT for nodes on this machine)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate then run the pipeline."""
+    """Validate then run the pipeline (validated before torchrun starts: bad input is exit 2, one paragraph)."""
     from mlegpipe import distributed
     from mlegpipe.config import load_config
-    from mlegpipe.pipeline import run_pipeline
+    from mlegpipe.pipeline import build_stages, run_pipeline
 
-    if args.nproc > 1 and not distributed.running_under_torchrun():
-        return distributed.relaunch(sys.argv[1:], args.nproc)
     config = load_config(args.pipeline, args.overrides)
+    launching = (args.nproc > 1 or args.nnodes > 1) and not distributed.running_under_torchrun()
+    if launching:
+        build_stages(config)  # the stages check their inputs (files, branches, presets) when they are built
+        check_output(config, args.output, args.force, args.resume, args.node_rank)
+        return distributed.relaunch(sys.argv[1:], args.nproc, args.nnodes, args.node_rank, args.master)
     progress = False if args.no_progress else (True if args.progress else None)
     if distributed.running_under_torchrun():  # every rank trains; only rank 0 keeps its run folder
         run_dir = distributed.run_ranked(lambda output, force, show: run_pipeline(
@@ -49,3 +61,14 @@ def run(args: argparse.Namespace) -> int:
     if report.exists():
         print(f"report: {report}", file=sys.stderr)
     return 0
+
+
+def check_output(config: PipelineConfig, output: str | None, force: bool, resume: bool, node_rank: int) -> None:
+    """Before a launch: the run folder must be free (node 0 writes it), as ``run_pipeline`` will demand."""
+    from mlegpipe.exceptions import OutputError
+    from mlegpipe.pipeline import run_folder
+
+    folder = run_folder(config, output)
+    if node_rank == 0 and folder.exists() and not (force or resume):
+        raise OutputError("the run folder exists already; use --force to replace it (the old run is kept until the "
+                          "new one is complete) or choose another --output", path=str(folder))
