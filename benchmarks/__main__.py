@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS: dict[str, dict[str, Any]] = {
     "bench_scale": {"quick": ["--quick"], "full": [], "json": "bench_scale", "timeout": float("inf")},
     "bench_dis": {"quick": ["--events", "200000"], "full": ["--events", "1000000"], "json": "bench_dis"},
+    "bench_distributed": {"quick": ["--quick"], "full": [], "json": "bench_distributed"},
     "bench_write": {"quick": ["--events", "500000", "--text-events", "20000", "--repeat", "1"], "full": [],
                     "json": "bench_write"},
     "bench_smear": {"quick": ["--events", "2000", "--repeat", "2"], "full": ["--events", "10000"],
