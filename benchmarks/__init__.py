@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESULTS", "Figure", "format_table", "machine_info", "write_json"]
+__all__ = ["RESULTS", "Figure", "format_table", "machine_info", "map_runs", "write_json"]
 
 #: Where every benchmark writes its JSON.
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -131,3 +131,32 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
     return path
+
+
+def map_runs(fn: Any, items: list[Any], scheduler: str | None = None, workers: int = 2) -> list[Any]:
+    """``[fn(item) for item in items]``, or one Dask task per item when ``scheduler`` is given.
+
+    ``scheduler`` is ``"local"`` (a ``LocalCluster`` of ``workers`` single-threaded
+    processes) or the address of a running scheduler (``tcp://host:8786``).
+    Results come back in the order of ``items``; repeated trainings (seeds) of a
+    benchmark spread over a cluster this way.
+
+    Example:
+        >>> map_runs(abs, [-1, 2])
+        [1, 2]
+    """
+    if scheduler is None:
+        return [fn(item) for item in items]
+    from mlegpipe.sharding import require_dask
+
+    require_dask("--dask")
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) \
+        if scheduler == "local" else None
+    try:
+        with Client(cluster if cluster is not None else scheduler) as client:
+            return client.gather([client.submit(fn, item, pure=False) for item in items])
+    finally:
+        if cluster is not None:
+            cluster.close()

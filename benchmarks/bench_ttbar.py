@@ -18,12 +18,14 @@ Then the spread (mean, min, max) over seeds. Results go to ``benchmarks/results/
 model's place) scores against the same test and floor samples. The same flow in plain (p_T, η, φ) coordinates for comparison:
 ``--set generator.feature_map=collection --name bench_ttbar_plain``.
 
-Run: ``python benchmarks/bench_ttbar.py [--quick] [--seeds 1 2 3] [--set generator.steps=2000]``.
+Run: ``python benchmarks/bench_ttbar.py [--quick] [--seeds 1 2 3] [--dask local] [--set generator.steps=2000]``
+(``--dask``: the seeds run as Dask tasks, on a local cluster or a scheduler address).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -39,7 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import Figure, format_table, machine_info, write_json  # noqa: E402
+from benchmarks import Figure, format_table, machine_info, map_runs, write_json  # noqa: E402
 from mlegpipe.checkpoint import load_stage  # noqa: E402
 from mlegpipe.config import load_config  # noqa: E402
 from mlegpipe.events import EventBatch  # noqa: E402
@@ -160,6 +162,11 @@ def _figures(run: dict[str, Any], pythia_rate: float) -> list[Figure]:
     return figures
 
 
+def _seed_run(seed: int, events: int, generate: int, sets: list[str], out: Path, speed_events: int) -> dict[str, Any]:
+    load_plugins()  # in a Dask worker process too
+    return allhad_run(seed, events, generate, sets, out, speed_events)
+
+
 def _spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def stats(values: list[float]) -> dict[str, float]:
         arr = np.asarray(values, dtype=np.float64)
@@ -261,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small samples and few steps (a smoke run)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
+    ap.add_argument("--dask", metavar="SCHEDULER", help="run the seeds as Dask tasks: 'local' (a LocalCluster of "
+                    "--workers processes) or a scheduler address (tcp://host:8786)")
+    ap.add_argument("--workers", type=int, default=2, help="workers of the local Dask cluster")
     ap.add_argument("--events", type=int, default=500_000, help="Pythia events per run (20 %% are the test sample)")
     ap.add_argument("--generate", type=int, default=0, help="generated events (0: ten times the test sample)")
     ap.add_argument("--speed-events", type=int, default=1_000_000, help="events of the generation-speed figure")
@@ -290,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     runs, figures = [], []
     with tempfile.TemporaryDirectory() as tmp:
         out = args.output or Path(tmp)
-        for seed in args.seeds:
-            run = allhad_run(seed, args.events, generate, args.sets, out, args.speed_events)
+        one_seed = functools.partial(_seed_run, events=args.events, generate=generate, sets=args.sets, out=out,
+                                     speed_events=args.speed_events)
+        for run in map_runs(one_seed, list(args.seeds), args.dask, args.workers):  # seeds on Dask with --dask
             runs.append(run)
             figures += _figures(run, pythia_rate)
             print(format_table(_figures(run, pythia_rate)), flush=True)

@@ -155,3 +155,19 @@ def test_dask_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dask_awkward" else real(name, *a))
     with pytest.raises(ConfigError, match=r"--dask: needs the optional 'dask' extra \(dask_awkward not installed\)"):
         require_dask()
+
+
+def test_benchmark_runs_spread_over_a_dask_cluster_come_back_in_order() -> None:
+    """The benchmarks' repeated trainings (seeds) as Dask tasks: the same results as in turn, in order."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import map_runs
+
+    seeds = [3, 1, 2]
+    assert map_runs(_seed_figure, seeds, "local", workers=2) == map_runs(_seed_figure, seeds) == [
+        _seed_figure(s) for s in seeds]
+
+
+def _seed_figure(seed: int) -> float:
+    return float(np.random.default_rng(seed).normal(size=1000).mean())
