@@ -17,12 +17,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import glob
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -562,22 +564,11 @@ def read_events(
             beams = beams_from_meta(meta)
             flat, colls, lists = _resolve_columns(ttree, path, branches, collections)
             selection, cut_branches = _compile_cut(cut, cut_where, ttree, path, flat) if cut else (None, {})
-            needed = sorted(set(flat.values()) | set(cut_branches.values()) | set(lists.values())
-                            | {b for f in colls.values() for b in f.values()})
+            plan = ReadPlan(flat, colls, lists, selection, cut_branches)
             start = 0
-            for chunk in ttree.iterate(needed, step_size=step_size, library="ak"):
-                for branch in needed:
-                    _check_finite(chunk[branch], path, branch, start)
-                columns: dict[str, Any] = {feature: chunk[branch] for feature, branch in {**flat, **lists}.items()}
-                for coll, fields in colls.items():  # px, py, pz, E (or pt, eta, phi, mass), pid, charge
-                    parts = {f: chunk[b] for f, b in fields.items()}
-                    columns[coll] = particle_lists(parts) if is_four_momentum(parts) else ak.zip(parts)
+            for chunk in ttree.iterate(plan.branches(), step_size=step_size, library="ak"):
+                batch = plan.batch(chunk, beams, meta, path, start)
                 start += len(chunk)
-                batch = EventBatch.from_columns(columns, beams, meta)
-                if selection is not None:
-                    env = {name: _as_numpy(chunk[branch]) for name, branch in cut_branches.items()}
-                    mask = np.broadcast_to(np.asarray(selection(env), dtype=bool), (len(chunk),))
-                    batch = batch.take(mask)
                 if remaining is not None:
                     batch = batch.take(slice(0, remaining))
                     remaining -= len(batch)
@@ -585,6 +576,53 @@ def read_events(
                     yield batch
                 if remaining is not None and remaining <= 0:
                     return
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """How a chunk of branches becomes events: flat fields, collections, plain lists and the compiled cut.
+
+    Shared by the streaming reader (:func:`read_events`) and the Dask reader
+    (:func:`mlegpipe.rootio_dask.read_events_dask`), so both give the same events.
+    """
+
+    flat: dict[str, str]
+    collections: dict[str, dict[str, str]]
+    lists: dict[str, str]
+    selection: Any = None
+    cut_branches: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def branches(self) -> list[str]:
+        """Every branch the plan reads."""
+        return sorted(set(self.flat.values()) | set(self.cut_branches.values()) | set(self.lists.values())
+                      | {b for f in self.collections.values() for b in f.values()})
+
+    def batch(self, chunk: ak.Array, beams: Beams | None, meta: dict[str, Any], path: Path, start: int) -> EventBatch:
+        """The selected events of one chunk (``start``: its first entry, for error messages)."""
+        for branch in self.branches():
+            _check_finite(chunk[branch], path, branch, start)
+        columns: dict[str, Any] = {feature: chunk[branch] for feature, branch in {**self.flat, **self.lists}.items()}
+        for coll, fields in self.collections.items():  # px, py, pz, E (or pt, eta, phi, mass), pid, charge
+            parts = {f: chunk[b] for f, b in fields.items()}
+            columns[coll] = particle_lists(parts) if is_four_momentum(parts) else ak.zip(parts)
+        batch = EventBatch.from_columns(columns, beams, meta)
+        if self.selection is not None:
+            env = {name: _as_numpy(chunk[branch]) for name, branch in self.cut_branches.items()}
+            mask = np.broadcast_to(np.asarray(self.selection(env), dtype=bool), (len(chunk),))
+            batch = batch.take(mask)
+        return batch
+
+
+def plan_reading(path: Path, tree: str, branches: Mapping[str, str] | None,
+                 collections: Mapping[str, Mapping[str, str]] | None, cut: str | None,
+                 cut_where: str = "cut") -> tuple[ReadPlan, dict[str, Any]]:
+    """The :class:`ReadPlan` for one file (checked against its tree) and the file's metadata."""
+    with _open(path) as file:
+        ttree = _get_tree(file, path, tree)
+        meta = _meta_from_file(file)
+        flat, colls, lists = _resolve_columns(ttree, path, branches, collections)
+        selection, cut_branches = _compile_cut(cut, cut_where, ttree, path, flat) if cut else (None, {})
+    return ReadPlan(flat, colls, lists, selection, cut_branches), meta
 
 
 def _compile_cut(cut: str, where: str, tree: Any, path: Path, flat: Mapping[str, str]) -> tuple[Any, dict[str, str]]:

@@ -33,7 +33,7 @@ from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError
 from mlegpipe.rootio import PathLike, _auto_collections, _get_tree, _open, beams_from_meta, expand_paths, read_meta
 
-__all__ = ["dask_events", "iter_partition_batches", "partition_to_batch", "reduce_partitions"]
+__all__ = ["dask_events", "iter_partition_batches", "partition_to_batch", "read_events_dask", "reduce_partitions"]
 
 T = TypeVar("T")
 
@@ -141,3 +141,76 @@ def reduce_partitions(
     if not results:
         raise DataError("the array has no partitions")
     return functools.reduce(combine, results)
+
+
+def read_events_dask(
+    paths: PathLike | Sequence[PathLike],
+    tree: str = "events",
+    branches: Mapping[str, str] | None = None,
+    collections: Mapping[str, Mapping[str, str]] | None = None,
+    step_size: int | str = "50 MB",
+    cut: str | None = None,
+    max_events: int | None = None,
+    cut_where: str = "cut",
+    scheduler: str = "threads",
+) -> list[EventBatch]:
+    """The events of :func:`mlegpipe.rootio.read_events`, read through ``uproot.dask`` as Dask tasks.
+
+    The same mapping, cut and checks as the streaming reader (one
+    :class:`~mlegpipe.rootio.ReadPlan`, checked against every file first); the
+    partitions are read in parallel and come back in file order.
+
+    Arguments:
+        scheduler: ``"threads"`` (Dask's local threads), ``"local"`` (a
+            ``LocalCluster`` of one process per core) or the address of a running
+            scheduler (``tcp://host:8786``).
+
+    Example:
+        >>> import numpy as np, tempfile, pathlib
+        >>> from mlegpipe.rootio import write_events
+        >>> p = write_events(pathlib.Path(tempfile.mkdtemp()) / "d.root", EventBatch.from_columns({"x": np.arange(5.0)}))
+        >>> [len(b) for b in read_events_dask(p, cut="x > 1")]
+        [3]
+    """
+    import dask
+    import uproot
+
+    from mlegpipe.rootio import plan_reading
+    from mlegpipe.sharding import require_dask
+
+    require_dask("dask")
+    files = expand_paths(paths)
+    plans = [plan_reading(path, tree, branches, collections, cut, cut_where) for path in files]
+    plan, meta = plans[0]
+    if any(p.branches() != plan.branches() for p, _ in plans[1:]):
+        raise DataError("the files do not share one branch layout; read them with the streaming reader",
+                        path=str(files[0]))
+    meta = {**meta, "source_file": str(files[0])}
+    beams = beams_from_meta(meta)
+    array = uproot.dask({str(p): tree for p in files}, filter_name=plan.branches(), step_size=step_size)
+    parts = array.to_delayed()
+    if scheduler in ("threads", "sync", "synchronous"):
+        chunks = dask.compute(*parts, scheduler=scheduler)
+    else:
+        from dask.distributed import Client, LocalCluster
+
+        cluster = LocalCluster(threads_per_worker=1, processes=True, dashboard_address=None) \
+            if scheduler == "local" else None
+        try:
+            with Client(cluster if cluster is not None else scheduler) as client:
+                chunks = client.gather(client.compute(list(parts)))
+        finally:
+            if cluster is not None:
+                cluster.close()
+    out, remaining, start = [], max_events, 0
+    for chunk in chunks:
+        batch = plan.batch(chunk, beams, meta, files[0], start)
+        start += len(chunk)
+        if remaining is not None:
+            batch = batch.take(slice(0, remaining))
+            remaining -= len(batch)
+        if len(batch):
+            out.append(batch)
+        if remaining is not None and remaining <= 0:
+            break
+    return out

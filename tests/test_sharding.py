@@ -171,3 +171,28 @@ def test_benchmark_runs_spread_over_a_dask_cluster_come_back_in_order() -> None:
 
 def _seed_figure(seed: int) -> float:
     return float(np.random.default_rng(seed).normal(size=1000).mean())
+
+
+def test_the_root_source_reads_the_same_events_through_uproot_dask() -> None:
+    from mlegpipe.config import parse_config
+    from mlegpipe.pipeline import build_stages
+
+    sample = Path(__file__).resolve().parent.parent / "sample_data" / "hera_dis.root"
+    events = {}
+    for dask_option in ("", 'dask = "threads"'):
+        text = f"""
+[pipeline]
+name = "d"
+[truth]
+plugin = "root"
+files = ["{sample}"]
+cut = "Q2 > 4 && y < 0.8"
+step_size = 7000
+events = 20000
+{dask_option}
+"""
+        events[dask_option] = build_stages(parse_config(text, "d.toml"))["truth"].read()
+    a, b = events.values()
+    assert len(a) == len(b) == 20000 and a.fields == b.fields
+    for name in a.fields:
+        np.testing.assert_array_equal(a.column(name), b.column(name))
