@@ -56,6 +56,7 @@ __all__ = [
     "rank",
     "rank_seed_sequence",
     "rank_zero_only",
+    "reduce_gradients",
     "relaunch",
     "run_ranked",
     "running_under_torchrun",
@@ -295,15 +296,30 @@ def sync_gradients(parameters: Iterable[torch.nn.Parameter], local_events: int) 
     ``local_events`` events: the result is the gradient of the mean over the
     global batch, whatever the split. A no-op in a single process.
     """
+    reduce_gradients(parameters, local_events)
+
+
+def reduce_gradients(parameters: Iterable[torch.nn.Parameter], weight: float | None) -> None:
+    """Replace each gradient by its ``weight``-weighted average over ranks, or by its sum when ``weight`` is None.
+
+    Missing gradients count as zeros; one all-reduce of a flat buffer per call.
+    A no-op in a single process.
+    """
     if not is_distributed():
         return
     params = [p for p in parameters if p.requires_grad]
+    if not params:
+        return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    # one flat buffer: a single all-reduce per step instead of one per tensor
-    flat = torch.cat([g.reshape(-1) for g in grads] + [torch.ones(1, dtype=grads[0].dtype, device=grads[0].device)])
-    flat.mul_(float(local_events))
+    pieces = [g.reshape(-1) for g in grads]
+    if weight is not None:  # the weights travel in the buffer: one all-reduce gives the sum and the total weight
+        pieces.append(torch.ones(1, dtype=grads[0].dtype, device=grads[0].device))
+    flat = torch.cat(pieces)
+    if weight is not None:
+        flat.mul_(float(weight))
     dist.all_reduce(flat)
-    flat.div_(flat[-1].clone())
+    if weight is not None:
+        flat.div_(flat[-1].clone())
     offset = 0
     for p, g in zip(params, grads, strict=True):
         n = g.numel()

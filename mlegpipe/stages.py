@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -373,8 +374,14 @@ class DifferentiableSurrogate(Protocol):
     def fold(self, events: EventBatch, seed: np.random.SeedSequence) -> EventBatch:
         """The detector-level version of ``events`` (index-aligned)."""
 
-    def fold_tensor(self, vertex: torch.Tensor, noise_generator: torch.Generator | None = None) -> torch.Tensor:
-        """Differentiable folding of standardized vertex features into standardized detector features."""
+    def fold_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The noise :meth:`fold_tensor` would draw for ``n`` events from ``generator`` (None: a deterministic
+        surrogate). Data-parallel training draws it for the global batch and hands each rank its rows."""
+
+    def fold_tensor(self, vertex: torch.Tensor, noise_generator: torch.Generator | None = None,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable folding of standardized vertex features into standardized detector features, with
+        the given ``noise`` (rows of :meth:`fold_noise`) or noise drawn from ``noise_generator``."""
 
     def pass_tensor(self, vertex: torch.Tensor, detector: torch.Tensor) -> torch.Tensor:
         """p(pass | vertex, folded detector features), shape ``(n,)`` (ones without a pass model)."""
@@ -469,6 +476,20 @@ class Discriminator(Stage):
         """The torch generator of the adversary's own randomness (penalty interpolates, instance noise), seeded
         from its context; None when it has none (the default). Trainers checkpoint and restore its state."""
         return None
+
+    #: Set inside :meth:`global_batch`: (events of the global batch, this rank's rows).
+    batch_rows: tuple[int, slice] | None = None
+
+    @contextlib.contextmanager
+    def global_batch(self, rows: tuple[int, slice] | None) -> Iterator[None]:
+        """Within: the losses get this rank's rows of a global batch (data-parallel training), and the adversary
+        draws its per-event randomness (penalty interpolates, instance noise) for the global batch and keeps
+        those rows, so N ranks draw what one process draws. ``None``: the batch is whole (one process)."""
+        self.batch_rows = rows
+        try:
+            yield
+        finally:
+            self.batch_rows = None
 
 
 class Unfolding(Stage):

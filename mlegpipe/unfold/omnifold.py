@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mlegpipe import distributed as ddp
 from mlegpipe.exceptions import DataError
 from mlegpipe.nets import mlp
 
@@ -100,10 +101,12 @@ def classifier_weights(
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch):
-            idx = order[start:start + batch]
+            (idx,) = ddp.shard_minibatch((order[start:start + batch],))  # this rank's share under torchrun
             opt.zero_grad()
-            loss = (loss_fn(net(x[idx]).squeeze(1), y[idx]) * w[idx]).mean()
-            loss.backward()
+            if len(idx):
+                loss = (loss_fn(net(x[idx]).squeeze(1), y[idx]) * w[idx]).mean()
+                loss.backward()
+            ddp.sync_gradients(net.parameters(), len(idx))
             opt.step()
             sched.step()
     with torch.no_grad():

@@ -5,8 +5,17 @@ the model itself: it extracts and standardizes the (vertex, detector) feature
 pairs, learns the acceptance p(pass | vertex) when the detector sample carries
 a pass flag, folds events reproducibly in fixed blocks, exposes the
 differentiable :meth:`~LearnedFolding.fold_tensor`, and saves its state as
-tensors and JSON-able values. Subclasses provide ``_build``, ``_train`` and
-``_sample``.
+tensors and JSON-able values. Subclasses provide ``_build``, ``_train``,
+``noise_dim`` and ``_fold``.
+
+Data-parallel training (torchrun): every rank fits the same pairs with the
+same seed; each training step draws the global minibatch (and its noise) as
+one process does, computes the loss on this rank's rows and averages the
+gradients over ranks before every optimizer step (:mod:`mlegpipe.data_parallel`), so N ranks
+reproduce one process's surrogate with the same ``batch_size`` up to
+floating-point reduction order (the tests compare 2 gloo ranks with one
+process: see ``tests/test_ddp_detectors_unfolding.py``). The acceptance
+classifiers' binary cross entropy is a mean over events: sharded exactly.
 
 Units: networks work in standardized units. ``vertex_scaler`` maps the
 physical vertex features (``vertex_features``) to standardized ones,
@@ -34,6 +43,7 @@ import torch
 from torch import nn
 
 from mlegpipe.beams import Beams
+from mlegpipe.data_parallel import DataParallel
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.nets import mlp
@@ -257,14 +267,16 @@ class LearnedFolding(Detector):
         gen = self.ctx.torch_generator(part)
         batches = MinibatchSampler(x, y, batch_size=2 * self.params.batch_size, generator=gen)
         lossf = nn.BCEWithLogitsLoss()
+        dp = DataParallel()
 
         def step(_: int) -> dict[str, float]:
-            xb, yb = batches()
+            xb, yb = dp.take(*batches())  # this rank's rows of the global batch
             loss = lossf(net(xb), yb)
             opt.zero_grad()
             loss.backward()
+            dp.sync(net.parameters(), len(xb))
             opt.step()
-            return {"bce": loss.item()}
+            return {"bce": dp.mean(loss.item(), len(xb))}
 
         history = self.loop(part, step, self.params.acceptance_steps, {part: net}, {"adam": opt},
                             {"batches": gen}).run(resume=self.ctx.resume or None)
@@ -293,18 +305,47 @@ class LearnedFolding(Detector):
                d_valid: torch.Tensor) -> list[dict[str, float]]:
         raise NotImplementedError
 
-    def _sample(self, vertex_std: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Standardized detector features for standardized vertex features (differentiable)."""
+    @property
+    def noise_dim(self) -> int:
+        """Standard-normal noise dimensions per folded event (0: a deterministic surrogate)."""
         raise NotImplementedError
 
+    def _fold(self, vertex_std: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Standardized detector features for standardized vertex features and their noise (differentiable)."""
+        raise NotImplementedError
+
+    def fold_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The standard-normal noise :meth:`fold_tensor` draws for ``n`` events from ``generator`` (None: none).
+
+        Data-parallel training draws it for the global batch and passes each rank's rows to
+        :meth:`fold_tensor` (``noise``), so the noise stream stays the one of one process.
+
+        Example:
+            >>> from mlegpipe.context import StageContext
+            >>> from mlegpipe_builtins.detectors.folding import ConditionalFolding
+            >>> det = ConditionalFolding(ConditionalFolding.Params(vertex_features=["a"], noise_dim=3),
+            ...                          StageContext("detector"))
+            >>> det.fold_noise(5, torch.Generator().manual_seed(0)).shape
+            torch.Size([5, 3])
+        """
+        dim = self.noise_dim
+        return torch.randn(n, dim, generator=generator) if dim else None
+
+    def _sample(self, vertex_std: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Standardized detector features for standardized vertex features (differentiable)."""
+        return self._fold(vertex_std, self.fold_noise(len(vertex_std), generator))
+
     # -- folding -------------------------------------------------------------------------
-    def fold_tensor(self, vertex: torch.Tensor, noise_generator: torch.Generator | None = None) -> torch.Tensor:
+    def fold_tensor(self, vertex: torch.Tensor, noise_generator: torch.Generator | None = None,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
         """Differentiable folding in standardized units (gradients flow to ``vertex``).
 
         Arguments:
             vertex: ``(n, len(vertex_features))`` vertex features standardized with
                 ``self.vertex_scaler.transform``.
             noise_generator: torch generator for the detector noise (None: torch's global one).
+            noise: the noise itself instead (``(n, noise_dim)`` rows of :meth:`fold_noise`; ignored by a
+                deterministic surrogate), ``noise_generator`` then unused.
 
         Returns:
             ``(n, len(detector_features))`` detector features in the units of
@@ -316,6 +357,8 @@ class LearnedFolding(Detector):
             Q², y, x > 0 on the folded lepton (``_fold_pass.electron_labels``).
         """
         self._require_fitted("fold_tensor")
+        if noise is not None:
+            return self._fold(vertex, noise)
         return self._sample(vertex, noise_generator)
 
     def acceptance_tensor(self, vertex: torch.Tensor) -> torch.Tensor:

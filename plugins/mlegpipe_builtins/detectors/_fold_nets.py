@@ -251,8 +251,8 @@ class LSGANLoss:
     a, b, c = -1.0, 1.0, 0.0
 
     def critic_loss(self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                    vertex: torch.Tensor | None) -> torch.Tensor:
-        """Loss minimized by the critic."""
+                    vertex: torch.Tensor | None, rows: tuple[int, slice] | None = None) -> torch.Tensor:
+        """Loss minimized by the critic (``rows``: see :meth:`WGANGPLoss.critic_loss`; no draws here)."""
         return 0.5 * ((critic(real, vertex) - self.b) ** 2).mean() + 0.5 * ((critic(fake, vertex) - self.a) ** 2).mean()
 
     def generator_loss(self, critic: nn.Module, fake: torch.Tensor, vertex: torch.Tensor | None) -> torch.Tensor:
@@ -286,9 +286,14 @@ class WGANGPLoss:
         self.generator = generator
 
     def critic_loss(self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                    vertex: torch.Tensor | None) -> torch.Tensor:
-        """Loss minimized by the critic (including the gradient penalty, computed first)."""
-        penalty = gradient_penalty(critic.net, real, fake, vertex, self.generator)
+                    vertex: torch.Tensor | None, rows: tuple[int, slice] | None = None) -> torch.Tensor:
+        """Loss minimized by the critic (including the gradient penalty, computed first).
+
+        ``rows``: data-parallel training, the events are rows ``rows[1]`` of a global batch of
+        ``rows[0]``: the interpolation weights are drawn for the global batch (as one process draws
+        them) and cut to these rows, so the penalty's mean over the global batch is reproduced.
+        """
+        penalty = gradient_penalty(critic.net, real, fake, vertex, self.generator, rows=rows)
         return critic(fake, vertex).mean() - critic(real, vertex).mean() + self.gp_lambda * penalty
 
     def generator_loss(self, critic: nn.Module, fake: torch.Tensor, vertex: torch.Tensor | None) -> torch.Tensor:

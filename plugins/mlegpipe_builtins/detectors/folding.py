@@ -47,6 +47,18 @@ train a vertex-level generator through the frozen surrogate. The scalers
 tensors, ``transform_numpy``/``inverse_numpy`` on arrays) map between
 physical and standardized units.
 
+Under torchrun all three train data-parallel (:mod:`mlegpipe.data_parallel`): every rank fits
+the same pairs with the same seed and takes its rows of each global
+minibatch. dfold's squared error and flowfold's negative log-likelihood are
+means over events: the gradients are averaged weighted by events. cfold draws
+its generator noise, its critic's dropout masks and the WGAN-GP interpolation
+weights for the global batch as one process does and keeps its rows; its MMD²
+term compares the first 256 pairs of the global batch, gathered on every rank
+(that term's cost is not split), so the generator's gradients are summed over
+ranks. 2 gloo ranks reproduce one process's weights to float32 reduction
+order (max |Δw| 3e-8 after 8 steps, ``tests/test_ddp_detectors_unfolding.py``;
+2e-3 with the critic's dropout masks drawn per rank instead).
+
 In TOML (HERA lepton through ``smear``: the angles are not smeared by Matrix
 0.2, so the surrogate learns E' and P' given the vertex lepton; η rather than θ
 as the direction, since the detector zones are bounded in η)::
@@ -75,6 +87,7 @@ import numpy as np
 import torch
 
 from mlegpipe import hookimpl
+from mlegpipe.data_parallel import DataParallel
 from mlegpipe.losses import mmd2
 from mlegpipe.metrics import sample_chi2_ndf as chi2_ndf
 from mlegpipe.schema import param
@@ -166,8 +179,14 @@ class ConditionalFolding(LearnedFolding):
         p = self.params
         return NoisyFolder(n_vertex, n_detector, p.noise_dim, p.hidden, p.layers, self.residual_index, p.affine)
 
-    def _sample(self, vertex_std: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return self.model(vertex_std, _noise(len(vertex_std), self.params.noise_dim, generator).to(vertex_std.dtype))
+    @property
+    def noise_dim(self) -> int:
+        """The generator's noise dimensions (``noise_dim``)."""
+        return self.params.noise_dim
+
+    def _fold(self, vertex_std: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        assert noise is not None
+        return self.model(vertex_std, noise.to(vertex_std.dtype))
 
     def _train(self, v_train: torch.Tensor, d_train: torch.Tensor, v_valid: torch.Tensor,
                d_valid: torch.Tensor) -> list[dict[str, float]]:
@@ -181,35 +200,48 @@ class ConditionalFolding(LearnedFolding):
         gens = {n: self.ctx.torch_generator(n) for n in ("batches", "noise", "penalty")}
         batches = MinibatchSampler(v_train, d_train, batch_size=p.batch_size, generator=gens["batches"])
         loss = LSGANLoss() if p.loss == "lsgan" else WGANGPLoss(p.gp_lambda, gens["penalty"])
+        dp = DataParallel()
+        dp.prepare(critic)  # its dropout masks: the global batch's, cut to this rank's rows
 
         def step(_: int) -> dict[str, float]:
             g.train()
             critic.train()
             for _k in range(p.critic_steps):
-                vb, db = batches()
+                v_all, d_all = batches()  # the global batch and its noise, drawn as one process draws them
+                rows = dp.rows(len(v_all))
+                vb, db = v_all[rows], d_all[rows]
                 with torch.no_grad():
-                    fake = g.target(vb, _noise(len(vb), p.noise_dim, gens["noise"]))
-                loss_c = loss.critic_loss(critic, g.to_target(vb, db), fake, vb)
+                    fake = g.target(vb, _noise(len(v_all), p.noise_dim, gens["noise"])[rows])
+                with dp.dropout_rows(critic, len(v_all)):
+                    loss_c = loss.critic_loss(critic, g.to_target(vb, db), fake, vb,
+                                              (len(v_all), rows) if dp.enabled else None)
                 opt_c.zero_grad()
                 loss_c.backward()
+                dp.sync(critic.parameters(), len(vb))
                 opt_c.step()
-            vb, db = batches()
-            fake = g.target(vb, _noise(len(vb), p.noise_dim, gens["noise"]))
-            loss_g = loss.generator_loss(critic, fake, vb)
+            v_all, d_all = batches()
+            rows = dp.rows(len(v_all))
+            vb, db = v_all[rows], d_all[rows]
+            fake = g.target(vb, _noise(len(v_all), p.noise_dim, gens["noise"])[rows])
+            with dp.dropout_rows(critic, len(v_all)):
+                loss_g = loss.generator_loss(critic, fake, vb)
             if p.energy_weight > 0:
-                fake2 = g.target(vb, _noise(len(vb), p.noise_dim, gens["noise"]))
+                fake2 = g.target(vb, _noise(len(v_all), p.noise_dim, gens["noise"])[rows])
                 loss_g = loss_g + p.energy_weight * energy_score(fake, fake2, g.to_target(vb, db))
             if p.head_weight > 0 and g.affine is not None:
                 loss_g = loss_g + p.head_weight * g.head_score(vb, g.to_target(vb, db))
-            if p.mmd_weight > 0:
-                m = _MMD_EVENTS
-                loss_g = loss_g + p.mmd_weight * mmd2(torch.cat([fake[:m], vb[:m]], 1),
-                                                      torch.cat([g.to_target(vb[:m], db[:m]), vb[:m]], 1),
-                                                      _MMD_WIDTHS)
+            mmd = None
+            if p.mmd_weight > 0:  # a statistic of the global batch's first m pairs: gathered, gradients summed
+                m = min(_MMD_EVENTS, len(v_all))
+                counts = dp.prefix_counts(len(v_all), m)
+                fake_m = dp.gather(fake[:counts[dp.rank]], counts)
+                mmd = mmd2(torch.cat([fake_m, v_all[:m]], 1),
+                           torch.cat([g.to_target(v_all[:m], d_all[:m]), v_all[:m]], 1), _MMD_WIDTHS)
+            total = dp.step_loss(loss_g, len(vb), len(v_all), mmd, p.mmd_weight)
             opt_g.zero_grad()
-            loss_g.backward()
+            dp.backward(total, g.parameters())
             opt_g.step()
-            return {"critic": loss_c.item(), "generator": loss_g.item()}
+            return {"critic": dp.mean(loss_c.item(), len(vb)), "generator": total.value}
 
         def validate(_: int) -> dict[str, float]:
             g.eval()
@@ -242,7 +274,12 @@ class DirectFolding(LearnedFolding):
     def _build(self, n_vertex: int, n_detector: int) -> DirectFolder:
         return DirectFolder(n_vertex, n_detector, self.params.hidden, self.params.layers, self.residual_index)
 
-    def _sample(self, vertex_std: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    @property
+    def noise_dim(self) -> int:
+        """0: the regression draws no noise."""
+        return 0
+
+    def _fold(self, vertex_std: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         return self.model(vertex_std)
 
     def _train(self, v_train: torch.Tensor, d_train: torch.Tensor, v_valid: torch.Tensor,
@@ -289,9 +326,14 @@ class FlowFolding(LearnedFolding):
         return FlowFolder(n_vertex, n_detector, p.transforms, p.hidden, p.bins, self.residual_index, p.affine,
                           p.context_bins)
 
-    def _sample(self, vertex_std: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        noise = _noise(len(vertex_std), len(self.detector_features), generator).to(vertex_std.dtype)
-        return self.model.sample(vertex_std, noise)
+    @property
+    def noise_dim(self) -> int:
+        """One base dimension per detector feature."""
+        return len(self.detector_features)
+
+    def _fold(self, vertex_std: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        assert noise is not None
+        return self.model.sample(vertex_std, noise.to(vertex_std.dtype))
 
     def _train(self, v_train: torch.Tensor, d_train: torch.Tensor, v_valid: torch.Tensor,
                d_valid: torch.Tensor) -> list[dict[str, float]]:
@@ -321,14 +363,16 @@ def _minimize(
     opt = torch.optim.Adam(net.parameters(), lr=p.lr)
     gens = {"batches": stage.ctx.torch_generator("batches")}
     batches = MinibatchSampler(v_train, d_train, batch_size=p.batch_size, generator=gens["batches"])
+    dp = DataParallel()
 
     def step(_: int) -> dict[str, float]:
-        vb, db = batches()
+        vb, db = dp.take(*batches())  # this rank's rows of the global batch
         loss = loss_fn(vb, db)
         opt.zero_grad()
         loss.backward()
+        dp.sync(net.parameters(), len(vb))  # the loss is a mean over events: event-weighted average
         opt.step()
-        return {loss_name: loss.item()}
+        return {loss_name: dp.mean(loss.item(), len(vb))}
 
     return stage.loop("model", step, p.steps, {module_name: net}, {"adam": opt}, gens,
                       validate).run(resume=stage.ctx.resume or None)

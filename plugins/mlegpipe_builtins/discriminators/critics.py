@@ -152,8 +152,13 @@ def gradient_penalty(
     cond: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     one_sided: bool = False,
+    rows: tuple[int, slice] | None = None,
 ) -> torch.Tensor:
     """The WGAN-GP penalty E[(‖∇ₓD(x̂)‖₂ - 1)²] on interpolates x̂ = ε real + (1 - ε) fake.
+
+    ``rows`` = (N, this rank's slice) when ``real`` and ``fake`` are one rank's
+    rows of a global batch of N events (data-parallel training): ε is drawn for
+    all N events, as one process draws it, and cut to the rows.
 
     ε is uniform per event; the gradient is taken with respect to the features
     (not the conditions) and kept in the graph so the penalty trains the critic.
@@ -169,7 +174,10 @@ def gradient_penalty(
         >>> round(float(gradient_penalty(lin, torch.randn(5, 2), torch.randn(5, 2)).detach()), 12)
         0.0
     """
-    eps = torch.rand(real.shape[0], 1, generator=generator, dtype=real.dtype).to(real.device)
+    if rows is None:
+        eps = torch.rand(real.shape[0], 1, generator=generator, dtype=real.dtype).to(real.device)
+    else:
+        eps = torch.rand(rows[0], 1, generator=generator, dtype=real.dtype)[rows[1]].to(real.device)
     mixed = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     scores = _Adversary.score(net, mixed, cond)
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
@@ -250,7 +258,7 @@ class WGANGP(_Adversary):
         loss = self.score(net, fake.detach(), cond).mean() - self.score(net, real, cond).mean()
         if self.settings["gp_weight"] > 0:
             penalty = gradient_penalty(net, real, fake, cond, self.random_generator(),
-                                       one_sided=self.settings["gp_mode"] == "one-sided")
+                                       one_sided=self.settings["gp_mode"] == "one-sided", rows=self.batch_rows)
             loss = loss + self.settings["gp_weight"] * penalty
         return loss
 
@@ -305,7 +313,8 @@ class LSGAN(_Adversary):
         loss = 0.5 * ((self.score(net, real, cond) - s["b"]) ** 2).mean()
         loss = loss + 0.5 * ((self.score(net, fake.detach(), cond) - s["a"]) ** 2).mean()
         if s["gp_weight"] > 0:
-            loss = loss + s["gp_weight"] * gradient_penalty(net, real, fake, cond, self.random_generator())
+            loss = loss + s["gp_weight"] * gradient_penalty(net, real, fake, cond, self.random_generator(),
+                                                            rows=self.batch_rows)
         return loss
 
     def generator_loss(self, net: nn.Module, fake: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -458,7 +467,12 @@ class DeepSetsDiscriminator(JSGAN):
         u = self.settings["input_noise"]
         if u <= 0:
             return x
-        noise = torch.rand(x.shape, generator=self.random_generator(), dtype=x.dtype).to(x.device)
+        rows = self.batch_rows
+        if rows is None or x.shape[0] != rows[1].stop - rows[1].start:
+            noise = torch.rand(x.shape, generator=self.random_generator(), dtype=x.dtype).to(x.device)
+        else:  # this rank's rows of the global batch's noise
+            noise = torch.rand((rows[0], *x.shape[1:]), generator=self.random_generator(), dtype=x.dtype)[rows[1]]
+            noise = noise.to(x.device)
         return x + u * (2.0 * noise - 1.0)
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlegpipe.data_parallel import MinibatchShard
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.losses import Kernel, breit_wigner_kernel
@@ -186,18 +187,26 @@ class ObservableMMD:
         return out
 
     def __call__(self, columns: Mapping[str, torch.Tensor], real: torch.Tensor,
-                 out: dict[str, float] | None = None) -> torch.Tensor:
+                 out: dict[str, float] | None = None, shard: MinibatchShard | None = None) -> torch.Tensor:
         """w · Σ_o MMD²_o between the observables of the generated ``columns`` and the ``real`` values
         ``(m, len(observables))`` of a training minibatch; records each MMD² as ``out["mmd2_<name>"]``.
 
         The first :attr:`events` of each side enter, in units of each kernel's width and centred on the
         training values' mean (the kernel sees differences only: single precision suffices). Generated fields
         that are NaN for every event (a diverged generator) give a NaN term.
+
+        Data-parallel training passes this rank's ``shard``: ``columns`` are then the shard's generated events and
+        ``real`` the global batch's values; the generated observables are gathered into the global batch (with
+        gradients through this rank's events) and the MMD² is the one-process value, on every rank.
         """
         cut = slice(0, self.events)
-        if not all(bool(torch.isfinite(v).any()) for v in columns.values()):
+        finite = [bool(torch.isfinite(v).any()) for v in columns.values()]
+        if shard is not None and shard.distributed:  # NaN for every event of the global batch
+            finite = shard.any(torch.tensor(finite, dtype=torch.bool)).tolist()
+        if not all(finite):
             return torch.tensor(float("nan"))  # a diverged generator: the training loop reports it as such
-        fake = torch.stack(self.generated_values(columns), dim=1)[cut]
+        fake = torch.stack(self.generated_values(columns), dim=1)
+        fake = (fake if shard is None else shard.gather(fake))[cut]
         real = real[cut]
         with torch.no_grad():
             centre = torch.nan_to_num(real.nanmean(dim=0))

@@ -20,6 +20,21 @@ generator weights. The tracked metric is the
 sliced Wasserstein distance between generated and validation events in the
 critic's feature space (:func:`mlegpipe.metrics.sliced_wasserstein1`).
 
+Under torchrun (:mod:`mlegpipe.distributed`) every rank draws the same global
+minibatch, noise and azimuths as one process and keeps its shard
+(:class:`~mlegpipe.data_parallel.MinibatchShard`); the
+gradients of both networks are averaged over the ranks, weighted by events,
+before every critic and generator step. The η·MMD² and the How-to-GAN terms
+compare the batch's first m events, so they are computed on the gathered global
+batch (gradients through each rank's own events), not per shard. N ranks then
+reproduce the one-process training to floating-point reduction order, with two
+exceptions: the adversary's own per-event random numbers (the gradient
+penalty's interpolation weights, instance noise) are drawn per shard from its
+identically seeded stream, and dropout masks from each rank's global torch
+generator, so they differ from the one-process draws (as statistically valid,
+not the same numbers); and a batch-statistics adversary (``deepsets``) sees
+each rank's shard as its batch.
+
 Example:
     >>> import numpy as np
     >>> from mlegpipe.context import StageContext
@@ -42,6 +57,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlegpipe import distributed as ddp
+from mlegpipe.data_parallel import MinibatchShard, check_batch_size, sharded_draw
 from mlegpipe.events import EventBatch
 from mlegpipe.losses import mmd2
 from mlegpipe.metrics import sliced_wasserstein1
@@ -133,11 +150,16 @@ class AdversarialTrainer:
             tensors.append(observed)
         weights = torch.from_numpy(train.weights) if train.has("weight") else None
         batches = MinibatchSampler(*tensors, batch_size=s["batch_size"], generator=batch_gen, weights=weights)
+        check_batch_size(batches.batch_size, self.ctx.name)
+        self._warn_batch_statistics(d_net)
 
-        def fake_features(eb: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-            """(generated z, the critic's features of z)."""
-            angles = uniform_angles(len(eb), noise_gen)
-            z = rep.randomize_azimuth(self._forward(network, self._noise(len(eb), noise_gen), cond), angles)
+        def fake_features(eb: torch.Tensor, cond: torch.Tensor | None, shard: MinibatchShard
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+            """(generated z, the critic's features of z) of this rank's events; the noise and azimuths are
+            drawn for the whole batch (the one-process stream) and sharded."""
+            angles = sharded_draw(uniform_angles(shard.events, noise_gen), shard)
+            noise = shard.take(self._noise(shard.events, noise_gen))
+            z = rep.randomize_azimuth(self._forward(network, noise, cond), angles)
             return z, rep.generated_features(z, eb, angles)
 
         def step(i: int) -> dict[str, float]:
@@ -145,26 +167,35 @@ class AdversarialTrainer:
             d_net.train()
             loss_d = torch.zeros(())
             for _ in range(s["critic_steps"]):
-                x_real, eb, cond = self._unpack(batches(), cond_real is not None)
+                batch = batches()
+                shard = MinibatchShard.of(len(batch[0]))
+                x_real, eb, cond = self._unpack(shard.take_all(batch), cond_real is not None)
                 with torch.no_grad():
-                    _, x_fake = fake_features(eb, cond)
+                    _, x_fake = fake_features(eb, cond, shard)
                 opt_d.zero_grad(set_to_none=True)
-                loss_d = discriminator.discriminator_loss(d_net, x_real, x_fake, cond)
+                with discriminator.global_batch((shard.events, shard.part) if shard.distributed else None):
+                    loss_d = discriminator.discriminator_loss(d_net, x_real, x_fake, cond)
                 loss_d.backward()
+                ddp.sync_gradients(d_net.parameters(), shard.local_events)
                 opt_d.step()
             batch = batches()
-            x_real, eb, cond = self._unpack(batch, cond_real is not None)
+            shard = MinibatchShard.of(len(batch[0]))
+            x_real, eb, cond = self._unpack(shard.take_all(batch), cond_real is not None)
             d_net.requires_grad_(False)
             opt_g.zero_grad(set_to_none=True)
-            z, x_fake = fake_features(eb, cond)
+            z, x_fake = fake_features(eb, cond, shard)
             loss_adv = discriminator.generator_loss(d_net, x_fake, cond)
-            out = {"loss_d": float(loss_d.detach()), "loss_g": float(loss_adv.detach())}
-            mmd = self._mmd_term(x_fake, x_real, cond, out)
-            loss_g = loss_adv if mmd is None else loss_adv + mmd
+            out = {"loss_d": shard.mean(float(loss_d.detach())), "loss_g": shard.mean(float(loss_adv.detach()))}
+            # the MMD² terms compare the batch's first m events: on the global batch, not per shard
+            all_real, _, all_cond = self._unpack(batch, cond_real is not None)
+            mmd = self._mmd_term(x_fake, all_real, all_cond, out, shard)
+            loss_g = loss_adv if mmd is None else loss_adv + shard.global_term(mmd)
             if observable_mmd is not None:
-                phi = uniform_angles(len(eb), noise_gen)() if rep.uniform_phi else None
-                loss_g = loss_g + observable_mmd(rep.event_tensors(z, eb, phi), batch[-1], out).to(loss_g.dtype)
+                phi = sharded_draw(uniform_angles(shard.events, noise_gen), shard)() if rep.uniform_phi else None
+                term = observable_mmd(rep.event_tensors(z, eb, phi), batch[-1], out, shard=shard)
+                loss_g = loss_g + shard.global_term(term).to(loss_g.dtype)
             loss_g.backward()
+            ddp.sync_gradients(network.parameters(), shard.local_events)
             opt_g.step()
             if ema > 0:
                 self._average(sampling, network, ema, i)
@@ -209,6 +240,14 @@ class AdversarialTrainer:
             term.generated_values(self.rep.event_tensors(self.rep.encode(head), context))
         return term, observed
 
+    def _warn_batch_statistics(self, d_net: nn.Module) -> None:
+        """Under torchrun, say that a batch-statistics adversary sees each rank's shard as its batch."""
+        from mlegpipe_builtins.discriminators.critics import SetStatisticsNet
+
+        if ddp.is_distributed() and any(isinstance(m, SetStatisticsNet) for m in d_net.modules()):
+            self.ctx.log.warning("the batch-statistics discriminator sees each rank's shard of the batch as its "
+                                 "set: %d ranks do not reproduce the one-process training", ddp.world_size())
+
     @staticmethod
     def _unpack(batch: list[torch.Tensor], conditional: bool) -> tuple[torch.Tensor, torch.Tensor,
                                                                         torch.Tensor | None]:
@@ -216,12 +255,18 @@ class AdversarialTrainer:
         return batch[0], batch[1], batch[2] if conditional else None
 
     def _mmd_term(self, fake: torch.Tensor, real: torch.Tensor, cond: torch.Tensor | None,
-                  out: dict[str, float]) -> torch.Tensor | None:
+                  out: dict[str, float], shard: MinibatchShard | None = None) -> torch.Tensor | None:
         """η·MMD² between the first ``mmd_events`` generated and real critic features (None without
-        ``mmd_weight``); records the MMD² in ``out``."""
+        ``mmd_weight``); records the MMD² in ``out``.
+
+        ``real`` and ``cond`` are the global batch's; ``fake`` is this rank's ``shard`` of the generated
+        features (all of them in one process), gathered into the global batch first.
+        """
         weight, m, factor = float(self.s["mmd_weight"]), self.s["mmd_events"], float(self.s["mmd_condition"])
         if weight <= 0:
             return None
+        if shard is not None:
+            fake = shard.gather(fake)
         sigmas = list(self.s["mmd_sigmas"])
         if cond is not None and factor > 0:  # (features, c·condition): compare like energies
             term = mmd2(torch.cat([fake[:m], factor * cond[:m]], dim=1),

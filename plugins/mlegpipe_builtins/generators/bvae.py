@@ -47,6 +47,15 @@ statistics beyond its training sample. Events are learned through a feature map 
 :func:`mlegpipe.features.decode_events`, and unphysical ones are redrawn and
 counted (:meth:`BVAEGenerator.info`).
 
+Under torchrun (:mod:`mlegpipe.distributed`) every rank draws the global
+minibatch and its reparametrization noise as one process does and trains on its
+shard; the gradients are averaged over the ranks, weighted by events, before each
+step, and with a variable multiplicity the MSE of a shard is normalized by its
+share of the global batch's present features (:meth:`BVAEGenerator._present_share`),
+so N ranks reproduce the one-process training to floating-point reduction
+order. The weights are then the same on every rank, and so are the buffer and
+its calibration, which every rank computes from the whole training sample.
+
 Particle collections (``features = ["jets", "lepton", "met", "met_phi"]``)
 are learned through :class:`~mlegpipe.features.CollectionMap` (per particle
 ln p_T, η, φ and mass). One collection may have a variable multiplicity (jets
@@ -108,8 +117,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from mlegpipe import distributed as ddp
 from mlegpipe import hookimpl
 from mlegpipe.beams import Beams
+from mlegpipe.data_parallel import MinibatchShard, check_batch_size
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.features import (
@@ -292,11 +303,14 @@ class BVAEGenerator(Generator):
             raise ConfigError("the bvae generator is used before it was trained or loaded", path=self.ctx.name)
 
     def loss(self, x: torch.Tensor, noise: torch.Tensor, c: torch.Tensor | None = None,
-             present: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             present: torch.Tensor | None = None, present_total: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(total, mse, kl)``: (1 - β)·MSE + β·KL, MSE averaged over features, KL summed over latents.
 
         ``c`` is the multiplicity condition, ``present`` (1/0 per feature) restricts the MSE to the
-        features of particles an event has.
+        features of particles an event has; the MSE's denominator is then the number of present features,
+        ``present.sum()``, unless ``present_total`` gives it (a shard of a data-parallel batch divides by its
+        share of the global batch's count, see :meth:`fit`).
 
         Example:
             >>> # total, mse, kl = gen.loss(x_standardized, torch.randn(len(x), latent))
@@ -306,7 +320,8 @@ class BVAEGenerator(Generator):
         if present is None:
             mse = (recon - x).pow(2).mean()
         else:
-            mse = ((recon - x).pow(2) * present).sum() / present.sum().clamp_min(1.0)
+            total = present.sum().clamp_min(1.0) if present_total is None else present_total
+            mse = ((recon - x).pow(2) * present).sum() / total
         kl = gaussian_kl(mu, log_var).mean()
         return (1.0 - beta) * mse + beta * kl, mse, kl
 
@@ -371,15 +386,22 @@ class BVAEGenerator(Generator):
         noise_gen = self.ctx.torch_generator("noise")
         weights = torch.from_numpy(train.weights) if train.has("weight") else None
         sampler = MinibatchSampler(*tensors, batch_size=s["batch_size"], generator=batch_gen, weights=weights)
+        check_batch_size(sampler.batch_size, self.ctx.name)
 
         def step(i: int) -> dict[str, float]:
             self.vae.train()
-            xb, *rest = sampler()
+            batch = sampler()
+            # under torchrun: the global batch and its noise as one process draws them, this rank's share of both
+            shard = MinibatchShard.of(len(batch[0]))
+            xb, *rest = shard.take_all(batch)
+            noise = shard.take(torch.randn(shard.events, s["latent"], generator=noise_gen))
             opt.zero_grad(set_to_none=True)
-            total, mse, kl = self.loss(xb, torch.randn(len(xb), s["latent"], generator=noise_gen), *rest)
+            total, mse, kl = self.loss(xb, noise, *rest, present_total=self._present_share(batch, shard))
             total.backward()
+            ddp.sync_gradients(self.vae.parameters(), shard.local_events)
             opt.step()
-            return {"loss": float(total.detach()), "mse": float(mse.detach()), "kl": float(kl.detach())}
+            return {"loss": shard.mean(float(total.detach())), "mse": shard.mean(float(mse.detach())),
+                    "kl": shard.mean(float(kl.detach()))}
 
         validate = None
         if valid is not None and len(valid) >= 2 and s["validate_every"]:
@@ -413,6 +435,20 @@ class BVAEGenerator(Generator):
                           "parameters": count_parameters(self.vae), "buffer_events": int(len(self.buffer)),
                           "buffer_sigma_scale": self.alpha, "neighbour_scale": self.lam, "calibration": calibration}
         return {"history": history, **self._training}
+
+    @staticmethod
+    def _present_share(batch: Sequence[torch.Tensor], shard: MinibatchShard) -> torch.Tensor | None:
+        """The MSE denominator of a shard with a variable multiplicity (None otherwise, and in one process).
+
+        The MSE over a batch is Σ (x̂ - x)² · present / P with P the batch's count of present features: not a
+        mean over events, so a shard dividing by its own count would weight its events wrongly. A shard divides
+        its sum by P · n_local / N (P of the global batch, which every rank holds): the event-weighted
+        average that :func:`mlegpipe.distributed.sync_gradients` takes (weights n_local / N) then sums the
+        shards' parts to the one-process MSE and its gradient.
+        """
+        if not shard.distributed or len(batch) < 3:
+            return None
+        return batch[2].sum().clamp_min(1.0) * (shard.local_events / shard.events)
 
     def _check_conditions(self, field: str | None) -> None:
         """``conditions`` may name the multiplicity ``field`` of the variable collection only.

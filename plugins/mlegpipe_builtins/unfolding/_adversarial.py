@@ -10,6 +10,30 @@ folded fakes and data (``match_loss``, weight ``match_weight``) is added to
 the generator loss. The generator with the best validation metric (the mean
 detector-level W1 per critic input) is kept.
 
+Data-parallel training (``data_parallel``, every rank trains the same replica
+with the same seeds; see :mod:`~mlegpipe.data_parallel`): each
+step draws its global batches and every per-event random number (G_v's
+noise and azimuth, the surrogate's noise through
+``DifferentiableSurrogate.fold_noise``, the pass draws) as one process does,
+and each rank folds its contiguous rows. Fakes the pass model or a
+non-finite surrogate output drop keep their order, so the ranks' survivors,
+concatenated, are one process's; their counts are all-gathered each step.
+The critic compares the first m = min(real, fake) events as one process does:
+each rank takes the real rows at the positions of its fakes, so the pairs (and
+a penalty on interpolates of pairs) are one process's, and the critic's
+gradients are averaged weighted by those pairs. The generator's adversarial
+loss is a mean over its fakes; the match term (MMD², sliced Wasserstein) is a
+statistic of the whole batch, computed alike on every rank from the gathered
+fakes, and the generator's gradients are summed over ranks. 2 gloo ranks
+reproduce one process's G_v up to floating-point reduction order
+(``tests/test_ddp_detectors_unfolding.py``) for adversaries whose losses are
+means over events (dropout layers of the critic get the global batch's masks;
+the adversary's own per-event draws, a gradient penalty's interpolation
+weights or instance noise, are made for the global batch through
+``Discriminator.global_batch``). Not reproduced: ``deepsets`` scores each event
+against its local batch, so it trains a statistically equivalent, not an
+identical, critic. Validation runs whole on every rank.
+
 Example:
     >>> AdversarialSettings(steps=10).critic_columns(["a", "phi"], ["phi"])
     [0]
@@ -25,6 +49,7 @@ import torch
 from torch import nn
 
 from mlegpipe.context import StageContext
+from mlegpipe.data_parallel import DataParallel
 from mlegpipe.metrics.distances import wasserstein1
 from mlegpipe.stages import DifferentiableSurrogate, Discriminator
 from mlegpipe.training import MinibatchSampler, TrainLoop, cosine_schedule
@@ -89,14 +114,17 @@ class AdversarialTraining:
 
     def train(self, replica: int, real_view: torch.Tensor, surrogate: DifferentiableSurrogate,
               decoder: VertexDecoder, view: CriticView, prior: torch.Tensor | None,
-              ctx: StageContext) -> TrainedGenerator:
+              ctx: StageContext, data_parallel: bool = False) -> TrainedGenerator:
         """Train replica ``replica`` on the critic inputs ``real_view`` of its data resample.
 
         Arguments:
             prior: the simulation's standardized vertex features (and ν), for the pretraining (None: none).
             ctx: the stage's context: seeds (per replica), logs, progress.
+            data_parallel: split every step over the ranks of the process group (every rank trains this
+                replica; see the module docstring). False: this process alone.
         """
         s = self.settings
+        dp = DataParallel(data_parallel)
         log_ctx = ctx.child(f"replica{replica}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.torch_seed("init", replica))
@@ -104,24 +132,38 @@ class AdversarialTraining:
         noise_dim = self.kind.noise_dim(decoder.n_out)
         if prior is not None and self.kind.steps:
             columns = s.critic_columns(list(surrogate.vertex_features))
-            last = self.kind.pretrain(net, decoder, prior, columns, ctx.torch_generator("pretrain", replica), ctx.name)
+            last = self.kind.pretrain(net, decoder, prior, columns, ctx.torch_generator("pretrain", replica), ctx.name,
+                                      dp)
             log_ctx.log.info("replica %d: started at the simulation (%d steps, %s %.3g)", replica, self.kind.steps,
                              self.kind.loss_name, last)
         adversary = self.adversary[0](self.adversary[1], ctx.child(f"replica{replica}/critic"))
-        critic = adversary.build(real_view.shape[1])
+        critic = dp.prepare(adversary.build(real_view.shape[1]))  # dropout: the global batch's masks
         opt_c = _critic_optimizer(adversary, critic)
         opt_g = torch.optim.Adam(net.parameters(), lr=s.lr, betas=(0.5, 0.9))
         gens = {n: ctx.torch_generator(n, replica) for n in ("batches", "noise", "accept", "projections")}
         batches = MinibatchSampler(real_view, batch_size=s.batch_size, generator=gens["batches"])
         accept = pass_probability(surrogate)
 
-        def fake(n: int, noise: torch.Generator, accept_gen: torch.Generator | None) -> torch.Tensor:
-            out = net(torch.randn(n, noise_dim, generator=noise))
+        def fold(v_std: torch.Tensor, n: int, rows: slice, noise: torch.Generator) -> torch.Tensor:
+            """The surrogate's folding of this rank's rows of a global batch of n, with one process's noise."""
+            if not dp.enabled:
+                return surrogate.fold_tensor(v_std, noise)
+            drawn = surrogate.fold_noise(n, noise)  # the global batch's noise, as one process draws it
+            return surrogate.fold_tensor(v_std, noise=None if drawn is None else drawn[rows])
+
+        def fake(n: int, noise: torch.Generator, accept_gen: torch.Generator | None,
+                 split: bool = True) -> torch.Tensor:
+            """Critic inputs of the folded fakes of this rank's rows of a global batch of n (all: ``split`` off)."""
+            part = dp if split else DataParallel(False)
+            rows = part.rows(n)
+            z = torch.randn(n, noise_dim, generator=noise)
+            out = net(z[rows] if part.enabled else z)
             phi = 2 * np.pi * torch.rand(n, generator=noise) if decoder.needs_phi else None
-            v_std = decoder.to_surrogate(out, phi)
-            d_std = surrogate.fold_tensor(v_std, noise)
+            v_std = decoder.to_surrogate(out, phi[rows] if phi is not None and part.enabled else phi)
+            d_std = fold(v_std, n, rows, noise) if part.enabled else surrogate.fold_tensor(v_std, noise)
             if accept is not None and accept_gen is not None:
-                keep = torch.bernoulli(accept(v_std, d_std).detach().clamp(0, 1), generator=accept_gen) > 0
+                probability = accept(v_std, d_std).detach().clamp(0, 1)
+                keep = part.bernoulli(probability, rows.start, n, accept_gen) > 0
                 d_std, v_std = d_std[keep], v_std[keep]
             seen = view(d_std, v_std)
             return seen[torch.isfinite(seen).all(dim=1)]  # a surrogate pushed off its range may return NaN
@@ -135,31 +177,49 @@ class AdversarialTraining:
                 (rb,) = batches()
                 with torch.no_grad():
                     fb = fake(len(rb), gens["noise"], gens["accept"])
-                m = min(len(rb), len(fb))
-                loss_c = adversary.discriminator_loss(critic, rb[:m], fb[:m])
+                # one process compares the first m = min(real, fake) pairs: this rank's fakes among them,
+                # each with the real event of its position
+                counts = dp.counts(len(fb))
+                m = min(len(rb), sum(counts))
+                start = min(sum(counts[:dp.rank]), m)
+                stop = min(start + len(fb), m)
                 opt_c.zero_grad()
-                loss_c.backward()
+                loss_c = None
+                if stop > start or not dp.enabled:  # (one process: as before, even without fakes)
+                    rows = (m, slice(start, stop)) if dp.enabled else None
+                    with dp.dropout_rows(critic, m, slice(start, stop)), adversary.global_batch(rows):
+                        loss_c = adversary.discriminator_loss(critic, rb[start:stop], fb[:stop - start])
+                    loss_c.backward()
+                dp.sync(critic.parameters(), stop - start)
                 opt_c.step()
             fb = fake(s.batch_size, gens["noise"], gens["accept"])
-            loss_g = adversary.generator_loss(critic, fb)
+            counts = dp.counts(len(fb))
+            start = sum(counts[:dp.rank])
+            loss_g = None
+            if len(fb) or not dp.enabled:  # (one process: as before, even without fakes)
+                with dp.dropout_rows(critic, sum(counts), slice(start, start + len(fb))):
+                    loss_g = adversary.generator_loss(critic, fb)
+            match = None
             if s.match_weight > 0:
                 (rb,) = batches()
-                loss_g = loss_g + s.match_weight * self.match.match(fb, rb, gens["projections"])
+                match = self.match.match(dp.gather(fb, counts), rb, gens["projections"])
+            total = dp.step_loss(loss_g, len(fb), sum(counts), match, s.match_weight)
             opt_g.zero_grad()
-            loss_g.backward()
+            dp.backward(total, net.parameters())
             if all(bool(torch.isfinite(q.grad).all()) for q in net.parameters() if q.grad is not None):
                 opt_g.step()
             else:  # never let one non-finite gradient (surrogate off its range) poison the generator
                 skipped[0] += 1
-            return {"critic": loss_c.item(), "generator": loss_g.item()}
+            critic_value = dp.mean(loss_c.item() if loss_c is not None else 0.0, stop - start)
+            return {"critic": critic_value, "generator": total.value}
 
         valid_real = real_view[:_VALID_EVENTS].detach().numpy()
 
         def validate(_: int) -> dict[str, float]:
             net.eval()
-            with torch.no_grad():
+            with torch.no_grad():  # every rank validates the whole sample: the same metric everywhere
                 fv = fake(_VALID_EVENTS, torch.Generator().manual_seed(12345),
-                          torch.Generator().manual_seed(54321)).numpy()
+                          torch.Generator().manual_seed(54321), split=False).numpy()
             w1 = [wasserstein1(fv[:, j], valid_real[:, j]) for j in range(valid_real.shape[1])]
             return {"metric": float(np.mean(w1))}
 

@@ -15,6 +15,14 @@ simulation's ν quantile maps (``pretrain_space = "latent"``, see
 :meth:`~mlegpipe_builtins.unfolding._vertex_model.VertexDecoder.latent`), in the
 surrogate's standardized vertex features (``"features"``), or both (MLP only).
 
+Data-parallel (``dp``, :class:`~mlegpipe.data_parallel.DataParallel`):
+the flow's maximum likelihood is a mean over events, each rank takes its rows
+of the global minibatch and the gradients are averaged by events; the MLP's
+distance to the simulation is a statistic of the whole batch, so each rank
+runs the MLP on its rows of the global noise, the outputs are gathered and
+the distance is computed alike on every rank, the gradients summed. Both
+reproduce one process up to floating-point reduction order.
+
 Example:
     >>> kind = MlpKind(noise=4, hidden=8, layers=1, steps=0, distance=Mmd([0.5]))
     >>> net = kind.build(2)
@@ -31,6 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlegpipe.data_parallel import DataParallel, StepLoss
 from mlegpipe.exceptions import ConfigError
 from mlegpipe.losses import mmd2, sliced_wasserstein2
 from mlegpipe.nets import mlp
@@ -116,10 +125,13 @@ class Mmd(SampleDistance):
         return self(fake[:m], real[:m], generator)
 
 
-def adam_steps(net: nn.Module, loss_fn: Callable[[], torch.Tensor], steps: int, lr: float, decay: bool,
-               betas: tuple[float, float] = (0.9, 0.999)) -> float:
+def adam_steps(net: nn.Module, loss_fn: Callable[[], torch.Tensor | StepLoss], steps: int, lr: float, decay: bool,
+               betas: tuple[float, float] = (0.9, 0.999), dp: DataParallel | None = None) -> float:
     """``steps`` Adam updates of ``net`` on ``loss_fn()`` (learning rate cosine-decayed to 0 with ``decay``);
     returns the last loss.
+
+    ``loss_fn`` returns the loss, or with ``dp`` this rank's :class:`StepLoss`, whose gradients are
+    combined over the ranks before every step.
 
     Example:
         >>> net = nn.Linear(1, 1)
@@ -128,15 +140,20 @@ def adam_steps(net: nn.Module, loss_fn: Callable[[], torch.Tensor], steps: int, 
     """
     opt = torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(steps)) if decay else None
-    loss = torch.zeros(())
+    last = 0.0
     for _ in range(steps):
         loss = loss_fn()
         opt.zero_grad()
-        loss.backward()
+        if isinstance(loss, StepLoss):
+            (dp or DataParallel(False)).backward(loss, net.parameters())
+            last = loss.value
+        else:
+            loss.backward()
+            last = loss
         opt.step()
         if schedule is not None:
             schedule.step()
-    return float(loss.item())
+    return float(last.item()) if isinstance(last, torch.Tensor) else float(last)
 
 
 def latent_target(decoder: VertexDecoder, prior: torch.Tensor, space: str) -> torch.Tensor | None:
@@ -175,10 +192,11 @@ class GeneratorKind:
         raise NotImplementedError
 
     def pretrain(self, net: nn.Module, decoder: VertexDecoder, prior: torch.Tensor, columns: list[int],
-                 generator: torch.Generator, section: str = "unfolding") -> float:
+                 generator: torch.Generator, section: str = "unfolding", dp: DataParallel | None = None) -> float:
         """Fit ``net`` to the simulation's events ``prior`` (see :func:`latent_target`); returns the last loss.
 
-        ``columns``: the standardized vertex features compared in the ``features`` space.
+        ``columns``: the standardized vertex features compared in the ``features`` space. ``dp``: split
+        every step's global batch over the ranks (None: this process alone).
         """
         raise NotImplementedError
 
@@ -206,8 +224,10 @@ class FlowKind(GeneratorKind):
         return n_out
 
     def pretrain(self, net: nn.Module, decoder: VertexDecoder, prior: torch.Tensor, columns: list[int],
-                 generator: torch.Generator, section: str = "unfolding") -> float:
+                 generator: torch.Generator, section: str = "unfolding", dp: DataParallel | None = None) -> float:
         """Maximum likelihood of the simulation's latent points (``nu``), else of its standardized features.
+
+        Data-parallel: each rank's rows of the global minibatch, gradients averaged by events.
 
         Raises:
             ConfigError: a ``nu`` generator without latent coordinates (``nu_map``, ``pretrain_space``).
@@ -221,11 +241,14 @@ class FlowKind(GeneratorKind):
         # outputs whose bounded image (NU_BOUND tanh) is the simulation's latent point, else its features
         target = NU_BOUND * torch.atanh(latent / NU_BOUND) if latent is not None else prior[:, :decoder.n_out]
         batch = min(_FLOW_PRETRAIN_BATCH, len(target))
+        dp = dp or DataParallel(False)
 
-        def neg_log_likelihood() -> torch.Tensor:
-            return -net.log_prob(target[torch.randint(len(target), (batch,), generator=generator)]).mean()
+        def neg_log_likelihood() -> torch.Tensor | StepLoss:
+            (rows,) = dp.take(torch.randint(len(target), (batch,), generator=generator))
+            loss = -net.log_prob(target[rows]).mean()
+            return dp.step_loss(loss, len(rows), batch) if dp.enabled else loss
 
-        return adam_steps(net, neg_log_likelihood, self.steps, _FLOW_PRETRAIN_LR, decay=True)
+        return adam_steps(net, neg_log_likelihood, self.steps, _FLOW_PRETRAIN_LR, decay=True, dp=dp)
 
 
 @dataclass(frozen=True)
@@ -260,17 +283,21 @@ class MlpKind(GeneratorKind):
         return self.noise
 
     def pretrain(self, net: nn.Module, decoder: VertexDecoder, prior: torch.Tensor, columns: list[int],
-                 generator: torch.Generator, section: str = "unfolding") -> float:
+                 generator: torch.Generator, section: str = "unfolding", dp: DataParallel | None = None) -> float:
         """Minimize the distance to the simulation in the latent coordinates, the features, or both summed.
 
         Batches of ``distance.pretrain_events()`` per side; with ``decay`` the learning rate falls to 0
         on a cosine (a constant rate leaves the last iterate as noisy as one batch's loss).
+        Data-parallel: the MLP runs on this rank's rows of the global noise; the distance, a
+        statistic of the whole batch, on the gathered outputs (alike on every rank), gradients summed.
         """
         latent = latent_target(decoder, prior, self.space)
         m = min(self.distance.pretrain_events(), len(prior))
+        dp = dp or DataParallel(False)
 
-        def to_simulation() -> torch.Tensor:
-            out = net(torch.randn(m, self.noise, generator=generator))
+        def to_simulation() -> torch.Tensor | StepLoss:
+            (noise,) = dp.take(torch.randn(m, self.noise, generator=generator))
+            out = dp.gather(net(noise), dp.prefix_counts(m, m))
             idx = torch.randint(len(prior), (m,), generator=generator)
             loss = torch.zeros(())
             if latent is not None:
@@ -279,6 +306,6 @@ class MlpKind(GeneratorKind):
                 phi = 2 * np.pi * torch.rand(m, generator=generator) if decoder.needs_phi else None
                 loss = loss + self.distance(decoder.to_surrogate(out, phi)[:, columns], prior[idx][:, columns],
                                             generator)
-            return loss
+            return dp.step_loss(None, 0, 0, loss) if dp.enabled else loss
 
-        return adam_steps(net, to_simulation, self.steps, self.lr, decay=self.decay, betas=(0.5, 0.9))
+        return adam_steps(net, to_simulation, self.steps, self.lr, decay=self.decay, betas=(0.5, 0.9), dp=dp)

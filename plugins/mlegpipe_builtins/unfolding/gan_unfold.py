@@ -39,6 +39,9 @@ What makes it work on HERA DIS through Matrix 0.2 (issue 6):
   non-closure on held-out simulation pairs folded by it and by the detector
   (``surrogate_uncertainty``; ``_surrogate_syst``); the statistical-only pulls
   are kept beside them (``*_stat``);
+- under torchrun the replicas are spread over the ranks, or each trained
+  data-parallel (``distribute``, :mod:`._replicas`, :mod:`._adversarial`); the
+  baselines (IBU, OmniFold) and the evaluation run whole on every rank;
 - each replica resamples the simulation too (``bootstrap_simulation``): the ν
   quantile maps, the pretraining target and the completion pool come from a
   finite simulation sample whose fluctuations below the detector's resolution
@@ -100,7 +103,7 @@ from mlegpipe_builtins.unfolding._inputs import (
     resolve_samples,
 )
 from mlegpipe_builtins.unfolding._observables import observable
-from mlegpipe_builtins.unfolding._replicas import ReplicaTask, SimulationResample, train_replicas
+from mlegpipe_builtins.unfolding._replicas import DISTRIBUTE, ReplicaTask, SimulationResample, train_replicas
 from mlegpipe_builtins.unfolding._surrogate import frozen, require_surrogate
 from mlegpipe_builtins.unfolding._vertex_generator import FlowKind, GeneratorKind, MlpKind, Mmd, SlicedWasserstein
 from mlegpipe_builtins.unfolding._vertex_model import VertexParametrization
@@ -216,6 +219,11 @@ class GanUnfold(Unfolding):
         events: int = param(0, min=0, doc="unfolded events per replica (0: as many as data events, measured or "
                             "not, when the sample is completed; else as many as measured data events)")
         validate_every: int = param(250, min=1, doc="steps between validations (the best generator is kept)")
+        distribute: str = param("auto", choices=DISTRIBUTE,
+                                doc="under torchrun: 'replicas': rank r trains replicas r, r + N, ... alone and "
+                                "the replicas are gathered (events exactly those of one process, no communication "
+                                "per step); 'batches': every replica trained by all ranks, each step's global batch "
+                                "split (workers unused); 'auto': 'replicas' when replicas >= ranks, else 'batches'")
         observables: list[str] = param(["nu1", "nu2", "x", "Q2", "lepton_E", "lepton_theta"],
                                        doc="observables compared in the report")
         bins: int = param(30, min=2, max=1000, doc="bins per observable")
@@ -344,7 +352,7 @@ class GanUnfold(Unfolding):
             # one intra-op thread: the networks are small (batch ~512, 64 units); with two threads on an
             # oversubscribed machine a replica took 5-10x longer (threads spin at every op's barrier)
             with single_threaded_kernels():
-                replicas = train_replicas(task, p.replicas, p.workers)
+                replicas = train_replicas(task, p.replicas, p.workers, p.distribute)
             heldout = heldout_pairs(record.samples, sim, surrogate, self.ctx) if p.surrogate_uncertainty else None
         unfolded = EventBatch.concat([r.events for r in replicas])
         refolded = EventBatch.concat([r.refolded for r in replicas])

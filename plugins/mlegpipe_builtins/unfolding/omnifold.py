@@ -10,6 +10,11 @@ the surrogate's training pairs when the pipeline has a learned detector, else
 the last truth's training split folded by the last parametric detector, or
 the samples named in ``simulation``.
 
+Under torchrun the classifiers train data-parallel
+(:func:`mlegpipe.unfold.omnifold.classifier_weights`: each minibatch split over
+the ranks, the gradients averaged weighted by events), so every rank holds one
+process's weights up to floating-point reduction order.
+
 Returned samples: ``unfolded``, the simulation's vertex events with the
 OmniFold weights in ``weight``; ``refolded``, their detector-level partners
 with the same weights (the unfolded result as the detector sees it).
