@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import pytest
 import uproot
@@ -104,3 +105,48 @@ def test_two_nodes_on_loopback_equal_one_node_with_two_ranks(pipeline: Path, tmp
     a, b = _events(tmp_path / "one"), _events(tmp_path / "two")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)  # same seed, same world size
     assert sorted(p.name for p in tmp_path.iterdir()) == ["launch.toml", "one", "two"]
+
+
+TTBAR = Path(__file__).resolve().parent.parent / "sample_data" / "ttbar_allhad_small.root"
+ROOT = Path(__file__).resolve().parent.parent
+_TINY_DIS = PIPELINE.split("[generator]")[0]
+#: trainer -> (pipeline text or a shipped pipeline with overrides, the sample its training makes)
+TRAINERS: dict[str, tuple[str, list[str], str]] = {
+    "fatgan": (_TINY_DIS + '[generator]\nplugin = "fatgan"\nsteps = 4\nbatch_size = 255\nvalidate_every = 0\n',
+               [], "generated"),
+    "bvae": (_TINY_DIS + '[generator]\nplugin = "bvae"\nsteps = 4\nbatch_size = 255\nvalidate_every = 0\n',
+             [], "generated"),
+    "howtogan": (f'[pipeline]\nname = "h"\nseed = 4\n[truth]\nplugin = "root"\nfiles = ["{TTBAR}"]\nevents = 1500\n'
+                 '[generator]\nplugin = "howtogan"\nsteps = 4\nlayers = 2\nwidth = 32\nbatch_size = 127\n'
+                 'mmd_observable_events = 64\nvalidate_every = 0\ncheckpoint_every = 0\n', [], "generated"),
+    "flowfold": (_TINY_DIS + '[detector]\nplugin = "smear"\npreset = "matrix-0.2"\n[flowfold]\nkind = "detector"\n'
+                 'plugin = "flowfold"\ninputs = ["truth_test"]\nvertex_features = ["lepton_E", "lepton_P", '
+                 '"lepton_eta", "lepton_phi"]\ndetector_features = ["lepton_E", "lepton_P"]\nsteps = 4\n', [],
+                 "truth_test_flowfold"),
+    "gan-unfold": (str(ROOT / "pipelines" / "unfold_closure.toml"),
+                   ["truth.events=3000", "sim.events=3000", "surrogate.steps=4", "unfolding.steps=4",
+                    "unfolding.replicas=2", "report.plots=false"], "unfolded"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", list(TRAINERS))
+def test_each_trainer_on_two_ranks_gives_the_same_events_twice(trainer: str, tmp_path: Path) -> None:
+    text, sets, sample = TRAINERS[trainer]
+    if text.endswith(".toml"):
+        toml = Path(text)
+    else:
+        toml = tmp_path / f"{trainer}.toml"
+        toml.write_text(text)
+    overrides = [arg for s in sets for arg in ("--set", s)]
+    runs = []
+    for out in ("a", "b"):
+        done = _mlegpipe("--nproc", "2", str(toml), "-o", out, *overrides, cwd=tmp_path, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(tmp_path / out)
+    files = sorted(p.name for p in runs[0].glob("*.root"))
+    assert f"{sample}.root" in files and files == sorted(p.name for p in runs[1].glob("*.root"))
+    with uproot.open(runs[0] / f"{sample}.root") as fa, uproot.open(runs[1] / f"{sample}.root") as fb:
+        a, b = fa["events"].arrays(), fb["events"].arrays()
+    assert a.fields == b.fields and ak.array_equal(a, b), trainer
+    assert {p.name for p in tmp_path.iterdir()} <= {"a", "b", f"{trainer}.toml"}  # rank 1 left nothing behind
