@@ -137,9 +137,9 @@ def map_runs(fn: Any, items: list[Any], scheduler: str | None = None, workers: i
     """``[fn(item) for item in items]``, or one Dask task per item when ``scheduler`` is given.
 
     ``scheduler`` is ``"local"`` (a ``LocalCluster`` of ``workers`` single-threaded
-    processes) or the address of a running scheduler (``tcp://host:8786``).
-    Results come back in the order of ``items``; repeated trainings (seeds) of a
-    benchmark spread over a cluster this way.
+    processes) or the address of a running scheduler (``tcp://host:8786``)
+    (:func:`mlegpipe.processes.dask_map`). Results come back in the order of
+    ``items``; repeated trainings (seeds) of a benchmark spread over a cluster this way.
 
     Example:
         >>> map_runs(abs, [-1, 2])
@@ -147,16 +147,6 @@ def map_runs(fn: Any, items: list[Any], scheduler: str | None = None, workers: i
     """
     if scheduler is None:
         return [fn(item) for item in items]
-    from mlegpipe.sharding import require_dask
+    from mlegpipe.processes import dask_map
 
-    require_dask("--dask")
-    from dask.distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) \
-        if scheduler == "local" else None
-    try:
-        with Client(cluster if cluster is not None else scheduler) as client:
-            return client.gather([client.submit(fn, item, pure=False) for item in items])
-    finally:
-        if cluster is not None:
-            cluster.close()
+    return dask_map(fn, items, scheduler, workers, where="--dask")

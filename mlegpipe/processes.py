@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["process_map", "usable_cores"]
+__all__ = ["dask_map", "process_map", "usable_cores"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -135,4 +135,43 @@ def process_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
         listener.stop()
         log_queue.close()
         log_queue.join_thread()
+    return results
+
+
+def dask_map(fn: Callable[[T], R], items: Iterable[T], scheduler: str, workers: int = 0,
+             on_result: Callable[[int, R], None] | None = None, where: str = "dask") -> list[R]:
+    """``[fn(item) for item in items]`` as one Dask task per item; results in the order of ``items``.
+
+    Arguments:
+        fn: the task (picklable, as for :func:`process_map`).
+        scheduler: ``"local"`` (a ``LocalCluster`` of ``workers`` single-threaded processes; 0: one per
+            usable core) or the address of a running scheduler (``tcp://host:8786``).
+        on_result: called here with (index, result) as each task finishes.
+        where: the option that asked for Dask, for the error when the ``dask`` extra is missing.
+
+    Example:
+        >>> dask_map(abs, [-3, 2], "local", workers=1)  # doctest: +SKIP
+        [3, 2]
+    """
+    from mlegpipe.sharding import require_dask
+
+    require_dask(where)
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    todo = list(items)
+    results: list[Any] = [None] * len(todo)
+    cluster = LocalCluster(n_workers=workers or usable_cores(), threads_per_worker=1, processes=True,
+                           dashboard_address=None) if scheduler == "local" else None
+    try:
+        with Client(cluster if cluster is not None else scheduler) as client:
+            futures = [client.submit(fn, item, pure=False) for item in todo]
+            index = {future.key: i for i, future in enumerate(futures)}
+            for future in as_completed(futures):
+                i = index[future.key]
+                results[i] = future.result()
+                if on_result is not None:
+                    on_result(i, results[i])
+    finally:
+        if cluster is not None:
+            cluster.close()
     return results

@@ -161,19 +161,20 @@ def test_training_through_the_frozen_surrogate(toy_setup: dict, tmp_path) -> Non
     np.testing.assert_array_equal(again["unfolded"].column("a"), out["unfolded"].column("a"))
 
 
-def test_replicas_on_worker_processes_give_the_same_events_and_leave_the_surrogate_frozen(toy_setup: dict) -> None:
+def test_replicas_on_worker_processes_or_dask_give_the_same_events_and_leave_the_surrogate_frozen(toy_setup: dict) -> None:
     surrogate = toy_setup["surrogate"]
     before = {k: v.clone() for k, v in surrogate.model.state_dict().items()}
     outs, infos = [], []
-    for workers in (1, 2):
-        stage = _stage(toy_setup, replicas=3, workers=workers)
+    for options in ({"workers": 1}, {"workers": 2}, {"workers": 2, "dask": "local"}):  # processes, Dask tasks
+        stage = _stage(toy_setup, replicas=3, **options)
         outs.append(stage.unfold(_inputs(toy_setup), _record(toy_setup, stage)))
         infos.append(stage.info())
-    for sample in ("unfolded", "refolded"):
-        for column in ("a", "b", "replica"):
-            np.testing.assert_array_equal(outs[1][sample].column(column), outs[0][sample].column(column))
-    assert [r["best_step"] for r in infos[1]["replicas"]] == [r["best_step"] for r in infos[0]["replicas"]]
-    assert infos[1]["observables"]["a"]["gan"] == infos[0]["observables"]["a"]["gan"]
+    for other in (1, 2):
+        for sample in ("unfolded", "refolded"):
+            for column in ("a", "b", "replica"):
+                np.testing.assert_array_equal(outs[other][sample].column(column), outs[0][sample].column(column))
+        assert [r["best_step"] for r in infos[other]["replicas"]] == [r["best_step"] for r in infos[0]["replicas"]]
+        assert infos[other]["observables"]["a"]["gan"] == infos[0]["observables"]["a"]["gan"]
     assert all(torch.equal(before[k], v) for k, v in surrogate.model.state_dict().items())
 
 

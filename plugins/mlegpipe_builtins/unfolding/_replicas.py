@@ -43,7 +43,7 @@ from mlegpipe import distributed as ddp
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError
-from mlegpipe.processes import process_map, usable_cores
+from mlegpipe.processes import dask_map, process_map, usable_cores
 from mlegpipe.stages import DifferentiableSurrogate
 from mlegpipe_builtins.unfolding._adversarial import AdversarialTraining
 from mlegpipe_builtins.unfolding._completion import CompletionPool, sample_unfolded
@@ -175,8 +175,10 @@ def distribution(distribute: str, replicas: int, world: int) -> str:
     return distribute
 
 
-def train_replicas(task: ReplicaTask, replicas: int, workers: int, distribute: str = "auto") -> list[Replica]:
-    """Run ``task`` for every replica on ``workers`` processes (0: one per usable core, at most one per replica).
+def train_replicas(task: ReplicaTask, replicas: int, workers: int, distribute: str = "auto",
+                   dask: str = "") -> list[Replica]:
+    """Run ``task`` for every replica on ``workers`` processes (0: one per usable core, at most one per replica),
+    or as Dask tasks on ``dask`` (``"local"``: a LocalCluster of ``workers`` processes, or a scheduler address).
 
     With several workers one progress bar counts the replicas here; the workers show none. Under
     torchrun ``distribute`` spreads them over the ranks (see the module docstring); every rank
@@ -210,7 +212,10 @@ def train_replicas(task: ReplicaTask, replicas: int, workers: int, distribute: s
         bar.update()
 
     with bar:
-        results = process_map(task, mine, workers, on_result=done)
+        if dask and mode != "batches":
+            results = dask_map(task, mine, dask, workers, on_result=done, where=f"{ctx.name}.dask")
+        else:
+            results = process_map(task, mine, workers, on_result=done)
     if mode != "replicas":
         return results
     import torch.distributed as dist

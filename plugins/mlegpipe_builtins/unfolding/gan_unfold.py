@@ -224,6 +224,9 @@ class GanUnfold(Unfolding):
                                 "the replicas are gathered (events exactly those of one process, no communication "
                                 "per step); 'batches': every replica trained by all ranks, each step's global batch "
                                 "split (workers unused); 'auto': 'replicas' when replicas >= ranks, else 'batches'")
+        dask: str = param("", doc="train the replicas as Dask tasks: 'local' (a LocalCluster of `workers` "
+                                  "processes) or a scheduler address (tcp://host:8786); the events do not depend on "
+                                  "it (the 'dask' extra)")
         observables: list[str] = param(["nu1", "nu2", "x", "Q2", "lepton_E", "lepton_theta"],
                                        doc="observables compared in the report")
         bins: int = param(30, min=2, max=1000, doc="bins per observable")
@@ -352,7 +355,7 @@ class GanUnfold(Unfolding):
             # one intra-op thread: the networks are small (batch ~512, 64 units); with two threads on an
             # oversubscribed machine a replica took 5-10x longer (threads spin at every op's barrier)
             with single_threaded_kernels():
-                replicas = train_replicas(task, p.replicas, p.workers, p.distribute)
+                replicas = train_replicas(task, p.replicas, p.workers, p.distribute, p.dask)
             heldout = heldout_pairs(record.samples, sim, surrogate, self.ctx) if p.surrogate_uncertainty else None
         unfolded = EventBatch.concat([r.events for r in replicas])
         refolded = EventBatch.concat([r.refolded for r in replicas])
