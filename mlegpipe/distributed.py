@@ -438,7 +438,8 @@ def strip_option(argv: Sequence[str], option: str) -> list[str]:
     return out
 
 
-_TORCHRUN_NOISE = ("torch.distributed.elastic", "ChildFailedError", "OMP_NUM_THREADS", "*****")
+_TORCHRUN_NOISE = ("torch.distributed.elastic", "torch/distributed/elastic", "ChildFailedError", "OMP_NUM_THREADS",
+                   "*****")
 
 
 def relaunch(argv: Sequence[str], nproc: int, nnodes: int = 1, node_rank: int = 0, master: str | None = None) -> int:
@@ -469,11 +470,17 @@ def relaunch(argv: Sequence[str], nproc: int, nnodes: int = 1, node_rank: int = 
     if code == 0:
         return 0
     text = "".join(report)
-    found = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", text, re.S)
-    if found is None:
+    # torchrun's table lists the first failure under "Root Cause"; the ranks it stopped after that have
+    # negative exit codes (signals): name the first rank that failed by itself
+    failures = [(int(r), int(c)) for r, c in re.findall(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", text, re.S)]
+    root = text.split("Root Cause", 1)[-1] if "Root Cause" in text else ""
+    first = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", root, re.S)
+    chosen = [(int(first.group(1)), int(first.group(2)))] if first else []
+    chosen += [f for f in failures if f[1] > 0] + failures
+    if not chosen:
         sys.stderr.write(text)
         return code
-    rank_, child = int(found.group(1)), int(found.group(2))
+    rank_, child = chosen[0]
     print(f"mlegpipe: rank {rank_} stopped with exit code {child} (its message is above); the other ranks were "
           "stopped", file=sys.stderr)
     return child if child > 0 else code
