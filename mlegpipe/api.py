@@ -148,8 +148,10 @@ def events_from_columns(columns: Mapping[str, Any], beams: Beams | str | None = 
 
 
 def write_events(events: ak.Array | EventBatch, path: PathLike, *, format: str | None = None,  # noqa: A002
-                 meta: Mapping[str, Any] | None = None, overwrite: bool = True, **options: Any) -> Path:
+                 meta: Mapping[str, Any] | None = None, overwrite: bool = False, **options: Any) -> Path:
     """Write events to ROOT, HepMC3, LHE or Parquet (by extension or ``format``); return the path.
+
+    An existing file is kept (:class:`~mlegpipe.exceptions.OutputError`) unless ``overwrite``.
 
     ``options`` go to the format's writer (``float32=True`` and ``compression="lz4:1"`` for ROOT, ...).
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlegpipe.cli.common import add_pipeline_arguments
@@ -52,15 +53,34 @@ def run(args: argparse.Namespace) -> int:
     if distributed.running_under_torchrun():  # every rank trains; only rank 0 keeps its run folder
         run_dir = distributed.run_ranked(lambda output, force, show: run_pipeline(
             config, output=output, force=force, resume=args.resume, progress=show), args.output, args.force, progress)
-        if run_dir is None:
-            return 0
+        if run_dir is not None:
+            _announce(run_dir)
+        # the process group is shut down and every file is closed: leave without the interpreter's teardown, in
+        # which a gloo thread still joinable aborted a finished rank ("terminate called without an active
+        # exception", exit -6) once in a loaded two-node test
+        _exit_now(0)
     else:
         run_dir = run_pipeline(config, output=args.output, force=args.force, resume=args.resume, progress=progress)
+    _announce(run_dir)
+    return 0
+
+
+def _announce(run_dir: Path) -> None:
     print(f"run complete: {run_dir}", file=sys.stderr)
     report = run_dir / "report.html"
     if report.exists():
         print(f"report: {report}", file=sys.stderr)
-    return 0
+
+
+def _exit_now(code: int) -> None:
+    """Flush the log and the standard streams, then end the process at once."""
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def check_output(config: PipelineConfig, output: str | None, force: bool, resume: bool, node_rank: int) -> None:
