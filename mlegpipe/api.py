@@ -88,6 +88,9 @@ def run(
         progress: progress bars (default: when stderr is a terminal or a notebook; in a notebook the
             stage log is shown too, see :func:`show_progress`).
         overrides: applied when ``pipeline`` is a path.
+
+    Example:
+        >>> run_dir = run("pipelines/quickstart.toml", output="runs/qs", overrides={"generator.steps": 200})  # doctest: +SKIP
     """
     from mlegpipe.config import PipelineConfig
     from mlegpipe.pipeline import run_pipeline
@@ -105,6 +108,9 @@ def load_generator(path: PathLike) -> Generator:
     """A trained generator from a checkpoint (weights only; its hash checked against the run's record).
 
     The plugins are loaded from their entry points.
+
+    Example:
+        >>> generator = load_generator("runs/qs/checkpoints/generator.pt")  # doctest: +SKIP
     """
     from mlegpipe.checkpoint import open_generator
     from mlegpipe.registry import load_plugins
@@ -124,6 +130,10 @@ def sample(generator: Generator | PathLike, n: int, seed: int = 0,
     The events are those ``mlegpipe generate`` writes with the same seed.
     ``attrs["meta"]`` holds their provenance (checkpoint sha256, seeds, σ of
     the training sample).
+
+    Example:
+        >>> events = sample("runs/qs/checkpoints/generator.pt", 1000, seed=1)  # doctest: +SKIP
+        >>> events.lepton.pt[:3], events.attrs["meta"]["checkpoint_sha256"]  # doctest: +SKIP
     """
     from mlegpipe.generation import generate_blocks
 
@@ -139,6 +149,11 @@ def events_from_columns(columns: Mapping[str, Any], beams: Beams | str | None = 
     """Events from columns (flat fields, ``NAME_px``... groups, or lists of particle records), for writing.
 
     ``beams`` is a :class:`~mlegpipe.beams.Beams` or a preset name (``"hera"``, ``"lhc13"``).
+
+    Example:
+        >>> events_from_columns({"x": [0.1], "lepton_px": [3.0], "lepton_py": [0.0], "lepton_pz": [4.0],
+        ...                      "lepton_E": [5.0]}, beams="hera").lepton.pt.tolist()
+        [3.0]
     """
     from mlegpipe.beams import Beams
 
@@ -154,6 +169,9 @@ def write_events(events: ak.Array | EventBatch, path: PathLike, *, format: str |
     An existing file is kept (:class:`~mlegpipe.exceptions.OutputError`) unless ``overwrite``.
 
     ``options`` go to the format's writer (``float32=True`` and ``compression="lz4:1"`` for ROOT, ...).
+
+    Example:
+        >>> write_events(events, "events.hepmc", meta={"cross_section_pb": 1.2e6})  # doctest: +SKIP
     """
     from mlegpipe.formats import open_writer
 
@@ -168,6 +186,9 @@ def read_events(path: PathLike, *, format: str | None = None, max_events: int | 
     """All events of a file of any format (ROOT, HepMC3, LHE, Parquet) as an awkward array with vector behaviour.
 
     ``attrs["meta"]`` holds the file's provenance, ``attrs["@beams"]`` its beams.
+
+    Example:
+        >>> events = read_events("runs/qs/generated.root")  # doctest: +SKIP
     """
     from mlegpipe.formats import read_file
 
@@ -180,7 +201,11 @@ def read_events(path: PathLike, *, format: str | None = None, max_events: int | 
 
 
 def read_meta(path: PathLike, *, format: str | None = None) -> dict[str, Any]:  # noqa: A002
-    """The provenance stored in an event file of any format: σ, version, seeds, checkpoint hash, config."""
+    """The provenance stored in an event file of any format: σ, version, seeds, checkpoint hash, config.
+
+    Example:
+        >>> read_meta("runs/qs/generated.root")["cross_section_pb"]  # doctest: +SKIP
+    """
     from mlegpipe.formats import read_file_meta
 
     return read_file_meta(path, format=format)
