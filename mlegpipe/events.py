@@ -29,7 +29,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ __all__ = [
     "cartesian",
     "invariant_mass",
     "is_four_momentum",
+    "limit_events",
     "mass_squared",
     "particle_lists",
 ]
@@ -425,6 +426,26 @@ class EventBatch:
                 if bad.any():
                     raise DataError(f"{int(bad.sum())} non-finite values (NaN or inf), first at entry "
                                     f"{int(np.argmax(bad))}", path=f"{where}: {label}")
+
+
+def limit_events(batches: Iterable[EventBatch], max_events: int | None) -> Iterator[EventBatch]:
+    """The batches, cut after ``max_events`` events in all (every one for None), empty ones left out; no batch is
+    pulled once the limit is reached.
+
+    Example:
+        >>> b = EventBatch.from_columns({"x": [1.0, 2.0, 3.0]})
+        >>> [len(c) for c in limit_events([b, b, b], 4)]
+        [3, 1]
+    """
+    remaining = max_events
+    for batch in batches:
+        if remaining is not None:
+            batch = batch.take(slice(0, remaining))
+            remaining -= len(batch)
+        if len(batch):
+            yield batch
+        if remaining is not None and remaining <= 0:
+            return
 
 
 def _is_collection(values: ak.Array) -> bool:

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +41,7 @@ __all__ = [
     "base_provenance",
     "cross_section",
     "cross_section_meta",
+    "parse_meta",
     "sha256_file",
 ]
 
@@ -97,6 +99,23 @@ def cross_section_meta(meta: Mapping[str, Any], origin: str | None = None) -> di
     if origin:
         out["cross_section_origin"] = origin
     return out
+
+
+def parse_meta(text: str | bytes | None) -> dict[str, Any]:
+    """The provenance JSON a file stores (a TObjString, a Parquet key, a HepMC attribute, an LHE element) as a
+    dict; empty when there is none or it is not a JSON object.
+
+    Example:
+        >>> parse_meta('{"seed": 1}'), parse_meta("not json"), parse_meta("[1]"), parse_meta(None)
+        ({'seed': 1}, {}, {}, {})
+    """
+    if not text:
+        return {}
+    try:
+        meta = json.loads(text)
+    except (ValueError, TypeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -33,10 +33,10 @@ import numpy as np
 import uproot
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import WEIGHT, EventBatch, is_four_momentum, particle_lists
+from mlegpipe.events import WEIGHT, EventBatch, is_four_momentum, limit_events, particle_lists
 from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError
 from mlegpipe.formats.base import EventWriter
-from mlegpipe.provenance import EVENT_NUMBER
+from mlegpipe.provenance import EVENT_NUMBER, parse_meta
 from mlegpipe.rootstamp import fixed_write_time, uuid_sequence
 
 __all__ = [
@@ -355,11 +355,7 @@ def _get_tree(file: Any, path: Path, tree: str) -> Any:
 def _meta_from_file(file: Any) -> dict[str, Any]:
     if META_KEY not in {k.split(";")[0] for k in file.keys()}:
         return {}
-    try:
-        meta = json.loads(str(file[META_KEY]))
-    except (ValueError, TypeError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
+    return parse_meta(str(file[META_KEY]))
 
 
 def read_meta(path: PathLike) -> dict[str, Any]:
@@ -555,27 +551,24 @@ def read_events(
         mlegpipe.exceptions.DataError: files: no input files given
     """
     files = expand_paths(paths)
-    remaining = max_events
+    yield from limit_events(_read_files(files, tree, branches, collections, step_size, cut, cut_where), max_events)
+
+
+def _read_files(files: Sequence[Path], tree: str, branches: Mapping[str, str] | None,
+                collections: Mapping[str, Mapping[str, str]] | None, step_size: int | str, cut: str | None,
+                cut_where: str) -> Iterator[EventBatch]:
+    """Every selected event of ``files``, chunk by chunk (:func:`read_events` without its limit)."""
     for path in files:
         with _open(path) as file:
             ttree = _get_tree(file, path, tree)
             meta = _meta_from_file(file)
             meta.setdefault("source_file", str(path))
             beams = beams_from_meta(meta)
-            flat, colls, lists = _resolve_columns(ttree, path, branches, collections)
-            selection, cut_branches = _compile_cut(cut, cut_where, ttree, path, flat) if cut else (None, {})
-            plan = ReadPlan(flat, colls, lists, selection, cut_branches)
+            plan = _plan(ttree, path, branches, collections, cut, cut_where)
             start = 0
             for chunk in ttree.iterate(plan.branches(), step_size=step_size, library="ak"):
-                batch = plan.batch(chunk, beams, meta, path, start)
+                yield plan.batch(chunk, beams, meta, path, start)
                 start += len(chunk)
-                if remaining is not None:
-                    batch = batch.take(slice(0, remaining))
-                    remaining -= len(batch)
-                if len(batch):
-                    yield batch
-                if remaining is not None and remaining <= 0:
-                    return
 
 
 @dataclass(frozen=True)
@@ -618,11 +611,14 @@ def plan_reading(path: Path, tree: str, branches: Mapping[str, str] | None,
                  cut_where: str = "cut") -> tuple[ReadPlan, dict[str, Any]]:
     """The :class:`ReadPlan` for one file (checked against its tree) and the file's metadata."""
     with _open(path) as file:
-        ttree = _get_tree(file, path, tree)
-        meta = _meta_from_file(file)
-        flat, colls, lists = _resolve_columns(ttree, path, branches, collections)
-        selection, cut_branches = _compile_cut(cut, cut_where, ttree, path, flat) if cut else (None, {})
-    return ReadPlan(flat, colls, lists, selection, cut_branches), meta
+        return _plan(_get_tree(file, path, tree), path, branches, collections, cut, cut_where), _meta_from_file(file)
+
+
+def _plan(ttree: Any, path: Path, branches: Mapping[str, str] | None,
+          collections: Mapping[str, Mapping[str, str]] | None, cut: str | None, cut_where: str) -> ReadPlan:
+    flat, colls, lists = _resolve_columns(ttree, path, branches, collections)
+    selection, cut_branches = _compile_cut(cut, cut_where, ttree, path, flat) if cut else (None, {})
+    return ReadPlan(flat, colls, lists, selection, cut_branches)
 
 
 def _compile_cut(cut: str, where: str, tree: Any, path: Path, flat: Mapping[str, str]) -> tuple[Any, dict[str, str]]:

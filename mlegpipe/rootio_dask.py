@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 import awkward as ak
 
 from mlegpipe.beams import Beams
-from mlegpipe.events import EventBatch
+from mlegpipe.events import EventBatch, limit_events
 from mlegpipe.exceptions import DataError
 from mlegpipe.rootio import PathLike, _auto_collections, _get_tree, _open, beams_from_meta, expand_paths, read_meta
 
@@ -202,15 +203,6 @@ def read_events_dask(
         finally:
             if cluster is not None:
                 cluster.close()
-    out, remaining, start = [], max_events, 0
-    for chunk in chunks:
-        batch = plan.batch(chunk, beams, meta, files[0], start)
-        start += len(chunk)
-        if remaining is not None:
-            batch = batch.take(slice(0, remaining))
-            remaining -= len(batch)
-        if len(batch):
-            out.append(batch)
-        if remaining is not None and remaining <= 0:
-            break
-    return out
+    starts = itertools.accumulate((len(chunk) for chunk in chunks), initial=0)  # each chunk's first entry
+    batches = (plan.batch(chunk, beams, meta, files[0], start) for chunk, start in zip(chunks, starts, strict=False))
+    return list(limit_events(batches, max_events))

@@ -82,6 +82,7 @@ from mlegpipe.provenance import (
     CROSS_SECTION_ERROR,
     SUM_WEIGHTS,
     cross_section,
+    parse_meta,
 )
 from mlegpipe.rootio import json_default
 
@@ -337,12 +338,7 @@ def _header_meta(header: Sequence[str]) -> dict[str, Any]:
             name, _, value = line[2:].partition(" ")
             attributes[name] = value
     for key in (META_ATTRIBUTE, COUNTS_ATTRIBUTE):
-        try:
-            found = json.loads(attributes[key]) if key in attributes else {}
-        except ValueError:
-            found = {}
-        if isinstance(found, dict):
-            meta.update(found)
+        meta.update(parse_meta(attributes.get(key)))
     for key in (CROSS_SECTION, CROSS_SECTION_ERROR):
         if key in attributes and key not in meta:
             try:

@@ -85,7 +85,7 @@ from mlegpipe.formats.particles import (
     step_events,
 )
 from mlegpipe.formats.records import INCOMING_STATUS, PartonRecord, generic_record
-from mlegpipe.provenance import CROSS_SECTION, CROSS_SECTION_ERROR, cross_section
+from mlegpipe.provenance import CROSS_SECTION, CROSS_SECTION_ERROR, cross_section, parse_meta
 
 __all__ = ["INCOMING_STATUS", "META_ELEMENT", "LHEWriter", "read_lhe", "read_lhe_meta"]
 
@@ -377,13 +377,8 @@ def _meta_of(lhe: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     header = lhe.header
     for element in getattr(header, "extra_elements", None) or []:
-        if element.tag == META_ELEMENT and element.text:
-            try:
-                found = json.loads(element.text)
-            except ValueError:
-                found = None
-            if isinstance(found, dict):
-                meta.update(found)
+        if element.tag == META_ELEMENT:
+            meta.update(parse_meta(element.text))
     processes = lhe.init.procInfo
     total = float(sum(p.xSection for p in processes))
     if cross_section(meta) is None and total > 0:

@@ -37,6 +37,7 @@ import numpy as np
 from mlegpipe.events import WEIGHT, EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.formats.base import EventWriter, with_event_numbers
+from mlegpipe.provenance import parse_meta
 
 __all__ = ["META_KEY", "ParquetWriter", "parquet_compression", "read_parquet", "read_parquet_meta"]
 
@@ -233,14 +234,7 @@ def _open(path: Path) -> Any:
 
 
 def _meta_of(parquet: Any) -> dict[str, Any]:
-    raw = (parquet.metadata.metadata or {}).get(META_KEY.encode())
-    if raw is None:
-        return {}
-    try:
-        meta = json.loads(raw)
-    except (ValueError, TypeError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
+    return parse_meta((parquet.metadata.metadata or {}).get(META_KEY.encode()))
 
 
 def read_parquet_meta(path: PathLike) -> dict[str, Any]:
