@@ -11,7 +11,6 @@ so that the unfolding comparison does not inherit the surrogate's own rounding d
 
 from __future__ import annotations
 
-import socket
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from ranks import free_port, join
 
 from mlegpipe import distributed as ddp
 from mlegpipe.context import StageContext
@@ -152,9 +152,7 @@ def _everything(surrogate_state: dict[str, Any], distributes: tuple[str, ...]) -
 
 
 def _worker(rank: int, world: int, port: int, surrogate_file: str, out: str) -> None:
-    torch.set_num_threads(1)
-    ddp.init_distributed(environ={"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
-                                  "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}, timeout_s=120)
+    join(rank, world, port, timeout_s=120)
     try:
         state = torch.load(surrogate_file, weights_only=False)
         result = _everything(state, ("batches", "replicas"))
@@ -163,12 +161,6 @@ def _worker(rank: int, world: int, port: int, surrogate_file: str, out: str) -> 
         ddp.barrier()
     finally:
         ddp.shutdown()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +177,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
         surrogate.fit(vertex, detector)
         state = surrogate.state_dict()
         torch.save(state, folder / "surrogate.pt")
-        mp.spawn(_worker, args=(2, _free_port(), str(folder / "surrogate.pt"), str(folder / "rank0.pt")), nprocs=2,
+        mp.spawn(_worker, args=(2, free_port(), str(folder / "surrogate.pt"), str(folder / "rank0.pt")), nprocs=2,
                  join=True)
         one = _everything(state, ("batches",))
     finally:

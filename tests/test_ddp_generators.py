@@ -9,7 +9,6 @@ particles) computed per shard, would show.
 
 from __future__ import annotations
 
-import socket
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from dis_leptons import dis_events
+from ranks import free_port, join
 
 from mlegpipe import distributed as ddp
 from mlegpipe.beams import Beams
@@ -93,9 +93,7 @@ def _train_all() -> dict[str, dict[str, torch.Tensor]]:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    torch.set_num_threads(1)
-    ddp.init_distributed(environ={"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
-                                  "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}, timeout_s=120)
+    join(rank, world, port, timeout_s=120)
     try:
         torch.save(_train_all(), Path(out) / f"rank{rank}.pt")
         ddp.barrier()
@@ -103,16 +101,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         ddp.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, dict[str, torch.Tensor]]]:
     out = tmp_path_factory.mktemp("ddp_generators")
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import zuko
+from ranks import free_port, join
 
 from mlegpipe import distributed as ddp
 from mlegpipe.context import StageContext
@@ -85,9 +85,7 @@ def _train_flow_generator() -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    torch.set_num_threads(1)
-    env = ddp.init_distributed(environ={"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
-                                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}, timeout_s=60)
+    env = join(rank, world, port, timeout_s=60)
     try:
         assert ddp.is_distributed() and ddp.rank() == env.rank and ddp.world_size() == world
         result = {"flow": _train_flow(), "mlp": _train_ddp_mlp(), "generator": _train_flow_generator(),
@@ -98,16 +96,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         ddp.shutdown()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("ddp") / "rank0.pt"
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     return torch.load(out, weights_only=True)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
+from ranks import free_port
 
 PIPELINE = """
 [pipeline]
@@ -42,12 +42,6 @@ def _mlegpipe(*args: str, cwd: Path, timeout: float = 240) -> subprocess.Complet
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "mlegpipe", "run", *args, "--no-progress"], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _events(run: Path) -> dict[str, np.ndarray]:
@@ -92,7 +86,7 @@ def test_two_nodes_on_loopback_equal_one_node_with_two_ranks(pipeline: Path, tmp
     assert one.stderr.count("[generator] done in") == 1  # rank 1 logs to rank 0's run.log, not the console
     log = (tmp_path / "one" / "run.log").read_text()
     assert "[rank 1]" in log and log.count("[generator] done in") == 2
-    master = f"127.0.0.1:{_free_port()}"
+    master = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     node = [sys.executable, "-m", "mlegpipe", "run", "--nnodes", "2", "--master", master, str(pipeline), "-o", "two",
             "--no-progress"]
