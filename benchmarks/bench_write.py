@@ -29,7 +29,6 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +40,12 @@ import numpy as np
 import torch
 
 from benchmarks import Figure, format_table, machine_info, write_json
-from benchmarks.bench_scale import dis_truth, make_generator, threads
+from benchmarks.bench_scale import best_time, dis_truth, make_generator, threads
 
 __all__ = ["main", "measure"]
 
 GROUP = "bench_write"
 TARGET = 1e6  # events/s on disk, end to end, ROOT
-
-
-def _best(fn: Callable[[], Any], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _bare_root(columns: dict[str, np.ndarray], path: Path, compression: str, chunk: int = 100_000) -> None:
@@ -89,7 +79,7 @@ def measure(events: int, text_events: int, seed: int, repeat: int) -> dict[str, 
     figures: list[Figure] = []
     details: dict[str, Any] = {"events": events, "text_events": text_events, "threads": cores}
 
-    t_sample = _best(lambda: sum(len(b) for b in generate_blocks(gen, events, seed)), repeat)
+    t_sample = best_time(lambda: sum(len(b) for b in generate_blocks(gen, events, seed)), repeat)
     sampler = events / t_sample
     blocks = list(generate_blocks(gen, events, seed))
     fields = blocks[0].fields
@@ -107,7 +97,7 @@ def measure(events: int, text_events: int, seed: int, repeat: int) -> dict[str, 
             suffix = {"root": ".root", "parquet": ".parquet", "hepmc3": ".hepmc", "lhe": ".lhe"}[fmt]
             out = tmp / f"gen{suffix}"
             try:
-                t_end = _best(lambda fmt=fmt, options=options, n=n, out=out: generate_to_file(
+                t_end = best_time(lambda fmt=fmt, options=options, n=n, out=out: generate_to_file(
                     gen, n, out, seed, overwrite=True, format=fmt, **options), repeat)
             except Exception as err:  # noqa: BLE001 - a missing optional writer is reported, not fatal
                 details[label] = f"not measured: {type(err).__name__}: {err}"
@@ -122,7 +112,7 @@ def measure(events: int, text_events: int, seed: int, repeat: int) -> dict[str, 
                     for b in part:
                         w.write(b)
 
-            t_writer = _best(writer_only, repeat)
+            t_writer = best_time(writer_only, repeat)
             figures += [
                 Figure(f"generate -> {label}", n / t_end, "events/s", "sampler alone", sampler, group=GROUP,
                        target=">= 1 M events/s" if fmt == "root" and options.get("float32") else "",
@@ -138,7 +128,7 @@ def measure(events: int, text_events: int, seed: int, repeat: int) -> dict[str, 
                 columns["event_number"] = np.arange(n_part, dtype=np.int64)
                 bare = _bare_root if fmt == "root" else _bare_parquet
                 chunk = int(options.get("chunk_events", 100_000))
-                t_bare = _best(lambda bare=bare, columns=columns, suffix=suffix, setting=bare_setting, chunk=chunk:
+                t_bare = best_time(lambda bare=bare, columns=columns, suffix=suffix, setting=bare_setting, chunk=chunk:
                                bare(columns, tmp / f"bare{suffix}", setting, chunk), repeat)
                 figures.append(Figure(f"writer alone -> {label}", n_part / t_writer, "events/s",
                                       "bare library, same settings", n_part / t_bare, group=GROUP,
