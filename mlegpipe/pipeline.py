@@ -39,7 +39,7 @@ from mlegpipe.plan import Step, plan_pipeline
 from mlegpipe.provenance import cross_section_meta
 from mlegpipe.stages import Detector, Generator, Report, RunRecord, Stage, TruthSource, Unfolding, UnfoldingInputs
 
-__all__ = ["build_stages", "generator_conditions", "run_pipeline", "run_folder"]
+__all__ = ["build_stages", "check_run_folder", "generator_conditions", "run_pipeline", "run_folder"]
 
 log = logging.getLogger("mlegpipe")
 
@@ -266,6 +266,19 @@ def _attach_log(work_dir: Path) -> logging.Handler:
     return handler
 
 
+def check_run_folder(config: PipelineConfig, output: str | None, force: bool) -> Path:
+    """The run folder, which must not exist unless ``force`` (the old run is replaced once the new one is complete).
+
+    Raises:
+        OutputError: the folder exists and ``force`` is not set.
+    """
+    run_dir = run_folder(config, output)
+    if run_dir.exists() and not force:
+        raise OutputError("the run folder exists already; use --force to replace it (the old run is kept "
+                          "until the new one is complete) or choose another --output", path=str(run_dir))
+    return run_dir
+
+
 def _check_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -295,10 +308,7 @@ def run_pipeline(
     Raises:
         OutputError: the run folder exists (without ``force``) or cannot be written.
     """
-    run_dir = run_folder(config, output)
-    if run_dir.exists() and not force:
-        raise OutputError("the run folder exists already; use --force to replace it (the old run is kept "
-                          "until the new one is complete) or choose another --output", path=str(run_dir))
+    run_dir = check_run_folder(config, output, force)
     _check_writable(run_dir.parent)
     work_dir = run_dir.parent / f".{run_dir.name}.partial"
     if resume:

@@ -5,14 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mlegpipe.cli.common import add_pipeline_arguments
 
-if TYPE_CHECKING:
-    from mlegpipe.config import PipelineConfig
-
-__all__ = ["add_parser", "check_output", "run"]
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,13 +37,14 @@ def run(args: argparse.Namespace) -> int:
     """Validate then run the pipeline (validated before torchrun starts: bad input is exit 2, one paragraph)."""
     from mlegpipe import distributed
     from mlegpipe.config import load_config
-    from mlegpipe.pipeline import build_stages, run_pipeline
+    from mlegpipe.pipeline import build_stages, check_run_folder, run_pipeline
 
     config = load_config(args.pipeline, args.overrides)
     launching = (args.nproc > 1 or args.nnodes > 1) and not distributed.running_under_torchrun()
     if launching:
         build_stages(config)  # the stages check their inputs (files, branches, presets) when they are built
-        check_output(config, args.output, args.force, args.resume, args.node_rank)
+        if args.node_rank == 0:  # node 0 writes the run folder: it must be free, as run_pipeline will demand
+            check_run_folder(config, args.output, args.force or args.resume)
         return distributed.relaunch(sys.argv[1:], args.nproc, args.nnodes, args.node_rank, args.master)
     progress = False if args.no_progress else (True if args.progress else None)
     if distributed.running_under_torchrun():  # every rank trains; only rank 0 keeps its run folder
@@ -81,14 +78,3 @@ def _exit_now(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def check_output(config: PipelineConfig, output: str | None, force: bool, resume: bool, node_rank: int) -> None:
-    """Before a launch: the run folder must be free (node 0 writes it), as ``run_pipeline`` will demand."""
-    from mlegpipe.exceptions import OutputError
-    from mlegpipe.pipeline import run_folder
-
-    folder = run_folder(config, output)
-    if node_rank == 0 and folder.exists() and not (force or resume):
-        raise OutputError("the run folder exists already; use --force to replace it (the old run is kept until the "
-                          "new one is complete) or choose another --output", path=str(folder))
