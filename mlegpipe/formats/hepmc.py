@@ -63,12 +63,13 @@ from typing import IO, Any
 import numpy as np
 
 from mlegpipe.beams import Beam, Beams
-from mlegpipe.events import EventBatch
+from mlegpipe.events import EventBatch, limit_events
 from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError, OutputError
 from mlegpipe.formats.base import EventWriter
 from mlegpipe.formats.particles import (
     FINAL_STATUS,
     ParticleChunk,
+    ParticleSelection,
     apply_cut,
     beam_momenta,
     compile_cut,
@@ -508,9 +509,14 @@ def read_hepmc(
     base_meta = _header_meta(_check_file(path))
     own_sigma = cross_section(base_meta) is not None
     base_meta.setdefault("source_file", str(path))
-    remaining = max_events
-    if remaining is not None and remaining <= 0:
+    if max_events is not None and max_events <= 0:
         return
+    yield from limit_events(_chunks(path, selections, step, base_meta, formula, own_sigma), max_events)
+
+
+def _chunks(path: Path, selections: Sequence[ParticleSelection], step: int, base_meta: Mapping[str, Any],
+            formula: Any, own_sigma: bool) -> Iterator[EventBatch]:
+    """Every selected event of the file, ``step`` events read per batch (:func:`read_hepmc` without its limit)."""
     chunk = ParticleChunk(selections, path)
     beams: Beams | None = None
     sigma: tuple[float, float] | None = None
@@ -528,17 +534,13 @@ def read_hepmc(
             chunk.add(event.event_number, float(weights[0]) if len(weights) else 1.0, parts.pid, parts.status,
                       parts.px, parts.py, parts.pz, parts.e)
             if len(chunk) >= step:
-                batch = _finish_chunk(chunk, beams, base_meta, sigma, formula, remaining)
+                batch = _finish_chunk(chunk, beams, base_meta, sigma, formula)
                 chunk.clear()
                 if batch is not None:
-                    if remaining is not None:
-                        remaining -= len(batch)
                     yield batch
-                    if remaining is not None and remaining <= 0:
-                        return
         if seen == 0:
             raise DataError("the HepMC file has no events", path=str(path))
-        batch = _finish_chunk(chunk, beams, base_meta, sigma, formula, remaining)
+        batch = _finish_chunk(chunk, beams, base_meta, sigma, formula)
         if batch is not None:
             yield batch
     finally:
@@ -546,7 +548,7 @@ def read_hepmc(
 
 
 def _finish_chunk(chunk: ParticleChunk, beams: Beams | None, base_meta: Mapping[str, Any],
-                  sigma: tuple[float, float] | None, formula: Any, remaining: int | None) -> EventBatch | None:
+                  sigma: tuple[float, float] | None, formula: Any) -> EventBatch | None:
     if len(chunk) == 0:
         return None
     meta = dict(base_meta)
@@ -555,6 +557,4 @@ def _finish_chunk(chunk: ParticleChunk, beams: Beams | None, base_meta: Mapping[
     if beams is not None:
         meta["beams"] = beams.to_dict()
     batch = apply_cut(chunk.batch(beams, meta), formula)
-    if remaining is not None:
-        batch = batch.take(slice(0, remaining))
     return batch if len(batch) else None

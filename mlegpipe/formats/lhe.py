@@ -72,7 +72,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from mlegpipe.beams import Beam, Beams
-from mlegpipe.events import EventBatch
+from mlegpipe.events import EventBatch, limit_events
 from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError
 from mlegpipe.formats.base import EventWriter
 from mlegpipe.formats.hepmc import named_beams
@@ -466,23 +466,22 @@ def read_lhe(
         if beams is not None:
             meta["beams"] = beams.to_dict()
         meta.setdefault("source_file", str(path))
-        remaining = max_events
         chunk = ParticleChunk(selections, path)
-        position = 0
-        while True:
-            done = _read_chunk(events, chunk, step, position, path)
-            position += len(chunk)
-            if position == 0:
-                raise DataError("the LHE file has no events", path=str(path))
-            batch = apply_cut(chunk.batch(beams, meta), formula) if len(chunk) else None
-            chunk.clear()
-            if batch is not None and remaining is not None:
-                batch = batch.take(slice(0, remaining))
-                remaining -= len(batch)
-            if batch is not None and len(batch):
-                yield batch
-            if done or (remaining is not None and remaining <= 0):
-                return
+
+        def chunks() -> Iterator[EventBatch]:
+            position = 0
+            while True:
+                done = _read_chunk(events, chunk, step, position, path)
+                position += len(chunk)
+                if position == 0:
+                    raise DataError("the LHE file has no events", path=str(path))
+                if len(chunk):
+                    yield apply_cut(chunk.batch(beams, meta), formula)
+                chunk.clear()
+                if done:
+                    return
+
+        yield from limit_events(chunks(), max_events)
     finally:
         events.close()
 
