@@ -89,6 +89,7 @@ class _Runner:
         self._process = ""  # the first truth's process, carried by what is generated from it
         self._truth_samples: set[str] = set()
         self._made_by: dict[str, str] = {}  # sample -> the trained section that generated or folded it
+        self._checkpoint_sha256: dict[str, str] = {}
         self._config_text = _portable_config(config)
         self.record = RunRecord(config=config.resolved(), samples={}, stages=self.stages, metrics={},
                                 histories={}, timings={}, run_dir=work_dir, seed=config.settings.seed,
@@ -196,7 +197,10 @@ class _Runner:
         section = self._made_by.get(name)
         checkpoint = self.work_dir / "checkpoints" / f"{section}.pt"
         if section is not None and checkpoint.is_file():
-            meta.update({"checkpoint": f"checkpoints/{checkpoint.name}", "checkpoint_sha256": sha256_file(checkpoint),
+            if section not in self._checkpoint_sha256:  # hashed once per trained section, not per sample
+                self._checkpoint_sha256[section] = sha256_file(checkpoint)
+            meta.update({"checkpoint": f"checkpoints/{checkpoint.name}",
+                         "checkpoint_sha256": self._checkpoint_sha256[section],
                          "training_seed": self.config.settings.seed, "generation_seed": self.config.settings.seed})
         return meta
 
@@ -207,12 +211,11 @@ class _Runner:
             return
         formats = [format_for("", f) for f in ["root", *self.config.settings.also_write]]
         for name, batch in self.record.samples.items():
-            for fmt in formats:
-                path = self.work_dir / f"{name}{fmt.extensions[0]}"
-                if path.exists():
-                    continue
-                with in_file(self.config.source), open_writer(path, self._sample_meta(name, batch),
-                                                              format=fmt.name) as writer:
+            paths = {fmt.name: self.work_dir / f"{name}{fmt.extensions[0]}" for fmt in formats}
+            missing = {fmt: path for fmt, path in paths.items() if not path.exists()}
+            meta = self._sample_meta(name, batch) if missing else {}  # once per sample, for all its formats
+            for fmt, path in missing.items():
+                with in_file(self.config.source), open_writer(path, meta, format=fmt) as writer:
                     writer.write(batch)
 
     def _write_metrics(self) -> None:
