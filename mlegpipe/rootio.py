@@ -35,7 +35,7 @@ import uproot
 from mlegpipe.beams import Beams
 from mlegpipe.events import WEIGHT, EventBatch, is_four_momentum, limit_events, particle_lists
 from mlegpipe.exceptions import ConfigError, DataError, MlegpipeError
-from mlegpipe.formats.base import EventWriter
+from mlegpipe.formats.base import EventWriter, to_float32
 from mlegpipe.provenance import EVENT_NUMBER, parse_meta
 from mlegpipe.rootstamp import fixed_write_time, uuid_sequence
 
@@ -174,7 +174,7 @@ class RootWriter(EventWriter):
         if array.ndim == 1 and not array.fields:
             values = ak.to_numpy(array)
             return values.astype(np.float32) if narrow and values.dtype == np.float64 else values
-        return _to_float32(array) if narrow else array
+        return to_float32(array) if narrow else array
 
     def _flush(self, final: bool = False) -> None:
         """Write whole chunks of ``chunk_events`` (and, when ``final``, the remainder); one basket each."""
@@ -244,16 +244,6 @@ def compression_setting(text: str) -> Any:
     except ValueError:
         raise ConfigError(f"the compression level must be an integer, got {level!r}", path="compression") from None
     return kinds[name](value)
-
-
-def _to_float32(array: ak.Array) -> ak.Array:
-    """Cast float64 leaves to float32, field by field (integer fields such as pid are kept)."""
-    if array.fields:
-        return ak.zip({f: _to_float32(array[f]) for f in array.fields})
-    form = array.layout.form
-    while hasattr(form, "content"):
-        form = form.content
-    return ak.values_astype(array, np.float32) if getattr(form, "primitive", "") == "float64" else array
 
 
 def _branch_type(name: str, column: ak.Array | np.ndarray, where: str) -> Any:

@@ -45,7 +45,24 @@ from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import DataError, OutputError
 from mlegpipe.provenance import EVENT_NUMBER, SUM_WEIGHTS, base_provenance
 
-__all__ = ["EventWriter", "with_event_numbers"]
+__all__ = ["EventWriter", "to_float32", "with_event_numbers"]
+
+
+def to_float32(array: ak.Array) -> ak.Array:
+    """Cast float64 leaves to float32, field by field (integer fields such as pid are kept): the writers' float32
+    storage.
+
+    Example:
+        >>> ak.type(to_float32(ak.Array([{"px": 1.0, "pid": 5}]))).content.fields, str(ak.type(
+        ...     to_float32(ak.Array([1.0]))).content)
+        (['px', 'pid'], 'float32')
+    """
+    if array.fields:
+        return ak.zip({f: to_float32(array[f]) for f in array.fields})
+    form = array.layout.form
+    while hasattr(form, "content"):
+        form = form.content
+    return ak.values_astype(array, np.float32) if getattr(form, "primitive", "") == "float64" else array
 
 
 def with_event_numbers(arrays: ak.Array, numbers: np.ndarray) -> ak.Array:

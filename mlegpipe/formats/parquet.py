@@ -36,7 +36,7 @@ import numpy as np
 
 from mlegpipe.events import WEIGHT, EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
-from mlegpipe.formats.base import EventWriter, with_event_numbers
+from mlegpipe.formats.base import EventWriter, to_float32, with_event_numbers
 from mlegpipe.provenance import parse_meta
 
 __all__ = ["META_KEY", "ParquetWriter", "parquet_compression", "read_parquet", "read_parquet_meta"]
@@ -170,9 +170,7 @@ class ParquetWriter(EventWriter):
         from awkward._connect.pyarrow.table_conv import convert_awkward_arrow_table_to_native
 
         if self.float32:
-            from mlegpipe.rootio import _to_float32
-
-            chunk = ak.zip({f: chunk[f] if f in self.keep_float64 else _to_float32(chunk[f]) for f in chunk.fields},
+            chunk = ak.zip({f: chunk[f] if f in self.keep_float64 else to_float32(chunk[f]) for f in chunk.fields},
                            depth_limit=1)
         table = ak.to_arrow_table(ak.to_packed(chunk), extensionarray=True, count_nulls=False)
         return convert_awkward_arrow_table_to_native(table)
