@@ -107,6 +107,77 @@ def test_scaled_nu_map_is_ln_q2_and_ln_y_at_any_beam_energy() -> None:
     assert not m.valid(torch.tensor([[1.0, 0.1, 0.0]], dtype=F64), 27.6).any()  # ln y > 0: beyond the limit
 
 
+
+# -- dis_scaling: (ln Q², ln a, phi), a = ln y / ln(x y) -----------------------------------------------
+SCAN = Beams.preset("sym50", lepton_energy="beam_energy", hadron_energy="beam_energy")
+
+
+def _sym_leptons(energy: float, x: np.ndarray, q2: np.ndarray, seed: int = 0) -> torch.Tensor:
+    phi = np.random.default_rng(seed).uniform(-np.pi, np.pi, x.size)
+    _, px, py, pz = kinematics.lepton_from_dis(x, q2, phi, beams_at(SYM50, energy, follows=True))
+    return torch.tensor(np.stack([px, py, pz], axis=1), dtype=F64)
+
+
+def test_dis_scaling_map_is_ln_q2_and_the_share_of_ln_y_in_ln_xy_at_every_energy() -> None:
+    rng = np.random.default_rng(5)
+    m = make_feature_map("dis_scaling", SCAN)
+    assert m.config()["hadron_energy"] is None  # the proton follows the per-event beam energy
+    for energy in (10.0, 50.0, 90.0):
+        s = 4 * energy**2
+        q2 = np.exp(rng.uniform(0.0, np.log(0.5 * s), 2000))
+        y = np.exp(rng.uniform(np.log(q2 / s), 0.0)) * rng.uniform(0.05, 0.999, q2.size) ** 0.01
+        x = np.clip(q2 / (y * s), 1e-9, 0.999)
+        p = _sym_leptons(energy, x, q2)
+        z = m.forward(p, energy).numpy()
+        cols = dict(zip(("lepton_E", "lepton_px", "lepton_py", "lepton_pz"),
+                        (np.sqrt((p**2).sum(1).numpy()), *p.numpy().T), strict=True))
+        dis = dis_labels(cols, np.full(x.size, energy), SCAN)
+        # the map's Q2 and y neglect the electron mass: ~1e-5 relative at Q2 ~ 1 GeV2
+        np.testing.assert_allclose(z[:, 0], np.log(dis["Q2"]), atol=2e-5)
+        np.testing.assert_allclose(np.exp(z[:, 1]), np.log(dis["y"]) / np.log(dis["x"] * dis["y"]), atol=2e-5)
+
+
+def test_dis_scaling_limits_sit_at_the_same_place_at_every_beam_energy() -> None:
+    """y -> 1 gives a -> 0 and x -> 1 gives a -> 1 at 10, 50 and 90 GeV alike (a = 0 and 1 exactly at the limits)."""
+    m = make_feature_map("dis_scaling", SCAN)
+    for energy in (10.0, 50.0, 90.0):
+        s = 2 * energy * (energy + np.sqrt(energy**2 - SYM50.hadron.mass**2))  # 2P.k
+        q2 = np.array([1.0, 1.0, 0.1 * s, 0.1 * s])
+        x = np.array([1.0 / s / (1 - 1e-3), 1 - 1e-4, 0.1 / (1 - 1e-3), 1 - 1e-4])   # y = 1 - 1e-3 or x ~ 1
+        a = m.forward(_sym_leptons(energy, x, q2), energy)[:, 1].exp().numpy()
+        np.testing.assert_allclose(a, [0.0, 1.0, 0.0, 1.0], atol=1e-3)
+
+
+def test_dis_scaling_inverse_is_exact_and_flags_events_beyond_the_limits() -> None:
+    rng = np.random.default_rng(6)
+    m = make_feature_map("dis_scaling", SCAN)
+    energies = rng.choice([10.0, 15.0, 35.0, 90.0], 3000)
+    q2 = np.exp(rng.uniform(0.0, np.log(energies**2), energies.size))
+    x = np.exp(rng.uniform(np.log(q2 / (4 * energies**2)) + 0.01, 0.0)) * 0.999  # y < 0.99, x < 0.999
+    p = torch.cat([_sym_leptons(e, x[energies == e], q2[energies == e], seed=int(e)) for e in np.unique(energies)])
+    eb = torch.from_numpy(np.sort(energies))
+    z = m.forward(p, eb)
+    back = m.inverse(z, eb)
+    np.testing.assert_allclose(back[:, 1:].numpy(), p.numpy(), rtol=1e-10, atol=1e-9)
+    mass = m.config()["lepton_mass"]
+    np.testing.assert_allclose(back[:, 0].numpy(), np.sqrt((p**2).sum(1).numpy() + mass**2), rtol=1e-10)
+    assert m.valid(z, eb).all()
+    beyond = torch.tensor([[2.0, 0.1, 0.0],                    # a > 1: x > 1
+                           [np.log(4 * 20.0**2) + 0.1, -1.0, 0.0]], dtype=F64)  # Q2 above 2P.k
+    assert not m.valid(beyond, 20.0).any()
+
+
+def test_dis_scaling_with_a_fixed_hadron_beam_and_without_beams() -> None:
+    m = make_feature_map("dis_scaling", HERA)
+    assert m.config()["hadron_energy"] == HERA.hadron_energy
+    p = _hera_leptons(500, seed=7)
+    e = np.sqrt((p**2).sum(1).numpy())
+    dis = kinematics.dis_from_lepton(e, *p.numpy().T, HERA)
+    a = m.forward(p, HERA.lepton_energy)[:, 1].exp().numpy()
+    np.testing.assert_allclose(a, np.log(dis["y"]) / np.log(dis["x"] * dis["y"]), atol=1e-5)
+    with pytest.raises(ConfigError, match="dis_scaling"):
+        make_feature_map("dis_scaling", None)
+
 def test_nu_map_matches_numpy_kinematics() -> None:
     p = _hera_leptons(500, seed=3)
     e = np.sqrt((p**2).sum(1).numpy())

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from mlegpipe.beams import ELECTRON_MASS, Beams
+from mlegpipe.beams import ELECTRON_MASS, PROTON_MASS, Beams
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError, PhysicsError
 from mlegpipe.features.maps import FeatureMap, TensorLike, as_context
@@ -46,6 +46,7 @@ __all__ = [
     "CartesianLepton",
     "NuMap",
     "ScaledNuMap",
+    "ScalingLepton",
     "TransformedLepton",
     "beam_energy_of",
     "lepton_energy_field",
@@ -297,10 +298,120 @@ class ScaledNuMap(NuMap):
         return torch.exp(z[:, 0]) / two_eb, -two_eb * torch.expm1(z[:, 1])
 
 
+class ScalingLepton(_Lepton):
+    """DIS lepton in coordinates whose kinematic limits do not move with the beam energies: ``(ln Q², ln a, phi)``.
+
+    ``a = ln y / ln(x y)`` is where the event sits between the two limits of its
+    Q²: ``a = 0`` at ``y = 1`` and ``a = 1`` at ``x = 1`` (``x y = Q² / 2P·k``).
+    With ``ln Q²`` bounded below by the sample's Q² cut, every limit is at the
+    same place at every beam energy, and at fixed Q² the density in ``a`` changes
+    slowly with ``√s`` (scaling), so a model conditional on the beam energy
+    interpolates and extrapolates with the physics. The flow learns ``ln a`` as
+    ``logit a`` (``logit_features``), which sends both limits to infinity: no
+    generated event has ``x > 1`` or ``y > 1``.
+
+    Q², y and x y are exact for massive beams and lepton (``Q² = -(k - k')²``,
+    ``y = P·q / P·k``), so ``x`` of a decoded event is ``x`` of the DIS labels.
+    ``P`` needs the hadron beam: its energy is the event's lepton beam energy
+    when the beams declare the hadron energy per event from the same field as
+    the lepton's (symmetric E × E scans), else the beams' fixed hadron energy.
+
+    Arguments:
+        direction: +1 if the lepton beam travels along +z, -1 along -z (the hadron beam opposite).
+        lepton_mass: lepton mass (GeV), of the beam and the scattered lepton.
+        hadron_energy: the fixed hadron beam energy (GeV); ``None``: the lepton beam energy, per event.
+        hadron_mass: the hadron beam's mass (GeV).
+
+    Example:
+        >>> import torch
+        >>> m = ScalingLepton(direction=1, hadron_energy=None)
+        >>> lep = torch.tensor([[0.0, 6.0, 8.0]], dtype=torch.float64)   # at 20 x 20 GeV
+        >>> z = m.forward(lep, 20.0)
+        >>> [round(v, 9) for v in m.inverse(z, 20.0)[0, 1:].tolist()]
+        [0.0, 6.0, 8.0]
+    """
+
+    name = "dis_scaling"
+    names = ("lnQ2", "ln_a", "lepton_phi")
+    uniform_features: ClassVar[tuple[str, ...]] = ("lepton_phi",)  # unpolarized beams: phi is exactly uniform
+    logit_features: ClassVar[tuple[str, ...]] = ("ln_a",)  # 0 < a < 1: learned as ln(a / (1 - a))
+    edges_fixed_under_context: ClassVar[bool] = True  # the Q² cut, x <= 1 and y <= 1 do not move with E_b
+    sampler_hint: ClassVar[str] = "fast"  # the distilled sampler lost x across an energy scan (bench_energies)
+
+    def __init__(self, direction: int = -1, lepton_mass: float = ELECTRON_MASS, hadron_energy: float | None = None,
+                 hadron_mass: float = PROTON_MASS) -> None:
+        super().__init__(direction, lepton_mass)
+        if hadron_energy is not None and not (math.isfinite(hadron_energy) and hadron_energy > hadron_mass >= 0):
+            raise PhysicsError("the hadron beam energy must be a number above the hadron mass",
+                               path="feature_map.hadron_energy", value=hadron_energy)
+        if not (math.isfinite(hadron_mass) and hadron_mass >= 0):
+            raise PhysicsError("the hadron mass must be >= 0", path="feature_map.hadron_mass", value=hadron_mass)
+        self.hadron_energy = None if hadron_energy is None else float(hadron_energy)
+        self.hadron_mass = float(hadron_mass)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "hadron_energy": self.hadron_energy, "hadron_mass": self.hadron_mass}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], beams: Beams | None = None,
+                    features: Sequence[str] | None = None) -> ScalingLepton:
+        """The map for ``beams``: direction and masses, and whether the hadron energy follows the lepton's."""
+        from mlegpipe_builtins.dis.labels import hadron_follows
+
+        cfg = dict(config)
+        if beams is not None and beams.is_lepton_hadron:
+            cfg.setdefault("hadron_energy", None if hadron_follows(beams) else beams.hadron_energy)
+            cfg.setdefault("hadron_mass", beams.hadron.mass)
+        elif "hadron_energy" not in cfg:
+            raise ConfigError("feature map 'dis_scaling' needs lepton-hadron beams (or hadron_energy in its "
+                              "configuration)", path="feature_map", value=None if beams is None else beams.name)
+        return super().from_config(cfg, beams)  # type: ignore[return-value]
+
+    def _beams(self, context: TensorLike, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per event: lepton beam energy and momentum, hadron beam energy and momentum."""
+        el = as_context(context, like)
+        eh = el if self.hadron_energy is None else torch.full_like(el, self.hadron_energy)
+        return el, torch.sqrt(el**2 - self.lepton_mass**2), eh, torch.sqrt(eh**2 - self.hadron_mass**2)
+
+    def forward(self, x: torch.Tensor, context: TensorLike) -> torch.Tensor:
+        el, pl, eh, ph = self._beams(context, x)
+        energy = self._energy(x[:, 0], x[:, 1], x[:, 2])
+        ppar = self.direction * x[:, 2]
+        q2 = 2 * (el * energy - pl * ppar - self.lepton_mass**2)
+        pk = eh * el + ph * pl
+        ln_y = torch.log1p(-(eh * energy + ph * ppar) / pk)
+        ln_a = torch.log(ln_y / (torch.log(q2) - torch.log(2 * pk)))
+        return torch.stack([torch.log(q2), ln_a, torch.atan2(x[:, 1], x[:, 0])], dim=1)
+
+    def _energy_and_ppar(self, z: torch.Tensor, context: TensorLike) -> tuple[torch.Tensor, torch.Tensor]:
+        """E' and p_par from k·k' (Q²) and P·k' ((1 - y) P·k): two linear equations."""
+        el, pl, eh, ph = self._beams(context, z)
+        pk = eh * el + ph * pl
+        ln_y = torch.exp(z[:, 1]) * (z[:, 0] - torch.log(2 * pk))
+        kk = 0.5 * torch.exp(z[:, 0]) + self.lepton_mass**2        # E_l E' - p_l p_par
+        pkp = -torch.expm1(ln_y) * pk                              # E_h E' + p_h p_par
+        det = el * ph + pl * eh
+        return (kk * ph + pkp * pl) / det, (pkp * el - kk * eh) / det
+
+    def inverse(self, z: torch.Tensor, context: TensorLike) -> torch.Tensor:
+        energy, ppar = self._energy_and_ppar(z, context)
+        pt = torch.sqrt((energy**2 - ppar**2 - self.lepton_mass**2).clamp_min(0.0))
+        phi = z[:, 2]
+        return torch.stack([energy, pt * torch.cos(phi), pt * torch.sin(phi), self.direction * ppar], dim=1)
+
+    def valid(self, z: torch.Tensor, context: TensorLike) -> torch.Tensor:
+        """Inside the limits: Q² below 2P·k, 0 < a <= 1 (x <= 1, y <= 1) and a real transverse momentum."""
+        el, pl, eh, ph = self._beams(context, z)
+        energy, ppar = self._energy_and_ppar(z, context)
+        return (torch.isfinite(z).all(dim=1) & (z[:, 0] < torch.log(2 * (eh * el + ph * pl))) & (z[:, 1] <= 0)
+                & (energy**2 - ppar**2 >= self.lepton_mass**2))
+
+
 #: The lepton maps, by name (registered as feature maps by the DIS domain).
 LEPTON_MAPS: dict[str, type[FeatureMap]] = {
     TransformedLepton.name: TransformedLepton,
     NuMap.name: NuMap,
     ScaledNuMap.name: ScaledNuMap,
+    ScalingLepton.name: ScalingLepton,
     CartesianLepton.name: CartesianLepton,
 }
