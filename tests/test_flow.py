@@ -12,7 +12,7 @@ from mlegpipe.beams import Beams
 from mlegpipe.checkpoint import load_generator, save_stage
 from mlegpipe.context import StageContext
 from mlegpipe.events import EventBatch
-from mlegpipe.exceptions import CheckpointError, ConfigError
+from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.registry import load_plugins
 from mlegpipe_builtins.dis import LEPTON_FIELDS, kinematics
 
@@ -154,6 +154,67 @@ def test_conditional_flow_samples_an_unseen_beam_energy() -> None:
     mixed = gen.sample(100, np.random.SeedSequence(3), {"beam_energy": np.linspace(15, 45, 100)})
     assert (mixed.column("lepton_pz") < mixed.column("beam_energy")).all()
 
+
+
+SCAN = Beams.preset("sym50", lepton_energy="beam_energy", hadron_energy="beam_energy")
+
+
+def _scan(energies: tuple[float, ...], n: int, seed: int) -> EventBatch:
+    """dis_like events at E x E GeV for each energy, with the per-event beam energy (both beams follow it)."""
+    parts = [dis_like(n, seed + i, Beams.lepton_hadron(e, e, lepton_direction=1), q2_min=2.0).with_columns(
+        beam_energy=np.full(n, e)) for i, e in enumerate(energies)]
+    batch = EventBatch.concat(parts)
+    batch.beams = SCAN
+    return batch
+
+
+@pytest.fixture(scope="module")
+def scan_flow():  # noqa: ANN201
+    gen = _flow(conditional=True, steps=800, transforms=3, hidden=[48, 48], sampler="auto")
+    gen.fit(_scan((10.0, 20.0, 30.0, 40.0, 50.0), 1500, 0), _scan((10.0, 30.0, 50.0), 500, 20))
+    return gen
+
+
+def test_a_beam_energy_scan_is_learned_in_fixed_limit_coordinates_and_ln_e(scan_flow) -> None:  # noqa: ANN001
+    assert (scan_flow.p.feature_map, scan_flow.p.log_conditions, scan_flow.p.sampler) == ("dis_scaling", True, "fast")
+    assert scan_flow.state_dict()["log_conditions"] is True
+
+
+@pytest.mark.parametrize("energy", [15.0, 90.0])  # interpolated, extrapolated (trained at 10-50 GeV)
+def test_a_scan_flow_samples_physical_events_at_an_unseen_energy(scan_flow, energy) -> None:  # noqa: ANN001
+    events = scan_flow.sample(8000, np.random.SeedSequence(4), {"beam_energy": energy})
+    truth = _scan((energy,), 8000, 77)
+    labels = kinematics.dis_from_lepton(*truth.matrix(LEPTON_FIELDS).T, Beams.lepton_hadron(energy, energy,
+                                                                                           lepton_direction=1))
+    assert (events.column("beam_energy") == energy).all()
+    assert (events.column("x") <= 1).all() and (events.column("y") <= 1).all() and (events.column("y") > 0).all()
+    assert events.column("Q2").min() >= 2.0 * (1 - 1e-3)            # the Q2 cut holds at every energy
+    assert (events.column("lepton_E") <= 2 * energy).all()
+    for name in ("Q2", "y", "x"):  # ln of the medians, truth vs model (nu_scaled in ln E_b misses Q2 at 90 GeV by 0.14)
+        model, want = np.log(np.median(events.column(name))), np.log(np.median(labels[name]))
+        assert model == pytest.approx(want, abs=0.12), name
+    # the events at x below the smallest x reachable at the highest trained energy (x < Q2 / 2P.k at 50 x 50 GeV):
+    # 17 % of the truth at 90 GeV (nu_scaled in ln E_b: 23 %)
+    unreachable = [np.mean(x < q2 / 1e4) for x, q2 in ((events.column("x"), events.column("Q2")),
+                                                        (labels["x"], labels["Q2"]))]
+    assert unreachable[0] == pytest.approx(unreachable[1], abs=0.03)
+
+
+def test_a_scan_flow_checkpoint_keeps_the_log_conditions(scan_flow, tmp_path) -> None:  # noqa: ANN001
+    path = save_stage(tmp_path / "flow.pt", scan_flow)
+    again = load_generator(path, load_plugins(), expect_plugin="flow")
+    at = {"beam_energy": np.linspace(12.0, 80.0, 500)}
+    np.testing.assert_array_equal(scan_flow.sample(500, np.random.SeedSequence(6), at).matrix(LEPTON_FIELDS),
+                                  again.sample(500, np.random.SeedSequence(6), at).matrix(LEPTON_FIELDS))
+
+
+def test_log_conditions_refuse_values_that_are_not_positive() -> None:
+    rng = np.random.default_rng(0)
+    train = EventBatch.from_columns({"a": rng.normal(size=500), "b": rng.normal(size=500),
+                                     "sqrt_s": np.where(np.arange(500) == 5, 0.0, 100.0 + np.arange(500))})
+    gen = _flow(feature_map="columns", features=["a", "b"], conditions=["sqrt_s"], log_conditions=True, steps=5)
+    with pytest.raises(DataError, match="log_conditions needs positive condition values; 'sqrt_s' has 1"):
+        gen.fit(train, train)
 
 def test_flow_configuration_errors(trained) -> None:  # noqa: ANN001
     gen, _ = trained
@@ -401,7 +462,7 @@ def test_conditional_flow_distils_over_the_trained_energies_and_beyond() -> None
         beam_energy=np.full(800, e)) for i, e in enumerate((10.0, 30.0, 50.0))])
     train.beams = beams
     gen = _flow(conditional=True, flow="maf", steps=30, validate_every=0, sampler="distilled", distill_steps=100,
-                distill_batch=512, distill_hidden=[16])
+                distill_batch=512, distill_hidden=[16], log_conditions=False)
     gen.fit(train, train)
     # standardized energies of 10-50 GeV; distilled at half the span beyond each end (0-70 GeV)
     low, high = gen.context_range

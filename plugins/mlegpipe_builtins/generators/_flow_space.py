@@ -22,7 +22,9 @@ multiplicity itself is a condition the user fixes or, when not, drawn from
 the categorical distribution of the training sample.
 
 The conditions are any event-level fields (``beam_energy``, ``sqrt_s``,
-``n_jets``), standardized together.
+``n_jets``), standardized together; with ``log_conditions`` their logarithms
+are (:class:`~mlegpipe.features.LogStandardize`), so a scan in energy is
+learned, and extrapolated, in ln E.
 
 Example:
     >>> import numpy as np
@@ -52,6 +54,7 @@ from mlegpipe.features import (
     CollectionMap,
     EdgeLog,
     FeatureMap,
+    LogStandardize,
     QuantileGaussianize,
     Scaler,
     Standardize,
@@ -107,6 +110,7 @@ class FlowSpace:
         edges: str = "auto",
         azimuth: str = "uniform",
         splines: bool = True,
+        log_conditions: bool = False,
         registry: Any = None,
         where: str = "generator",
     ) -> None:
@@ -126,12 +130,16 @@ class FlowSpace:
         self.edge = EdgeLog(self._edges_enabled())
         self.pre = self._make_pre()
         self.scaler = Standardize()
-        self.cond_scaler = Standardize()
+        self.log_conditions = log_conditions
+        self.cond_scaler = self._new_cond_scaler()
         self.fill: torch.Tensor | None = None  # training medians standing in for absent particles
         self.multiplicity: tuple[list[float], list[float]] | None = None  # (values, probabilities)
         self.ranges: dict[str, tuple[float, float]] = {}
 
     # -- layout ---------------------------------------------------------------------------
+    def _new_cond_scaler(self) -> Standardize:
+        return LogStandardize() if self.log_conditions else Standardize()
+
     def _map_class(self) -> type[FeatureMap]:
         registry = self.registry
         if registry is None:
@@ -220,9 +228,10 @@ class FlowSpace:
 
     def fit_conditions(self, values: np.ndarray, log: Any) -> None:
         """Standardize the condition values ``(n, c)`` of the training events (a constant one is left at unit width)."""
+        self.cond_scaler = self._new_cond_scaler()
         if not self.model_conditions:
-            self.cond_scaler = Standardize()
             return
+        self._check_positive(values, self.model_conditions)
         self.cond_scaler.fit(values)
         flat = self.cond_scaler.std < 1e-9
         if flat.any():
@@ -298,10 +307,22 @@ class FlowSpace:
             return np.zeros((len(events), 0))
         return np.stack([observables.values(events, c) for c in self.model_conditions], axis=1)
 
+    def _check_positive(self, values: np.ndarray, names: Sequence[str]) -> None:
+        """With ``log_conditions``, every condition value must be > 0 (DataError naming the condition)."""
+        if not self.log_conditions:
+            return
+        bad = ~(np.asarray(values, dtype=np.float64) > 0)
+        if bad.any():
+            column = int(np.argwhere(bad)[0][1])
+            raise DataError(f"log_conditions needs positive condition values; {names[column]!r} has "
+                            f"{int(bad[:, column].sum())} values <= 0", path=f"{self.where}.conditions",
+                            value=float(np.asarray(values)[bad][0]))
+
     def condition_tensor(self, values: np.ndarray) -> torch.Tensor | None:
         """Standardized condition tensor (float32) for raw values ``(n, c)`` (None without conditions)."""
         if not self.model_conditions:
             return None
+        self._check_positive(values, self.model_conditions)
         return self.cond_scaler.transform(torch.from_numpy(np.asarray(values, dtype=np.float64))).float()
 
     # -- sampling side -------------------------------------------------------------------------------
@@ -364,6 +385,7 @@ class FlowSpace:
             "preprocess": self.pre.state_dict(),
             "scaler": self.scaler.state_dict(),
             "cond_scaler": self.cond_scaler.state_dict() if self.model_conditions else {},
+            "log_conditions": self.log_conditions,
             "ranges": {k: [lo, hi] for k, (lo, hi) in self.ranges.items()},
             "fill": self.fill.clone() if self.fill is not None else None,
             "multiplicity": [list(v) for v in self.multiplicity] if self.multiplicity is not None else None,
@@ -389,8 +411,9 @@ class FlowSpace:
         pre: Scaler = QuantileGaussianize() if "knots" in state["preprocess"] else AsinhScale()
         self.pre = pre.load_state_dict(state["preprocess"])
         self.scaler = Standardize().load_state_dict(state["scaler"])
+        self.log_conditions = bool(state.get("log_conditions", False))
         if self.model_conditions:
-            self.cond_scaler = Standardize().load_state_dict(state["cond_scaler"])
+            self.cond_scaler = self._new_cond_scaler().load_state_dict(state["cond_scaler"])
         self.ranges = {k: (float(v[0]), float(v[1])) for k, v in dict(state.get("ranges", {})).items()}
         fill = state.get("fill")
         self.fill = None if fill is None else torch.as_tensor(fill, dtype=torch.float64)

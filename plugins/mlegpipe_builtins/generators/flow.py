@@ -75,6 +75,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "small": {"steps": 400, "transforms": 3, "hidden": [32, 32], "batch_size": 512, "validate_every": 100},
     "large": {"steps": 8000, "transforms": 6, "hidden": [128, 128], "bins": 12, "batch_size": 2048},
+    # beam-energy scans: an ensemble of three longer-trained flows (bench_energies: the replicas' mixture
+    # scatters less than one flow where the energy lies beyond the trained range)
+    "scan": {"steps": 6000, "replicas": 3},
 }
 _SAMPLE_BLOCK = 262_144
 _DISTILL_POOL = 1 << 20  # (noise, features) pairs the distilled sampler is regressed on
@@ -84,6 +87,8 @@ _CHUNKED = (FastFlowSampler, DistilledSampler)  # samplers that run their chunks
 _DECODE_MIN = 8192  # events per decoding thread, at least
 _DECODE_CHUNK = 32768  # events decoded at a time by a thread (arrays that stay in cache)
 _DEFAULT_MAP = "nu_scaled"  # without `features`: the DIS map measured best (README)
+_DEFAULT_SCAN_MAP = "dis_scaling"  # conditional on the beam energy: limits fixed at every energy (bench_energies)
+_BEAM_ENERGY = ["beam_energy"]
 
 
 @dataclass
@@ -92,19 +97,27 @@ class FlowParams:
 
     feature_map: str = param("auto",
                              doc="how events become features: a registered map (DIS: nu_scaled (ln Q2, ln y, phi at a "
-                                 "collider; best measured), nu, lepton_t, lepton_cartesian), columns (the flat fields "
-                                 "in `features`) or collection (fields and particle collections in `features`); "
-                                 "auto: collection when `features` are given, else nu_scaled")
+                                 "collider; best measured), dis_scaling (ln Q2, ln a, phi: every kinematic limit at "
+                                 "the same place at every beam energy), nu, lepton_t, lepton_cartesian), columns (the "
+                                 "flat fields in `features`) or collection (fields and particle collections in "
+                                 "`features`); auto: collection when `features` are given, dis_scaling when "
+                                 "conditional on the beam energy alone, else nu_scaled")
     features: list[str] = param([], doc="event fields and particle collections to learn (columns / collection)")
     conditions: list[str] = param([], doc="event-level fields the flow is conditioned on (beam_energy, sqrt_s, "
                                           "n_jets, ...): sampling needs a value of each")
     conditional: bool = param(False, doc="shorthand for conditions = [\"beam_energy\"] (the per-event lepton beam "
                                          "energy of DIS energy scans)")
+    log_conditions: bool | None = param(None, doc="the networks see the standardized ln of each condition (positive "
+                                                  "ones: beam energies, sqrt_s) instead of the value itself, so a "
+                                                  "model of an energy scan interpolates and extrapolates in ln E; "
+                                                  "default: on when the condition is the beam energy alone")
     azimuth: str = param("uniform", choices=("uniform", "learned"),
                          doc="features the map declares exactly uniform (the DIS lepton azimuth): drawn uniformly "
                              "in [-pi, pi) (the flow then models one dimension fewer) or learned")
     flow: str = param("nsf", choices=("nsf", "maf"), doc="neural spline flow or masked affine flow")
-    preset: str = param("default", choices=tuple(PRESETS), doc="size preset (changes only defaulted values)")
+    preset: str = param("default", choices=tuple(PRESETS),
+                        doc="size preset (changes only defaulted values): small, large, or scan (beam-energy scans: "
+                            "3 replicas of 6000 steps)")
     steps: int = param(2500, min=1, doc="optimizer steps")
     batch_size: int = param(1024, min=8, doc="events per step")
     lr: float = param(3e-3, min=0.0, exclusive_min=True, doc="Adam learning rate (peak)")
@@ -174,14 +187,16 @@ def _resolve(params: FlowParams, registry: Any) -> FlowParams:
     """The preset's values for defaulted parameters, the feature map, conditions, sampler and distillation length."""
     changes = {k: v for k, v in PRESETS[params.preset].items() if getattr(params, k) == _DEFAULTS[k]}
     params = dataclasses.replace(params, **changes)
+    conditions = list(params.conditions) or (list(_BEAM_ENERGY) if params.conditional else [])
+    scan = conditions == _BEAM_ENERGY
     feature_map = params.feature_map if params.feature_map != "auto" else \
-        ("collection" if params.features else _DEFAULT_MAP)
-    conditions = list(params.conditions) or (["beam_energy"] if params.conditional else [])
+        ("collection" if params.features else _DEFAULT_SCAN_MAP if scan else _DEFAULT_MAP)
+    log_conditions = scan if params.log_conditions is None else params.log_conditions
     hint = registry.feature_maps.get(feature_map).sampler_hint if feature_map in registry.feature_maps else "fast"
     sampler = params.sampler if params.sampler != "auto" else hint
     steps = params.distill_steps or min(_DISTILL_STEPS_MAX, math.ceil(_DISTILL_STEPS_PER_STEP * params.steps))
     return dataclasses.replace(params, feature_map=feature_map, conditions=conditions, sampler=sampler,
-                               distill_steps=steps)
+                               distill_steps=steps, log_conditions=log_conditions)
 
 
 class FlowGenerator(Generator):
@@ -231,7 +246,8 @@ class FlowGenerator(Generator):
     def _new_space(self, azimuth: str) -> FlowSpace:
         return FlowSpace(self.p.feature_map, self.p.features, self.conditions, preprocess=self.p.preprocess,
                          y_transform=self.p.y_transform, edges=self.p.edges, azimuth=azimuth,
-                         splines=self.p.flow == "nsf", registry=self.ctx.registry, where=self.ctx.name)
+                         splines=self.p.flow == "nsf", log_conditions=self.p.log_conditions,
+                         registry=self.ctx.registry, where=self.ctx.name)
 
     def _feature_names(self) -> list[str]:
         """What the checkpoint records as the features: a fixed map's feature names, else the requested fields."""
