@@ -265,7 +265,9 @@ def pipeline_page() -> str:
             "| `inputs` | the samples a stage consumes (detector: the samples to fold; unfolding: the data) |",
             "| `train_on` | what a trainable stage learns from (generator: a truth prefix such as `\"truth\"`; "
             "learned detector: `[vertex_sample, detector_sample]`) |",
-            "| `surrogate` | the section of the frozen detector surrogate an unfolding uses |", ""]
+            "| `surrogate` | the section of the frozen detector surrogate an unfolding uses |",
+            "| `judge_on` | a generator's reference truth prefix when it is not the one it learns from: its test "
+            "split is compared with, and gives the conditions to generate at (e.g. unseen beam energies) |", ""]
     return "\n".join(out)
 
 

@@ -42,7 +42,9 @@ __all__ = ["PipelineConfig", "PipelineSettings", "StageSpec", "apply_override", 
 #: ``train_on``: what a trainable stage learns from (generator: a truth prefix such as
 #: ``"truth"``; learned detector: ``[vertex_sample, detector_sample]``).
 #: ``surrogate``: the section of the frozen detector surrogate an unfolding uses.
-RESERVED_KEYS = ("plugin", "kind", "inputs", "train_on", "surrogate")
+#: ``judge_on``: a generator's reference truth prefix when it is not the one it learns from (e.g. a
+#: conditional generator judged at conditions it never saw); its events give the conditions to generate at.
+RESERVED_KEYS = ("plugin", "kind", "inputs", "train_on", "surrogate", "judge_on")
 #: Top-level tables that are not stages.
 NON_STAGE_SECTIONS = ("pipeline", "observables")
 
@@ -86,6 +88,7 @@ class StageSpec:
     inputs: list[str] | None = None
     train_on: list[str] | None = None
     surrogate: str | None = None
+    judge_on: str | None = None
 
 
 @dataclass
@@ -117,7 +120,7 @@ class PipelineConfig:
             if spec.section != spec.kind:
                 table["kind"] = spec.kind
             table["plugin"] = spec.plugin.name
-            for key in ("inputs", "train_on", "surrogate"):
+            for key in ("inputs", "train_on", "surrogate", "judge_on"):
                 if getattr(spec, key) is not None:
                     table[key] = getattr(spec, key)
             if dataclasses.is_dataclass(spec.params):
@@ -293,7 +296,12 @@ def _validate(
         surrogate = table.get("surrogate")
         if surrogate is not None and not isinstance(surrogate, str):
             raise ConfigError("expected the name of a detector section", path=f"{section}.surrogate", value=surrogate)
-        stages.append(StageSpec(section, kind, info, params, params_raw, surrogate=surrogate, **wiring))
+        judge_on = table.get("judge_on")
+        if judge_on is not None and (kind != "generator" or not isinstance(judge_on, str)):
+            raise ConfigError("judge_on is a generator's reference truth: the prefix of a truth section (e.g. "
+                              "\"truth\" or \"unseen\")", path=f"{section}.judge_on", value=judge_on)
+        stages.append(StageSpec(section, kind, info, params, params_raw, surrogate=surrogate, judge_on=judge_on,
+                                **wiring))
     if not stages:
         raise ConfigError("the pipeline declares no stage; add at least a [truth] section")
     return PipelineConfig(source, settings, stages, registry, raw, observables=observables)

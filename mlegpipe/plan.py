@@ -156,8 +156,13 @@ def plan_pipeline(config: PipelineConfig) -> list[Step]:
             prefix = (spec.train_on or [truth_prefixes[0] if truth_prefixes else "truth"])[0]
             step.train_on = [f"{prefix}_train", f"{prefix}_valid"]
             _require(step.train_on, available, f"{sec}.train_on")
-            step.reference = f"{prefix}_test"
-            step.truth_section = truth_sections.get(prefix)
+            judge = spec.judge_on or prefix
+            step.reference = f"{judge}_test"
+            if judge not in truth_prefixes:
+                raise ConfigError("no truth section with this prefix before the generator; truths: "
+                                  + (", ".join(truth_prefixes) or "none"), path=f"{sec}.judge_on", value=judge,
+                                  hint=suggest(judge, truth_prefixes))
+            step.truth_section = truth_sections.get(judge)
             step.outputs = ["generated" if sec == "generator" else sec]
             vertex_level += step.outputs
         elif spec.kind == "detector":
@@ -222,8 +227,9 @@ _SPLIT_ORDER = ("test", "valid", "train")
 def plan_report(steps: list[Step]) -> ReportPlan:
     """Which sample the report compares with which, derived from the planned steps.
 
-    * every generator section's output against its truth's test split (floors
-      from the validation split, memorization against the training split);
+    * every generator section's output against its truth's test split, or the test split
+      of the truth named by its ``judge_on`` (floors from that truth's validation split,
+      memorization against the generator's training split);
     * a generated sample folded by a parametric detector against the truth's test
       split folded by the same detector;
     * a learned surrogate's folding of a vertex sample against the parametric
@@ -247,7 +253,7 @@ def plan_report(steps: list[Step]) -> ReportPlan:
             generated[out] = step
             ref = step.reference or ""
             prefix = ref.rsplit("_", 1)[0]
-            plan.comparisons.append(Comparison(out, out, ref, f"{prefix}_valid", f"{prefix}_train", "vertex",
+            plan.comparisons.append(Comparison(out, out, ref, f"{prefix}_valid", step.train_on[0], "vertex",
                                                step.truth_section, kind="generator", section=step.section))
         elif kind == "detector" and not step.spec.plugin.cls.trainable:
             parametric[step.section] = step

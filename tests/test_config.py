@@ -79,3 +79,36 @@ plugin = "test-gauss"
 """
     with pytest.raises(ConfigError, match="generator.train_on = 'truth_train': no such sample"):
         plan_pipeline(parse_config(text, "w.toml", registry=toy_registry))
+
+
+JUDGED = BASE.replace("[generator]", '''[unseen]
+kind = "truth"
+plugin = "test-gauss"
+events = 600
+
+[generator]
+judge_on = "unseen"''')
+
+
+def test_a_generator_judged_on_another_truth(toy_registry) -> None:
+    """judge_on: learn from [truth], compare with (and generate at the conditions of) the [unseen] test split."""
+    cfg = parse_config(JUDGED, "j.toml", registry=toy_registry)
+    steps = plan_pipeline(cfg)
+    gen = next(s for s in steps if s.section == "generator")
+    assert gen.train_on == ["truth_train", "truth_valid"] and gen.reference == "unseen_test"
+    comparison = next(c for c in cfg.report_plan.comparisons if c.label == "generated")
+    assert (comparison.reference, comparison.reference2, comparison.training) == \
+        ("unseen_test", "unseen_valid", "truth_train")
+    assert cfg.resolved()["generator"]["judge_on"] == "unseen"
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    (('judge_on = "unseen"', 'judge_on = "unsen"'), "generator.judge_on = 'unsen': no truth section with this "
+                                                     "prefix before the generator; truths: truth, unseen"),
+    (('judge_on = "unseen"', "judge_on = 3"), "generator.judge_on = 3: judge_on is a generator's reference truth"),
+    (('plugin = "test-noise"', 'plugin = "test-noise"\njudge_on = "truth"'), "detector.judge_on = 'truth'"),
+])
+def test_bad_judge_on(toy_registry, change: tuple[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        plan_pipeline(parse_config(JUDGED.replace(*change), "j.toml", registry=toy_registry))
+    assert fragment in str(err.value)

@@ -45,6 +45,8 @@ from mlegpipe.report.text import math_html
 
 __all__ = ["LOWER_PANELS", "RunAnalysis", "analyse_run", "truth_cross_section", "truth_setups"]
 
+_CONDITIONAL_FEATURES = 12  # observables drawn per value of a condition (a figure each, a panel per value)
+
 #: The lower panels of the 1D comparison plots (the html report's ``lower_panel``).
 LOWER_PANELS: tuple[str, ...] = ("pull", "ratio", "both")
 
@@ -349,8 +351,8 @@ def analyse_run(
             if toy is not None and train is not None:
                 _amplification(out, label, model, train, toy, plots, draw)
             for name in (conditions or {}).get(label, ()):
-                _conditional(out, entry, name, model, ref, train, table["feature_names"][:4], observables, bins,
-                             plots, draw)
+                _conditional(out, entry, name, model, ref, train, table["feature_names"][:_CONDITIONAL_FEATURES],
+                             observables, bins, plots, draw)
     all_rows = [r for rows in out.metrics["targets"].values() for r in rows]
     out.metrics["summary"] = summarize_targets(all_rows)
     if plots:
