@@ -78,7 +78,7 @@ TEST_ENERGIES = (15.0, 25.0, 35.0, 45.0, 60.0, 70.0, 90.0)
 DENSE_ENERGIES = tuple(float(e) for e in range(10, 51) if e not in (15, 25, 35, 45))
 DENSE_EVENTS = 10_000
 #: Targets: the largest ratio to the floor allowed at an energy, and the AUC limit.
-RATIO_MAX = {"interpolated": 1.5, "extrapolated": 1.5}
+RATIO_MAX = 1.5       # interpolated, and extrapolated up to 60 GeV
 RATIO_MAX_FAR = 2.0   # extrapolated beyond 60 GeV
 FAR_FROM = 60.0
 AUC_MAX = 0.53
@@ -152,6 +152,7 @@ def training_set(kind: str, seed: int) -> tuple[EventBatch, EventBatch, list[flo
 
 
 def regime(energy: float, trained: Sequence[float]) -> str:
+    """``trained``, ``interpolated`` or ``extrapolated`` (:func:`mlegpipe.plots.conditional.energy_regime`)."""
     from mlegpipe.plots.conditional import energy_regime
 
     return energy_regime(energy, trained)
@@ -159,7 +160,7 @@ def regime(energy: float, trained: Sequence[float]) -> str:
 
 def ratio_limit(energy: float, trained: Sequence[float]) -> float:
     """The target's largest ratio to the floor at ``energy``."""
-    return RATIO_MAX_FAR if energy > FAR_FROM and regime(energy, trained) == "extrapolated" else 1.5
+    return RATIO_MAX_FAR if energy > FAR_FROM and regime(energy, trained) == "extrapolated" else RATIO_MAX
 
 
 def _joint(table: Mapping[str, Any]) -> Mapping[str, Any]:

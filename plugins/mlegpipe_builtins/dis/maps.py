@@ -7,6 +7,8 @@
   and ``nu2 = ln(2 E_b - E' - p_par)``; at a collider ``nu1 = ln(Q^2 / 2E_b)`` and
   ``nu2 = ln(2 E_b y)``.
 * :class:`ScaledNuMap`: ``(ln Q², ln y, phi)`` at a collider.
+* :class:`ScalingLepton`: ``(ln Q², ln a, phi)`` with ``a = ln y / ln(x y)``: every kinematic limit
+  at the same place at every beam energy (energy scans).
 * :class:`CartesianLepton` (DS-GAN baseline): ``(p_x, p_y, p_z)``, no protection.
 
 The per-event lepton beam energy ``E_b`` is the maps' context
