@@ -134,14 +134,18 @@ class PerfectModel:
         return events.take(np.arange(n))
 
 
-def training_set(kind: str, seed: int) -> tuple[EventBatch, EventBatch, list[float]]:
-    """Training and validation events (90 / 10 %) of a training set, and its energies."""
+def training_set(kind: str, seed: int, dense_events: int = DENSE_EVENTS) -> tuple[EventBatch, EventBatch, list[float]]:
+    """Training and validation events (90 / 10 %) of a training set, and its energies.
+
+    ``dense_events``: events per energy of the dense set (its first ones: a smaller set is part of a larger).
+    """
     registry = load_plugins()
     sample = load_truth("sym_multienergy", registry, beams="sym50")
     if kind == "sample":
         events, energies = sample, sorted(np.unique(sample.column("beam_energy")).tolist())
     elif kind == "dense":
         parts = [_cached("train", e, DENSE_EVENTS, DENSE_SEED) for e in DENSE_ENERGIES]
+        parts = [p.take(np.arange(min(dense_events, len(p)))) for p in parts]
         events = dataclasses.replace(EventBatch.concat(parts), beams=sample.beams)
         energies = list(DENSE_ENERGIES)
     else:
@@ -346,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE",
                     help="override a model parameter (value parsed as TOML), e.g. flow.steps=4000")
     ap.add_argument("--train-set", default="sample", choices=("sample", "dense"))
+    ap.add_argument("--dense-events", type=int, default=DENSE_EVENTS,
+                    help=f"events per energy of the dense set (at most {DENSE_EVENTS}; 2700: as many as the sample set)")
     ap.add_argument("--energies", type=float, nargs="+", default=list(TEST_ENERGIES))
     ap.add_argument("--test", type=int, default=40_000, help="truth events per energy (and as many for the floor)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
@@ -363,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.setdefault(model, {})[param] = tomllib.loads(f"v = {value}")["v"]
     results, samples = [], {}
     for seed in args.seeds:
-        train, valid, trained = training_set(args.train_set, seed)
+        train, valid, trained = training_set(args.train_set, seed, args.dense_events)
         truth = scan_truth(args.energies, args.test, train.beams)
         for name in args.models.split(","):
             plugin, params = MODELS[name]
