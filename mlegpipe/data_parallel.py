@@ -50,7 +50,29 @@ from torch import nn
 from mlegpipe import distributed as ddp
 from mlegpipe.exceptions import ConfigError
 
-__all__ = ["DataParallel", "MinibatchShard", "RowDropout", "StepLoss", "check_batch_size", "sharded_draw"]
+__all__ = ["DataParallel", "MinibatchShard", "RowDropout", "StepLoss", "check_batch_size", "global_rows",
+           "sharded_draw"]
+
+
+def global_rows(draw: Callable[[tuple[int, ...]], torch.Tensor], shape: Sequence[int],
+                rows: tuple[int, slice] | None) -> torch.Tensor:
+    """Per-event random numbers of ``shape`` for this rank's rows of a global batch, drawn as one process draws them.
+
+    ``rows`` = (N, this rank's slice) of a global batch of N events, whose local part has ``shape[0]`` rows:
+    ``draw((N, *shape[1:]))`` cut to the slice, so the stream advances as in one process and the rows get its
+    numbers. ``draw(shape)`` itself when ``rows`` is None (one process) or does not describe ``shape[0]`` rows.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> whole = torch.rand((4, 2), generator=g)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> bool(torch.equal(global_rows(lambda s: torch.rand(s, generator=g), (2, 2), (4, slice(2, 4))), whole[2:]))
+        True
+    """
+    shape = tuple(int(n) for n in shape)
+    if rows is None or shape[0] != rows[1].stop - rows[1].start:
+        return draw(shape)
+    return draw((int(rows[0]), *shape[1:]))[rows[1]]
 
 
 class RowDropout(nn.Dropout):
@@ -75,9 +97,9 @@ class RowDropout(nn.Dropout):
         rows = self.rows
         if not self.training or rows is None or not 0.0 < self.p < 1.0 or x.shape[0] != rows[1].stop - rows[1].start:
             return super().forward(x)
-        mask = torch.empty((rows[0], *x.shape[1:]), dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
-        mask.div_(1.0 - self.p)
-        return x * mask[rows[1]]
+        mask = global_rows(lambda shape: torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p),
+                           x.shape, rows)
+        return x * mask.div_(1.0 - self.p)
 
 
 @dataclass
@@ -294,9 +316,8 @@ class MinibatchShard:
         """
         if not self.distributed:
             return local
-        world = ddp.world_size()
-        counts = [len(range(*ddp.shard_slice(self.events, r, world).indices(self.events))) for r in range(world)]
-        return DataParallel().gather(local, counts)
+        dp = DataParallel()
+        return dp.gather(local, dp.prefix_counts(self.events, self.events))
 
     def global_term(self, term: torch.Tensor) -> torch.Tensor:
         """A loss term computed on the gathered global batch, scaled by N / n_local for the event-weighted gradient

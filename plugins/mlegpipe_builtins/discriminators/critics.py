@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from mlegpipe import hookimpl
+from mlegpipe.data_parallel import global_rows
 from mlegpipe.nets import ACTIVATIONS, NORMS, count_parameters, mlp
 from mlegpipe.schema import fill_none, param
 from mlegpipe.stages import Discriminator
@@ -174,10 +175,8 @@ def gradient_penalty(
         >>> round(float(gradient_penalty(lin, torch.randn(5, 2), torch.randn(5, 2)).detach()), 12)
         0.0
     """
-    if rows is None:
-        eps = torch.rand(real.shape[0], 1, generator=generator, dtype=real.dtype).to(real.device)
-    else:
-        eps = torch.rand(rows[0], 1, generator=generator, dtype=real.dtype)[rows[1]].to(real.device)
+    eps = global_rows(lambda shape: torch.rand(shape, generator=generator, dtype=real.dtype), (real.shape[0], 1),
+                      rows).to(real.device)
     mixed = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     scores = _Adversary.score(net, mixed, cond)
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
@@ -467,12 +466,9 @@ class DeepSetsDiscriminator(JSGAN):
         u = self.settings["input_noise"]
         if u <= 0:
             return x
-        rows = self.batch_rows
-        if rows is None or x.shape[0] != rows[1].stop - rows[1].start:
-            noise = torch.rand(x.shape, generator=self.random_generator(), dtype=x.dtype).to(x.device)
-        else:  # this rank's rows of the global batch's noise
-            noise = torch.rand((rows[0], *x.shape[1:]), generator=self.random_generator(), dtype=x.dtype)[rows[1]]
-            noise = noise.to(x.device)
+        gen = self.random_generator()  # under data-parallel training: this rank's rows of the global batch's noise
+        noise = global_rows(lambda shape: torch.rand(shape, generator=gen, dtype=x.dtype), x.shape,
+                            self.batch_rows).to(x.device)
         return x + u * (2.0 * noise - 1.0)
 
 

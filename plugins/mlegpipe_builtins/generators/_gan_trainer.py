@@ -26,11 +26,12 @@ minibatch, noise and azimuths as one process and keeps its shard
 gradients of both networks are averaged over the ranks, weighted by events,
 before every critic and generator step. The η·MMD² and the How-to-GAN terms
 compare the batch's first m events, so they are computed on the gathered global
-batch (gradients through each rank's own events), not per shard. N ranks then
-reproduce the one-process training to floating-point reduction order, with two
-exceptions: the adversary's own per-event random numbers (the gradient
-penalty's interpolation weights, instance noise) are drawn per shard from its
-identically seeded stream, and dropout masks from each rank's global torch
+batch (gradients through each rank's own events), not per shard. The
+adversary's own per-event random numbers (the gradient penalty's interpolation
+weights, instance noise) are drawn for the global batch and cut to the shard
+(:meth:`~mlegpipe.stages.Discriminator.global_batch`). N ranks then reproduce
+the one-process training to floating-point reduction order, with two
+exceptions: dropout masks (``dropout`` > 0) come from each rank's global torch
 generator, so they differ from the one-process draws (as statistically valid,
 not the same numbers); and a batch-statistics adversary (``deepsets``) sees
 each rank's shard as its batch.
