@@ -111,10 +111,6 @@ _MMD_EVENTS = 256        # MMD² cost grows as the square of the events it compa
 _MMD_WIDTHS = (0.2, 0.5, 1.0, 2.0)  # Gaussian kernel widths of the MMD² on (detector, vertex) pairs (standardized)
 
 
-def _noise(n: int, dim: int, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(n, dim, generator=generator)
-
-
 def _distribution_metric(surrogate: LearnedFolding, v_valid: torch.Tensor, d_valid: torch.Tensor) -> dict[str, float]:
     """Mean χ²/ndf (20 bins) of folded vs true validation pairs: detector features and scaled targets.
 
@@ -209,9 +205,9 @@ class ConditionalFolding(LearnedFolding):
             for _k in range(p.critic_steps):
                 v_all, d_all = batches()  # the global batch and its noise, drawn as one process draws them
                 rows = dp.rows(len(v_all))
-                vb, db = v_all[rows], d_all[rows]
+                vb, db = dp.take(v_all, d_all)
                 with torch.no_grad():
-                    fake = g.target(vb, _noise(len(v_all), p.noise_dim, gens["noise"])[rows])
+                    fake = g.target(vb, self.fold_noise(len(v_all), gens["noise"])[rows])
                 with dp.dropout_rows(critic, len(v_all)):
                     loss_c = loss.critic_loss(critic, g.to_target(vb, db), fake, vb,
                                               (len(v_all), rows) if dp.enabled else None)
@@ -221,12 +217,12 @@ class ConditionalFolding(LearnedFolding):
                 opt_c.step()
             v_all, d_all = batches()
             rows = dp.rows(len(v_all))
-            vb, db = v_all[rows], d_all[rows]
-            fake = g.target(vb, _noise(len(v_all), p.noise_dim, gens["noise"])[rows])
+            vb, db = dp.take(v_all, d_all)
+            fake = g.target(vb, self.fold_noise(len(v_all), gens["noise"])[rows])
             with dp.dropout_rows(critic, len(v_all)):
                 loss_g = loss.generator_loss(critic, fake, vb)
             if p.energy_weight > 0:
-                fake2 = g.target(vb, _noise(len(v_all), p.noise_dim, gens["noise"])[rows])
+                fake2 = g.target(vb, self.fold_noise(len(v_all), gens["noise"])[rows])
                 loss_g = loss_g + p.energy_weight * energy_score(fake, fake2, g.to_target(vb, db))
             if p.head_weight > 0 and g.affine is not None:
                 loss_g = loss_g + p.head_weight * g.head_score(vb, g.to_target(vb, db))

@@ -146,8 +146,6 @@ class AdversarialTraining:
 
         def fold(v_std: torch.Tensor, n: int, rows: slice, noise: torch.Generator) -> torch.Tensor:
             """The surrogate's folding of this rank's rows of a global batch of n, with one process's noise."""
-            if not dp.enabled:
-                return surrogate.fold_tensor(v_std, noise)
             drawn = surrogate.fold_noise(n, noise)  # the global batch's noise, as one process draws it
             return surrogate.fold_tensor(v_std, noise=None if drawn is None else drawn[rows])
 
