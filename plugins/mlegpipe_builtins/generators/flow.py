@@ -63,6 +63,7 @@ from mlegpipe.schema import param
 from mlegpipe.stages import Discriminator, Generator, NetworkInputs, NetworkProbe, StageContext
 from mlegpipe.training import MinibatchSampler, TrainLoop, bootstrap_indices, cosine_schedule, warmup_schedule
 from mlegpipe.training.cuda_graph import GraphedLoss
+from mlegpipe_builtins.dis import BEAM_ENERGY
 from mlegpipe_builtins.generators._flow_distill import DistilledSampler, distill
 from mlegpipe_builtins.generators._flow_fast import FastFlowSampler
 from mlegpipe_builtins.generators._flow_space import FlowSpace
@@ -88,7 +89,6 @@ _DECODE_MIN = 8192  # events per decoding thread, at least
 _DECODE_CHUNK = 32768  # events decoded at a time by a thread (arrays that stay in cache)
 _DEFAULT_MAP = "nu_scaled"  # without `features`: the DIS map measured best (README)
 _DEFAULT_SCAN_MAP = "dis_scaling"  # conditional on the beam energy: limits fixed at every energy (bench_energies)
-_BEAM_ENERGY = ["beam_energy"]
 
 
 @dataclass
@@ -187,8 +187,8 @@ def _resolve(params: FlowParams, registry: Any) -> FlowParams:
     """The preset's values for defaulted parameters, the feature map, conditions, sampler and distillation length."""
     changes = {k: v for k, v in PRESETS[params.preset].items() if getattr(params, k) == _DEFAULTS[k]}
     params = dataclasses.replace(params, **changes)
-    conditions = list(params.conditions) or (list(_BEAM_ENERGY) if params.conditional else [])
-    scan = conditions == _BEAM_ENERGY
+    conditions = list(params.conditions) or ([BEAM_ENERGY] if params.conditional else [])
+    scan = conditions == [BEAM_ENERGY]
     feature_map = params.feature_map if params.feature_map != "auto" else \
         ("collection" if params.features else _DEFAULT_SCAN_MAP if scan else _DEFAULT_MAP)
     log_conditions = scan if params.log_conditions is None else params.log_conditions
