@@ -102,21 +102,45 @@ def _cached(kind: str, energy: float, n: int, seed: int) -> EventBatch:
     return EventBatch.concat(list(read_events(path)))
 
 
-def scan_truth(energies: Sequence[float], n: int, beams: Any, floors: int = FLOORS
-               ) -> dict[float, tuple[EventBatch, list[EventBatch]]]:
+@dataclasses.dataclass
+class EnergyTruth:
+    """The truth at one beam energy, with the comparison's observables, and the floors no model changes.
+
+    Attributes:
+        test: the truth the models are compared with.
+        first: the first floor sample (the issue's floor; its χ²/ndf is taken in each model's own table).
+        extra_chi2: the χ²/ndf of each further floor sample against ``test``, per observable.
+        extra_joint: the same for the joint (x, Q²).
+    """
+
+    test: EventBatch
+    first: EventBatch
+    extra_chi2: dict[str, list[float]]
+    extra_joint: list[float]
+
+
+def scan_truth(energies: Sequence[float], n: int, beams: Any, floors: int = FLOORS) -> dict[float, EnergyTruth]:
     """Per energy, the truth sample of ``n`` events and ``floors`` independent ones for the truth-vs-truth floors.
 
     The first floor sample is the issue's (the second half of the test file); the others are fresh Pythia
     samples. The floor a model is held to is the mean of their χ²/ndf against the truth: one truth-vs-truth
     χ²/ndf scatters by about √(2/ndf) on its own (±0.2 with 50 bins), which a single floor passes on to every ratio.
+    The further floors do not depend on the model: they are computed here, once.
     """
+    from mlegpipe.metrics import compare_samples
+
     out = {}
     for energy in energies:
         both = _cached("test", energy, 2 * n, TRUTH_SEED)
         at = beams_at(beams, energy, follows=True)
-        test, first = (dataclasses.replace(both.take(idx), beams=at) for idx in (np.arange(n), np.arange(n, 2 * n)))
-        more = [dataclasses.replace(_cached("null", energy, n, FLOOR_SEED + k), beams=at) for k in range(floors - 1)]
-        out[energy] = (test, [first, *more])
+        test, first = (add_observables(dataclasses.replace(both.take(idx), beams=at))
+                       for idx in (np.arange(n), np.arange(n, 2 * n)))
+        extra = [compare_samples(add_observables(dataclasses.replace(_cached("null", energy, n, FLOOR_SEED + k),
+                                                                     beams=at)),
+                                 test, features=list(FEATURES), beams=at, classifier=False, physical=False)
+                 for k in range(floors - 1)]
+        out[energy] = EnergyTruth(test, first, {f: [t["features"][f]["chi2_ndf"] for t in extra] for f in FEATURES},
+                                  [_joint(t)["chi2_ndf"] for t in extra])
     return out
 
 
@@ -171,29 +195,26 @@ def _joint(table: Mapping[str, Any]) -> Mapping[str, Any]:
     return next((v for v in table["joints"].values() if {v.get("x"), v.get("y")} == {"x", "Q2"}), {})
 
 
-def evaluate_at(stage: Any, energy: float, test: EventBatch, floors: Sequence[EventBatch], train: EventBatch,
-                seed: int, classifier: bool = True) -> tuple[dict[str, Any], EventBatch]:
-    """The model's events at ``energy`` against ``test``; the floors from the independent truth ``floors``.
+def evaluate_at(stage: Any, energy: float, truth: EnergyTruth, train: EventBatch, seed: int,
+                classifier: bool = True) -> tuple[dict[str, Any], EventBatch]:
+    """The model's events at ``energy`` against ``truth.test`` (``train``: the training events, with observables).
 
-    ``ratios``: model χ²/ndf over the mean truth-vs-truth χ²/ndf of all ``floors``; ``ratios_single``:
+    ``ratios``: model χ²/ndf over the mean truth-vs-truth χ²/ndf of all floor samples; ``ratios_single``:
     over the first floor alone (the issue's definition).
     """
     from mlegpipe.metrics import compare_samples
 
+    test = truth.test
     n = len(test)
     generated = stage.sample(n, np.random.SeedSequence([seed, 11, int(energy * 1000)]),
                              {"beam_energy": np.full(n, energy)})
     generated = dataclasses.replace(generated, beams=test.beams)
-    gen_o, test_o, *floor_o = (add_observables(b) for b in (generated, test, *floors))
-    table = compare_samples(gen_o, test_o, floor_o[0], features=list(FEATURES), beams=test.beams,
-                            training=add_observables(train), classifier=classifier, seed=seed)
-    extra = [compare_samples(f, test_o, features=list(FEATURES), beams=test.beams, classifier=False, physical=False)
-             for f in floor_o[1:]]
+    table = compare_samples(add_observables(generated), test, truth.first, features=list(FEATURES),
+                            beams=test.beams, training=train, classifier=classifier, seed=seed)
     feats = table["features"]
-    floor = {k: float(np.mean([v["chi2_ndf_floor"], *(t["features"][k]["chi2_ndf"] for t in extra)]))
-             for k, v in feats.items()}
+    floor = {k: float(np.mean([v["chi2_ndf_floor"], *truth.extra_chi2[k]])) for k, v in feats.items()}
     joint = _joint(table)
-    joint_floor = float(np.mean([joint["chi2_ndf_floor"], *(_joint(t)["chi2_ndf"] for t in extra)]))
+    joint_floor = float(np.mean([joint["chi2_ndf_floor"], *truth.extra_joint]))
     row = {"energy": energy, "n": n,
            "ratios": {k: v["chi2_ndf"] / floor[k] for k, v in feats.items()},
            "ratios_single": {k: v["chi2_ndf"] / v["chi2_ndf_floor"] for k, v in feats.items()},
@@ -226,31 +247,32 @@ def judge(row: Mapping[str, Any], trained: Sequence[float]) -> dict[str, Any]:
 
 
 def run_model(name: str, plugin: str, params: Mapping[str, Any], train: EventBatch, valid: EventBatch,
-              trained: Sequence[float], truth: Mapping[float, tuple[EventBatch, list[EventBatch]]], seed: int,
+              train_o: EventBatch, trained: Sequence[float], truth: Mapping[float, EnergyTruth], seed: int,
               classifier: bool) -> tuple[dict[str, Any], dict[float, EventBatch]]:
-    """Train one model, evaluate it at every energy; its row and its generated samples."""
+    """Train one model on ``train``, evaluate it at every energy; its row and its generated samples.
+
+    ``train_o``: the training events with the comparison's observables (:func:`bench_generators.add_observables`).
+    """
+    n = max(len(t.test) for t in truth.values())
     if plugin == "pythia":  # the null: independent Pythia events
-        stage, cost = PerfectModel(max(len(t[0]) for t in truth.values()), train.beams, NULL_SEED + seed), \
+        stage, cost = PerfectModel(n, train.beams, NULL_SEED + seed), \
             {"train_cpu_minutes": 0.0, "train_wall_seconds": 0.0}
     else:
         stage, cost = train_model(plugin, params, train, valid, seed=seed)
     rows, samples = [], {}
-    for energy, (test, floors) in truth.items():
-        row, samples[energy] = evaluate_at(stage, energy, test, floors, train, seed, classifier)
+    for energy, at in truth.items():
+        row, samples[energy] = evaluate_at(stage, energy, at, train_o, seed, classifier)
         row.update(regime=regime(energy, trained), **judge(row, trained))
         rows.append(row)
-    shown = [e for e in trained if len(trained) <= 6 or e % 10 == 0]  # trained energies drawn in the report
-    if plugin != "pythia":
-        n = max(len(t[0]) for t in truth.values())
-        for energy in shown:
-            samples[energy] = stage.sample(n, np.random.SeedSequence([seed, 13, int(energy * 1000)]),
-                                           {"beam_energy": np.full(n, energy)})
     speed = float("nan")
     if plugin != "pythia":
+        for energy in (e for e in trained if len(trained) <= 6 or e % 10 == 0):  # trained energies in the report
+            samples[energy] = stage.sample(n, np.random.SeedSequence([seed, 13, int(energy * 1000)]),
+                                           {"beam_energy": np.full(n, energy)})
         t0 = time.perf_counter()
-        n = 200_000
-        stage.sample(n, np.random.SeedSequence([seed, 12]), {"beam_energy": np.full(n, 45.0)})
-        speed = n / (time.perf_counter() - t0)
+        events = 200_000
+        stage.sample(events, np.random.SeedSequence([seed, 12]), {"beam_energy": np.full(events, 45.0)})
+        speed = events / (time.perf_counter() - t0)
     return {"model": name, "plugin": plugin, "params": dict(params), "seed": seed, **cost,
             "events_per_second": speed, "energies": rows}, samples
 
@@ -310,15 +332,16 @@ def figures(results: Sequence[Mapping[str, Any]]) -> list[Figure]:
 
 def write_report(path: Path, results: Sequence[Mapping[str, Any]],
                  samples: Mapping[tuple[str, int], Mapping[float, EventBatch]],
-                 truth: Mapping[float, tuple[EventBatch, list[EventBatch]]], train: EventBatch,
-                 trained: Sequence[float]) -> None:
-    """An HTML page: per model and observable, the distributions at every energy (truth points, model line)."""
+                 truth: Mapping[float, EnergyTruth], train: EventBatch, trained: Sequence[float]) -> None:
+    """An HTML page: per model and observable, the distributions at every energy (truth points, model line).
+
+    ``train`` carries the comparison's observables, as ``truth``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     from mlegpipe.plots.conditional import plot_conditional
 
-    train_o = add_observables(train)
     parts = ["<html><head><meta charset='utf-8'><title>Energy scan</title></head><body>",
              "<h1>Conditional generators across the beam-energy scan</h1>",
              "<p>Panels titled in green: trained energies (truth: the training events), blue: interpolated, "
@@ -328,13 +351,12 @@ def write_report(path: Path, results: Sequence[Mapping[str, Any]],
         gen = samples[(r["model"], r["seed"])]
         parts.append(f"<h2>{html.escape(r['model'])} (seed {r['seed']})</h2>")
         gen_o = {e: add_observables(b) for e, b in gen.items()}
-        truth_o = {e: add_observables(t[0]) for e, t in truth.items()}
         for f in FEATURES:
-            ref = {e: b.column(f) for e, b in truth_o.items()}
+            ref = {e: t.test.column(f) for e, t in truth.items()}
             mod = {e: b.column(f) for e, b in gen_o.items()}
             for e in gen_o:
                 if e not in ref:  # a trained energy: its truth is the training events
-                    ref[e] = train_o.column(f)[train_o.column("beam_energy") == e]
+                    ref[e] = train.column(f)[train.column("beam_energy") == e]
             fig = plot_conditional(f, dict(sorted(ref.items())), dict(sorted(mod.items())), trained, ncols=6)
             buf = io.StringIO()
             fig.savefig(buf, format="svg")
@@ -370,11 +392,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, samples = [], {}
     for seed in args.seeds:
         train, valid, trained = training_set(args.train_set, seed, args.dense_events)
+        train_o = add_observables(train)  # once per seed: the memorization test and the report compare with it
         truth = scan_truth(args.energies, args.test, train.beams)
         for name in args.models.split(","):
             plugin, params = MODELS[name]
             params = {**params, **overrides.get(name, {})}
-            result, gen = run_model(name, plugin, params, train, valid, trained, truth, seed, not args.no_classifier)
+            result, gen = run_model(name, plugin, params, train, valid, train_o, trained, truth, seed,
+                                    not args.no_classifier)
             result["train_set"] = args.train_set
             results.append(result)
             samples[(name, seed)] = gen
@@ -384,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": str(args.report) if args.report else None}, "train_set": args.train_set, "pivot": True,
         "figures": [f.to_dict() for f in figures(results)], "results": results})
     if args.report:
-        write_report(args.report, results, samples, truth, train, trained)
+        write_report(args.report, results, samples, truth, train_o, trained)
         print(f"report: {args.report}")
     return 0
 
