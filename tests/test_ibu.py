@@ -85,6 +85,59 @@ def test_bad_inputs_raise_clear_errors() -> None:
         response_matrix(v + 10, d, EDGES, EDGES)
 
 
+# -- against the reference implementation (pyunfold, a test-only dependency) --------------------------------
+
+
+@pytest.mark.parametrize("prior", ["explicit", "simulation"])
+def test_ibu_agrees_with_pyunfold(prior: str) -> None:
+    pyunfold = pytest.importorskip("pyunfold")
+
+    # a random but fixed weighted simulation: 5 vertex (cause) × 6 detector (effect) bins, 15 % of the events
+    # lost, vertex bin 4 never measured (efficiency 0), vertex values outside [0, 5] that land in the detector
+    # binning are fakes (acceptance < 1)
+    rng = np.random.default_rng(20240611)
+    n = 3000
+    vertex = rng.uniform(-0.5, 5.5, n)
+    detector = 1.2 * vertex + rng.normal(0.0, 0.6, n)
+    detector[rng.random(n) < 0.15] = np.nan
+    detector[(vertex >= 4.0) & (vertex <= 5.0)] = np.nan
+    resp = response_matrix(vertex, detector, np.linspace(0.0, 5.0, 6), np.linspace(0.0, 6.0, 7),
+                           weights=rng.uniform(0.5, 1.5, n))
+    assert resp.matrix.shape == (6, 5)
+    assert (resp.efficiency[:4] > 0.5).all() and (resp.efficiency < 0.9).all() and resp.efficiency[4] == 0.0
+    assert resp.acceptance.min() < 0.5 and resp.acceptance.max() == pytest.approx(1.0)
+    data = rng.poisson(400.0, 6).astype(np.float64)
+    ours_prior = np.array([1.0, 4.0, 2.0, 0.5, 3.0]) if prior == "explicit" else None
+
+    # The mapping to pyunfold's conventions (pyunfold/mix.py, Mixer.smear):
+    #   response      = resp.matrix: the same orientation, effects × causes, P(effect j | cause i); its column
+    #                   sums are the efficiencies in both
+    #   efficiencies  = resp.efficiency: pyunfold divides by them (1/0 := 0) exactly where we do
+    #   data          = acceptance × data: we remove the fakes before unfolding, pyunfold has no notion of them
+    #   prior         = ours normalized (pyunfold requires sum 1; we normalize any positive prior, the default being
+    #                   the simulation's vertex counts). Its scale is irrelevant after one step: a Bayes step is
+    #                   homogeneous of degree 0 in the prior. We zero the prior in bins without efficiency,
+    #                   pyunfold does not, but those bins have a zero response column and so never enter R p.
+    #   stopping      = never (the test statistic is >= 0, so never < -1): exactly max_iter iterations, one row of
+    #                   return_iterations per iteration; no callbacks, hence no smoothing.
+    # The errors pyunfold requires only feed its covariance, not the unfolded spectrum.
+    reference_prior = resp.vertex_counts if ours_prior is None else ours_prior
+    iterations = pyunfold.iterative_unfold(
+        data=resp.acceptance * data, data_err=np.sqrt(data),
+        response=resp.matrix, response_err=np.full(resp.matrix.shape, 0.01),
+        efficiencies=resp.efficiency, efficiencies_err=np.full(5, 0.01),
+        prior=reference_prior / reference_prior.sum(), ts="ks", ts_stopping=-1.0, max_iter=5,
+        return_iterations=True)
+    assert iterations["num_iterations"].tolist() == [1, 2, 3, 4, 5]
+    for n_iter, expected in zip(iterations["num_iterations"], iterations["unfolded"], strict=True):
+        got = ibu(data, resp, int(n_iter), prior=ours_prior)
+        assert got[4] == expected[4] == 0.0
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=0.0)
+    # the iterations did move the spectrum away from the prior (the comparison is not trivial)
+    first, last = iterations["unfolded"].iloc[0], iterations["unfolded"].iloc[-1]
+    assert np.abs(last[:4] / first[:4] - 1.0).max() > 0.05
+
+
 # -- event weights carrying binned results ------------------------------------------------------------------
 
 
