@@ -169,5 +169,6 @@ def plot_closure(info: dict[str, Any], ctx: StageContext, unfolded: str = "gan")
     try:
         files = plot_unfolding_info(info, Path(ctx.run_dir) / "plots", prefix=ctx.name, unfolded=unfolded)
         info["plots"] = [str(f) for f in files]
-    except (OSError, ValueError) as err:  # a failed figure must not lose a finished unfolding
-        ctx.log.warning("unfolding plots failed: %s", err)
+    except Exception as err:  # noqa: BLE001 - a failed figure must not lose a finished unfolding (an hour of training)
+        ctx.log.error("unfolding plots failed (%s: %s); the unfolded samples and figures are kept",
+                      type(err).__name__, err)
