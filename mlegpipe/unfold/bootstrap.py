@@ -64,6 +64,30 @@ class Band:
         """Standard deviation per bin."""
         return np.sqrt(self.var)
 
+    def relative_width(self, extra_variance: np.ndarray | None = None) -> np.ndarray:
+        """Standard deviation over mean per bin (NaN where the mean is not positive); ``extra_variance`` as in
+        :meth:`pulls`.
+
+        Example:
+            >>> Band(np.array([0.5, 0.0]), np.array([0.01, 0.0]), np.zeros((2, 2))).relative_width().tolist()
+            [0.2, nan]
+        """
+        var = self.var if extra_variance is None else self.var + np.asarray(extra_variance, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.mean > 0, np.sqrt(var) / self.mean, np.nan)
+
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> Band:
+        """The band of :meth:`to_dict` (mean and standard deviation; the replicas are not kept there).
+
+        Example:
+            >>> Band.from_dict({"mean": [0.5], "std": [0.1]}).var.round(6).tolist()
+            [0.01]
+        """
+        mean = np.array([np.nan if v is None else v for v in entry["mean"]], dtype=np.float64)
+        std = np.array([np.nan if v is None else v for v in entry["std"]], dtype=np.float64)
+        return cls(mean, std * std, np.zeros((0, mean.size)))
+
     def pulls(self, reference: Band, extra_variance: np.ndarray | None = None) -> np.ndarray:
         """Per-bin pulls of this band against ``reference`` (NaN where both variances vanish).
 
