@@ -23,8 +23,9 @@ from mlegpipe.metrics.histograms import edges_for
 from mlegpipe.metrics.pulls import pulls, replica_densities, replica_stats
 from mlegpipe.plots._style import MODEL_COLOR, REFERENCE_COLOR, new_figure, save_figure, styled
 from mlegpipe.plots.distributions import axis_label, normalized
+from mlegpipe.unfold.coverage import Coverage, band_pulls, recorded_pulls
 
-__all__ = ["plot_unfolding", "plot_unfolding_bands", "plot_unfolding_info"]
+__all__ = ["plot_pull_distribution", "plot_unfolding", "plot_unfolding_bands", "plot_unfolding_info"]
 
 
 def plot_unfolding(
@@ -156,6 +157,36 @@ def plot_unfolding_bands(
     return fig
 
 
+def plot_pull_distribution(pulls: Mapping[str, Sequence[float | None] | np.ndarray], title: str = "") -> Figure:
+    """Histograms of pooled pulls (one per label) against N(0, 1), each labelled with its mean, standard
+    deviation and fraction within ±1 (:class:`~mlegpipe.unfold.Coverage`); pulls beyond ±5 fill the end bins.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> len(plot_pull_distribution({"GAN": rng.normal(size=300), "IBU": [0.5, None]}).axes)
+        1
+    """
+    edges = np.linspace(-5.0, 5.0, 41)
+    z = np.linspace(-5.0, 5.0, 201)
+    with styled():
+        fig, ax = new_figure(figsize=(6.4, 4.4))
+        for label, values in pulls.items():
+            v = np.array([np.nan if p is None else p for p in values], dtype=np.float64)
+            v = v[np.isfinite(v)]
+            if v.size < 2:
+                continue
+            c = Coverage.of(v)
+            ax.hist(np.clip(v, -4.99, 4.99), edges, density=True, histtype="step", linewidth=1.5,
+                    label=f"{label} ({c.bins} bins): mean {c.mean:.2f}, std {c.std:.2f}, |pull| < 1 {c.covered:.0%}")
+        ax.plot(z, np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi), "k--", linewidth=1, label="N(0, 1): std 1, 68%")
+        ax.set_xlabel("pull")
+        ax.set_ylabel("bins (normalized)")
+        if title:
+            ax.set_title(title, fontsize=11)
+        ax.legend(fontsize=8)
+    return fig
+
+
 def plot_unfolding_info(info: Mapping[str, Any], folder: str | Path, prefix: str = "unfolding",
                         unfolded: str = "gan", pdf: bool = True) -> list[Path]:
     """Draw :func:`plot_unfolding_bands` for every observable in ``info["binned"]``; return the PNG files.
@@ -175,4 +206,18 @@ def plot_unfolding_info(info: Mapping[str, Any], folder: str | Path, prefix: str
         fig = plot_unfolding_bands(name, entry["edges"], entry[unfolded], entry.get("truth"), entry.get("data"),
                                    baselines, entry.get("unrecoverable"))
         files.append(save_figure(fig, Path(folder) / f"{prefix}__{name}.png", pdf=pdf)[0])
+    binned = info.get("binned") or {}
+    # the unfolded band's pulls as the stage recorded them (gan-unfold: with the surrogate's uncertainty)
+    recorded = recorded_pulls(binned, f"{unfolded}_pulls")
+    vertex = {"unfolded": recorded if recorded.size else band_pulls(binned, unfolded)}
+    vertex.update({label: band_pulls(binned, band) for label, band in (("IBU", "ibu"), ("OmniFold", "omnifold"))
+                   if band != unfolded})
+    vertex = {k: v for k, v in vertex.items() if v.size > 1}
+    if vertex:
+        fig = plot_pull_distribution(vertex, "vertex level: recoverable bins of every observable")
+        files.append(save_figure(fig, Path(folder) / f"{prefix}__pulls_vertex.png", pdf=pdf)[0])
+    detector = recorded_pulls(binned, "refolded_pulls")
+    if detector.size > 1:
+        fig = plot_pull_distribution({"refolded vs data": detector}, "detector level: every observable")
+        files.append(save_figure(fig, Path(folder) / f"{prefix}__pulls_detector.png", pdf=pdf)[0])
     return files
