@@ -45,7 +45,7 @@ from mlegpipe_builtins.unfolding._closure import REFERENCE_REPLICAS
 from mlegpipe_builtins.unfolding._inputs import pass_mask
 from mlegpipe_builtins.unfolding._observables import binning, observable
 
-__all__ = ["main", "exact_model_fractions"]
+__all__ = ["exact_model_fractions", "exact_model_pulls", "main"]
 
 OBSERVABLES = ("nu1", "nu2", "x", "Q2")
 #: the closure pipeline's data: the test half of 40 000 truth events
@@ -64,6 +64,22 @@ def _measured(batch: EventBatch, name: str) -> np.ndarray:
     """Finite values of ``name`` in the events the detector measured (gan-unfold's pass flag)."""
     values = observable(batch, name)[pass_mask(batch)]
     return values[np.isfinite(values)]
+
+
+def exact_model_pulls(sample_seed: int, replicas: int, observables: tuple[str, ...] = OBSERVABLES) -> np.ndarray:
+    """Detector-level pulls of the exact model (α = 0) against one pseudo-data sample, pooled over the bins of
+    ``observables`` (NaN where both bands are empty): what ``bench_unfold`` shows beside the refolded pulls."""
+    truth, data = _folded(1000 + sample_seed, DATA_EVENTS)
+    models = [_folded(10_000 + 100 * sample_seed + r, DATA_EVENTS)[1] for r in range(replicas)]
+    rng = np.random.default_rng(sample_seed)
+    out = []
+    for name in observables:
+        values = _measured(data, name)
+        edges = binning(name, [values, observable(truth, name)], BINS)
+        data_band = Band.from_replicas(bootstrap_densities(values, edges, REFERENCE_REPLICAS, rng))
+        exact = np.stack([np.histogram(_measured(m, name), edges)[0] for m in models]).astype(float)
+        out.append(Band.from_replicas(exact / exact.sum(axis=1, keepdims=True)).pulls(data_band))
+    return np.concatenate(out)
 
 
 def exact_model_fractions(sample_seed: int, replicas: int, alphas: list[float]) -> dict[float, float]:
