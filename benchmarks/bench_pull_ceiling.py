@@ -16,6 +16,7 @@ Usage::
 
     python benchmarks/bench_pull_ceiling.py                 # 20 pseudo-data samples, 10 replicas (~25 s)
     python benchmarks/bench_pull_ceiling.py --replicas 4 --samples 10
+    python benchmarks/bench_pull_ceiling.py --vertex        # IBU's vertex pulls: own truth vs true density
 
 Writes ``benchmarks/results/bench_pull_ceiling.json`` (figures: each α's fraction beside the 0.90 target).
 
@@ -28,6 +29,7 @@ import argparse
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,7 +47,7 @@ from mlegpipe_builtins.unfolding._closure import REFERENCE_REPLICAS
 from mlegpipe_builtins.unfolding._inputs import pass_mask
 from mlegpipe_builtins.unfolding._observables import binning, observable
 
-__all__ = ["exact_model_fractions", "exact_model_pulls", "main"]
+__all__ = ["exact_model_fractions", "exact_model_pulls", "ibu_vertex_pulls", "main", "true_density_band"]
 
 OBSERVABLES = ("nu1", "nu2", "x", "Q2")
 #: the closure pipeline's data: the test half of 40 000 truth events
@@ -82,6 +84,55 @@ def exact_model_pulls(sample_seed: int, replicas: int, observables: tuple[str, .
     return np.concatenate(out)
 
 
+#: the unfolding pipelines' observables
+UNFOLDED = ("nu1", "nu2", "x", "Q2", "lepton_E", "lepton_theta")
+
+
+def true_density_band(values: np.ndarray, edges: np.ndarray) -> Band:
+    """The density of a large sample on ``edges`` with its multinomial variance p(1 − p)/N: the true density
+    to within a variance 1/N of a bin's probability (no replicas kept)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    p = np.histogram(finite, edges)[0].astype(np.float64)
+    p /= max(p.sum(), 1.0)
+    return Band(p, p * (1 - p) / max(finite.size, 1), np.zeros((0, p.size)))
+
+
+def ibu_vertex_pulls(sample_seed: int, sim_events: int, replicas: int = 10,
+                     true_events: int = 1_000_000) -> dict[str, np.ndarray]:
+    """Vertex-level pulls of IBU (``gan-unfold``'s baseline code and binning) on one closure pseudo-data
+    sample, against the pseudo-data's own truth (the issue-22 definition) and against the true density.
+
+    The data are the truth sample folded: a method that follows the data also follows that sample's
+    fluctuations, so against it even a calibrated band gives pulls narrower than N(0, 1); against the
+    true density (an independent sample of ``true_events``) it gives N(0, 1). IBU's response comes from
+    an independent simulation of ``sim_events`` (the pipelines': 20 000; a large one makes it exact).
+    """
+    from mlegpipe.unfold import band_pulls
+    from mlegpipe_builtins.unfolding._closure import Closure
+    from mlegpipe_builtins.unfolding._inputs import Simulation
+    from mlegpipe_builtins.unfolding.ibu import run_ibu, simulated_values
+
+    truth, data = _folded(1000 + sample_seed, DATA_EVENTS)
+    sim = Simulation(*_folded(50_000 + sample_seed, sim_events), ["sim", "sim_detector"])
+    big = DISTruth(DISTruth.Params(beams="hera", events=true_events, q2_min=2.0),
+                   StageContext("truth", seed=90_000 + sample_seed))
+    big_batch = EventBatch.concat(list(big.iter_batches()))
+    measured = data.take(pass_mask(data))
+    rng = np.random.default_rng(sample_seed)
+    names = list(UNFOLDED)
+    closure = Closure.build(names, {n: observable(measured, n) for n in names},
+                            {n: observable(truth, n) for n in names}, bins=BINS, rng=rng)
+    sim_v, sim_d = simulated_values(sim, names)
+    closure.flag_unrecoverable(sim_v, sim_d, 10.0, 0.05)
+    binned = {n: closure.binned(n) for n in names}
+    run_ibu(sim_v, sim_d, closure, iterations=4, replicas=replicas, rng=rng, binned=binned,
+            figures={n: {} for n in names})
+    for n in names:
+        binned[n]["true_density"] = true_density_band(observable(big_batch, n), closure.edges[n]).to_dict()
+    return {"vs_truth_sample": band_pulls(binned, "ibu"), "vs_true_density": band_pulls(binned, "ibu", "true_density")}
+
+
 def exact_model_fractions(sample_seed: int, replicas: int, alphas: list[float]) -> dict[float, float]:
     """Fraction of the ν₁, ν₂, x, Q² bins with |pull| <= 1 for each α, on one pseudo-data sample."""
     truth, data = _folded(1000 + sample_seed, DATA_EVENTS)
@@ -104,13 +155,36 @@ def exact_model_fractions(sample_seed: int, replicas: int, alphas: list[float]) 
     return {a: inside[a] / total for a in alphas}
 
 
-def main(argv: list[str] | None = None) -> dict[float, list[float]]:
+def vertex_definition(samples: int, replicas: int) -> dict[str, Any]:
+    """Print and store the coverage of IBU's vertex-level pulls under both references (see :func:`ibu_vertex_pulls`)."""
+    from mlegpipe.unfold import Coverage, CoverageTarget
+
+    print(f"IBU, {replicas} bootstrap replicas of {DATA_EVENTS} data events, {BINS} bins of {', '.join(UNFOLDED)}, "
+          f"recoverable bins, {samples} pseudo-data samples (N(0, 1): mean 0, std 1, |pull| < 1 in 0.683)")
+    out: dict[str, Any] = {}
+    for sim_events in (20_000, 500_000):
+        per = [ibu_vertex_pulls(s, sim_events, replicas) for s in range(samples)]
+        for key in ("vs_truth_sample", "vs_true_density"):
+            c = Coverage.of(np.concatenate([p[key] for p in per]))
+            out[f"sim{sim_events}_{key}"] = {**c.to_dict(), "meets": c.meets(CoverageTarget())}
+            print(f"simulation {sim_events:>7} events, pulls {key:<16}: {c.bins} bins, mean {c.mean:+.3f}, "
+                  f"std {c.std:.3f}, |pull| < 1 in {c.covered:.3f}")
+    write_json("bench_pull_ceiling_vertex", {"replicas": replicas, "samples": samples, "coverage": out})
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[Any, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replicas", type=int, default=10, help="model replicas (gan-unfold's replicas)")
     parser.add_argument("--samples", type=int, default=20, help="independent pseudo-data samples")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5],
                         help="fractions of the data's fluctuations the model follows")
+    parser.add_argument("--vertex", action="store_true",
+                        help="instead: IBU's vertex-level pulls against the pseudo-data's truth and against the true "
+                        "density, with the pipelines' simulation (20k events) and a large one (500k)")
     args = parser.parse_args(argv)
+    if args.vertex:
+        return vertex_definition(args.samples, args.replicas)
     per_sample = [exact_model_fractions(s, args.replicas, args.alphas) for s in range(args.samples)]
     out = {a: [f[a] for f in per_sample] for a in args.alphas}
     print(f"exact model, {args.replicas} replicas, {DATA_EVENTS} data events, {BINS} bins of "

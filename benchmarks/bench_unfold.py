@@ -45,6 +45,7 @@ import json
 import subprocess
 import sys
 import time
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -375,11 +376,10 @@ def true_density_bands(run_dir: Path, edges: dict[str, list[float]], events: int
     fluctuations once more) are narrower than N(0, 1) even for calibrated bands. Against the true density
     a calibrated band gives N(0, 1).
     """
-    import tomllib
-
+    from benchmarks.bench_pull_ceiling import true_density_band
     from mlegpipe.context import StageContext
     from mlegpipe.registry import load_plugins
-    from mlegpipe_builtins.unfolding._observables import density, observable
+    from mlegpipe_builtins.unfolding._observables import observable
 
     config = tomllib.loads((run_dir / "config.toml").read_text())
     section = dict(config["truth"])
@@ -388,13 +388,7 @@ def true_density_bands(run_dir: Path, edges: dict[str, list[float]], events: int
     params = cls.Params(**{k: v for k, v in section.items() if k in known} | {"events": events})
     seed = 1_000_003 + int(config["pipeline"]["seed"])
     big = EventBatch.concat(list(cls(params, StageContext("truth", seed=seed)).iter_batches()))
-    out = {}
-    for name, e in edges.items():
-        values = observable(big, name)
-        p = density(values, np.asarray(e))
-        n = int(np.isfinite(values).sum())
-        out[name] = Band(p, p * (1 - p) / max(n, 1), np.zeros((0, p.size)))
-    return out
+    return {name: true_density_band(observable(big, name), np.asarray(e)) for name, e in edges.items()}
 
 
 def sample_figures(run_dir: Path, true_density: bool = True) -> dict[str, Any]:
@@ -436,7 +430,8 @@ def sample_figures(run_dir: Path, true_density: bool = True) -> dict[str, Any]:
             row[method] = {"w1": fig.get("w1"), "triangular_e3": fig.get("triangular_e3")}
         accuracy[name] = row
     e_edges = binned["lepton_E"]["edges"] if "lepton_E" in binned else None
-    return {"run": str(run_dir), "seed": metrics.get("config", {}).get("pipeline", {}).get("seed"),
+    seed = tomllib.loads((run_dir / "config.toml").read_text())["pipeline"]["seed"]
+    return {"run": str(run_dir), "seed": seed,
             "seconds": round(sum(metrics.get("timings_s", {}).values()), 1),
             "pulls": {k: v.tolist() for k, v in pulls.items()}, "widths": widths,
             "accuracy": accuracy, "pair": info.get("pair"), "tails": tail_fractions(run_dir, e_edges)}
@@ -569,7 +564,7 @@ def plot_pulls(name: str, pooled: dict[str, np.ndarray], samples: int) -> list[P
 def study(scenarios: list[str], samples: int, runs: Path, overrides: list[str], parallel: int,
           exact_replicas: int) -> dict[str, Any]:
     """Run (or read) ``samples`` pseudo-data samples of each scenario and aggregate them; draw the pulls."""
-    from bench_pull_ceiling import exact_model_pulls
+    from benchmarks.bench_pull_ceiling import exact_model_pulls
 
     seeds = list(range(FIRST_SEED, FIRST_SEED + samples))
     results: dict[str, Any] = {}
