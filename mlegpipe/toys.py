@@ -287,27 +287,62 @@ class GaussianShell(ToyDensity):
 
 
 class VertexGaussian(ToyDensity):
-    """Thesis ch. 6.3 ``toy1``: independent Gaussian features N(mean, sigma²) (the folding training sample).
+    """Thesis ch. 6.3 ``toy1``: Gaussian features N(mean, sigma²) (the folding training sample), independent or
+    pairwise correlated with one coefficient ``correlation`` = ρ.
+
+    With ρ ≠ 0 the covariance is σ²·((1 − ρ)·I + ρ·J) (J: all ones), positive definite for
+    −1/(D − 1) < ρ < 1; the points are ``mean + σ·L z`` with L its Cholesky factor (per unit σ) and z
+    standard normal, and the quantile coordinates are the decorrelated ``mean + L⁻¹(x − mean)``
+    (independent N(mean, σ²), so the quantile cells keep equal probability). ρ = 0 draws exactly the
+    events of the independent toy.
 
     Example:
         >>> VertexGaussian().features
         ('v1', 'v2')
+        >>> pts = VertexGaussian(dim=2, correlation=0.5).sample(20000, np.random.default_rng(1))
+        >>> round(float(np.corrcoef(pts.T)[0, 1]), 1)
+        0.5
     """
 
     name = "vertex-gauss"
 
-    def __init__(self, dim: int = 2, mean: float = 0.0, sigma: float = 1.0) -> None:
+    def __init__(self, dim: int = 2, mean: float = 0.0, sigma: float = 1.0, correlation: float = 0.0) -> None:
         if dim < 1 or not sigma > 0:
             raise ValueError(f"need dim >= 1 and sigma > 0, got dim={dim}, sigma={sigma}")
-        self.mean, self.sigma = float(mean), float(sigma)
+        low = -1.0 / (dim - 1) if dim > 1 else 0.0
+        if correlation != 0.0 and (dim == 1 or not low < correlation < 1.0):
+            bound = f"{low:.6g} < correlation < 1" if dim > 1 else "correlation = 0 with a single feature"
+            raise ValueError(f"the correlation of {dim} features must satisfy {bound} (positive-definite "
+                             f"covariance), got {correlation}")
+        self.mean, self.sigma, self.correlation = float(mean), float(sigma), float(correlation)
         self.features = tuple(f"v{i + 1}" for i in range(dim))
         self.coordinate_names = self.features
+        #: Cholesky factor of the correlation matrix (None: independent features)
+        self.cholesky: np.ndarray | None = None
+        if self.correlation != 0.0:
+            corr = (1.0 - self.correlation) * np.eye(dim) + self.correlation * np.ones((dim, dim))
+            self.cholesky = np.linalg.cholesky(corr)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        return self.mean + self.sigma * rng.standard_normal((n, self.dim))
+        z = rng.standard_normal((n, self.dim))
+        if self.cholesky is not None:
+            z = z @ self.cholesky.T
+        return self.mean + self.sigma * z
 
     def pdf(self, points: np.ndarray) -> np.ndarray:
-        return np.prod(stats.norm.pdf(self._as_points(points), self.mean, self.sigma), axis=1)
+        pts = self._as_points(points)
+        if self.cholesky is None:
+            return np.prod(stats.norm.pdf(pts, self.mean, self.sigma), axis=1)
+        cov = self.sigma**2 * (self.cholesky @ self.cholesky.T)
+        return np.atleast_1d(stats.multivariate_normal.pdf(pts, mean=np.full(self.dim, self.mean), cov=cov))
+
+    def coordinates(self, points: np.ndarray) -> np.ndarray:
+        pts = self._as_points(points)
+        if self.cholesky is None:
+            return pts
+        from scipy.linalg import solve_triangular
+
+        return self.mean + solve_triangular(self.cholesky, (pts - self.mean).T, lower=True).T
 
     def marginal_cdf(self, k: int, values: np.ndarray) -> np.ndarray:
         return stats.norm.cdf(np.asarray(values, dtype=np.float64), self.mean, self.sigma)
@@ -316,7 +351,10 @@ class VertexGaussian(ToyDensity):
         return float(stats.norm.ppf(u, self.mean, self.sigma))
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "mean": self.mean, "sigma": self.sigma}
+        out = {**super().describe(), "mean": self.mean, "sigma": self.sigma}
+        if self.correlation:
+            out["correlation"] = self.correlation
+        return out
 
 
 class VertexUniform(ToyDensity):

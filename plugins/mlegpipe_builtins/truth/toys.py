@@ -121,7 +121,15 @@ class Shell5DSource(ToySource):
 
 
 class VertexGaussSource(ToySource):
-    """Thesis ch. 6.3 toy1: Gaussian vertex-level features ``v1 … vD`` (folding training sample)."""
+    """Thesis ch. 6.3 toy1: Gaussian vertex-level features ``v1 … vD`` (folding training sample), independent or
+    pairwise correlated (``correlation``; e.g. two correlated observables to unfold in ``pipelines/unfold_toy.toml``).
+
+    Example:
+        >>> from mlegpipe.context import StageContext
+        >>> src = VertexGaussSource(VertexGaussSource.Params(events=4, correlation=0.5), StageContext("truth", seed=1))
+        >>> src.read().fields, src.info()["correlation"]
+        (['v1', 'v2'], 0.5)
+    """
 
     plugin_name: ClassVar[str] = "vertex-gauss"
 
@@ -131,9 +139,20 @@ class VertexGaussSource(ToySource):
         dim: int = param(2, min=1, max=64, doc="number of features v1 ... vD")
         mean: float = param(0.0, doc="mean of every feature")
         sigma: float = param(1.0, min=0.0, exclusive_min=True, doc="standard deviation of every feature")
+        correlation: float = param(0.0, doc="correlation coefficient ρ of every pair of features, "
+                                   "-1/(dim-1) < ρ < 1 (0: independent features, the very events drawn without it)")
 
     def make_toy(self) -> ToyDensity:
-        return VertexGaussian(self.params.dim, self.params.mean, self.params.sigma)
+        """The Gaussian toy.
+
+        Raises:
+            ConfigError: ``correlation`` outside (−1/(dim − 1), 1), naming ``<section>.correlation``.
+        """
+        p = self.params
+        try:
+            return VertexGaussian(p.dim, p.mean, p.sigma, p.correlation)
+        except ValueError as err:
+            raise ConfigError(str(err), path=f"{self.ctx.name}.correlation", value=p.correlation) from None
 
 
 class VertexUniformSource(ToySource):
