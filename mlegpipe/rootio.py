@@ -390,7 +390,8 @@ def beams_from_meta(meta: Mapping[str, Any]) -> Beams | None:
 
 
 def describe_tree(path: PathLike, tree: str = "events") -> dict[str, Any]:
-    """Branch layout of one TTree: all branches, the flat ones, counters, collections found, file metadata.
+    """Branch layout of one TTree: all branches, the flat ones, counters, collections found, file metadata,
+    and its number of ``entries``.
 
     Example:
         >>> import numpy as np, tempfile, pathlib
@@ -404,7 +405,7 @@ def describe_tree(path: PathLike, tree: str = "events") -> dict[str, Any]:
         names = list(ttree.keys())
         return {"branches": names, "flat": [b for b in names if not _branch_is_jagged(ttree[b])],
                 "counters": sorted(_counters(ttree)), "collections": _auto_collections(names),
-                "meta": _meta_from_file(file)}
+                "meta": _meta_from_file(file), "entries": int(ttree.num_entries)}
 
 
 def _auto_collections(branch_names: Sequence[str]) -> dict[str, dict[str, str]]:

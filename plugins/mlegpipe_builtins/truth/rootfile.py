@@ -104,6 +104,10 @@ class RootSource(TruthSource):
         """Feature → branch and collection maps; defaults come from the first file's layout."""
         layout = describe_tree(self.paths[0], self.params.tree)
         self._file_meta, flat = layout["meta"], layout["flat"]
+        if layout["entries"] == 0 and len(self.paths) == 1:  # fail when the stage is built, before any training
+            raise DataError(f"no events: tree {self.params.tree!r} of {self.paths[0]} has 0 entries",
+                            path=f"{self.ctx.name}.files", value=str(self.paths[0]),
+                            hint="point files at a ROOT file with events")
         if self.params.features:
             branches = dict(self.params.features)
         else:
@@ -173,6 +177,11 @@ class RootSource(TruthSource):
                 yield EventBatch(batch.arrays, beams or batch.beams, {**batch.meta, **cross_section_meta(batch.meta)})
         finally:
             bar.close()
+        if self._selected == 0:
+            files = ", ".join(str(p) for p in self.paths)
+            why = f"no events pass the cut {self.params.cut!r} in" if self.params.cut else \
+                f"no events: tree {self.params.tree!r} has 0 entries in"
+            raise DataError(f"{why} {files}", path=f"{self.ctx.name}.files", value=[str(p) for p in self.paths])
 
     def _read(self) -> Iterator[EventBatch]:
         options = {"branches": self.branches, "collections": self.collections, "step_size": self.params.step_size,
