@@ -91,6 +91,7 @@ class _Runner:
         self._made_by: dict[str, str] = {}  # sample -> the trained section that generated or folded it
         self._checkpoint_sha256: dict[str, str] = {}
         self._config_text = _portable_config(config)
+        self._unchecked = [s for s in self.steps if s.spec.kind == "unfolding"]  # see check_unfoldings
         self.record = RunRecord(config=config.resolved(), samples={}, stages=self.stages, metrics={},
                                 histories={}, timings={}, run_dir=work_dir, seed=config.settings.seed,
                                 plan=config.report_plan, observables=config.observables)
@@ -149,13 +150,26 @@ class _Runner:
                 self._made_by[out] = step.section
         self.record.metrics[step.section] = stage.info()
 
-    def unfolding(self, step: Step, stage: Unfolding) -> None:
+    def _unfolding_inputs(self, step: Step) -> UnfoldingInputs:
         samples = self.record.samples
         simulation = tuple(samples[n] for n in step.simulation) if step.simulation else None
         surrogate = self.stages[step.surrogate] if step.surrogate else None  # None: an ibu or omnifold needs none
-        inputs = UnfoldingInputs(samples[step.inputs[0]], step.inputs[0], surrogate,
-                                 step.surrogate or "", samples.get(step.reference) if step.reference else None,
-                                 step.reference, simulation, list(step.simulation))  # type: ignore[arg-type]
+        return UnfoldingInputs(samples[step.inputs[0]], step.inputs[0], surrogate,
+                               step.surrogate or "", samples.get(step.reference) if step.reference else None,
+                               step.reference, simulation, list(step.simulation))  # type: ignore[arg-type]
+
+    def check_unfoldings(self) -> None:
+        """Check the inputs of every unfolding whose samples exist now and that was not checked yet
+        (:meth:`Unfolding.check_inputs`): called before each step, so a bad unfolding setting fails before the
+        stages between (a surrogate's training) run."""
+        for step in [s for s in self._unchecked if all(n in self.record.samples for n in _unfolding_samples(s))]:
+            self._unchecked.remove(step)
+            stage = self.stages[step.section]
+            if isinstance(stage, Unfolding):
+                stage.check_inputs(self._unfolding_inputs(step), self.record)
+
+    def unfolding(self, step: Step, stage: Unfolding) -> None:
+        inputs = self._unfolding_inputs(step)
         results = stage.unfold(inputs, self.record)
         prefix = "" if step.section == "unfolding" else f"{step.section}_"
         for key, batch in results.items():
@@ -233,6 +247,7 @@ class _Runner:
             handler = handlers.get(step.spec.kind)
             if handler is None:  # discriminators are used by the stages that train against them
                 continue
+            self.check_unfoldings()
             log.info("[%s] %s: %s", step.section, step.spec.plugin.name, step.spec.plugin.summary)
             start = time.perf_counter()
             handler(step, stage)  # type: ignore[arg-type]
@@ -241,6 +256,11 @@ class _Runner:
             self._write_metrics()
         self._write_samples()
         self._write_metrics()
+
+
+def _unfolding_samples(step: Step) -> list[str]:
+    """The samples an unfolding step reads: its data, the simulation pairs and the data's truth."""
+    return [*step.inputs[:1], *step.simulation, *([step.reference] if step.reference else [])]
 
 
 def _portable_config(config: PipelineConfig) -> str:

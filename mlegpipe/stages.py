@@ -506,6 +506,15 @@ class Unfolding(Stage):
     #: truth (a baseline it runs, e.g. ``("omnifold",)``)
     baseline_samples: ClassVar[tuple[str, ...]] = ()
 
+    def check_inputs(self, inputs: UnfoldingInputs, record: RunRecord) -> None:
+        """Cheap checks of what :meth:`unfold` will get (observables, features, samples), raising
+        :class:`~mlegpipe.exceptions.ConfigError` or :class:`~mlegpipe.exceptions.DataError`.
+
+        The runner calls it as soon as the unfolding's samples exist, before the next stage runs, so that a
+        bad setting fails before any training (a surrogate among the inputs may not be trained yet: only its
+        feature names are known). The default checks nothing.
+        """
+
     def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
         """Return named samples: at least ``unfolded`` (vertex level) and ``refolded``."""
         raise NotImplementedError

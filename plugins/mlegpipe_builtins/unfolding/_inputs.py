@@ -30,8 +30,8 @@ from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import ConfigError, DataError
 from mlegpipe.observables import ObservableSet
 from mlegpipe.schema import param
-from mlegpipe.stages import Unfolding, UnfoldingInputs
-from mlegpipe_builtins.unfolding._observables import observable
+from mlegpipe.stages import RunRecord, Unfolding, UnfoldingInputs
+from mlegpipe_builtins.unfolding._observables import check_observables, declared_observables, observable
 
 __all__ = ["PASS_FIELDS", "Simulation", "SimulationUnfolding", "SimulationUnfoldingParams", "UnfoldingSamples", "check_pair_names", "feature_columns", "pass_mask",
            "resolve_samples", "unfolded_observables"]
@@ -189,7 +189,11 @@ class SimulationUnfoldingParams:
 
 
 class SimulationUnfolding(Unfolding):
-    """An unfolding through simulation pairs without a surrogate; :meth:`info` holds what its run measured."""
+    """An unfolding through simulation pairs without a surrogate; :meth:`info` holds what its run measured.
+
+    Subclasses implement :meth:`_unfold`; :meth:`unfold` runs it with the pipeline's declared observables
+    known (``[observables]``, :func:`~._observables.declared_observables`) after :meth:`check_inputs`.
+    """
 
     needs_surrogate: ClassVar[bool] = False
 
@@ -200,3 +204,62 @@ class SimulationUnfolding(Unfolding):
     def info(self) -> dict[str, Any]:
         """Per observable the band and closure figures against the truth when known; the samples used."""
         return self._info
+
+    def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
+        """Unfold the data of ``inputs`` (:meth:`check_inputs` first); return ``unfolded`` and ``refolded``.
+
+        Raises:
+            ConfigError: no simulation pairs, a named sample that does not exist, or an observable or feature
+                the samples cannot provide (naming its parameter).
+            DataError: empty data.
+        """
+        with declared_observables(self.ctx.observables):
+            self.check_inputs(inputs, record)
+            return self._unfold(inputs, record)
+
+    def _unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
+        raise NotImplementedError
+
+    def check_inputs(self, inputs: UnfoldingInputs, record: RunRecord) -> None:
+        """The samples exist, and every observable (``observables``, else the default ones) and every feature
+        :meth:`checked_features` names can be computed from the measured data, the truth and the simulation pairs.
+
+        Raises:
+            ConfigError: no simulation pairs, a named sample that does not exist, no observable, or one that
+                cannot be computed (naming the parameter, the observable and the sample).
+            DataError: empty data.
+
+        Example:
+            >>> from mlegpipe_builtins.unfolding.ibu import IterativeBayesUnfolding as Ibu
+            >>> b = EventBatch.from_columns({"a": [1.0, 2.0]})
+            >>> inputs = UnfoldingInputs(b, "data", None, "", simulation=(b, b), simulation_names=["v", "d"])
+            >>> Ibu(Ibu.Params(observables=["c"]), StageContext("ibu")).check_inputs(inputs, RunRecord({}, {}, {}, {}, {}, {}))
+            Traceback (most recent call last):
+            mlegpipe.exceptions.ConfigError: ibu.observables = 'c': cannot be computed from the data 'data': no such observable for these events; fields: a; collections: none
+        """
+        p = self.params
+        section = self.ctx.name
+        with declared_observables(self.ctx.observables):
+            samples = resolve_samples(inputs, record.samples, truth=p.truth, simulation=p.simulation,
+                                      section=section)
+            sim = samples.require_simulation(section)
+            measured = samples.data.take(pass_mask(samples.data))
+            names = unfolded_observables(p.observables, self.ctx, measured, sim.vertex, sim.detector)
+            if not names:
+                raise ConfigError("no observable to unfold: the data and the simulation share none the report "
+                                  "compares; name them", path=f"{section}.observables", value=list(p.observables))
+            vertex_name, detector_name = sim.names if len(sim.names) == 2 else ("vertex", "detector")
+            detector = sim.detector.take(pass_mask(sim.detector))
+            data = f"the data {samples.data_name!r}"
+            where = {data: measured, f"the truth {samples.truth_name!r}": samples.truth,
+                     f"the simulation {vertex_name!r}": sim.vertex, f"the simulation {detector_name!r}": detector}
+            check_observables(names, f"{section}.observables", where)
+            for parameter, (level, features) in self.checked_features(names).items():
+                batches = {data: measured, f"the simulation {detector_name!r}": detector} if level == "detector" \
+                    else {f"the simulation {vertex_name!r}": sim.vertex}
+                check_observables(features, f"{section}.{parameter}", batches)
+
+    def checked_features(self, names: list[str]) -> dict[str, tuple[str, list[str]]]:
+        """Further features to check, by parameter: ``(level, features)``, level ``detector`` (the data and the
+        simulation's detector level) or ``vertex`` (the simulation's vertex level). Default: none."""
+        return {}

@@ -102,7 +102,7 @@ from mlegpipe_builtins.unfolding._inputs import (
     pass_mask,
     resolve_samples,
 )
-from mlegpipe_builtins.unfolding._observables import observable
+from mlegpipe_builtins.unfolding._observables import check_observables, declared_observables, observable
 from mlegpipe_builtins.unfolding._replicas import DISTRIBUTE, ReplicaTask, SimulationResample, train_replicas
 from mlegpipe_builtins.unfolding._surrogate import frozen, require_surrogate
 from mlegpipe_builtins.unfolding._vertex_generator import FlowKind, GeneratorKind, MlpKind, Mmd, SlicedWasserstein
@@ -111,6 +111,9 @@ from mlegpipe_builtins.unfolding._vertex_model import VertexParametrization
 __all__ = ["GanUnfold", "mlegpipe_register_stages"]
 
 _Settings = TypeVar("_Settings")
+
+#: The default ``observables``: the DIS lepton's (thesis ch. 7).
+DEFAULT_OBSERVABLES: list[str] = ["nu1", "nu2", "x", "Q2", "lepton_E", "lepton_theta"]
 
 
 def settings(cls: type[_Settings], params: Any) -> _Settings:
@@ -227,8 +230,9 @@ class GanUnfold(Unfolding):
         dask: str = param("", doc="train the replicas as Dask tasks: 'local' (a LocalCluster of `workers` "
                                   "processes) or a scheduler address (tcp://host:8786); the events do not depend on "
                                   "it (the 'dask' extra)")
-        observables: list[str] = param(["nu1", "nu2", "x", "Q2", "lepton_E", "lepton_theta"],
-                                       doc="observables compared in the report")
+        observables: list[str] = param(DEFAULT_OBSERVABLES, doc="observables compared in the report (those of "
+                                       "the DIS lepton by default; any event field or observable, declared ones "
+                                       "([observables]) included, computable from the surrogate's vertex features)")
         bins: int = param(30, min=2, max=1000, doc="bins per observable")
         pair: list[str] = param(["x", "Q2"], doc="two observables compared in 2D (triangular ×10³ on a grid) when "
                                 "both are among the observables; [] to skip")
@@ -317,15 +321,78 @@ class GanUnfold(Unfolding):
         return cls, cls.Params()
 
     # -- the stage ----------------------------------------------------------------------------------------
-    def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
-        """Unfold the data of ``inputs`` through its frozen surrogate; return ``unfolded``, ``refolded``
-        (and ``omnifold``).
+    def check_inputs(self, inputs: UnfoldingInputs, record: RunRecord) -> None:
+        """Before any training (the surrogate's too): the samples exist, the data carry the surrogate's
+        detector features, and every observable can be computed from the unfolded events (the surrogate's
+        vertex features, as :meth:`VertexDecoder.from_events` builds them from the simulation), the data, the
+        truth and the simulation pairs. Declared observables (``[observables]``) count.
 
         Raises:
-            ConfigError: a sample named in ``truth`` or ``simulation`` does not exist, or no surrogate.
+            ConfigError: a named sample does not exist, no surrogate, or an observable that cannot be computed
+                (``<section>.observables``, naming it and the sample).
+            DataError: empty data, or data without the surrogate's detector features.
+            PluginError: the surrogate is not a differentiable learned detector.
+
+        Example:
+            >>> import numpy as np
+            >>> from types import SimpleNamespace
+            >>> from mlegpipe.context import StageContext
+            >>> from mlegpipe.stages import RunRecord
+            >>> from mlegpipe_builtins.detectors.folding import FlowFolding as F
+            >>> sur = F(F.Params(vertex_features=["v1", "v2"]), StageContext("surrogate"))
+            >>> data = EventBatch.from_columns({"v1": np.zeros(20), "v2": np.zeros(20), "v3": np.zeros(20)})
+            >>> stage = GanUnfold(GanUnfold.Params(observables=["v3"]), StageContext("unfolding"))
+            >>> stage.check_inputs(UnfoldingInputs(data, "data", sur, "surrogate", simulation=(data, data)),
+            ...                    RunRecord({}, {}, {}, {}, {}, {}))  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            mlegpipe.exceptions.ConfigError: unfolding.observables = 'v3': cannot be computed from the unfolded events: ...
+        """
+        p = self.params
+        section = self.ctx.name
+        with declared_observables(self.ctx.observables):
+            samples = resolve_samples(inputs, record.samples, truth=p.truth, simulation=p.simulation,
+                                      section=section)
+            sur_name = inputs.surrogate_name or "surrogate"
+            surrogate = inputs.surrogate
+            if not isinstance(surrogate, DifferentiableSurrogate):
+                require_surrogate(surrogate, sur_name, section)  # raises: none, or not differentiable
+            vtx_names, det_names = list(surrogate.vertex_features), list(surrogate.detector_features)
+            data, sim = samples.data, samples.simulation
+            measured = data.take(pass_mask(data))
+            head = measured.take(slice(0, 200))
+            feature_columns(head, det_names, f"{samples.data_name} (data)", sur_name)
+            source = sim.vertex if sim is not None else samples.truth
+            unfolded = None
+            if source is not None:  # the unfolded events: generator outputs decoded, as the completion pool is
+                decoder = self.parametrization.decoder(None, head, vtx_names, source.take(slice(0, 2000)), section)
+                unfolded = decoder.from_events(source.take(slice(0, 200)))
+            where = {"the unfolded events": unfolded, f"the data {samples.data_name!r}": measured,
+                     f"the truth {samples.truth_name!r}": samples.truth}
+            if sim is not None:
+                vertex_name, detector_name = sim.names if len(sim.names) == 2 else ("vertex", "detector")
+                where[f"the simulation {vertex_name!r}"] = sim.vertex
+                where[f"the simulation {detector_name!r}"] = sim.detector.take(pass_mask(sim.detector))
+            hint = (f"the surrogate {sur_name!r} has vertex features {vtx_names}: the unfolded events carry those "
+                    "and what can be computed from them")
+            if list(p.observables) == DEFAULT_OBSERVABLES:
+                hint += f"; observables is not set and its default names the DIS lepton's: e.g. observables = {vtx_names}"
+            check_observables(p.observables, f"{section}.observables", where, {"the unfolded events": hint})
+
+    def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
+        """Unfold the data of ``inputs`` through its frozen surrogate; return ``unfolded``, ``refolded``
+        (and ``omnifold``). The pipeline's declared observables (``[observables]``) can be among ``observables``.
+
+        Raises:
+            ConfigError: a sample named in ``truth`` or ``simulation`` does not exist, no surrogate, or an
+                observable that cannot be computed (:meth:`check_inputs`, run first).
             DataError: empty data, or data without the surrogate's detector features.
             PluginError: the surrogate is not a trained :class:`~mlegpipe.stages.DifferentiableSurrogate`.
         """
+        with declared_observables(self.ctx.observables):
+            self.check_inputs(inputs, record)
+            return self._unfold(inputs, record)
+
+    def _unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
         p = self.params
         start = time.perf_counter()
         section = self.ctx.name

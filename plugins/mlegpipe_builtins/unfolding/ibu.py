@@ -117,13 +117,8 @@ class IterativeBayesUnfolding(SimulationUnfolding):
         replicas: int = param(20, min=2, max=1000, doc="bootstrap resamples of the data (Poisson(1) weights) for "
                               "the band and the pulls")
 
-    def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
-        """Unfold the data of ``inputs``; return ``unfolded`` and ``refolded`` (weighted simulation events).
-
-        Raises:
-            ConfigError: no simulation pairs, or a named sample that does not exist.
-            DataError: empty data, or an observable the samples cannot provide.
-        """
+    def _unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
+        """Unfold the data of ``inputs``; return ``unfolded`` and ``refolded`` (weighted simulation events)."""
         p = self.params
         start = time.perf_counter()
         samples = resolve_samples(inputs, record.samples, truth=p.truth, simulation=p.simulation,

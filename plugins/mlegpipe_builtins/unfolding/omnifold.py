@@ -151,13 +151,15 @@ class OmniFoldUnfolding(SimulationUnfolding):
         replicas: int = param(10, min=2, max=200, doc="bootstrap resamples of the data (Poisson(1) weights), "
                               "each a full reweighting")
 
-    def unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
-        """Unfold the data of ``inputs``; return ``unfolded`` and ``refolded`` (weighted simulation events).
+    def checked_features(self, names: list[str]) -> dict[str, tuple[str, list[str]]]:
+        """The classifiers' features: ``detector_features`` (data, simulated detector level) and
+        ``vertex_features`` (simulated vertex level), each defaulting as in :meth:`_unfold`."""
+        detector_features = list(self.params.detector_features) or names
+        return {"detector_features": ("detector", detector_features),
+                "vertex_features": ("vertex", list(self.params.vertex_features) or detector_features)}
 
-        Raises:
-            ConfigError: no simulation pairs, or a named sample that does not exist.
-            DataError: empty data, or a feature the samples cannot provide.
-        """
+    def _unfold(self, inputs: UnfoldingInputs, record: RunRecord) -> dict[str, EventBatch]:
+        """Unfold the data of ``inputs``; return ``unfolded`` and ``refolded`` (weighted simulation events)."""
         p = self.params
         start = time.perf_counter()
         samples = resolve_samples(inputs, record.samples, truth=p.truth, simulation=p.simulation,
