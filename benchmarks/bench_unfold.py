@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
@@ -55,6 +56,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import Figure
 from mlegpipe.events import EventBatch
 from mlegpipe.unfold import NORMAL_COVERAGE, Band, Coverage, CoverageTarget, band_pulls, pooled_pulls, recorded_pulls
 
@@ -587,6 +589,51 @@ def study(scenarios: list[str], samples: int, runs: Path, overrides: list[str], 
     return results
 
 
+def figures_of(results: dict[str, Any]) -> list[Figure]:
+    """The study's figures for the results page: per scenario, the coverage of each pull set (mean, std,
+    |pull| < 1), the median W1 per observable and method beside the GAN's, the 2D triangular medians, the
+    relative band widths, the tails and the run time."""
+    out: list[Figure] = []
+    for name, a in results.items():
+        if not isinstance(a, dict) or "coverage" not in a:
+            continue
+        group = f"{name}: coverage over {a['samples']} samples"
+        for key, c in a["coverage"].items():
+            out += [Figure(f"{key}: mean", c["mean"], "", "N(0, 1)", 0.0, ratio=c["mean"],
+                           target=f"within ±{TARGET.mean_tolerance}",
+                           meets=abs(c["mean"]) <= TARGET.mean_tolerance, group=group),
+                    Figure(f"{key}: std", c["std"], "", "N(0, 1)", 1.0, target="0.85-1.15",
+                           meets=TARGET.std_range[0] <= c["std"] <= TARGET.std_range[1], group=group),
+                    Figure(f"{key}: |pull| < 1", c["covered"], "", "N(0, 1)", NORMAL_COVERAGE, target="0.60-0.76",
+                           meets=TARGET.covered_range[0] <= c["covered"] <= TARGET.covered_range[1],
+                           note=f"{c['bins']} bins", group=group)]
+        group = f"{name}: median W1 to the truth over {a['samples']} samples"
+        for obs, row in a["w1_median"].items():
+            for method, w in row.items():
+                if w is not None:
+                    gan = row["gan"]
+                    out.append(Figure(f"{obs}: {method}", w, "", "GAN", gan or math.nan,
+                                      ratio=w / gan if gan else None, group=group))
+        if a["pair_triangular_e3_median"]:
+            group = f"{name}: median 2D (x, Q²) triangular ×10³"
+            gan = a["pair_triangular_e3_median"].get("gan")
+            for method, v in a["pair_triangular_e3_median"].items():
+                if v is not None:
+                    out.append(Figure(f"2D: {method}", v, "", "GAN", gan or math.nan, group=group))
+        group = f"{name}: median relative band width per recoverable bin"
+        for method, w in a["relative_width_median"].items():
+            if w is not None:
+                out.append(Figure(f"width: {method}", w, "", "", math.nan, ratio=w, group=group))
+        group = f"{name}: tails, GAN within 1σ of the truth (target ≥ {TAIL_TARGET:.0%} of the samples)"
+        for label, t in a["tails"].items():
+            out.append(Figure(f"{label}: within 1σ", t["within_1sigma"], "fraction of samples", "target",
+                              TAIL_TARGET, target=">= 1", meets=t["meets"],
+                              note=f"GAN/truth median {t['gan_over_truth'][1]}", group=group))
+        out.append(Figure(f"{name}: run time (median)", a["seconds"]["median"], "s", "15 min", 900.0,
+                          target="<= 1", note=f"max {a['seconds']['max']} s", group=f"{name}: time"))
+    return out
+
+
 def main() -> None:
     """Run the pipelines (or read finished runs), print the tables, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -627,6 +674,7 @@ def main() -> None:
         overrides = (QUICK if args.quick else []) + list(args.set)
         results["runs"] = str(runs)
         results.update(study(scenarios, args.samples, runs, overrides, args.parallel, args.exact_replicas))
+        results["figures"] = [f.to_dict() for f in figures_of(results)]
     out = ROOT / "benchmarks" / "results" / args.output
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
