@@ -465,6 +465,11 @@ def aggregate(samples: list[dict[str, Any]], exact_detector: np.ndarray | None =
         keys = samples[0]["pair"]["triangular_e3"].keys()
         pair = {k: _median([s["pair"]["triangular_e3"].get(k) for s in samples]) for k in keys}
     widths = {m: _median([w for s in samples for w in s["widths"][m]]) for m in samples[0]["widths"]}
+    # precision at equal coverage: each band scaled by the std of its pulls against the true density, i.e. the
+    # width it would need for pulls of std 1 there
+    calibrated = {m: widths[m] * coverage[f"{m}_vertex_vs_true_density"]["std"]
+                  for m in ("gan", "ibu", "omnifold")
+                  if widths.get(m) is not None and f"{m}_vertex_vs_true_density" in coverage}
     tails = {}
     for label in samples[0]["tails"]:
         rows = [s["tails"][label] for s in samples]
@@ -478,6 +483,7 @@ def aggregate(samples: list[dict[str, Any]], exact_detector: np.ndarray | None =
     seconds = [s["seconds"] for s in samples]
     return {"samples": len(samples), "seeds": [s["seed"] for s in samples], "coverage": coverage,
             "w1_median": accuracy, "pair_triangular_e3_median": pair, "relative_width_median": widths,
+            "relative_width_at_equal_coverage": calibrated,
             "tails": tails, "seconds": {"median": _median(seconds), "max": max(seconds)}}
 
 
@@ -495,6 +501,9 @@ def _print_study(name: str, a: dict[str, Any]) -> None:
     widths = a["relative_width_median"]
     print("median relative band width per recoverable bin: "
           + ", ".join(f"{m} {'-' if w is None else f'{w:.4f}'}" for m, w in widths.items()))
+    if a["relative_width_at_equal_coverage"]:
+        print("the same scaled to pulls of std 1 against the true density (equal coverage): "
+              + ", ".join(f"{m} {w:.4f}" for m, w in a["relative_width_at_equal_coverage"].items()))
     if a["pair_triangular_e3_median"]:
         print("2D (x, Q2) triangular x1e3, median: "
               + ", ".join(f"{k} {v:.3g}" for k, v in a["pair_triangular_e3_median"].items() if v is not None))
@@ -624,6 +633,9 @@ def figures_of(results: dict[str, Any]) -> list[Figure]:
         for method, w in a["relative_width_median"].items():
             if w is not None:
                 out.append(Figure(f"width: {method}", w, "", "", math.nan, ratio=w, group=group))
+        for method, w in a["relative_width_at_equal_coverage"].items():
+            out.append(Figure(f"width at equal coverage: {method}", w, "", "", math.nan, ratio=w, group=group,
+                              note="scaled by the std of its pulls against the true density"))
         group = f"{name}: tails, GAN within 1σ of the truth (target ≥ {TAIL_TARGET:.0%} of the samples)"
         for label, t in a["tails"].items():
             out.append(Figure(f"{label}: within 1σ", t["within_1sigma"], "fraction of samples", "target",
