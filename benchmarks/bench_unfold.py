@@ -14,12 +14,18 @@ Q² > 5, x < 0.1), and pools the samples:
    (:class:`mlegpipe.unfold.Coverage`), for the GAN (with and without the
    surrogate's uncertainty), IBU and OmniFold; the same at detector level for
    refolded vs data, with the exact model of ``bench_pull_ceiling`` beside it.
-   A histogram of the pulls against N(0, 1) is drawn.
+   The same vertex-level bands are also compared with the true density (an
+   independent 1M-event sample of the run's ``[truth]``): the pseudo-data's
+   truth is the sample the data were folded from, so a method that follows the
+   data follows its fluctuations too, and pulls against it are narrower than
+   N(0, 1) even for calibrated bands (``bench_pull_ceiling --vertex`` shows it
+   with IBU). Histograms of the pulls against N(0, 1) are drawn.
 2. **Accuracy.** The median over samples of the 2D (x, Q²) triangular
    discriminator and of each observable's Wasserstein-1 to the truth, per
    method, with the uncorrected detector-level data.
 3. **Precision.** The median relative band width (std / mean) per recoverable
-   bin, per method, beside its coverage.
+   bin, per method, beside its coverage, and scaled by the std of its pulls
+   against the true density (the width it would need for equal coverage).
 4. **Tails.** The unfolded fraction of events above Q² = 100 and 300 GeV² and
    below the lowest E′ bin edge (and in the lowest E′ bin) within 1σ of the
    truth's (σ² = the replicas' variance of the fraction + the truth's binomial
