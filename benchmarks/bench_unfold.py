@@ -344,8 +344,8 @@ def tail_fractions(run_dir: Path, e_edges: list[float] | None) -> dict[str, dict
     omni = _load(run_dir, "omnifold") if (run_dir / "omnifold.root").exists() else None
     cuts: dict[str, tuple[str, str, float]] = {"Q2 > 100": ("Q2", ">", 100.0), "Q2 > 300": ("Q2", ">", 300.0)}
     if e_edges is not None:
-        cuts[f"E' < {e_edges[0]:.3g} (lowest edge)"] = ("lepton_E", "<", e_edges[0])
-        cuts[f"E' < {e_edges[1]:.3g} (lowest bin)"] = ("lepton_E", "<", e_edges[1])
+        cuts["E' below the lowest bin edge"] = ("lepton_E", "<", e_edges[0])
+        cuts["E' in the lowest bin"] = ("lepton_E", "<", e_edges[1])
 
     def inside(batch: EventBatch, name: str, op: str, cut: float) -> np.ndarray:
         with np.errstate(invalid="ignore"):
@@ -361,7 +361,7 @@ def tail_fractions(run_dir: Path, e_edges: list[float] | None) -> dict[str, dict
         per_replica = np.array([u[replica == r].mean() for r in np.unique(replica)])
         f_g = float(per_replica.mean())
         sigma = float(np.sqrt(per_replica.var(ddof=1) + f_t * (1 - f_t) / len(truth)))
-        row: dict[str, Any] = {"truth": f_t, "gan": f_g, "sigma": sigma, "ratio": f_g / f_t if f_t else None,
+        row: dict[str, Any] = {"cut": cut, "truth": f_t, "gan": f_g, "sigma": sigma, "ratio": f_g / f_t if f_t else None,
                                "within_1sigma": bool(abs(f_g - f_t) <= sigma)}
         if omni is not None:
             w = omni.weights if omni.weights is not None else np.ones(len(omni))
