@@ -162,14 +162,23 @@ def vertex_definition(samples: int, replicas: int) -> dict[str, Any]:
     print(f"IBU, {replicas} bootstrap replicas of {DATA_EVENTS} data events, {BINS} bins of {', '.join(UNFOLDED)}, "
           f"recoverable bins, {samples} pseudo-data samples (N(0, 1): mean 0, std 1, |pull| < 1 in 0.683)")
     out: dict[str, Any] = {}
+    figures = []
+    target = CoverageTarget()
     for sim_events in (20_000, 500_000):
         per = [ibu_vertex_pulls(s, sim_events, replicas) for s in range(samples)]
         for key in ("vs_truth_sample", "vs_true_density"):
             c = Coverage.of(np.concatenate([p[key] for p in per]))
-            out[f"sim{sim_events}_{key}"] = {**c.to_dict(), "meets": c.meets(CoverageTarget())}
+            out[f"sim{sim_events}_{key}"] = {**c.to_dict(), "meets": c.meets(target)}
             print(f"simulation {sim_events:>7} events, pulls {key:<16}: {c.bins} bins, mean {c.mean:+.3f}, "
                   f"std {c.std:.3f}, |pull| < 1 in {c.covered:.3f}")
-    write_json("bench_pull_ceiling_vertex", {"replicas": replicas, "samples": samples, "coverage": out})
+            row = f"IBU, {sim_events // 1000}k simulation, against the {key[3:].replace('_', ' ')}"
+            figures += [Figure(f"{row}: std", c.std, "", "N(0, 1)", 1.0, target="0.85-1.15",
+                               meets=target.std_range[0] <= c.std <= target.std_range[1], group="vertex"),
+                        Figure(f"{row}: |pull| < 1", c.covered, "", "N(0, 1)", 0.6827, target="0.60-0.76",
+                               meets=target.covered_range[0] <= c.covered <= target.covered_range[1],
+                               note=f"{c.bins} bins", group="vertex")]
+    write_json("bench_pull_ceiling_vertex", {"replicas": replicas, "samples": samples, "coverage": out,
+                                             "figures": [asdict(f) for f in figures]})
     return out
 
 
