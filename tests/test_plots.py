@@ -129,7 +129,9 @@ def test_unfolding_plots_from_recorded_bands(tmp_path) -> None:
     info = {"binned": {"nu1": {"edges": [0.0, 1.0, 2.0, 3.0], "gan": shifted, "truth": band, "data": band,
                                "ibu": band, "unrecoverable": [0, 0, 1]}}}
     files = plot_unfolding_info(info, tmp_path / "plots", prefix="unfolding")
-    assert [f.name for f in files] == ["unfolding__nu1.png"] and files[0].read_bytes()[:4] == PNG
+    # the closure plot, and the pulls of the recoverable bins (two: 3.54 and 0) against N(0, 1)
+    assert [f.name for f in files] == ["unfolding__nu1.png", "unfolding__pulls_vertex.png"]
+    assert all(f.read_bytes()[:4] == PNG for f in files)
     assert files[0].with_suffix(".pdf").read_bytes()[:4] == b"%PDF"  # the PDF beside it
     from mlegpipe.plots import plot_unfolding_bands
 
