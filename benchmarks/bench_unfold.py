@@ -64,7 +64,16 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import Figure
 from mlegpipe.events import EventBatch
-from mlegpipe.unfold import NORMAL_COVERAGE, Band, Coverage, CoverageTarget, band_pulls, pooled_pulls, recorded_pulls
+from mlegpipe.unfold import (
+    NORMAL_COVERAGE,
+    Band,
+    Coverage,
+    CoverageTarget,
+    band_pulls,
+    band_widths,
+    float_array,
+    recorded_pulls,
+)
 
 __all__ = ["aggregate", "main", "sample_figures", "summarize", "tail_fractions"]
 
@@ -204,9 +213,7 @@ def against_both_truths(run_dir: Path, metrics: dict[str, Any], bins: int = 30,
                                "simulation_vs_data_truth": compare(s, t, edges)["triangular_e3"]}
         report_edges = np.asarray(b["edges"])
         gan = Band.from_replicas(np.array([density(u[replica == r], report_edges) for r in np.unique(replica)]))
-        extra = None
-        if "surrogate_std_vertex" in b:
-            extra = np.array([0.0 if v is None else v * v for v in b["surrogate_std_vertex"]])
+        extra = _variance(b, "surrogate_std_vertex")
         flags = np.asarray(b["unrecoverable"], dtype=bool)
         for key, ref in (("data_truth", t), ("simulation_truth", s)):
             band = Band.from_replicas(bootstrap_densities(ref[np.isfinite(ref)], report_edges, replicas, rng))
@@ -320,16 +327,11 @@ def _scenario(name: str, run_dir: Path, seconds: float | None, cpu: float | None
 METHODS = ("gan", "ibu", "omnifold", "data_uncorrected")
 
 
-def _flags(entry: dict[str, Any]) -> np.ndarray:
-    bins = len(entry["edges"]) - 1
-    return np.asarray(entry.get("unrecoverable", [0] * bins), dtype=bool)
-
-
 def _variance(entry: dict[str, Any], key: str) -> np.ndarray | None:
+    """The recorded per-bin std ``key`` squared (None: not recorded; a bin without one counts 0)."""
     if key not in entry:
         return None
-    std = np.array([0.0 if v is None else v for v in entry[key]], dtype=float)
-    return std * std
+    return np.nan_to_num(float_array(entry[key])) ** 2
 
 
 def tail_fractions(run_dir: Path, e_edges: list[float] | None) -> dict[str, dict[str, Any]]:
@@ -421,14 +423,8 @@ def sample_figures(run_dir: Path, true_density: bool = True) -> dict[str, Any]:
         pulls["gan_vertex_vs_true_density"] = band_pulls(with_exact, "gan", "true_density", syst)
         for method in ("ibu", "omnifold"):
             pulls[f"{method}_vertex_vs_true_density"] = band_pulls(with_exact, method, "true_density")
-    widths: dict[str, list[float]] = {"gan": [], "gan_stat": [], "ibu": [], "omnifold": []}
-    for name, entry in binned.items():
-        flags = _flags(entry)
-        bands = {m: Band.from_dict(entry[m]) for m in ("gan", "ibu", "omnifold") if m in entry}
-        for key, band, extra in (("gan", "gan", syst.get(name)), ("gan_stat", "gan", None),
-                                 ("ibu", "ibu", None), ("omnifold", "omnifold", None)):
-            if band in bands:
-                widths[key] += pooled_pulls([bands[band].relative_width(extra)], [flags]).tolist()
+    widths = {"gan": band_widths(binned, "gan", syst).tolist(), "gan_stat": band_widths(binned, "gan").tolist(),
+              "ibu": band_widths(binned, "ibu").tolist(), "omnifold": band_widths(binned, "omnifold").tolist()}
     accuracy = {}
     for name, entry in obs.items():
         row = {}

@@ -23,7 +23,7 @@ from mlegpipe.metrics.histograms import edges_for
 from mlegpipe.metrics.pulls import pulls, replica_densities, replica_stats
 from mlegpipe.plots._style import MODEL_COLOR, REFERENCE_COLOR, new_figure, save_figure, styled
 from mlegpipe.plots.distributions import axis_label, normalized
-from mlegpipe.unfold.coverage import Coverage, band_pulls, recorded_pulls
+from mlegpipe.unfold.coverage import Coverage, band_pulls, pooled_pulls, recorded_pulls
 
 __all__ = ["plot_pull_distribution", "plot_unfolding", "plot_unfolding_bands", "plot_unfolding_info"]
 
@@ -171,8 +171,7 @@ def plot_pull_distribution(pulls: Mapping[str, Sequence[float | None] | np.ndarr
     with styled():
         fig, ax = new_figure(figsize=(6.4, 4.4))
         for label, values in pulls.items():
-            v = np.array([np.nan if p is None else p for p in values], dtype=np.float64)
-            v = v[np.isfinite(v)]
+            v = pooled_pulls([values])
             if v.size < 2:
                 continue
             c = Coverage.of(v)

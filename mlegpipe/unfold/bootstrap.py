@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,17 @@ from mlegpipe.exceptions import DataError
 from mlegpipe.metrics.pulls import pulls, replica_stats
 from mlegpipe.unfold.ibu import Response
 
-__all__ = ["Band", "pull_summary", "unrecoverable_bins"]
+__all__ = ["Band", "float_array", "pull_summary", "unrecoverable_bins"]
+
+
+def float_array(values: Iterable[float | None] | np.ndarray) -> np.ndarray:
+    """A recorded list of per-bin numbers (None where JSON could not hold a NaN) as float64, None as NaN.
+
+    Example:
+        >>> float_array([0.5, None]).tolist()
+        [0.5, nan]
+    """
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64).ravel()
 
 
 @dataclass
@@ -84,8 +95,7 @@ class Band:
             >>> Band.from_dict({"mean": [0.5], "std": [0.1]}).var.round(6).tolist()
             [0.01]
         """
-        mean = np.array([np.nan if v is None else v for v in entry["mean"]], dtype=np.float64)
-        std = np.array([np.nan if v is None else v for v in entry["std"]], dtype=np.float64)
+        mean, std = float_array(entry["mean"]), float_array(entry["std"])
         return cls(mean, std * std, np.zeros((0, mean.size)))
 
     def pulls(self, reference: Band, extra_variance: np.ndarray | None = None) -> np.ndarray:

@@ -23,16 +23,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from mlegpipe.exceptions import DataError
-from mlegpipe.unfold.bootstrap import Band
+from mlegpipe.unfold.bootstrap import Band, float_array
 
-__all__ = ["NORMAL_COVERAGE", "Coverage", "CoverageTarget", "band_pulls", "pooled_pulls", "recorded_pulls"]
+__all__ = ["NORMAL_COVERAGE", "Coverage", "CoverageTarget", "band_pulls", "band_widths", "pooled_pulls",
+           "recorded_pulls"]
 
 #: P(|z| < 1) for z ~ N(0, 1).
 NORMAL_COVERAGE = 0.6826894921370859
@@ -81,8 +82,7 @@ class Coverage:
             >>> Coverage.of([0.5, -0.5, None, 1.5]).covered
             0.6667
         """
-        values = np.array([np.nan if p is None else p for p in pulls], dtype=np.float64).ravel()
-        values = values[np.isfinite(values)]
+        values = pooled_pulls([pulls])
         if values.size < 2:
             raise DataError(f"coverage needs at least two finite pulls, got {values.size}")
         return cls(bins=int(values.size), mean=round(float(values.mean()), 4),
@@ -108,17 +108,18 @@ class Coverage:
 
 def pooled_pulls(per_bin: Iterable[Iterable[float | None]], excluded: Iterable[Iterable[bool]] | None = None,
                  ) -> np.ndarray:
-    """Concatenate per-observable (or per-sample) pull lists, leaving out None, non-finite and excluded bins.
+    """Concatenate per-observable (or per-sample) lists of per-bin values (pulls, band widths), leaving out
+    None, non-finite and excluded bins.
 
     Arguments:
-        per_bin: pull lists, e.g. one per observable and sample.
+        per_bin: value lists, e.g. one per observable and sample.
         excluded: matching flag lists (True: leave the bin out, e.g. unrecoverable), or None.
 
     Example:
         >>> pooled_pulls([[0.1, None], [2.0, -1.0]], [[False, False], [True, False]]).tolist()
         [0.1, -1.0]
     """
-    lists = [np.array([np.nan if p is None else p for p in pulls], dtype=np.float64) for pulls in per_bin]
+    lists = [float_array(values) for values in per_bin]
     flags = ([np.zeros(v.size, bool) for v in lists] if excluded is None
              else [np.asarray(list(f), dtype=bool) for f in excluded])
     if len(flags) != len(lists):
@@ -131,7 +132,7 @@ def pooled_pulls(per_bin: Iterable[Iterable[float | None]], excluded: Iterable[I
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _recoverable(entry: Mapping[str, Any], bins: int) -> np.ndarray:
+def _unrecoverable(entry: Mapping[str, Any], bins: int) -> np.ndarray:
     flags = entry.get("unrecoverable")
     return np.zeros(bins, bool) if flags is None else np.asarray(flags, dtype=bool)
 
@@ -151,7 +152,21 @@ def recorded_pulls(binned: Mapping[str, Mapping[str, Any]], key: str) -> np.ndar
         if key in entry:
             lists.append(entry[key])
             bins = len(entry[key])
-            flags.append(np.zeros(bins, bool) if key.startswith("refolded") else _recoverable(entry, bins))
+            flags.append(np.zeros(bins, bool) if key.startswith("refolded") else _unrecoverable(entry, bins))
+    return pooled_pulls(lists, flags)
+
+
+def _pooled_over_bands(binned: Mapping[str, Mapping[str, Any]], band: str,
+                       per_bin: Callable[[str, Mapping[str, Any], Band], np.ndarray | None]) -> np.ndarray:
+    """``per_bin(name, entry, band)`` of every observable that recorded ``band``, pooled, the unrecoverable
+    bins left out (None: the observable is skipped)."""
+    lists, flags = [], []
+    for name, entry in binned.items():
+        if band in entry:
+            values = per_bin(name, entry, Band.from_dict(entry[band]))
+            if values is not None:
+                lists.append(values)
+                flags.append(_unrecoverable(entry, values.size))
     return pooled_pulls(lists, flags)
 
 
@@ -172,11 +187,21 @@ def band_pulls(binned: Mapping[str, Mapping[str, Any]], band: str, reference: st
         >>> band_pulls({"a": {"ibu": b, "truth": t}}, "ibu").round(6).tolist()
         [-1.0, 1.0]
     """
-    lists, flags = [], []
-    for name, entry in binned.items():
-        if band in entry and reference in entry:
-            extra = None if extra_variance is None else extra_variance.get(name)
-            pulls = Band.from_dict(entry[band]).pulls(Band.from_dict(entry[reference]), extra)
-            lists.append(pulls)
-            flags.append(_recoverable(entry, pulls.size))
-    return pooled_pulls(lists, flags)
+    extra = extra_variance or {}
+    return _pooled_over_bands(binned, band, lambda name, entry, b: b.pulls(Band.from_dict(entry[reference]),
+                                                                           extra.get(name))
+                              if reference in entry else None)
+
+
+def band_widths(binned: Mapping[str, Mapping[str, Any]], band: str,
+                extra_variance: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Relative widths (std / mean, :meth:`Band.relative_width`) of the recorded band ``band`` per recoverable
+    bin of every observable, pooled; ``extra_variance`` as in :func:`band_pulls`.
+
+    Example:
+        >>> b = {"mean": [0.4, 0.6], "std": [0.1, 0.3]}
+        >>> band_widths({"a": {"ibu": b, "unrecoverable": [0, 1]}}, "ibu").tolist()
+        [0.25]
+    """
+    extra = extra_variance or {}
+    return _pooled_over_bands(binned, band, lambda name, entry, b: b.relative_width(extra.get(name)))
