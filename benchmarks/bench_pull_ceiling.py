@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from mlegpipe_builtins.detectors.smear import SmearDetector
 from mlegpipe_builtins.truth.dis import DISTruth
 from mlegpipe_builtins.unfolding._closure import REFERENCE_REPLICAS
 from mlegpipe_builtins.unfolding._inputs import pass_mask
-from mlegpipe_builtins.unfolding._observables import binning, observable
+from mlegpipe_builtins.unfolding._observables import binning, density, observable
 
 __all__ = ["exact_model_fractions", "exact_model_pulls", "ibu_vertex_pulls", "main", "true_density_band"]
 
@@ -68,20 +69,29 @@ def _measured(batch: EventBatch, name: str) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
-def exact_model_pulls(sample_seed: int, replicas: int, observables: tuple[str, ...] = OBSERVABLES) -> np.ndarray:
-    """Detector-level pulls of the exact model (α = 0) against one pseudo-data sample, pooled over the bins of
-    ``observables`` (NaN where both bands are empty): what ``bench_unfold`` shows beside the refolded pulls."""
+def _exact_model(sample_seed: int, replicas: int, observables: tuple[str, ...], rng: np.random.Generator,
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, Band, np.ndarray]]:
+    """Per observable of one pseudo-data sample: the data's measured values, the edges, the data's bootstrap
+    band and the exact model's replica densities (independent samples folded by the real detector).
+
+    Lazy, one observable at a time, the data's bands drawn from ``rng``: a caller drawing more from it
+    between observables (the α-mixtures) keeps its draws interleaved in the same order."""
     truth, data = _folded(1000 + sample_seed, DATA_EVENTS)
     models = [_folded(10_000 + 100 * sample_seed + r, DATA_EVENTS)[1] for r in range(replicas)]
-    rng = np.random.default_rng(sample_seed)
-    out = []
     for name in observables:
         values = _measured(data, name)
         edges = binning(name, [values, observable(truth, name)], BINS)
         data_band = Band.from_replicas(bootstrap_densities(values, edges, REFERENCE_REPLICAS, rng))
         exact = np.stack([np.histogram(_measured(m, name), edges)[0] for m in models]).astype(float)
-        out.append(Band.from_replicas(exact / exact.sum(axis=1, keepdims=True)).pulls(data_band))
-    return np.concatenate(out)
+        yield values, edges, data_band, exact / exact.sum(axis=1, keepdims=True)
+
+
+def exact_model_pulls(sample_seed: int, replicas: int, observables: tuple[str, ...] = OBSERVABLES) -> np.ndarray:
+    """Detector-level pulls of the exact model (α = 0) against one pseudo-data sample, pooled over the bins of
+    ``observables`` (NaN where both bands are empty): what ``bench_unfold`` shows beside the refolded pulls."""
+    return np.concatenate([Band.from_replicas(exact).pulls(data_band)
+                           for _, _, data_band, exact in _exact_model(sample_seed, replicas, observables,
+                                                                      np.random.default_rng(sample_seed))])
 
 
 #: the unfolding pipelines' observables
@@ -91,11 +101,9 @@ UNFOLDED = ("nu1", "nu2", "x", "Q2", "lepton_E", "lepton_theta")
 def true_density_band(values: np.ndarray, edges: np.ndarray) -> Band:
     """The density of a large sample on ``edges`` with its multinomial variance p(1 − p)/N: the true density
     to within a variance 1/N of a bin's probability (no replicas kept)."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    p = np.histogram(finite, edges)[0].astype(np.float64)
-    p /= max(p.sum(), 1.0)
-    return Band(p, p * (1 - p) / max(finite.size, 1), np.zeros((0, p.size)))
+    p = density(values, edges)
+    n = int(np.isfinite(np.asarray(values, dtype=np.float64)).sum())
+    return Band(p, p * (1 - p) / max(n, 1), np.zeros((0, p.size)))
 
 
 def ibu_vertex_pulls(sample_seed: int, sim_events: int, replicas: int = 10,
@@ -135,17 +143,10 @@ def ibu_vertex_pulls(sample_seed: int, sim_events: int, replicas: int = 10,
 
 def exact_model_fractions(sample_seed: int, replicas: int, alphas: list[float]) -> dict[float, float]:
     """Fraction of the ν₁, ν₂, x, Q² bins with |pull| <= 1 for each α, on one pseudo-data sample."""
-    truth, data = _folded(1000 + sample_seed, DATA_EVENTS)
-    models = [_folded(10_000 + 100 * sample_seed + r, DATA_EVENTS)[1] for r in range(replicas)]
     rng = np.random.default_rng(sample_seed)
     inside = {a: 0 for a in alphas}
     total = 0
-    for name in OBSERVABLES:
-        values = _measured(data, name)
-        edges = binning(name, [values, observable(truth, name)], BINS)
-        data_band = Band.from_replicas(bootstrap_densities(values, edges, REFERENCE_REPLICAS, rng))
-        exact = np.stack([np.histogram(_measured(m, name), edges)[0] for m in models]).astype(float)
-        exact /= exact.sum(axis=1, keepdims=True)
+    for values, edges, data_band, exact in _exact_model(sample_seed, replicas, OBSERVABLES, rng):
         follow = bootstrap_densities(values, edges, replicas, rng)
         for a in alphas:
             pulls = Band.from_replicas((1 - a) * exact + a * follow).pulls(data_band)
