@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,10 +27,13 @@ from mlegpipe.formats import format_for
 from mlegpipe.shared_setting import SharedSetting
 from mlegpipe.stages import Generator, checked_conditions
 
-__all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_file", "map_in_chunks", "single_threaded_kernels"]
+__all__ = ["BLOCK", "block_seed", "generate_blocks", "generate_to_file", "map_in_chunks", "map_spans",
+           "single_threaded_kernels"]
 
 #: Events per random-stream block.
 BLOCK = 65_536
+
+T = TypeVar("T")
 
 
 def _one_thread() -> int:
@@ -62,6 +65,41 @@ def single_threaded_kernels() -> Iterator[None]:
         yield
 
 
+def map_spans(fn: Callable[[int, int], T], n: int, chunk: int, workers: int | None = None) -> list[T]:
+    """``fn(lo, hi)`` for the fixed spans ``[0, chunk), [chunk, 2·chunk), …`` of ``n`` rows, on ``workers``
+    data-parallel threads; the results in span order.
+
+    Each thread takes every ``workers``-th span as one long-lived task (no
+    per-span scheduling cost), with :func:`single_threaded_kernels` and in
+    inference mode; the spans are fixed, so the results do not depend on the
+    thread count. ``workers`` defaults to torch's thread count.
+
+    Example:
+        >>> map_spans(lambda lo, hi: (lo, hi), 10, chunk=4, workers=2)
+        [(0, 4), (4, 8), (8, 10)]
+    """
+    spans = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+    out: list[Any] = [None] * len(spans)
+
+    def run(i: int) -> None:
+        with torch.inference_mode():  # thread-local: enter it in every worker
+            out[i] = fn(*spans[i])
+
+    workers = min(torch.get_num_threads() if workers is None else workers, len(spans))
+    if workers <= 1:
+        for i in range(len(spans)):
+            run(i)
+        return out
+
+    def share(w: int) -> None:
+        for i in range(w, len(spans), workers):
+            run(i)
+
+    with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
+        list(pool.map(share, range(workers)))
+    return out
+
+
 def map_in_chunks(
     fn: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
     noise: torch.Tensor,
@@ -70,12 +108,8 @@ def map_in_chunks(
     chunk: int,
     workers: int | None = None,
 ) -> torch.Tensor:
-    """``fn(noise, context)`` row-wise in fixed ``chunk``-event pieces, on ``workers`` data-parallel threads.
-
-    Each thread takes every ``workers``-th chunk as one long-lived task (no
-    per-chunk scheduling cost), with :func:`single_threaded_kernels`; the
-    chunks are fixed, so the result does not depend on the thread count.
-    ``workers`` defaults to torch's thread count.
+    """``fn(noise, context)`` row-wise in fixed ``chunk``-event pieces, on ``workers`` data-parallel threads
+    (:func:`map_spans`): the result does not depend on the thread count.
 
     Example:
         >>> x = torch.arange(10.0)[:, None]
@@ -83,25 +117,11 @@ def map_in_chunks(
         [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0]
     """
     out = noise.new_empty(len(noise), n_out)
-    spans = [(lo, min(lo + chunk, len(noise))) for lo in range(0, len(noise), chunk)]
 
-    def run(span: tuple[int, int]) -> None:
-        lo, hi = span
-        with torch.inference_mode():  # thread-local: enter it in every worker
-            out[lo:hi] = fn(noise[lo:hi], None if context is None else context[lo:hi])
+    def run(lo: int, hi: int) -> None:
+        out[lo:hi] = fn(noise[lo:hi], None if context is None else context[lo:hi])
 
-    workers = min(torch.get_num_threads() if workers is None else workers, len(spans))
-    if workers <= 1:
-        for span in spans:
-            run(span)
-        return out
-
-    def share(w: int) -> None:
-        for span in spans[w::workers]:
-            run(span)
-
-    with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
-        list(pool.map(share, range(workers)))
+    map_spans(run, len(noise), chunk, workers)
     return out
 
 

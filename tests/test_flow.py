@@ -263,6 +263,8 @@ def test_bootstrap_replicas_train_different_flows(tmp_path) -> None:  # noqa: AN
     ("nsf", 0, {"passes": 2}),
     ("maf", 0, {}),
     ("maf", 2, {"passes": 2}),
+    ("maf", 0, {"passes": 2}),  # affine coupling: inverted block by block with dense products
+    ("maf", 0, {"passes": 2, "features": 5, "hidden_features": (24,)}),  # blocks of 3 and 2, one hidden layer
 ])
 def test_fast_sampler_is_zukos_inverse(kind, context, kwargs) -> None:  # noqa: ANN001
     import zuko
@@ -271,10 +273,12 @@ def test_fast_sampler_is_zukos_inverse(kind, context, kwargs) -> None:  # noqa: 
 
     torch.manual_seed(0)
     cls = zuko.flows.NSF if kind == "nsf" else zuko.flows.MAF
-    flow = cls(4, context, transforms=3, hidden_features=(24, 24), **kwargs)
+    kwargs = {"hidden_features": (24, 24), **kwargs}
+    features = kwargs.pop("features", 4)
+    flow = cls(features, context, transforms=3, **kwargs)
     for p in flow.parameters():  # away from the identity at initialization
         p.data.add_(0.3 * torch.randn_like(p))
-    noise = 1.5 * torch.randn(3000, 4)
+    noise = 1.5 * torch.randn(3000, features)
     c = torch.randn(3000, context) if context else None
     with torch.inference_mode():
         ref = flow(c).transform.inv(noise)

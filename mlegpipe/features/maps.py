@@ -354,8 +354,10 @@ def sample_with_rejection(
         cols, ok = draw(pending)
         first = not result
         for name, values in cols.items():
-            if first:  # the first round fills every slot (a plain copy); the rejected ones are redrawn below
-                result[name] = np.array(values)
+            if first:  # the first round fills every slot (a copy unless the array is the draw's own); the
+                # rejected ones are redrawn below
+                result[name] = values if isinstance(values, np.ndarray) and values.flags.owndata \
+                    and values.flags.writeable else np.array(values)
             else:
                 result[name][pending[ok]] = values[ok]
         drawn += len(pending)

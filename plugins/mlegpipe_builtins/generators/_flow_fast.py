@@ -236,6 +236,68 @@ class _Transform(nn.Module):
         return xc[:, :self.n_features]
 
 
+class _AffineCoupling(nn.Module):
+    """An unconditional affine coupling transform (two autoregressive groups, each a contiguous block of
+    features, the first with constant parameters) inverted with dense slices: the same function as
+    :class:`_Transform`, with no gathers or scatters.
+
+    The first block is ``x₀ = (y₀ − shift₀) / scale₀`` with constant parameters; the network of the second
+    reads ``x₀``, and its last layer's rows are reordered so that the shifts and the raw scales are two
+    contiguous blocks; ``x₁ = (y₁ − shift) · exp(−s / (1 + |s| / |ln slope|))`` is zuko's
+    ``(y₁ − shift) / scale``, written with one exponential. The weights are plain tensors (no parameter
+    containers to index on every call).
+    """
+
+    def __init__(self, first: _Group, second: _Group, slope: float) -> None:
+        super().__init__()
+        a, b = first.features, second.features
+        self.first = slice(int(a[0]), int(a[-1]) + 1)
+        self.second = slice(int(b[0]), int(b[-1]) + 1)
+        self.first_index = int(a[0])
+        shift, scale = first.shared or (torch.zeros(len(a)), torch.ones(len(a)))  # shared: checked by `of`
+        self.shift0, self.inv_scale0 = shift.reshape(1, -1).clone(), 1.0 / scale.reshape(1, -1)
+        self.clip = 1.0 / abs(math.log(slope))
+        linear = [(layer.weight.detach(), layer.bias.detach()) for layer in second.layers]
+        w_first = linear[0][0].new_zeros(linear[0][0].shape[0], len(a))
+        w_first[:, second.inputs - int(a[0])] = linear[0][0]  # the network reads the first block's columns
+        linear[0] = (w_first, linear[0][1])
+        # the last layer's rows: the shifts from row 0 and the raw scales from row `half`, zero rows padding the
+        # output to a multiple of 16 (MKL's small matrix products are about twice as fast at such widths)
+        self.m, self.half = len(b), -(-len(b) // 8) * 8
+        w, bias = linear[-1]
+        padded_w, padded_b = w.new_zeros(2 * self.half, w.shape[1]), bias.new_zeros(2 * self.half)
+        padded_w[:self.m], padded_b[:self.m] = w[0::2], bias[0::2]  # zuko's rows: (shift, raw scale) per feature
+        padded_w[self.half:self.half + self.m], padded_b[self.half:self.half + self.m] = w[1::2], bias[1::2]
+        linear[-1] = (padded_w, padded_b)
+        self.linear = [(w.t().contiguous(), bias.clone()) for w, bias in linear]
+
+    @classmethod
+    def of(cls, transform: _Transform, n_context: int) -> _AffineCoupling | None:
+        """The dense form of ``transform`` when it is an unconditional affine coupling of two contiguous blocks
+        with a hidden layer, else None."""
+        groups = list(transform.groups)
+        if n_context or len(groups) != 2 or groups[0].invert.kind != "affine" or groups[0].shared is None \
+                or groups[1].shared is not None or len(groups[1].layers) < 2:
+            return None
+        for g in groups:
+            f = g.features
+            if not bool((f == torch.arange(int(f[0]), int(f[0]) + len(f))).all()):
+                return None
+        if int(groups[0].features[0]) != 0 and int(groups[1].features[0]) != 0:
+            return None
+        return cls(groups[0], groups[1], groups[0].invert.slope)
+
+    def forward(self, y: Tensor, context: Tensor | None) -> Tensor:
+        x0 = (y[:, self.first] - self.shift0).mul_(self.inv_scale0)
+        (w, b), *rest = self.linear
+        h = torch.addmm(b, x0, w)
+        for w, b in rest:
+            h = torch.addmm(b, h.relu_(), w)
+        shift, s = h[:, :self.m], h[:, self.half:self.half + self.m]
+        x1 = (y[:, self.second] - shift).mul_(s.div(s.abs().mul_(self.clip).add_(1.0)).neg_().exp_())
+        return torch.cat((x0, x1) if self.first_index == 0 else (x1, x0), dim=1)
+
+
 class FastFlowSampler(nn.Module):
     """``noise -> flow(context).transform.inv(noise)`` for a zuko MAF/NSF, with only the work sampling needs.
 
@@ -260,7 +322,8 @@ class FastFlowSampler(nn.Module):
             raise NotImplementedError("only flows made of masked autoregressive transforms are supported")
         self.n_context = transforms[0].hyper[0].in_features - len(transforms[0].order)
         self.chunk = chunk
-        self.transforms = nn.ModuleList(_Transform(t, self.n_context) for t in transforms)
+        exact = [_Transform(t, self.n_context) for t in transforms]
+        self.transforms = nn.ModuleList(_AffineCoupling.of(t, self.n_context) or t for t in exact)
 
     def _invert(self, x: Tensor, c: Tensor | None) -> Tensor:
         for t in reversed(self.transforms):

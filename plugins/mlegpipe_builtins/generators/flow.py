@@ -44,7 +44,6 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -57,7 +56,7 @@ from mlegpipe import hookimpl
 from mlegpipe.events import EventBatch
 from mlegpipe.exceptions import CheckpointError, ConfigError, DataError
 from mlegpipe.features import sample_with_rejection
-from mlegpipe.generation import single_threaded_kernels
+from mlegpipe.generation import map_spans, single_threaded_kernels
 from mlegpipe.metrics.distances import sample_chi2_ndf
 from mlegpipe.schema import param
 from mlegpipe.stages import Discriminator, Generator, NetworkInputs, NetworkProbe, StageContext
@@ -85,7 +84,6 @@ _DISTILL_POOL = 1 << 20  # (noise, features) pairs the distilled sampler is regr
 _DISTILL_STEPS_PER_STEP, _DISTILL_STEPS_MAX = 2.4, 6000  # distill_steps = 0: measured at 6000 for 2500 steps
 _CONTEXT_MARGIN = 0.5  # distil conditional flows this fraction of the trained context span beyond it
 _CHUNKED = (FastFlowSampler, DistilledSampler)  # samplers that run their chunks on data-parallel threads
-_DECODE_MIN = 8192  # events per decoding thread, at least
 _DECODE_CHUNK = 32768  # events decoded at a time by a thread (arrays that stay in cache)
 _DEFAULT_MAP = "nu_scaled"  # without `features`: the DIS map measured best (README)
 _DEFAULT_SCAN_MAP = "dis_scaling"  # conditional on the beam energy: limits fixed at every energy (bench_energies)
@@ -516,24 +514,41 @@ class FlowGenerator(Generator):
                 self.ctx.log.warning("fast sampler unavailable (%s); sampling with zuko's inverse", err)
         return _ZukoSampler(flow)
 
-    def _draw_features(self, sampler: torch.nn.Module, condition: np.ndarray | None, n: int, gen: torch.Generator,
-                       workers: int = 1) -> np.ndarray:
-        """All map features of ``n`` events: learned ones from the flow (standardized: :meth:`_decode` undoes the
-        preprocessing), uniform ones drawn (blocks of noise in order)."""
+    def _draw_events(self, sampler: torch.nn.Module, condition: np.ndarray | None, context: np.ndarray, n: int,
+                     gen: torch.Generator, workers: int = 1) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Columns and physical mask of ``n`` events of one replica.
+
+        The noise and the uniform features are drawn block by block, in order, from ``gen``; each block then
+        runs through the network, the preprocessing's inverse and the decoding in fixed cache-sized chunks on
+        ``workers`` data-parallel threads, all three on one thread per chunk (so the result does not depend on
+        the thread count, and a chunk's arrays stay in cache between the steps).
+        """
         space = self.space
-        out = np.empty((n, len(space.names)))
-        learned = self._learned_columns()
-        with torch.inference_mode():
-            for lo in range(0, n, _SAMPLE_BLOCK):
-                hi = min(lo + _SAMPLE_BLOCK, n)
-                noise = torch.randn((hi - lo, len(self.learned)), generator=gen)
-                c = None if condition is None else space.condition_tensor(condition[lo:hi])
-                z = sampler(noise, c, workers=workers) if isinstance(sampler, _CHUNKED) else sampler(noise, c)
-                out[lo:hi, learned] = z.numpy()
-                uniform = space.draw_uniform(hi - lo, gen)
-                if uniform is not None:
-                    out[lo:hi, space.uniform_columns] = uniform
-        return out
+        chunked = isinstance(sampler, _CHUNKED)
+        # the columns (names, dtypes) of the map's decoding, allocated once and filled by the chunks in place
+        template, _ = space.decode(np.empty((0, len(space.names))), context[:0])
+        cols = {k: np.empty((n, *v.shape[1:]), dtype=v.dtype) for k, v in template.items()}
+        ok = np.empty(n, dtype=bool)
+        for lo in range(0, n, _SAMPLE_BLOCK):
+            hi = min(lo + _SAMPLE_BLOCK, n)
+            noise = torch.randn((hi - lo, len(self.learned)), generator=gen)
+            uniform = space.draw_uniform(hi - lo, gen)
+            c = None if condition is None else space.condition_tensor(condition[lo:hi])
+
+            def chunk(a: int, b: int, lo: int = lo, noise: torch.Tensor = noise, uniform: np.ndarray | None = uniform,
+                      c: torch.Tensor | None = c) -> None:
+                cc = None if c is None else c[a:b]
+                z = sampler(noise[a:b], cc, workers=1) if chunked else sampler(noise[a:b], cc)
+                features = space.full(space.unprocess(z), None if uniform is None else uniform[a:b])
+                part, ok[lo + a:lo + b] = space.decode(features, context[lo + a:lo + b])
+                if part.keys() != cols.keys():
+                    raise RuntimeError(f"the {space.fmap.name} map decodes the columns {sorted(part)} for events "
+                                       f"but {sorted(cols)} for none")
+                for k, v in part.items():
+                    cols[k][lo + a:lo + b] = v
+
+            map_spans(chunk, hi - lo, _DECODE_CHUNK, workers)
+        return cols, ok
 
     def sample(self, n: int, seed: np.random.SeedSequence,
                conditions: Mapping[str, np.ndarray | float] | None = None) -> EventBatch:
@@ -564,17 +579,18 @@ class FlowGenerator(Generator):
 
         def draw(slots: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
             cond = None if condition is None else condition[slots]
-            if len(samplers) == 1:
-                z = self._draw_features(samplers[0], cond, len(slots), gen, workers)
+            if len(samplers) == 1 or not len(slots):
+                cols, ok = self._draw_events(samplers[0], cond, context[slots], len(slots), gen, workers)
             else:
-                z = np.empty((len(slots), len(space.names)))
                 which = replica_rng.integers(0, len(self.flows), len(slots))
+                cols, ok = {}, np.zeros(len(slots), dtype=bool)
                 for r, sampler in enumerate(samplers):
                     sel = which == r
                     if sel.any():
-                        z[sel] = self._draw_features(sampler, None if cond is None else cond[sel], int(sel.sum()),
-                                                     gen, workers)
-            cols, ok = self._decode(z, context[slots], workers)
+                        part, ok[sel] = self._draw_events(sampler, None if cond is None else cond[sel],
+                                                          context[slots][sel], int(sel.sum()), gen, workers)
+                        for k, v in part.items():
+                            cols.setdefault(k, np.empty((len(slots), *v.shape[1:]), dtype=v.dtype))[sel] = v
             return cols, ok if check else np.ones(len(slots), dtype=bool)
 
         with single_threaded_kernels() if workers > 1 else contextlib.nullcontext():
@@ -586,39 +602,6 @@ class FlowGenerator(Generator):
         meta = {"generator": "flow", "flow": self.p.flow, "feature_map": self.p.feature_map, "azimuth": self.azimuth,
                 "rejected_fraction": rejected / drawn if drawn else 0.0}
         return EventBatch.from_columns(space.fmap.assemble(cols, context), space.beams, meta)
-
-    def _learned_columns(self) -> list[int]:
-        return [j for j in range(len(self.space.names)) if j not in self.space.uniform_columns]
-
-    def _unprocess_and_decode(self, z: np.ndarray, context: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        learned = self._learned_columns()
-        if len(learned) == z.shape[1]:
-            return self.space.decode(self.space.unprocess(torch.from_numpy(np.ascontiguousarray(z))), context)
-        features = np.empty_like(z)
-        uniform = list(self.space.uniform_columns)
-        features[:, uniform] = z[:, uniform]
-        features[:, learned] = self.space.unprocess(torch.from_numpy(z[:, learned]))  # a fancy index copies
-        return self.space.decode(features, context)
-
-    def _decode(self, z: np.ndarray, context: np.ndarray, workers: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Undo the preprocessing of the learned features ``z`` and decode, in cache-sized chunks split over
-        ``workers`` threads for large draws (the same result: decoding is event by event)."""
-        workers = workers if len(z) >= 2 * _DECODE_MIN else 1
-        if workers <= 1 and len(z) <= _DECODE_CHUNK:
-            return self._unprocess_and_decode(z, context)
-        edges = np.linspace(0, len(z), max(workers, -(-len(z) // _DECODE_CHUNK)) + 1).astype(int)
-        spans = list(zip(edges[:-1], edges[1:], strict=True))
-
-        def decode(span: tuple[int, int]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-            return self._unprocess_and_decode(z[span[0]:span[1]], context[span[0]:span[1]])
-
-        if workers <= 1:
-            parts = [decode(span) for span in spans]
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                parts = list(pool.map(decode, spans))
-        cols = {k: np.concatenate([c[k] for c, _ in parts]) for k in parts[0][0]}
-        return cols, np.concatenate([ok for _, ok in parts])
 
     def info(self) -> dict[str, Any]:
         """Rejected fraction, events sampled, training and generation speed."""

@@ -283,21 +283,22 @@ class TtbarChain(FeatureMap):
 
     def inverse(self, z: torch.Tensor, context: TensorLike = 0.0) -> torch.Tensor:
         m = self._quark_masses(z)
-        pt, phi = torch.exp(z[:, 1]), z[:, 3]
+        f = z.t().contiguous()  # one row per feature: the elementwise work below reads contiguous memory
+        pt, phi = torch.exp(f[1]), f[3]
         px, py = pt * torch.cos(phi), pt * torch.sin(phi)
         quarks: list[torch.Tensor] = []
         for k in range(2):
-            d = z[:, 6 + 5 * k:11 + 5 * k]
-            mw = _mass_value(d[:, 0], m[3 * k + 1] + m[3 * k + 2], *self.w)
-            mt = _mass_value(z[:, 0 if k == 0 else 4], mw + m[3 * k], *self.top)
-            y = z[:, 2 if k == 0 else 5]
+            d = f[6 + 5 * k:11 + 5 * k]
+            mw = _mass_value(d[0], m[3 * k + 1] + m[3 * k + 2], *self.w)
+            mt = _mass_value(f[0 if k == 0 else 4], mw + m[3 * k], *self.top)
+            y = f[2 if k == 0 else 5]
             sign = 1.0 if k == 0 else -1.0
             mtr = torch.sqrt(mt**2 + pt**2)
             t = (sign * px, sign * py, mtr * torch.sinh(y), mtr * torch.cosh(y))
-            w, b = _decay(t, mt, _cos_value(d[:, 1]), _phi_value(d[:, 2]), mw, m[3 * k])
-            q1, q2 = _decay(w, mw, _cos_value(d[:, 3]), _phi_value(d[:, 4]), m[3 * k + 1], m[3 * k + 2])
+            w, b = _decay(t, mt, _cos_value(d[1]), _phi_value(d[2]), mw, m[3 * k])
+            q1, q2 = _decay(w, mw, _cos_value(d[3]), _phi_value(d[4]), m[3 * k + 1], m[3 * k + 2])
             quarks += [*b, *q1, *q2]
-        return torch.stack(quarks, dim=1)
+        return torch.stack(quarks).t()  # (n, 24): a view of one contiguous row per column
 
     def inverse_and_valid(self, z: torch.Tensor, context: TensorLike = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """The quarks of ``z`` and where they are finite, the decay chain decoded once.
