@@ -98,9 +98,11 @@ def _angles(p: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def _two_body(m: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor) -> torch.Tensor:
-    """Momentum of either daughter of a two-body decay in the parent rest frame (NaN below threshold)."""
-    lam = (m**2 - (m1 + m2) ** 2) * (m**2 - (m1 - m2) ** 2)
-    return torch.where(lam >= 0, torch.sqrt(lam.clamp_min(0.0)), torch.full_like(lam, float("nan"))) / (2.0 * m)
+    """Momentum of either daughter of a two-body decay in the parent rest frame (NaN below threshold: the
+    square root of a negative λ)."""
+    s, d = m1 + m2, m1 - m2
+    lam = (m * m - s * s).mul_(m * m - d * d)
+    return lam.sqrt_().div_(2.0 * m)
 
 
 def _decay(parent: tuple[torch.Tensor, ...], m: torch.Tensor, cos: torch.Tensor, phi: torch.Tensor,
@@ -108,29 +110,35 @@ def _decay(parent: tuple[torch.Tensor, ...], m: torch.Tensor, cos: torch.Tensor,
     """Daughters (lab; ``(px, py, pz, E)`` tuples) of ``parent`` of mass ``m``; daughter 1 along (cos θ, φ) in the
     parent rest frame, about the axes of :func:`_axes`.
 
-    With n̂ the parent's direction, γ = E/m and the rest-frame momentum k, a pure boost gives
-    p₁ = k sin θ (cos φ x̂′ + sin φ ŷ′) + (γ k cos θ + e₁ |p|/m) n̂ and E₁ = (E e₁ + |p| k cos θ)/m, and the same
-    with k → -k for daughter 2 (the inverse of :func:`_to_rest` and :func:`_angles`, written out).
+    With n̂ = (r cos ψ, r sin ψ, c) the parent's direction (ψ its azimuth, r = √(1 − c²)), γ = E/m and the
+    rest-frame momentum k, the axes are x̂′ = (c cos ψ, c sin ψ, −r) and ŷ′ = (−sin ψ, cos ψ, 0), and a pure
+    boost gives p₁ = k sin θ (cos φ x̂′ + sin φ ŷ′) + (γ k cos θ + e₁ |p|/m) n̂ and E₁ = (E e₁ + |p| k cos θ)/m,
+    and the same with k → −k for daughter 2 (the inverse of :func:`_to_rest` and :func:`_angles`, written
+    out with as few array operations as it takes).
     """
     px, py, pz, energy = parent
     k = _two_body(m, m1, m2)
-    e1, e2 = torch.sqrt(k**2 + m1**2), torch.sqrt(k**2 + m2**2)
+    k2 = k * k
+    e1, e2 = (k2 + m1 * m1).sqrt_(), k2.add_(m2 * m2).sqrt_()
     rho = torch.hypot(px, py)
-    pabs = torch.sqrt(rho**2 + pz**2)
-    a, b, c = px / pabs, py / pabs, pz / pabs  # n̂
-    r = rho / pabs
-    cphi, sphi = torch.cos(phi), torch.sin(phi)
-    ks = k * torch.sqrt((1.0 - cos**2).clamp_min(0.0))
-    # ks (cos φ x̂′ + sin φ ŷ′), with x̂′ = (a c, b c, -r²)/r and ŷ′ = (-b, a, 0)/r
-    tx = ks * (cphi * a * c - sphi * b) / r
-    ty = ks * (cphi * b * c + sphi * a) / r
-    tz = -ks * cphi * r
-    gk = energy / m * k * cos
-    along1 = gk + e1 * pabs / m
-    along2 = -gk + e2 * pabs / m
-    pk = pabs * k * cos
-    d1 = (tx + along1 * a, ty + along1 * b, tz + along1 * c, (energy * e1 + pk) / m)
-    d2 = (-tx + along2 * a, -ty + along2 * b, -tz + along2 * c, (energy * e2 - pk) / m)
+    pabs = torch.hypot(rho, pz)
+    cpsi, spsi = px / rho, py / rho
+    c, r = pz / pabs, rho.div_(pabs)
+    ks = (1.0 - cos * cos).clamp_min_(0.0).sqrt_().mul_(k)  # k sin θ
+    u, v = torch.cos(phi).mul_(ks), torch.sin(phi).mul_(ks)  # along x̂′ and ŷ′
+    uc = u * c
+    tx = uc * cpsi - v * spsi
+    ty = uc.mul_(spsi).add_(v.mul_(cpsi))
+    tz = u.mul_(r).neg_()
+    inv_m = m.reciprocal()
+    kc = k.mul_(cos)  # k cos θ
+    gk = energy * inv_m * kc
+    pm = pabs * inv_m
+    along1, along2 = gk + e1 * pm, (e2 * pm).sub_(gk)
+    a, b = cpsi.mul_(r), spsi.mul_(r)
+    pk = kc.mul_(pabs)
+    d1 = (tx + along1 * a, ty + along1 * b, tz + along1 * c, (energy * e1 + pk).mul_(inv_m))
+    d2 = ((along2 * a).sub_(tx), (along2 * b).sub_(ty), (along2 * c).sub_(tz), (energy * e2).sub_(pk).mul_(inv_m))
     return d1, d2
 
 
