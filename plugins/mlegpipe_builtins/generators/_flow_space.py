@@ -91,9 +91,7 @@ class FlowSpace:
         features: event fields and collections for ``columns`` / ``collection``.
         conditions: event-level fields the model is conditioned on (what users fix when sampling).
         preprocess: ``auto`` (asinh on the map's heavy-tailed features and, with ``splines``, on features
-            beyond the splines' reach), ``asinh`` (every feature), ``quantile`` (each feature's training quantiles
-            to N(0, 1)) or ``none``.
-        quantile_knots: knots per feature of ``quantile``.
+            beyond the splines' reach), ``asinh`` (every feature) or ``none``.
         y_transform: ``logit`` or ``log`` for the map's ``logit_features``.
         edges: ``auto`` (map hard edges away where they do not move with the conditions) or ``none``.
         azimuth: ``uniform`` (draw the map's uniform features) or ``learned``.
@@ -108,7 +106,6 @@ class FlowSpace:
         conditions: Sequence[str],
         *,
         preprocess: str = "auto",
-        quantile_knots: int = 4096,
         y_transform: str = "logit",
         edges: str = "auto",
         azimuth: str = "uniform",
@@ -121,7 +118,6 @@ class FlowSpace:
         self.user_features = list(features)
         self.conditions = list(conditions)
         self.preprocess = preprocess
-        self.quantile_knots = quantile_knots
         self.y_transform = y_transform
         self.edges_mode = edges
         self.splines = splines
@@ -198,9 +194,7 @@ class FlowSpace:
 
     def _make_pre(self) -> Scaler:
         """The per-feature preprocessing: quantiles to N(0, 1) (``preprocess = "quantile"``), else asinh where asked."""
-        if self.preprocess == "quantile":
-            return QuantileGaussianize(self.quantile_knots)
-        return AsinhScale(self._asinh_columns())
+        return QuantileGaussianize() if self.preprocess == "quantile" else AsinhScale(self._asinh_columns())
 
     def _asinh_columns(self) -> list[bool]:
         if self.preprocess == "none":

@@ -135,13 +135,8 @@ class FlowParams:
                                 "lepton momentum components, and for nsf on any feature whose standardized training values reach "
                                 "beyond ±4.5: the splines act on [-5, 5] only, so a flow cannot generate a tail "
                                 "beyond it, e.g. ln Q² above ~300 GeV² at HERA; asinh: on every feature); quantile: "
-                                "every feature's training quantiles mapped to N(0, 1) (quantile_knots knots, piecewise "
-                                "linear: the flow learns the dependence only; nothing is generated beyond the training "
-                                "range)")
-    quantile_knots: int = param(4096, min=2,
-                                doc="knots of preprocess = 'quantile' per feature (at most one per training event): "
-                                    "many knots copy each marginal's training sample, its statistical fluctuations "
-                                    "included; fewer knots leave the flow a smooth marginal to learn")
+                                "every feature's training quantiles mapped to N(0, 1) (4096 knots, piecewise linear: "
+                                "the flow learns the dependence only; nothing is generated beyond the training range)")
     y_transform: str = param("logit", choices=("logit", "log"),
                              doc="how a map's logit features (nu_scaled's ln y) are learned: logit (ln(y / (1 - y)): ln y where y << 1, "
                                  "the kinematic limit y -> 1 moved to infinity, so the steep fall of the spectrum "
@@ -248,7 +243,7 @@ class FlowGenerator(Generator):
     # -- construction ------------------------------------------------------------------
     def _new_space(self, azimuth: str) -> FlowSpace:
         return FlowSpace(self.p.feature_map, self.p.features, self.conditions, preprocess=self.p.preprocess,
-                         quantile_knots=self.p.quantile_knots, y_transform=self.p.y_transform, edges=self.p.edges, azimuth=azimuth,
+                         y_transform=self.p.y_transform, edges=self.p.edges, azimuth=azimuth,
                          splines=self.p.flow == "nsf", log_conditions=self.p.log_conditions,
                          registry=self.ctx.registry, where=self.ctx.name)
 
