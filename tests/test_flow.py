@@ -325,7 +325,7 @@ def test_events_do_not_depend_on_the_thread_count(trained) -> None:  # noqa: ANN
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        one = gen.sample(40_000, np.random.SeedSequence(5))  # 2 x 20,000: decoding splits over the threads
+        one = gen.sample(40_000, np.random.SeedSequence(5))  # two chunks (32768 + 7232), one per thread
         torch.set_num_threads(2)
         two = gen.sample(40_000, np.random.SeedSequence(5))
         assert torch.get_num_threads() == 2  # restored after the single-threaded kernels

@@ -84,7 +84,7 @@ _DISTILL_POOL = 1 << 20  # (noise, features) pairs the distilled sampler is regr
 _DISTILL_STEPS_PER_STEP, _DISTILL_STEPS_MAX = 2.4, 6000  # distill_steps = 0: measured at 6000 for 2500 steps
 _CONTEXT_MARGIN = 0.5  # distil conditional flows this fraction of the trained context span beyond it
 _CHUNKED = (FastFlowSampler, DistilledSampler)  # samplers that run their chunks on data-parallel threads
-_DECODE_CHUNK = 32768  # events decoded at a time by a thread (arrays that stay in cache)
+_DECODE_CHUNK = 32768  # events a thread samples, unprocesses and decodes at a time (arrays that stay in cache)
 _DEFAULT_MAP = "nu_scaled"  # without `features`: the DIS map measured best (README)
 _DEFAULT_SCAN_MAP = "dis_scaling"  # conditional on the beam energy: limits fixed at every energy (bench_energies)
 
