@@ -250,11 +250,12 @@ class _AffineCoupling(nn.Module):
 
     def __init__(self, first: _Group, second: _Group, slope: float) -> None:
         super().__init__()
+        if first.shared is None:
+            raise ValueError("the first block of an affine coupling has constant parameters")
         a, b = first.features, second.features
         self.first = slice(int(a[0]), int(a[-1]) + 1)
         self.second = slice(int(b[0]), int(b[-1]) + 1)
-        self.first_index = int(a[0])
-        shift, scale = first.shared or (torch.zeros(len(a)), torch.ones(len(a)))  # shared: checked by `of`
+        shift, scale = first.shared
         self.shift0, self.inv_scale0 = shift.reshape(1, -1).clone(), 1.0 / scale.reshape(1, -1)
         self.clip = 1.0 / abs(math.log(slope))
         linear = [(layer.weight.detach(), layer.bias.detach()) for layer in second.layers]
@@ -279,12 +280,10 @@ class _AffineCoupling(nn.Module):
         if n_context or len(groups) != 2 or groups[0].invert.kind != "affine" or groups[0].shared is None \
                 or groups[1].shared is not None or len(groups[1].layers) < 2:
             return None
-        for g in groups:
+        for g in groups:  # two contiguous blocks (the groups partition the features: one of them starts at 0)
             f = g.features
             if not bool((f == torch.arange(int(f[0]), int(f[0]) + len(f))).all()):
                 return None
-        if int(groups[0].features[0]) != 0 and int(groups[1].features[0]) != 0:
-            return None
         return cls(groups[0], groups[1], groups[0].invert.slope)
 
     def forward(self, y: Tensor, context: Tensor | None) -> Tensor:
@@ -295,7 +294,7 @@ class _AffineCoupling(nn.Module):
             h = torch.addmm(b, h.relu_(), w)
         shift, s = h[:, :self.m], h[:, self.half:self.half + self.m]
         x1 = (y[:, self.second] - shift).mul_(s.div(s.abs().mul_(self.clip).add_(1.0)).neg_().exp_())
-        return torch.cat((x0, x1) if self.first_index == 0 else (x1, x0), dim=1)
+        return torch.cat((x0, x1) if self.first.start == 0 else (x1, x0), dim=1)
 
 
 class FastFlowSampler(nn.Module):
