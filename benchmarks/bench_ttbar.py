@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +80,21 @@ def pythia_hard_rate(events: int = 20_000, seed: int = 1) -> float:
     for setting in ("Beams:eCM = 13000", "Random:setSeed = on", f"Random:seed = {seed}", "Print:quiet = on"):
         pythia.readString(setting)
     pythia.init()
-    rates = []
-    for _ in range(GENERATION_REPEATS):
-        start, done = time.perf_counter(), 0
+
+    def run(_: int) -> None:
+        done = 0
         while done < events:
             done += bool(pythia.next())
+
+    return _median_rate(run, events)
+
+
+def _median_rate(run: Callable[[int], object], events: int) -> float:
+    """Events/s of ``run(repeat)`` making ``events`` events: the median of :data:`GENERATION_REPEATS` timed calls."""
+    rates = []
+    for repeat in range(GENERATION_REPEATS):
+        start = time.perf_counter()
+        run(repeat)
         rates.append(events / (time.perf_counter() - start))
     return float(np.median(rates))
 
@@ -94,12 +105,7 @@ def _generation_rate(run_dir: Path, events: int, threads: int) -> float:
     torch.set_num_threads(threads)
     try:
         gen.sample(events, np.random.SeedSequence(0))  # warm-up at full size (the process's memory grows once)
-        rates = []
-        for repeat in range(GENERATION_REPEATS):
-            start = time.perf_counter()
-            gen.sample(events, np.random.SeedSequence(1 + repeat))
-            rates.append(events / (time.perf_counter() - start))
-        return float(np.median(rates))
+        return _median_rate(lambda repeat: gen.sample(events, np.random.SeedSequence(1 + repeat)), events)
     finally:
         torch.set_num_threads(old)
 
